@@ -1,0 +1,1 @@
+"""installer: offline install/update archives and configuration templates."""

@@ -1,0 +1,67 @@
+"""Shared plumbing for the suite's commands: exit statuses and error mapping.
+
+Commands are thin: they parse arguments, call one library function, print, and map
+errors to an exit status here, so an operator never sees a traceback for a mistake
+(`--traceback` shows one for support).
+"""
+from __future__ import annotations
+
+import enum
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+
+class ExitStatus(enum.IntEnum):
+    """Exit statuses shared by every command of the suite."""
+
+    OK = 0
+    ERROR = 1          # the operation failed (bad input, damaged file, refused)
+    USAGE = 2          # invalid invocation (argparse uses 2 as well)
+    INTERRUPTED = 130  # Ctrl+C
+
+
+class CommandError(Exception):
+    """An error to show the operator as one line, without a traceback."""
+
+    def __init__(self, message: str, status: ExitStatus = ExitStatus.ERROR):
+        super().__init__(message)
+        self.status = status
+
+
+def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None,
+        prog: str | None = None) -> int:
+    """Run a command's `main(argv)`, mapping exceptions to an exit status.
+
+    A :class:`CommandError` or OSError is printed as ``prog: error: message``; anything else
+    is printed as an internal error, with the traceback only when ``--traceback`` is given.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_tb = "--traceback" in args
+    if show_tb:
+        args.remove("--traceback")
+    prog = prog or sys.argv[0].rsplit("/", 1)[-1]
+    try:
+        return int(main(args))
+    except CommandError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return int(exc.status)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return int(ExitStatus.INTERRUPTED)
+    except BrokenPipeError:
+        # `qss-dat csv big.dat | head` closes the pipe early: not an error.
+        sys.stderr.close()
+        return int(ExitStatus.OK)
+    except OSError as exc:
+        if show_tb:
+            traceback.print_exc()
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"{prog}: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return int(ExitStatus.ERROR)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for operators
+        if show_tb:
+            traceback.print_exc()
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
+              f"(run again with --traceback and report it)", file=sys.stderr)
+        return int(ExitStatus.ERROR)

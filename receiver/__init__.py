@@ -1,0 +1,1 @@
+"""receiver: the uPMU push protocol and the service that queues pushed files."""

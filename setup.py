@@ -1,0 +1,32 @@
+"""The MicroPMU Quickstart Server suite: one distribution, several commands.
+
+Console scripts are added here as each command becomes real.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="qss",
+    version="0.1.0",
+    description="MicroPMU Quickstart Server: receiver, sync2q, upmu-adm, qss-get and friends",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["qss", "qss.*", "upmu_adm", "upmu_adm.*", "receiver",
+                                    "receiver.*", "sync2q", "sync2q.*", "installer",
+                                    "installer.*"]),
+    install_requires=[
+        "numpy>=1.24,<3",
+        "configobj>=5.0.8,<6",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7.4,<10",
+            "hypothesis>=6.80,<7",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "qss-dat = qss.cli.dat:main",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""sync2q: moves queued .dat files into BTrDB."""
