@@ -17,6 +17,7 @@ setup(
     install_requires=[
         "numpy>=1.24,<3",
         "configobj>=5.0.8,<6",
+        "tqdm>=4.60,<5",
     ],
     extras_require={
         "test": [
@@ -26,7 +27,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "qss-dat = qss.cli.dat:main",
+            "qss-dat = qss.cli.dat:entry",
         ],
     },
 )

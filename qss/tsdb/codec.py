@@ -1,0 +1,130 @@
+"""Column codec for chunk and statistics blobs: numpy transforms, then one zstd frame.
+
+How this works. A blob holds ``ncols`` columns of the same length ``n``. Each column is
+transformed into unsigned integers whose high bytes are mostly zero, the bytes of each
+column are transposed ("shuffled": all first bytes, then all second bytes, ...), the
+columns are concatenated and compressed with zstd as one frame. Transforms:
+
+- ``TIME``   int64, delta of deltas: regular sampling gives runs of 0 and ±1;
+- ``INT``    int64, delta;
+- ``F32``    float64 values that are all exactly float32 (uPMU samples are): the float32
+  bit patterns as int32, delta (nearby values of one sign and exponent have nearby bit
+  patterns, so the delta is small);
+- ``F64``    any other float64: the bit patterns as int64, delta.
+
+Deltas are zigzag-encoded so small negative numbers have small codes. Integer arithmetic
+wraps, so every transform is exactly invertible for any input (NaN payloads, -0.0, ...).
+
+Layout: ``b"C1"``, n (uint32 LE), ncols (uint8), ncols kind bytes, zstd frame.
+"""
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import zstandard
+
+TIME, INT, F32, F64 = 0, 1, 2, 3
+_MAGIC = b"C1"
+_HEAD = struct.Struct("<2sIB")
+_ZSTD_LEVEL = 3  # measured: level 1..9 differ by <1% in size on uPMU data, 3 is as fast as 1
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # zstandard (de)compressor objects must not be shared between threads.
+    c = getattr(_local, "c", None)
+    if c is None:
+        c = _local.c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = zstandard.ZstdDecompressor()
+    return d
+
+
+def _delta(a: np.ndarray) -> np.ndarray:
+    out = np.empty_like(a)
+    if len(a):
+        out[0] = a[0]
+        np.subtract(a[1:], a[:-1], out=out[1:])
+    return out
+
+
+def _zigzag(d: np.ndarray) -> np.ndarray:
+    bits = d.dtype.itemsize * 8 - 1
+    return ((d << 1) ^ (d >> bits)).view(np.dtype(f"u{d.dtype.itemsize}"))
+
+
+def _unzigzag(z: np.ndarray, signed: np.dtype) -> np.ndarray:
+    return (z >> 1).view(signed) ^ -(z & 1).view(signed)
+
+
+def _shuffle(u: np.ndarray) -> bytes:
+    return np.ascontiguousarray(u.view(np.uint8).reshape(-1, u.itemsize).T).tobytes()
+
+
+def is_float32_exact(values: np.ndarray) -> bool:
+    """True when every float64 value survives a round trip through float32 bit-exactly."""
+    f = values.astype(np.float32)
+    return bool(np.array_equal(f.astype(np.float64).view(np.int64), values.view(np.int64)))
+
+
+def _forward(col: np.ndarray, kind: int) -> tuple[int, np.ndarray]:
+    if kind == TIME:
+        return TIME, _zigzag(_delta(_delta(col.astype(np.int64, copy=False))))
+    if kind == INT:
+        return INT, _zigzag(_delta(col.astype(np.int64, copy=False)))
+    col = col.astype(np.float64, copy=False)
+    if is_float32_exact(col):
+        return F32, _zigzag(_delta(col.astype(np.float32).view(np.int32)))
+    return F64, _zigzag(_delta(col.view(np.int64)))
+
+
+def encode(columns: Sequence[np.ndarray], kinds: Sequence[int]) -> bytes:
+    """Encode equal-length columns; ``kinds`` gives TIME or INT for int64 columns and
+    F64 for float64 columns (the encoder picks F32 itself when it is exact)."""
+    n = len(columns[0]) if columns else 0
+    parts, used = [], []
+    for col, kind in zip(columns, kinds, strict=True):
+        if len(col) != n:
+            raise ValueError("columns differ in length")
+        k, u = _forward(col, kind)
+        used.append(k)
+        parts.append(_shuffle(u))
+    body = _compressor().compress(b"".join(parts))
+    return _HEAD.pack(_MAGIC, n, len(used)) + bytes(used) + body
+
+
+def decode(blob: bytes) -> list[np.ndarray]:
+    """Inverse of :func:`encode`: int64 arrays for TIME/INT, float64 for F32/F64."""
+    magic, n, ncols = _HEAD.unpack_from(blob)
+    if magic != _MAGIC:
+        raise ValueError("not a column blob")
+    kinds = blob[_HEAD.size:_HEAD.size + ncols]
+    body = _decompressor().decompress(blob[_HEAD.size + ncols:])
+    raw = np.frombuffer(body, np.uint8)
+    out, pos = [], 0
+    for k in kinds:
+        size = 4 if k == F32 else 8
+        u = raw[pos:pos + n * size].reshape(size, n).T.copy().view(f"<u{size}").ravel()
+        pos += n * size
+        if k == F32:
+            out.append(np.cumsum(_unzigzag(u, np.dtype(np.int32)), dtype=np.int32)
+                       .view(np.float32).astype(np.float64))
+        elif k == F64:
+            out.append(np.cumsum(_unzigzag(u, np.dtype(np.int64)), dtype=np.int64)
+                       .view(np.float64))
+        elif k == INT:
+            out.append(np.cumsum(_unzigzag(u, np.dtype(np.int64)), dtype=np.int64))
+        elif k == TIME:
+            d = np.cumsum(_unzigzag(u, np.dtype(np.int64)), dtype=np.int64)
+            out.append(np.cumsum(d, dtype=np.int64))
+        else:
+            raise ValueError(f"unknown column kind {k}")
+    return out
