@@ -197,11 +197,11 @@ def summarize_skipped(skipped: tuple[SkippedRecord, ...] | list[SkippedRecord]) 
     if not skipped:
         return "no record skipped"
     counts = Counter(s.kind for s in skipped)
-    first = {}
+    first: dict[str, str] = {}  # kinds in order of first appearance
     for s in skipped:
         first.setdefault(s.kind, s.reason)
-    parts = [f"{counts[k]} x {first[k]}" if counts[k] > 1 else first[k]
-             for k in SKIP_KINDS if k in counts]
+    parts = [f"{counts[k]} x {reason}" if counts[k] > 1 else reason
+             for k, reason in first.items()]
     noun = "record" if len(skipped) == 1 else "records"
     return f"{len(skipped)} {noun} skipped: " + "; ".join(parts)
 

@@ -80,11 +80,24 @@ class _Wander:
         self.amp = amps
         self.phase = rng.uniform(0, 2 * np.pi, count)
 
-    def value(self, t: np.ndarray) -> np.ndarray:
-        return np.sin(t[..., None] * self.omega + self.phase) @ self.amp
+    # Times are a record's start t0 (k,) plus offsets tau (n,) within the second; the
+    # angle-addition identity turns k*n*count sines into k*count + n*count and two
+    # small matrix products.
+    def _parts(self, t0: np.ndarray, tau: np.ndarray):
+        a = np.outer(t0, self.omega) + self.phase
+        b = np.outer(tau, self.omega)
+        return np.sin(a), np.cos(a), np.sin(b), np.cos(b)
 
-    def integral(self, t: np.ndarray) -> np.ndarray:
-        return -np.cos(t[..., None] * self.omega + self.phase) @ (self.amp / self.omega)
+    def value(self, t0: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """The signal at t0[:, None] + tau[None, :]."""
+        sa, ca, sb, cb = self._parts(t0, tau)
+        return (sa * self.amp) @ cb.T + (ca * self.amp) @ sb.T
+
+    def integral(self, t0: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """An antiderivative of :meth:`value` at t0[:, None] + tau[None, :]."""
+        sa, ca, sb, cb = self._parts(t0, tau)
+        w = self.amp / self.omega
+        return -((ca * w) @ cb.T - (sa * w) @ sb.T)
 
 
 class UpmuSimulator:
@@ -130,22 +143,22 @@ class UpmuSimulator:
         k = len(secs)
         recs = dat.empty_records(k, extended=self.extended)
         dat.set_record_times(recs, secs, INTERVAL_MS)
-        offs = np.rint(np.arange(SAMPLES) * float(INTERVAL_MS) * 1e6) / 1e9
-        t = (secs - _T0).astype(np.float64)[:, None] + offs[None, :]
+        tau = np.rint(np.arange(SAMPLES) * float(INTERVAL_MS) * 1e6) / 1e9
+        t0 = (secs - _T0).astype(np.float64)
         z, u = self._noise(secs)
         s = self.site
 
-        freq_dev = self._freq.value(t)
-        theta = self._theta0 + 360.0 * self._freq.integral(t) + 0.004 * z[:, 0]
-        common_v = s.volts + self._volts.value(t)
-        load = _daily_shape(s.daily, secs)[:, None] * (1.0 + self._load.value(t))
-        pf = np.clip(s.power_factor + self._pf.value(t), 0.5, 1.0)
+        freq_dev = self._freq.value(t0, tau)
+        theta = self._theta0 + 360.0 * self._freq.integral(t0, tau) + 0.004 * z[:, 0]
+        common_v = s.volts + self._volts.value(t0, tau)
+        load = _daily_shape(s.daily, secs)[:, None] * (1.0 + self._load.value(t0, tau))
+        pf = np.clip(s.power_factor + self._pf.value(t0, tau), 0.5, 1.0)
         pf_angle = np.degrees(np.arccos(pf))
 
-        watts = np.zeros_like(t)
-        var = np.zeros_like(t)
+        watts = np.zeros((k, SAMPLES))
+        var = np.zeros((k, SAMPLES))
         for p in range(3):
-            v_mag = (common_v * (1 + self._v_imbalance[p]) + self._phase_volts[p].value(t)
+            v_mag = (common_v * (1 + self._v_imbalance[p]) + self._phase_volts[p].value(t0, tau)
                      + 2e-4 * s.volts * z[:, 1 + p])
             i_mag = np.abs(s.amps * load * (1 + self._i_imbalance[p])
                            * (1 + 0.002 * z[:, 4 + p]) + 0.001 * s.amps * z[:, 7 + p])
