@@ -324,7 +324,6 @@ def _parse(raw: RawRecords, window: DateWindow) -> DatFile:
 def _validate(raw: RawRecords, window: DateWindow, skipped: list[SkippedRecord]):
     """Check every record at once; returns (keep mask, samples per record, second in ns)."""
     recs = raw.records
-    k = len(recs)
     interval = recs["interval_ms"].astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         n_samples = np.where(np.isfinite(interval) & (interval > 0),

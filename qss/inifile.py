@@ -77,6 +77,7 @@ class Fingerprint(NamedTuple):
 
     @classmethod
     def of(cls, st: os.stat_result) -> Fingerprint:
+        """The fingerprint of a stat result (``os.stat`` or ``os.fstat``)."""
         return cls(st.st_ino, st.st_mtime_ns, st.st_size)
 
 
