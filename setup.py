@@ -18,6 +18,11 @@ setup(
         "numpy>=1.24,<3",
         "configobj>=5.0.8,<6",
         "tqdm>=4.60,<5",
+        # The official BTrDB client: sync2q writes through it, and the embedded server
+        # serves its own generated gRPC stubs, so the protocol cannot drift.
+        "btrdb>=5.34,<6",
+        "pyarrow>=14,<30",
+        "zstandard>=0.22,<1",
     ],
     extras_require={
         "test": [

@@ -48,6 +48,16 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
+def compress(data: bytes) -> bytes:
+    """zstd, with this thread's compressor."""
+    return _compressor().compress(data)
+
+
+def decompress(data: bytes) -> bytes:
+    """Inverse of :func:`compress`."""
+    return _decompressor().decompress(data)
+
+
 def _delta(a: np.ndarray) -> np.ndarray:
     out = np.empty_like(a)
     if len(a):
@@ -71,7 +81,8 @@ def _shuffle(u: np.ndarray) -> bytes:
 
 def is_float32_exact(values: np.ndarray) -> bool:
     """True when every float64 value survives a round trip through float32 bit-exactly."""
-    f = values.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out of range: simply not exact
+        f = values.astype(np.float32)
     return bool(np.array_equal(f.astype(np.float64).view(np.int64), values.view(np.int64)))
 
 

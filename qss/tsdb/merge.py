@@ -89,13 +89,17 @@ def merge(old_t: np.ndarray, old_v: np.ndarray, old_ver: np.ndarray,
             if replaced:
                 old_t, old_v, old_ver = old_t[~gone], old_v[~gone], old_ver[~gone]
         elif policy == MergePolicy.EQUAL:
-            lo = np.searchsorted(old_t, new_t, "left")
-            hi = np.searchsorted(old_t, new_t, "right")
+            # Sort stored and new (time, bits) pairs together, stored first; a new pair
+            # equal to its predecessor matches a stored one (the batch has no copies).
+            t = np.concatenate((old_t, new_t))
+            bits = np.concatenate((old_v.view(np.int64), new_v.view(np.int64)))
+            origin = np.concatenate((np.zeros(len(old_t), np.int8), np.ones(len(new_t), np.int8)))
+            order = np.lexsort((origin, bits, t))
+            ts, bs = t[order], bits[order]
+            dup = np.concatenate(([False], (ts[1:] == ts[:-1]) & (bs[1:] == bs[:-1])))
             keep = np.ones(len(new_t), bool)
-            new_bits, old_bits = new_v.view(np.int64), old_v.view(np.int64)
-            for i in np.flatnonzero(hi > lo):  # only timestamps that collide
-                if np.any(old_bits[lo[i]:hi[i]] == new_bits[i]):
-                    keep[i] = False
+            hit = order[dup]
+            keep[hit[hit >= len(old_t)] - len(old_t)] = False  # stored copies stay
             new_t, new_v = new_t[keep], new_v[keep]
     new_ver = np.full(len(new_t), version, np.int64)
     if len(old_t) == 0:
@@ -105,7 +109,7 @@ def merge(old_t: np.ndarray, old_v: np.ndarray, old_ver: np.ndarray,
     t = np.concatenate((old_t, new_t))
     v = np.concatenate((old_v, new_v))
     ver = np.concatenate((old_ver, new_ver))
-    if new_t[0] < old_t[-1] or (new_t[0] == old_t[-1]):
+    if new_t[0] <= old_t[-1]:
         order = np.argsort(t, kind="stable")  # stored points first at equal times
         t, v, ver = t[order], v[order], ver[order]
     return t, v, ver, new_t, replaced

@@ -69,16 +69,20 @@ def _group_starts(keys: np.ndarray) -> np.ndarray:
 
 def from_points(times: np.ndarray, values: np.ndarray, shift: int) -> Stats:
     """Statistics per window of width 2^shift of time-sorted points."""
-    if len(times) == 0:
+    return from_keyed(times >> shift, values)
+
+
+def from_keyed(keys: np.ndarray, values: np.ndarray) -> Stats:
+    """Statistics per window of points whose sorted window indices are ``keys``."""
+    if len(keys) == 0:
         return empty()
-    win = times >> shift
-    starts = _group_starts(win)
-    count = np.diff(np.append(starts, len(times)))
+    starts = _group_starts(keys)
+    count = np.diff(np.append(starts, len(keys)))
     mean = np.add.reduceat(values, starts) / count
     # Two passes (mean, then squared deviations) keep m2 accurate for large offsets.
     dev = values - np.repeat(mean, count)
     m2 = np.add.reduceat(dev * dev, starts)
-    return Stats(win[starts], count.astype(np.int64), np.minimum.reduceat(values, starts),
+    return Stats(keys[starts], count.astype(np.int64), np.minimum.reduceat(values, starts),
                  mean, np.maximum.reduceat(values, starts), m2)
 
 

@@ -1,0 +1,179 @@
+"""Multi-resolution statistics, kept up to date on every write.
+
+How this works. Level L holds one record (count, min, mean, max, m2) per non-empty window
+of 2^L ns, for L in LEVELS = 30, 34, ..., 62. Level 30 (about 1.07 s) is computed from raw
+points; each coarser level from the one below, 16 windows at a time. A row of the ``stats``
+table ("block") holds the records of 2^BLOCK_BITS consecutive windows of one level, so an
+aligned-windows query at point width pw reads level L = the largest level <= pw and
+combines at most 2^(pw-L) <= 8 records per output window: its cost follows the number of
+windows returned, not the number of points beneath them. Widths below 2^30 are computed
+from raw points (at 120 Hz that is at most ~128 points per window).
+
+A write names the level-30 windows it made dirty (with their fresh records; a dirty window
+without a record became empty) and, for deletes, a cleared range of level-30 windows.
+:func:`plan_update` turns that into the block rows to rewrite or delete at every level.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+from . import codec
+from . import stats as st
+
+LEVEL0 = 30
+STRIDE = 4
+LEVELS = tuple(range(LEVEL0, 63, STRIDE))  # 30, 34, ..., 62
+BLOCK_BITS = 10
+_KINDS = (codec.INT, codec.INT, codec.F64, codec.F64, codec.F64, codec.F64)
+
+
+def level_for(pw: int) -> int | None:
+    """The coarsest stored level whose windows nest in windows of 2^pw, or None (raw)."""
+    if pw < LEVEL0:
+        return None
+    return LEVEL0 + (pw - LEVEL0) // STRIDE * STRIDE
+
+
+_PLAIN = b"P1"
+
+
+def encode_block(level: int, block: int, s: st.Stats) -> bytes:
+    """Level 30, nearly all of the statistics' bytes, gets the compact column codec;
+    coarser levels (1/16 of the size and rewritten by most writes) get plain zstd,
+    which encodes ten times faster."""
+    off = s.win - (block << BLOCK_BITS)
+    if level == LEVEL0:
+        return codec.encode([off, s.count, s.min, s.mean, s.max, s.m2], _KINDS)
+    body = b"".join(c.astype("<f8" if c.dtype.kind == "f" else "<i8", copy=False).tobytes()
+                    for c in (off, s.count, s.min, s.mean, s.max, s.m2))
+    return _PLAIN + codec.compress(body)
+
+
+def decode_block(block: int, blob: bytes) -> st.Stats:
+    if blob[:2] == _PLAIN:
+        raw = np.frombuffer(codec.decompress(blob[2:]), np.uint8)
+        cols = raw.reshape(6, -1)
+        off, count = cols[0].view("<i8"), cols[1].view("<i8")
+        mn, mean, mx, m2 = (cols[i].view("<f8") for i in range(2, 6))
+    else:
+        off, count, mn, mean, mx, m2 = codec.decode(blob)
+    return st.Stats(off + (block << BLOCK_BITS), count, mn, mean, mx, m2)
+
+
+def read(conn: sqlite3.Connection, sid: int, level: int, w0: int, w1: int) -> st.Stats:
+    """Records of windows w0 <= w < w1 at ``level``."""
+    if w1 <= w0:
+        return st.empty()
+    rows = conn.execute("SELECT block, data FROM stats WHERE stream=? AND level=?"
+                        " AND block BETWEEN ? AND ? ORDER BY block",
+                        (sid, level, w0 >> BLOCK_BITS, (w1 - 1) >> BLOCK_BITS)).fetchall()
+    s = st.concat([decode_block(b, d) for b, d in rows])
+    if len(s) and (s.win[0] < w0 or s.win[-1] >= w1):
+        s = s.take((s.win >= w0) & (s.win < w1))
+    return s
+
+
+def _load_blocks(conn: sqlite3.Connection, sid: int, level: int, blocks: np.ndarray
+                 ) -> dict[int, st.Stats]:
+    out: dict[int, st.Stats] = {}
+    for i in range(0, len(blocks), 500):  # stay under SQLite's parameter limit
+        part = [int(b) for b in blocks[i:i + 500]]
+        marks = ",".join("?" * len(part))
+        for b, d in conn.execute(f"SELECT block, data FROM stats WHERE stream=? AND level=?"
+                                 f" AND block IN ({marks})", (sid, level, *part)):
+            out[b] = decode_block(b, d)
+    return out
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique for an already sorted array, without the sort."""
+    if len(a) < 2:
+        return a
+    return a[np.concatenate(([True], a[1:] != a[:-1]))]
+
+
+def _member(sorted_set: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """For each probe, whether it is in the sorted array ``sorted_set``."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(probe), bool)
+    i = np.minimum(np.searchsorted(sorted_set, probe), len(sorted_set) - 1)
+    return sorted_set[i] == probe
+
+
+class Plan:
+    """Rows to write: upserts (level, block, blob) and deletes (level, block) and
+    (level, first block, last block) ranges."""
+
+    def __init__(self) -> None:
+        self.upserts: list[tuple[int, int, bytes]] = []
+        self.deletes: list[tuple[int, int]] = []
+        self.range_deletes: list[tuple[int, int, int]] = []
+
+    def apply(self, conn: sqlite3.Connection, sid: int) -> None:
+        """Execute inside the caller's write transaction."""
+        for level, b0, b1 in self.range_deletes:
+            conn.execute("DELETE FROM stats WHERE stream=? AND level=? AND block BETWEEN ? AND ?",
+                         (sid, level, b0, b1))
+        conn.executemany("DELETE FROM stats WHERE stream=? AND level=? AND block=?",
+                         [(sid, lv, b) for lv, b in self.deletes])
+        conn.executemany("INSERT OR REPLACE INTO stats(stream, level, block, data)"
+                         " VALUES (?,?,?,?)", [(sid, lv, b, d) for lv, b, d in self.upserts])
+
+
+def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st.Stats,
+                cleared: tuple[int, int] | None = None) -> Plan:
+    """Plan the rewrite of every level after a change of level-30 windows.
+
+    ``dirty``: sorted unique level-30 windows whose records are recomputed; ``fresh``: their
+    new records (windows of ``dirty`` missing from it are now empty); ``cleared``: an
+    inclusive range of level-30 windows whose records all go (a delete), its two end
+    windows being listed in ``dirty`` when partly kept.
+    """
+    plan = Plan()
+    for level in LEVELS:
+        blocks = dirty >> BLOCK_BITS
+        if cleared is not None:
+            a, b = cleared
+            ba, bb = a >> BLOCK_BITS, b >> BLOCK_BITS
+            if bb - ba > 1:  # blocks strictly inside the range hold nothing afterwards
+                plan.range_deletes.append((level, ba + 1, bb - 1))
+            blocks = np.union1d(blocks, [ba, bb])
+        else:
+            blocks = sorted_unique(blocks)
+        loaded = _load_blocks(conn, sid, level, blocks)
+        after: list[st.Stats] = []
+        fresh_block = fresh.win >> BLOCK_BITS
+        for blk in (int(x) for x in blocks):
+            old = loaded.get(blk, st.empty())
+            if len(old):
+                drop = _member(dirty, old.win)
+                if cleared is not None:
+                    drop |= (old.win >= cleared[0]) & (old.win <= cleared[1])
+                old = old.take(~drop)
+            lo, hi = np.searchsorted(fresh_block, [blk, blk + 1])
+            new = fresh.take(slice(lo, hi))
+            merged = st.concat([old, new])
+            if len(old) and len(new):
+                merged = merged.take(np.argsort(merged.win, kind="stable"))
+            if len(merged):
+                plan.upserts.append((level, blk, encode_block(level, blk, merged)))
+                after.append(merged)
+            elif blk in loaded:
+                plan.deletes.append((level, blk))
+        if level == LEVELS[-1]:
+            break
+        # The next level's dirty windows, recomputed from this level's updated blocks
+        # (each next-level window lies inside one of them, as BLOCK_BITS >= STRIDE).
+        dirty = sorted_unique(dirty >> STRIDE)
+        if cleared is not None:
+            cleared = (cleared[0] >> STRIDE, cleared[1] >> STRIDE)
+            dirty = np.union1d(dirty, cleared)
+        cur = st.concat(after)
+        if len(cur):
+            cur = cur.take(np.argsort(cur.win, kind="stable"))
+            fresh = st.combine(cur.take(_member(dirty, cur.win >> STRIDE)), STRIDE)
+        else:
+            fresh = st.empty()
+    return plan

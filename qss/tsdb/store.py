@@ -1,0 +1,429 @@
+"""The storage engine: streams of (int64 ns, float64) points with BTrDB semantics.
+
+:class:`Store` is what the gRPC and REST adapters call; it knows nothing of either. Every
+write is one SQLite transaction (chunks, statistics at every level, change log, version)
+committed before the call returns. Every insert or delete makes a new data version; reads
+at an older version are exact wherever nothing older was deleted or overwritten since
+(points remember the version that wrote them), and fail with VersionNotAvailable where
+something was. Semantics: reference/btrdb-v5.md §2-3.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import uuid as uuidlib
+
+import numpy as np
+
+from . import chunks, levels, merge, meta
+from . import stats as st
+from .db import Db, snapshot
+from .errors import (MAXIMUM_TIME, MINIMUM_TIME, BadValue, InvalidPointWidth,
+                     InvalidTimeRange, InvalidVersions, NoSuchPoint, VersionNotAvailable,
+                     WrongArgs)
+from .merge import MergePolicy
+from .meta import StreamInfo
+
+__all__ = ["Store", "Windows", "MergePolicy", "StreamInfo"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """Statistics of non-empty windows: start time, min, mean, max, count, stddev."""
+
+    time: np.ndarray    # int64 ns, window start
+    min: np.ndarray
+    mean: np.ndarray
+    max: np.ndarray
+    count: np.ndarray   # uint64
+    stddev: np.ndarray  # population standard deviation
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def _windows(s: st.Stats, time: np.ndarray) -> Windows:
+    return Windows(time.astype(np.int64), s.min, s.mean, s.max, s.count.astype(np.uint64),
+                   s.stddev)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Version:
+    reported: int                        # the version the answer is for
+    filter: bool                         # leave out points written after it
+    changed: list[tuple[int, int]]       # ranges written since (when filtering)
+
+
+class Store:
+    """A data directory of streams. Thread-safe; writes to one stream are serialised."""
+
+    def __init__(self, directory: str | os.PathLike, *, durable: bool = True,
+                 chunk_points: int = chunks.CHUNK_POINTS):
+        self.db = Db(directory, durable=durable)
+        self.chunk_points = chunk_points
+        self._locks: dict[bytes, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the database; the store cannot be used afterwards."""
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _lock(self, uuid: uuidlib.UUID) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(uuid.bytes, threading.Lock())
+
+    # ---- metadata -------------------------------------------------------------------
+    def create(self, uuid: uuidlib.UUID, collection: str, tags: dict[str, str | None],
+               annotations: dict[str, str | None]) -> StreamInfo:
+        """Create an empty stream. Raises StreamExists, RecycledUUID, AmbiguousStream,
+        InvalidCollection, InvalidTagKey, InvalidTagValue."""
+        return meta.create(self.db, uuid, collection, tags, annotations)
+
+    def info(self, uuid: uuidlib.UUID) -> StreamInfo:
+        """Descriptor, property version and data version. Raises StreamNotFound."""
+        return meta.get(self.db, uuid)
+
+    def set_annotations(self, uuid: uuidlib.UUID, expected_property_version: int,
+                        changes: dict[str, str | None], removals: list[str] = ()) -> int:
+        """Compare-and-set annotation upserts and removals; returns the property version."""
+        return meta.set_annotations(self.db, uuid, expected_property_version, changes,
+                                    list(removals))
+
+    def set_tags(self, uuid: uuidlib.UUID, expected_property_version: int,
+                 tags: dict[str, str | None], collection: str,
+                 removals: list[str] = ()) -> int:
+        """Compare-and-set tag upserts and a collection move; returns the property version."""
+        return meta.set_tags(self.db, uuid, expected_property_version, tags, collection,
+                             list(removals))
+
+    def list_collections(self, prefix: str = "") -> list[str]:
+        """Sorted collections with at least one stream, starting with ``prefix``."""
+        return meta.list_collections(self.db, prefix)
+
+    def lookup(self, collection: str, is_prefix: bool = True,
+               tags: dict[str, str | None] | None = None,
+               annotations: dict[str, str | None] | None = None) -> list[StreamInfo]:
+        """Streams by collection (exact or prefix) and tag/annotation conditions."""
+        return meta.lookup(self.db, collection, is_prefix, tags or {}, annotations or {})
+
+    def metadata_usage(self, prefix: str = "") -> tuple[dict[str, int], dict[str, int]]:
+        """Per tag and annotation key, the number of streams under ``prefix`` having it."""
+        return meta.metadata_usage(self.db, prefix)
+
+    # ---- writes ---------------------------------------------------------------------
+    def insert(self, uuid: uuidlib.UUID, times, values,
+               policy: MergePolicy = MergePolicy.NEVER) -> int:
+        """Insert points (any order) and return the new data version.
+
+        An insert that stores nothing (empty, or every point merged away) returns the
+        current version. Raises StreamNotFound, BadValue (NaN/Inf), InvalidTimeRange,
+        WrongArgs (arrays of different shapes).
+        """
+        t = np.ascontiguousarray(times, dtype=np.int64)
+        v = np.ascontiguousarray(values, dtype=np.float64)
+        if t.ndim != 1 or t.shape != v.shape:
+            raise WrongArgs("times and values must be 1-d arrays of the same length")
+        policy = MergePolicy(policy)
+        with self._lock(uuid):
+            sid, version = meta.stream_id(self.db, uuid)
+            if len(t) == 0:
+                return version
+            if not np.isfinite(v).all():
+                kind = "NaN" if np.isnan(v).any() else "Inf"
+                raise BadValue(f"insert contains {kind} values")
+            if t.min() < MINIMUM_TIME or t.max() >= MAXIMUM_TIME - 1:
+                raise InvalidTimeRange("insert contains points outside valid time interval")
+            t, v = merge.sort_batch(t, v)
+            t, v = merge.dedupe_batch(t, v, policy)
+            return self._insert_sorted(sid, version, t, v, policy)
+
+    def _insert_sorted(self, sid: int, version: int, t: np.ndarray, v: np.ndarray,
+                       policy: MergePolicy) -> int:
+        conn = self.db.conn()
+        new_version = version + 1
+        rows = chunks.rows_between(conn, sid, int(t[0]), int(t[-1]))
+        starts = np.array([r.start for r in rows], np.int64)
+        owner = np.searchsorted(starts, t, "right") - 1  # -1: before the first chunk
+        cuts = np.flatnonzero(owner[1:] != owner[:-1]) + 1
+        writes: list[tuple[int, chunks.Points]] = []
+        dirty, fresh, changes = [], [], []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(t)]):
+            nt, nv, c = t[lo:hi], v[lo:hi], int(owner[lo])
+            old, base = chunks.empty_points(), chunks.floor_align(int(nt[0]))
+            if c >= 0:
+                r = rows[c]
+                # Appending past a nearly full chunk starts a new one instead of
+                # rewriting it; otherwise merge into the chunk and re-cut it.
+                appending = nt[0] > r.last and (nt[0] >> chunks.ALIGN) > (r.last >> chunks.ALIGN)
+                if not (appending and r.count >= self.chunk_points * 3 // 4):
+                    old, base = chunks.load(conn, sid, r.start), r.start
+            mt, mv, mver, kept, replaced = merge.merge(old.t, old.v, old.ver, nt, nv,
+                                                       new_version, policy)
+            if len(kept) == 0:
+                continue
+            merged = chunks.Points(mt, mv, mver)
+            for start, a, b in chunks.split(mt, base, self.chunk_points):
+                writes.append((start, merged.slice(a, b)))
+            wins = levels.sorted_unique(kept >> levels.LEVEL0)
+            mw = mt >> levels.LEVEL0
+            inside = np.isin(mw, wins) if (mw[0] < wins[0] or mw[-1] > wins[-1]
+                                          or len(wins) < mw[-1] - mw[0] + 1) else slice(None)
+            fresh.append(st.from_keyed(mw[inside], mv[inside]))
+            dirty.append(wins)
+            changes.append((int(kept[0]), int(kept[-1]) + 1, int(replaced > 0)))
+        if not writes:
+            return version
+        plan = levels.plan_update(conn, sid, np.concatenate(dirty), st.concat(fresh))
+        chunk_rows = [(sid, start, int(p.t[0]), int(p.t[-1]), len(p), chunks.encode(p))
+                      for start, p in writes]
+        with self.db.transaction() as c:
+            c.executemany("INSERT OR REPLACE INTO chunks(stream, start, first, last, count,"
+                          " data) VALUES (?,?,?,?,?,?)", chunk_rows)
+            plan.apply(c, sid)
+            c.executemany('INSERT INTO changes(stream, version, start, "end", lossy)'
+                          " VALUES (?,?,?,?,?)",
+                          [(sid, new_version, a, b, lossy) for a, b, lossy in changes])
+            c.execute("UPDATE streams SET version=? WHERE id=?", (new_version, sid))
+        return new_version
+
+    def delete(self, uuid: uuidlib.UUID, start: int, end: int) -> int:
+        """Delete points with start <= t < end; returns the new data version.
+
+        Raises StreamNotFound, InvalidTimeRange."""
+        if start < MINIMUM_TIME or end >= MAXIMUM_TIME:
+            raise InvalidTimeRange("delete time range out of bounds")
+        if start >= end:
+            raise InvalidTimeRange("delete start time >= end time")
+        with self._lock(uuid):
+            sid, version = meta.stream_id(self.db, uuid)
+            conn = self.db.conn()
+            new_version = version + 1
+            removes, writes = [], []
+            for r in chunks.rows_between(conn, sid, start, end - 1):
+                if r.last < start or r.first >= end:
+                    continue
+                if r.first >= start and r.last < end:
+                    removes.append(r.start)
+                    continue
+                p = chunks.load(conn, sid, r.start)
+                kept = p.take((p.t < start) | (p.t >= end))
+                if len(kept) == 0:
+                    removes.append(r.start)
+                elif len(kept) < len(p):
+                    writes.append((r.start, kept))
+            # The two edge windows keep their points outside [start, end): recompute them
+            # from what is stored there (untouched by this delete).
+            a, b = start >> levels.LEVEL0, (end - 1) >> levels.LEVEL0
+            head = chunks.read(conn, sid, a << levels.LEVEL0, start)
+            tail = chunks.read(conn, sid, end, (b + 1) << levels.LEVEL0)
+            edge = chunks.concat([head, tail])
+            fresh = st.from_points(edge.t, edge.v, levels.LEVEL0)
+            plan = levels.plan_update(conn, sid, np.unique(np.array([a, b], np.int64)), fresh,
+                                      cleared=(a, b))
+            with self.db.transaction() as c:
+                c.executemany("DELETE FROM chunks WHERE stream=? AND start=?",
+                              [(sid, s) for s in removes])
+                c.executemany("UPDATE chunks SET first=?, last=?, count=?, data=?"
+                              " WHERE stream=? AND start=?",
+                              [(int(p.t[0]), int(p.t[-1]), len(p), chunks.encode(p), sid, s)
+                               for s, p in writes])
+                plan.apply(c, sid)
+                c.execute('INSERT INTO changes(stream, version, start, "end", lossy)'
+                          " VALUES (?,?,?,?,1)", (sid, new_version, start, end))
+                c.execute("UPDATE streams SET version=? WHERE id=?", (new_version, sid))
+            return new_version
+
+    def flush(self, uuid: uuidlib.UUID) -> int:
+        """Every write is committed when it returns, so this only reports the version."""
+        return meta.stream_id(self.db, uuid)[1]
+
+    def obliterate(self, uuid: uuidlib.UUID) -> None:
+        """Delete the stream, its data and metadata; its uuid can never be used again."""
+        with self._lock(uuid):
+            sid, _ = meta.stream_id(self.db, uuid)
+            with self.db.transaction() as c:
+                for table in ("chunks", "stats", "changes"):
+                    c.execute(f"DELETE FROM {table} WHERE stream=?", (sid,))
+                c.execute("DELETE FROM streams WHERE id=?", (sid,))
+                c.execute("INSERT OR IGNORE INTO obliterated(uuid) VALUES (?)", (uuid.bytes,))
+
+    # ---- reads ----------------------------------------------------------------------
+    def _version(self, conn, sid: int, latest: int, version: int, t0: int, t1: int
+                 ) -> _Version:
+        """How to answer for [t0, t1) at ``version`` (0 = latest)."""
+        if version == 0 or version == latest:
+            return _Version(latest, False, [])
+        if version > latest:
+            raise VersionNotAvailable(f"version {version} does not exist (latest {latest})")
+        rows = conn.execute('SELECT start, "end", lossy FROM changes WHERE stream=?'
+                            ' AND version>? AND start<? AND "end">?',
+                            (sid, version, t1, t0)).fetchall()
+        if any(r[2] for r in rows):
+            raise VersionNotAvailable(
+                f"version {version} is no longer available for this range: points were"
+                " deleted or overwritten since")
+        return _Version(version, bool(rows), [(r[0], r[1]) for r in rows])
+
+    def _points(self, conn, sid: int, t0: int, t1: int, ver: _Version) -> chunks.Points:
+        p = chunks.read(conn, sid, t0, t1)
+        return p.take(p.ver <= ver.reported) if ver.filter else p
+
+    @staticmethod
+    def _check_range(start: int, end: int) -> None:
+        if start < MINIMUM_TIME or end >= MAXIMUM_TIME:
+            raise InvalidTimeRange("time range out of bounds")
+        if start >= end:
+            raise InvalidTimeRange("start time >= end time")
+
+    def raw(self, uuid: uuidlib.UUID, start: int, end: int, version: int = 0
+            ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(times, values, version) of the points with start <= t < end, sorted by time.
+
+        Raises StreamNotFound, InvalidTimeRange, VersionNotAvailable."""
+        self._check_range(start, end)
+        with snapshot(self.db) as conn:
+            sid, latest = meta.stream_id(self.db, uuid)
+            ver = self._version(conn, sid, latest, version, start, end)
+            p = self._points(conn, sid, start, end, ver)
+        return p.t, p.v, ver.reported
+
+    def aligned_windows(self, uuid: uuidlib.UUID, start: int, end: int, pw: int,
+                        version: int = 0) -> tuple[Windows, int]:
+        """Statistics of the non-empty windows [s, s + 2^pw) with s a multiple of 2^pw and
+        start & ~(2^pw-1) <= s < end & ~(2^pw-1); each reported at its start.
+
+        A range that rounds to nothing gives no windows (v4 answered 413 there).
+        Raises StreamNotFound, InvalidPointWidth, InvalidTimeRange, VersionNotAvailable."""
+        if not 0 <= pw <= 63:
+            raise InvalidPointWidth(f"point width {pw} is invalid (0 to 63)")
+        if start < MINIMUM_TIME or end > MAXIMUM_TIME:
+            raise InvalidTimeRange("time range out of bounds")
+        if start >= end:
+            raise InvalidTimeRange("start time >= end time")
+        mask = (1 << pw) - 1
+        s, e = start & ~mask, end & ~mask
+        with snapshot(self.db) as conn:
+            sid, latest = meta.stream_id(self.db, uuid)
+            if s >= e:
+                return _windows(st.empty(), np.empty(0, np.int64)), \
+                    self._version(conn, sid, latest, version, start, end).reported
+            ver = self._version(conn, sid, latest, version, s, e)
+            level = levels.level_for(pw)
+            if level is None:
+                p = self._points(conn, sid, s, e, ver)
+                res = st.from_points(p.t, p.v, pw)
+            else:
+                res = st.combine(levels.read(conn, sid, level, s >> level, e >> level),
+                                 pw - level)
+                if ver.filter:
+                    res = self._refilter(conn, sid, res, pw, s, e, ver)
+        return _windows(res, res.win << pw), ver.reported
+
+    def _refilter(self, conn, sid: int, res: st.Stats, pw: int, s: int, e: int,
+                  ver: _Version) -> st.Stats:
+        """Recompute, from raw points of the old version, the windows touched since."""
+        for c0, c1 in ver.changed:
+            w0, w1 = max(c0, s) >> pw, (min(c1, e) - 1) >> pw
+            p = self._points(conn, sid, w0 << pw, (w1 + 1) << pw, ver)
+            keep = (res.win < w0) | (res.win > w1)
+            res = st.concat([res.take(keep), st.from_points(p.t, p.v, pw)])
+            res = res.take(np.argsort(res.win, kind="stable"))
+        return res
+
+    def windows(self, uuid: uuidlib.UUID, start: int, end: int, width: int, depth: int = 0,
+                version: int = 0) -> tuple[Windows, int]:
+        """Statistics of the non-empty windows [start + k*width, start + (k+1)*width) that
+        end at or before ``end`` (end is cut back to a whole number of windows).
+
+        ``depth`` is accepted (0-63) and ignored: results are always exact.
+        Raises StreamNotFound, InvalidPointWidth, InvalidTimeRange, VersionNotAvailable."""
+        if width <= 0 or width > 1 << 63:
+            raise InvalidPointWidth(f"window width {width} is invalid")
+        if not 0 <= depth <= 63:
+            raise InvalidPointWidth(f"window depth {depth} is invalid")
+        self._check_range(start, end)
+        end -= (end - start) % width
+        with snapshot(self.db) as conn:
+            sid, latest = meta.stream_id(self.db, uuid)
+            ver = self._version(conn, sid, latest, version, start, max(end, start + 1))
+            if end <= start:
+                return _windows(st.empty(), np.empty(0, np.int64)), ver.reported
+            # TODO(next session): compose wide windows from the statistics levels.
+            p = self._points(conn, sid, start, end, ver)
+        res = st.from_keyed((p.t - start) // width, p.v)
+        return _windows(res, start + res.win * width), ver.reported
+
+    def nearest(self, uuid: uuidlib.UUID, time: int, backward: bool = False,
+                version: int = 0) -> tuple[int, float, int]:
+        """(t, value, version) of the first point with t >= time, or with ``backward`` the
+        last point with t < time. Raises NoSuchPoint, StreamNotFound, InvalidTimeRange."""
+        if not MINIMUM_TIME <= time < MAXIMUM_TIME:
+            raise InvalidTimeRange("nearest time out of range")
+        with snapshot(self.db) as conn:
+            sid, latest = meta.stream_id(self.db, uuid)
+            lo, hi = (MINIMUM_TIME, time) if backward else (time, MAXIMUM_TIME)
+            ver = self._version(conn, sid, latest, version, lo, hi)
+            if backward:
+                q = ("SELECT data FROM chunks WHERE stream=? AND start<? AND first<?"
+                     " ORDER BY start DESC")
+            else:
+                q = ("SELECT data FROM chunks WHERE stream=? AND start>=coalesce((SELECT"
+                     " max(start) FROM chunks WHERE stream=?1 AND start<=?2), ?2) AND last>=?"
+                     " ORDER BY start")
+            for (data,) in conn.execute(q, (sid, time, time)):
+                p = chunks.decode(data)
+                if ver.filter:
+                    p = p.take(p.ver <= ver.reported)
+                if backward:
+                    i = int(np.searchsorted(p.t, time, "left")) - 1
+                    if i >= 0:
+                        return int(p.t[i]), float(p.v[i]), ver.reported
+                else:
+                    i = int(np.searchsorted(p.t, time, "left"))
+                    if i < len(p):
+                        return int(p.t[i]), float(p.v[i]), ver.reported
+        raise NoSuchPoint("no such point")
+
+    def changes(self, uuid: uuidlib.UUID, from_version: int, to_version: int = 0,
+                resolution: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+        """(starts, ends, to_version): the sorted, merged time ranges written by versions
+        in (from_version, to_version], widened to multiples of 2^resolution.
+
+        ``to_version`` 0 means latest. Raises StreamNotFound, InvalidPointWidth,
+        InvalidVersions."""
+        if not 0 <= resolution <= 63:
+            raise InvalidPointWidth(f"resolution {resolution} is invalid")
+        with snapshot(self.db) as conn:
+            sid, latest = meta.stream_id(self.db, uuid)
+            to = latest if to_version == 0 else to_version
+            if from_version > to:
+                raise InvalidVersions("start version after end version")
+            rows = np.array(conn.execute('SELECT start, "end" FROM changes WHERE stream=?'
+                                         ' AND version>? AND version<=?',
+                                         (sid, from_version, to)).fetchall(),
+                            np.int64).reshape(-1, 2)
+        mask = (1 << resolution) - 1
+        a = rows[:, 0] & ~mask
+        b = np.minimum(((rows[:, 1] - 1) | mask), MAXIMUM_TIME - 1) + 1
+        order = np.argsort(a, kind="stable")
+        a, b = a[order], b[order]
+        if len(a) == 0:
+            return a, b, to
+        reach = np.maximum.accumulate(b)
+        new = np.concatenate(([True], a[1:] > reach[:-1]))  # gap before this range
+        idx = np.flatnonzero(new)
+        return a[idx], np.maximum.reduceat(b, idx), to
+
+    def count(self, uuid: uuidlib.UUID, version: int = 0) -> int:
+        """Number of points in the stream (from the coarsest statistics level)."""
+        # 2^60-wide windows tile [MINIMUM_TIME, MAXIMUM_TIME) exactly (the client uses 60).
+        w, _ = self.aligned_windows(uuid, MINIMUM_TIME, MAXIMUM_TIME, 60,
+                                    version)
+        return int(w.count.sum())

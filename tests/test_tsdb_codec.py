@@ -1,0 +1,44 @@
+"""The column codec round-trips every int64 and float64 bit pattern exactly."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from hypothesis.extra import numpy as hnp
+
+from qss.tsdb import codec
+
+int64s = hnp.arrays(np.int64, hs.integers(0, 300))
+float64s = hnp.arrays(np.float64, hs.integers(0, 300),
+                      elements=hs.floats(allow_nan=True, allow_infinity=True, width=64))
+
+
+@settings(max_examples=60, deadline=None)
+@given(int64s, float64s.map(lambda a: a))
+def test_round_trip_any_bits(ints, floats):
+    n = min(len(ints), len(floats))
+    ints, floats = ints[:n], floats[:n]
+    blob = codec.encode([ints, ints, floats], [codec.TIME, codec.INT, codec.F64])
+    t, i, f = codec.decode(blob)
+    assert np.array_equal(t, ints) and np.array_equal(i, ints)
+    assert np.array_equal(f.view(np.int64), floats.view(np.int64))  # NaN payloads, -0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(hnp.arrays(np.float32, hs.integers(1, 300),
+                  elements=hs.floats(width=32, allow_nan=False)))
+def test_float32_values_are_stored_in_four_bytes(f32):
+    values = f32.astype(np.float64)
+    blob = codec.encode([values], [codec.F64])
+    assert blob[7] == codec.F32
+    (back,) = codec.decode(blob)
+    assert np.array_equal(back.view(np.int64), values.view(np.int64))
+
+
+def test_regular_times_compress_to_almost_nothing():
+    t = 1_500_000_000 * 10**9 + np.rint(np.arange(100_000) * 1e9 / 120).astype(np.int64)
+    assert len(codec.encode([t], [codec.TIME])) < 0.01 * t.nbytes
+    assert np.array_equal(codec.decode(codec.encode([t], [codec.TIME]))[0], t)
+
+
+def test_extreme_times_wrap_and_return():
+    t = np.array([-(2**63), 2**63 - 1, 0, -(2**63), 2**63 - 1], np.int64)
+    assert np.array_equal(codec.decode(codec.encode([t], [codec.TIME]))[0], t)
