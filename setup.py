@@ -22,6 +22,8 @@ setup(
         # serves its own generated gRPC stubs, so the protocol cannot drift.
         "btrdb>=5.34,<6",
         "pyarrow>=14,<30",
+        # btrdb 5.34 fails to import without pandas (an annotation evaluated at import).
+        "pandas>=2,<4",
         "zstandard>=0.22,<1",
     ],
     extras_require={
