@@ -25,16 +25,19 @@ setup(
         # btrdb 5.34 fails to import without pandas (an annotation evaluated at import).
         "pandas>=2,<4",
         "zstandard>=0.22,<1",
+        "prompt_toolkit>=3.0.36,<4",
     ],
     extras_require={
         "test": [
             "pytest>=7.4,<10",
             "hypothesis>=6.80,<7",
+            "pexpect>=4.8,<5",
         ],
     },
     entry_points={
         "console_scripts": [
             "qss-dat = qss.cli.dat:entry",
+            "upmu-adm = upmu_adm.cli:entry",
         ],
     },
 )

@@ -1,0 +1,144 @@
+"""The real shell in a pseudo-terminal (pexpect), as an operator over SSH meets it: a
+pinned 24x100 terminal, a temporary HOME, and the screen log shown when a test fails.
+
+Keys are sent the way a person types: after Tab, the test waits for the completion to
+appear before pressing Enter (prompt_toolkit completes asynchronously).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from qss.upmuconfig import UpmuList
+
+from test_upmu_adm_commands import ORIGINAL
+
+pexpect = pytest.importorskip("pexpect")
+
+_ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+class Shell:
+    """upmu-adm in a pty; every wait names what it waited for and shows the screen log."""
+
+    def __init__(self, tmp_path: Path, cfg: Path):
+        settings = tmp_path / "qss.ini"
+        settings.write_text("")
+        env = {**os.environ, "HOME": str(tmp_path), "QSS_CONFIG": str(settings),
+               "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        self.log = io.BytesIO()
+        self.child = pexpect.spawn(
+            sys.executable, ["-m", "upmu_adm", "--upmuconfig", str(cfg), "--backupconfig",
+                             str(cfg.with_name("backupconfig.ini"))],
+            env=env, dimensions=(24, 100), timeout=5, cwd=str(tmp_path))
+        self.child.logfile_read = self.log
+        self.prompt()
+
+    def screen(self) -> str:
+        return _ESCAPES.sub(b"", self.log.getvalue()).decode("utf-8", "replace")
+
+    def expect(self, text: str) -> None:
+        try:
+            self.child.expect_exact(text)
+        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+            raise AssertionError(f"waited for {text!r} ({type(exc).__name__}); screen "
+                                 f"log:\n{self.screen()}") from None
+
+    def prompt(self) -> None:
+        # The prompt's trailing space is drawn as a cursor move, so match without it.
+        self.expect("upmu-adm>")
+
+    def line(self, text: str) -> None:
+        self.child.send(text + "\r")
+
+    def exit_status(self) -> int:
+        self.expect(pexpect.EOF)
+        self.child.close()
+        return self.child.exitstatus
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    path = tmp_path / "upmuconfig.ini"
+    path.write_text(ORIGINAL)
+    return path
+
+
+@pytest.fixture
+def sh(tmp_path, cfg):
+    shell = Shell(tmp_path, cfg)
+    yield shell
+    shell.close()
+
+
+def test_add_list_save_then_ctrl_c_is_a_clean_exit(sh, cfg, tmp_path):
+    sh.line("add 10.0.0.5 P3001234 u1 true")
+    sh.expect("Added u1 (10.0.0.5, P3001234) in extended mode")
+    sh.prompt()
+    sh.line("list")
+    sh.expect("10.0.0.5      P3001234  u1     extended  19       added")
+    sh.expect("3 uPMUs")
+    sh.expect("1 unsaved change - type save to apply")
+    sh.prompt()
+    sh.line("save")
+    sh.expect(f"Saved {cfg}:")
+    sh.expect("no restart is needed.")
+    sh.prompt()
+    sh.child.sendcontrol("c")
+    sh.expect("Clean exit - no unsaved changes")
+    assert sh.exit_status() == 0
+    assert UpmuList.load(str(cfg)).find("u1").extended
+    history = (tmp_path / ".upmu_adm_history").read_text()
+    assert "+add 10.0.0.5 P3001234 u1 true\n" in history and "+save\n" in history
+
+
+def test_ctrl_c_with_unsaved_changes_asks_before_discarding(sh, cfg):
+    sh.line("rem uPMU2")
+    sh.expect("Remove uPMU2 (192.168.1.25, P3112234) from the uPMU list?")
+    sh.expect("[y/N]")
+    sh.line("y")
+    sh.expect("Removed uPMU2")
+    sh.prompt()
+    sh.child.sendcontrol("c")
+    sh.expect("Not saved: removed uPMU2 (192.168.1.25, P3112234).")
+    sh.expect("Discard 1 unsaved change and exit?")
+    sh.line("y")
+    sh.expect("Abort - Not saving changes...")
+    assert sh.exit_status() == 0
+    assert cfg.read_text() == ORIGINAL
+
+
+def test_ctrl_c_with_text_clears_the_line_and_ctrl_d_exits(sh):
+    sh.child.send("add 10.0.0.5 P3001234 u1")
+    sh.expect("u1")
+    sh.child.sendcontrol("c")
+    sh.prompt()
+    sh.child.sendcontrol("d")
+    sh.expect("Clean exit - no unsaved changes")
+    assert sh.exit_status() == 0
+    assert "Added" not in sh.screen()
+
+
+def test_tab_completes_commands_aliases_and_modes(sh, cfg):
+    sh.child.send("sete\t")
+    sh.expect("xt")
+    sh.child.send(" uPMU\t")         # two aliases: the menu lists both
+    sh.expect("uPMU2")
+    sh.child.send("1 t\t")           # typing on narrows to uPMU1
+    sh.expect("rue")
+    sh.line("")
+    sh.expect("Switched uPMU1 (192.168.1.24, P3112233) to extended mode")
+    sh.prompt()
+    sh.line("save; exit")
+    sh.expect("Clean exit - no unsaved changes")
+    assert sh.exit_status() == 0
+    assert UpmuList.load(str(cfg)).find("uPMU1").extended

@@ -1,0 +1,171 @@
+"""The interactive shell: prompt_toolkit reads a line, the registry runs it, we print.
+
+Keys: Ctrl+C with text on the line clears it (as in bash); on an empty line it leaves
+the shell the way ``exit`` does, because the manual tells operators to press Ctrl+C to
+exit and to expect "clean exit - no unsaved changes". With unsaved changes ``exit``
+asks before discarding them; Ctrl+C or Ctrl+D at that question answers no. Ctrl+D on an
+empty line exits too. When the terminal goes away (input closed), unsaved changes are
+discarded, since nobody is left to ask.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input import Input
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output
+
+from .commands import REGISTRY
+from .completion import complete
+from .registry import Registry
+from .state import ShellState
+from .views import count
+
+__all__ = ["HISTORY_FILE", "ShellCompleter", "open_history", "run_interactive"]
+
+PROMPT = "upmu-adm> "
+HISTORY_FILE = "~/.upmu_adm_history"
+
+
+class _LineCancelled(Exception):
+    """Ctrl+C with text on the line: drop the line, prompt again."""
+
+
+class ShellCompleter(Completer):
+    """prompt_toolkit adapter over :func:`upmu_adm.completion.complete`."""
+
+    def __init__(self, state: ShellState, registry: Registry = REGISTRY):
+        self.state = state
+        self.registry = registry
+
+    def get_completions(self, document: Document,
+                        complete_event: CompleteEvent) -> Iterable[Completion]:
+        for c in complete(document.text_before_cursor, self.registry, self.state.upmus):
+            yield Completion(c.text, start_position=-c.replace, display_meta=c.meta)
+
+
+class _SafeFileHistory(FileHistory):
+    """FileHistory that turns write errors into one warning instead of a crash."""
+
+    def __init__(self, filename: str, warn: Callable[[str], None]):
+        super().__init__(filename)
+        self._warn = warn
+        self._failed = False
+
+    def store_string(self, string: str) -> None:
+        if self._failed:
+            return
+        try:
+            super().store_string(string)
+        except OSError as exc:
+            self._failed = True
+            self._warn(f"upmu-adm: warning: cannot write history file {self.filename!r} "
+                       f"({exc.strerror or exc}); history is off for the rest of this "
+                       f"session")
+
+    def load_history_strings(self) -> Iterable[str]:
+        try:
+            yield from list(super().load_history_strings())
+        except (OSError, UnicodeDecodeError):
+            return
+
+
+def open_history(path: str = HISTORY_FILE,
+                 warn: Callable[[str], None] | None = None) -> History:
+    """History kept in ``path`` across sessions; in memory only (with a warning) when the
+    file cannot be written."""
+    warn = warn or (lambda text: print(text, file=sys.stderr))
+    full = os.path.expanduser(path)
+    try:
+        with open(full, "ab"):
+            pass
+    except OSError as exc:
+        warn(f"upmu-adm: warning: cannot write history file {full!r} "
+             f"({exc.strerror or exc}); history is off for this session")
+        return InMemoryHistory()
+    return _SafeFileHistory(full, warn)
+
+
+def _key_bindings() -> KeyBindings:
+    kb = KeyBindings()
+
+    @kb.add("c-c")
+    def _ctrl_c(event: KeyPressEvent) -> None:
+        # Added after prompt_toolkit's own Ctrl+C binding, so this one wins.
+        exc = _LineCancelled if event.current_buffer.text else KeyboardInterrupt
+        event.app.exit(exception=exc, style="class:aborting")
+
+    return kb
+
+
+def run_interactive(state: ShellState, *, registry: Registry = REGISTRY,
+                    input: Input | None = None, output: Output | None = None,
+                    history: History | None = None,
+                    write: Callable[[str], None] | None = None) -> int:
+    """Run the shell until the operator leaves; return the exit status.
+
+    ``input``, ``output`` and ``history`` default to the terminal and
+    ``~/.upmu_adm_history``; ``write`` prints a reply (default: standard output).
+    Tests pass a pipe input, a DummyOutput, an InMemoryHistory and a list's append.
+    """
+    write = write or print
+    session: PromptSession[str] = PromptSession(
+        PROMPT, history=history if history is not None else open_history(warn=write),
+        completer=ShellCompleter(state, registry), complete_while_typing=False,
+        key_bindings=_key_bindings(), input=input, output=output)
+    # Answers are not commands: a separate session keeps them out of the history.
+    asker: PromptSession[str] = PromptSession(input=input, output=output)
+
+    def confirm(question: str) -> bool:
+        # Details go above; the prompt itself stays one short line.
+        *details, question = question.split("\n")
+        if details:
+            write("\n".join(details))
+        try:
+            answer = asker.prompt(f"{question} [y/N] ")
+        except (KeyboardInterrupt, EOFError):
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    write(_banner(state))
+    while True:
+        try:
+            line = session.prompt()
+        except _LineCancelled:
+            continue
+        except (KeyboardInterrupt, EOFError):
+            if session.input.closed:
+                return _input_closed(state, write)
+            line = "exit"
+        try:
+            for reply in registry.execute(state, line, confirm):
+                if reply.text:
+                    write(reply.text)
+                if reply.exit:
+                    return 0
+        except KeyboardInterrupt:
+            write("Interrupted")
+        except Exception as exc:  # noqa: BLE001 - keep the shell (and unsaved edits) alive
+            write(f"internal error: {type(exc).__name__}: {exc} (please report it; the "
+                  f"shell and your unsaved changes are still here)")
+
+
+def _input_closed(state: ShellState, write: Callable[[str], None]) -> int:
+    if state.unsaved:
+        write("Abort - Not saving changes... (the terminal closed)")
+        return 1
+    write("Clean exit - no unsaved changes")
+    return 0
+
+
+def _banner(state: ShellState) -> str:
+    lines = [f"upmu-adm: {count(len(state.upmus), 'uPMU')} in {state.path}. Type help "
+             f"for the commands; Ctrl+C on an empty line or exit leaves."]
+    lines += [f"warning: {p}" for p in state.upmus.problems]
+    return "\n".join(lines)

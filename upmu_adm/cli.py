@@ -1,0 +1,157 @@
+"""upmu-adm's command line: flags, and the non-interactive mode for scripts.
+
+``upmu-adm`` on a terminal starts the shell (:mod:`upmu_adm.app`, prompt_toolkit);
+``upmu-adm -c "CMD; CMD"`` and commands on standard input when it is not a terminal run
+here, without prompt_toolkit: each reply goes to standard output (failures to standard
+error), the first failed command stops the run, and the exit status says whether every
+command succeeded. Questions (``rem``, ``exit`` with unsaved changes) cannot be asked,
+so they fail unless ``--yes`` answers them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TextIO
+
+from qss.cli import CommandError, ExitStatus, run
+from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+from qss.upmuconfig import UpmuConfigError
+
+from .commands import KEYS_HELP, REGISTRY
+from .registry import Registry
+from .state import ShellState
+
+__all__ = ["build_parser", "entry", "main", "run_script"]
+
+PROG = "upmu-adm"
+
+_DESCRIPTION = """\
+The operator's shell for the uPMUs of a MicroPMU Quickstart Server: add, remove and
+list uPMUs, switch them between base and extended mode, and save the list to
+upmuconfig.ini, which the receiver and sync2q follow by themselves (no restart).
+
+Edits stay in memory until save. On a terminal upmu-adm is an interactive shell with
+the prompt "upmu-adm> "; with -c, or with commands on standard input, it runs them
+without asking anything and exits.
+"""
+
+
+def _epilog(registry: Registry) -> str:
+    width = max(len(c.synopsis) for c in registry)
+    commands = "\n".join(f"  {c.synopsis.ljust(width)}  {c.summary}" for c in registry)
+    keys = "\n".join(f"  {line}" for line in KEYS_HELP.splitlines())
+    return f"""\
+commands (type help CMD in the shell for details):
+{commands}
+
+keys:
+{keys}
+
+non-interactive use:
+  Commands come from -c, separated by ";", or one or more per line from standard
+  input when it is not a terminal ("#" starts a comment). Replies go to standard
+  output and failures to standard error. The first failed command stops the run and
+  nothing after it runs, so end the commands with save. Questions cannot be asked:
+  rem and exit with unsaved changes fail unless --yes answers yes. Ending with unsaved
+  changes discards them ("Abort - Not saving changes...") and exits 1.
+
+examples:
+  upmu-adm
+  upmu-adm -c "add 10.0.0.5 P3001234 u1 true; save"
+  upmu-adm -c list
+  upmu-adm --yes -c "rem u1; save"
+  printf 'setext u1 false\\nsave\\n' | upmu-adm
+
+files:
+  upmuconfig.ini       the uPMU list (--upmuconfig; [paths] upmuconfig in qss.ini)
+  backupconfig.ini     the list as save last applied it (--backupconfig)
+  ~/.upmu_adm_history  lines typed in the shell, recalled with Up and Down
+
+exit status:
+  0  every command succeeded, or the shell was left normally
+  1  a command failed, a question could not be asked, unsaved changes were
+     discarded at the end of the commands or because the terminal closed, or
+     upmuconfig.ini cannot be read
+  2  invalid command line
+"""
+
+
+def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
+    """The argument parser of upmu-adm (also used by the help-text tests)."""
+    p = argparse.ArgumentParser(prog=PROG, description=_DESCRIPTION,
+                                epilog=_epilog(registry),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--command", metavar="COMMANDS", dest="commands",
+                   help='run COMMANDS ("add 10.0.0.5 P3001234 u1 true; save") instead of '
+                        'the shell, then exit')
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="without a terminal, answer yes to every question (rem, exit "
+                        "with unsaved changes)")
+    p.add_argument("--traceback", action="store_true",
+                   help="on an internal error, show the Python traceback (for support)")
+    add_settings_arguments(p, "upmuconfig", "backupconfig")
+    return p
+
+
+def run_script(state: ShellState, lines: Iterable[str], *, out: TextIO, err: TextIO,
+               assume_yes: bool = False, registry: Registry = REGISTRY) -> int:
+    """Run commands without a terminal; return the exit status (see the module doc)."""
+
+    def confirm(question: str) -> bool:
+        out.write(f"{question} [y/N] yes (--yes)\n")
+        return True
+
+    for line in lines:
+        failed = False
+        for reply in registry.execute(state, line, confirm if assume_yes else None):
+            if reply.text:
+                (out if reply.ok else err).write(reply.text + "\n")
+            if reply.exit:
+                return int(ExitStatus.OK)
+            failed = failed or not reply.ok
+        if failed:
+            _discard(state, err)
+            return int(ExitStatus.ERROR)
+    if _discard(state, err):
+        return int(ExitStatus.ERROR)
+    return int(ExitStatus.OK)
+
+
+def _discard(state: ShellState, err: TextIO) -> bool:
+    """At the end of a script: say that unsaved changes are dropped. True if any."""
+    if not state.unsaved:
+        return False
+    changes, details = state.describe_unsaved()
+    err.write(f"Abort - Not saving changes... ({changes} discarded: {details}; end the "
+              f"commands with save to keep them)\n")
+    return True
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point without exception mapping (see :func:`entry`)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+    for warning in settings.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    try:
+        state = ShellState.load(settings.paths.upmuconfig, settings.paths.backupconfig)
+    except UpmuConfigError as exc:
+        raise CommandError(f"{exc}; fix the file or name another with --upmuconfig") \
+            from None
+    if args.commands is not None:
+        return run_script(state, [args.commands], out=sys.stdout, err=sys.stderr,
+                          assume_yes=args.yes)
+    if not sys.stdin.isatty():
+        return run_script(state, sys.stdin, out=sys.stdout, err=sys.stderr,
+                          assume_yes=args.yes)
+    from .app import run_interactive    # prompt_toolkit only when there is a terminal
+    return run_interactive(state)
+
+
+def entry() -> int:
+    """Console-script entry point (``upmu-adm = upmu_adm.cli:entry``)."""
+    return run(main, prog=PROG)

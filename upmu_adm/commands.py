@@ -1,0 +1,417 @@
+"""upmu-adm's commands (manual chapter 3), registered on :data:`REGISTRY`.
+
+Each command takes the :class:`~upmu_adm.state.ShellState` and its arguments and returns
+a :class:`~upmu_adm.registry.Reply`; none prints or asks (see :mod:`upmu_adm.registry`).
+Edits change the working copy only; ``save`` writes ``upmuconfig.ini``.
+
+Not here yet, on purpose: whatever needs the queue or BTrDB (``list``'s last-received and
+backlog columns, ``rem``'s offer to delete queued files and stored data, ``save``'s
+metadata step, ``importdat``, ``exportdat``, ``delbackup``, ``status``).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qss.naming import looks_like_psl_serial
+from qss.upmuconfig import (Fingerprint, Upmu, UpmuConfigError, UpmuConflictError, UpmuList,
+                            UpmuListError, UpmuNotFoundError, diff, load_backup,
+                            write_backup)
+
+from .registry import BOOL, COMMAND, UPMU, Confirm, Registry, Reply, fail, ok
+from .state import Edit, ShellState
+from .views import change_lines, count, mode, table
+
+__all__ = ["REGISTRY", "parse_bool"]
+
+#: The shell's commands, in the order ``help`` lists them.
+REGISTRY = Registry()
+
+_NOT_SAVED = "not saved yet; type save to apply"
+_PICKED_UP = ("receiver and sync2q pick up the new list by themselves; no restart is "
+              "needed")
+
+
+def parse_bool(word: str) -> bool | None:
+    """``true`` -> True, ``false`` -> False (any case, as the manual writes them);
+    anything else None."""
+    return {"true": True, "false": False}.get(word.lower())
+
+
+def _find(state: ShellState, name: str, key: str) -> Upmu | Reply:
+    """The uPMU named by IP, serial or alias, or a failed reply saying why not."""
+    try:
+        return state.upmus.find(key)
+    except UpmuNotFoundError as exc:
+        return fail(f"{name}: {exc}; type list to see the uPMUs")
+    except UpmuListError as exc:
+        return fail(f"{name}: {exc}")
+
+
+# -- add -------------------------------------------------------------------------------
+
+@REGISTRY.command(
+    "add", usage="add IPADDR SERIAL ALIAS [ext]", complete=(None, None, None, BOOL),
+    help="""
+add a uPMU; ext true for extended mode
+The uPMU gets one stream per quantity its files carry (13 in base mode, 19 in extended
+mode), each with a new UUID, under /upmu/ALIAS/. Without ext (or with false) the uPMU is
+in base mode; setext switches later without changing any UUID.
+IPADDR is an IPv4 address (192.168.1.24); SERIAL is on the device's label (PSL serials
+are P and seven digits, others are accepted with a warning); ALIAS is any name without
+spaces or / [ ] # " ' , \\. None of the three may be used by another uPMU.
+Examples:
+  add 192.168.1.24 P3112233 uPMU1          (base mode)
+  add 192.168.1.24 P3112233 uPMU1 true     (extended mode)""")
+def cmd_add(state: ShellState, args: Sequence[str]) -> Reply:
+    ip, serial, alias = args[:3]
+    extended = False
+    if len(args) == 4:
+        value = parse_bool(args[3])
+        if value is None:
+            return REGISTRY.get("add").usage_error(
+                f"ext must be true (extended mode) or false (base mode), not {args[3]!r}")
+        extended = value
+    # A name that is one uPMU's alias and another's serial makes rem and setext
+    # ambiguous, so refuse it here rather than later.
+    for other in state.upmus:
+        if alias.casefold() == other.serial.casefold():
+            return fail(f"add: alias {alias!r} is the serial number of {other.describe()}; "
+                        f"choose another alias")
+        if serial.casefold() == other.alias.casefold():
+            return fail(f"add: serial number {serial!r} is the alias of "
+                        f"{other.describe()}; check the serial number")
+    try:
+        upmu = state.upmus.add(ip, serial, alias, extended)
+    except UpmuListError as exc:
+        return fail(f"add: {exc}")
+    state.record(Edit("add", (ip, serial, alias, extended),
+                      f"add {ip} {serial} {alias} {str(extended).lower()}"))
+    lines = []
+    if not looks_like_psl_serial(serial):
+        lines.append(f"warning: serial number {serial!r} does not look like a PSL serial "
+                     f"(P and seven digits, e.g. P3001234); check it against the device's "
+                     f"label, the receiver refuses files from any other serial")
+    lines.append(f"Added {upmu.describe()} in {mode(extended)} mode with "
+                 f"{count(len(upmu.streams), 'stream')} under "
+                 f"/{upmu.collection('L1MAG')}/ - {_NOT_SAVED}")
+    return ok("\n".join(lines))
+
+
+# -- rem -------------------------------------------------------------------------------
+
+@REGISTRY.command(
+    "rem", usage="rem IP|SERIAL|ALIAS", complete=(UPMU,),
+    help="""
+remove a uPMU (asks first)
+Name it by its IP address, serial number or alias.
+Its queued files and its data stored in BTrDB are kept: this version of upmu-adm never
+deletes them. After save, the receiver refuses the uPMU's files (the device keeps them
+and retries), so add it again to resume.
+Examples:
+  rem 192.168.1.24
+  rem P3001234
+  rem uPMU1""")
+def cmd_rem(state: ShellState, args: Sequence[str]) -> Reply:
+    key = args[0]
+    upmu = _find(state, "rem", key)
+    if isinstance(upmu, Reply):
+        # A section the list leaves out as unusable can still be removed by its IP.
+        found = [u for u in state.upmus.excluded if u.ip == key.strip()]
+        if not found:
+            return upmu
+        upmu = found[0]
+
+    def yes() -> Reply:
+        state.upmus.remove(upmu.ip)
+        state.record(Edit("rem", (upmu.ip,), f"rem {upmu.ip}"))
+        return ok(f"Removed {upmu.describe()} - {_NOT_SAVED}.\nIts queued files and its "
+                  f"data stored in BTrDB are kept; upmu-adm does not delete them")
+
+    return ok(confirm=Confirm(f"Remove {upmu.describe()} from the uPMU list?", yes,
+                              lambda: ok(f"Kept {upmu.describe()}; nothing changed")))
+
+
+# -- list, show --------------------------------------------------------------------------
+
+def _streams(u: Upmu) -> str:
+    have = sum(1 for s in u.active_streams if s in u.streams)
+    want = len(u.active_streams)
+    return str(have) if have == want else f"{have} of {want}"
+
+
+@REGISTRY.command(
+    "list", usage="list",
+    help="""
+list the uPMUs, marking unsaved changes
+Shows each uPMU's IP address, serial number, alias, mode and number of streams.
+Changes not saved yet are marked added, changed or removed; problems found in
+upmuconfig.ini are listed below the table.""")
+def cmd_list(state: ShellState, args: Sequence[str]) -> Reply:
+    d = state.pending()
+    added = {u.ip for u in d.added}
+    changed = {new.ip for _, new in d.changed}
+    rows = [[u.ip, u.serial, u.alias, mode(u.extended), _streams(u),
+             "added" if u.ip in added else "changed" if u.ip in changed else ""]
+            for u in state.upmus]
+    rows += [[u.ip, u.serial, u.alias, mode(u.extended), _streams(u), "removed"]
+             for u in d.removed]
+    unsaved = state.unsaved
+    lines = []
+    if rows:
+        headers = ["IP", "SERIAL", "ALIAS", "MODE", "STREAMS", "UNSAVED"]
+        if not unsaved:
+            headers, rows = headers[:-1], [r[:-1] for r in rows]
+        lines.append(table(headers, rows))
+        lines.append(f"{count(len(state.upmus), 'uPMU')} in {state.path}")
+    else:
+        lines.append(f"No uPMUs in {state.path}; add one with: add IPADDR SERIAL ALIAS "
+                     f"[ext]")
+    if unsaved:
+        lines[-1] += f"; {state.describe_unsaved()[0]} - type save to apply"
+    lines += [f"warning: {p}" for p in state.upmus.problems]
+    return ok("\n".join(lines))
+
+
+@REGISTRY.command(
+    "show", usage="show IP|SERIAL|ALIAS", complete=(UPMU,),
+    help="""
+show a uPMU's streams, UUIDs and paths
+Shows its mode, and each stream's UUID, BTrDB path and unit.
+Streams kept for extended mode while the uPMU is in base mode are listed too: they keep
+their UUIDs, so a switch back with setext reuses them.""")
+def cmd_show(state: ShellState, args: Sequence[str]) -> Reply:
+    upmu = _find(state, "show", args[0])
+    if isinstance(upmu, Reply):
+        return upmu
+    active = [s for s in upmu.active_streams if s in upmu.streams]
+    kept = [s for s in upmu.streams if s not in upmu.active_streams]
+    missing = [s for s in upmu.active_streams if s not in upmu.streams]
+    rows = [[s, str(upmu.streams[s].uuid), upmu.streams[s].path, upmu.streams[s].unit]
+            for s in active]
+    lines = [f"{upmu.describe()}: {mode(upmu.extended)} mode, "
+             f"{count(len(active), 'stream')}"]
+    if rows:
+        lines.append(table(["STREAM", "UUID", "PATH", "UNIT"], rows, indent="  "))
+    if kept:
+        lines.append(f"Kept for extended mode, same UUIDs when switched back: "
+                     f"{', '.join(kept)}")
+    if missing:
+        lines.append(f"warning: no usable stream section for {', '.join(missing)}; "
+                     f"see the warnings of list")
+    lines += [f"Metadata/{k} = {v}" for k, v in upmu.metadata.items()]
+    return ok("\n".join(lines))
+
+
+# -- setext ------------------------------------------------------------------------------
+
+@REGISTRY.command(
+    "setext", usage="setext IP|SERIAL|ALIAS true|false", complete=(UPMU, BOOL),
+    help="""
+switch to extended (true) or base (false)
+Stream UUIDs never change.
+Extended mode adds six streams (FUND_W FUND_VAR FUND_VA FUND_DPF FREQ_L1_1S
+FREQ_L1_C37) to the 13 of base mode. Switching to base keeps the six streams and their
+UUIDs in upmuconfig.ini, so switching back reuses them and no stored data is orphaned.
+Set the same mode on the device, or its files will not match.
+Examples:
+  setext 192.168.1.101 true
+  setext uPMU1 false""")
+def cmd_setext(state: ShellState, args: Sequence[str]) -> Reply:
+    extended = parse_bool(args[1])
+    if extended is None:
+        return REGISTRY.get("setext").usage_error(
+            f"mode must be true (extended) or false (base), not {args[1]!r}")
+    upmu = _find(state, "setext", args[0])
+    if isinstance(upmu, Reply):
+        return upmu
+    if upmu.extended == extended and all(s in upmu.streams for s in upmu.active_streams):
+        return ok(f"{upmu.describe()} is already in {mode(extended)} mode; nothing changed")
+    try:
+        new = state.upmus.set_extended(upmu.ip, extended)
+    except UpmuListError as exc:
+        return fail(f"setext: {exc}")
+    state.record(Edit("setext", (upmu.ip, extended),
+                      f"setext {upmu.ip} {str(extended).lower()}"))
+    minted = [s for s in new.streams if s not in upmu.streams]
+    reused = [s for s in new.active_streams if s in upmu.streams
+              and s not in upmu.active_streams]
+    text = (f"Switched {new.describe()} to {mode(extended)} mode: "
+            f"{count(len(new.active_streams), 'stream')}")
+    if minted:
+        text += f"; new UUIDs for {', '.join(minted)}"
+    if reused:
+        text += f"; {', '.join(reused)} keep their earlier UUIDs"
+    if not extended:
+        text += "; the six extended streams keep their UUIDs for a switch back"
+    return ok(f"{text} - {_NOT_SAVED}")
+
+
+# -- save, reload ------------------------------------------------------------------------
+
+class _ReplayError(Exception):
+    def __init__(self, edit: Edit, error: UpmuListError):
+        super().__init__(str(error))
+        self.edit = edit
+        self.error = error
+
+
+def _copy(upmus: UpmuList, path: str) -> UpmuList:
+    return UpmuList.parse(upmus.render(), path)
+
+
+@REGISTRY.command(
+    "save", usage="save [merge]", complete=("merge",),
+    help="""
+write upmuconfig.ini and backupconfig.ini
+Records the saved list as applied in backupconfig.ini.
+The file is replaced atomically, keeping its comments and everything upmu-adm did not
+change; the receiver and sync2q follow it by themselves (no restart needed).
+If someone changed upmuconfig.ini since upmu-adm read it, save writes nothing and says
+so: then save merge applies your changes on top of the file as it is now (new uPMUs get
+new UUIDs), or reload discards them.""")
+def cmd_save(state: ShellState, args: Sequence[str]) -> Reply:
+    merge = bool(args)
+    if merge and args[0].lower() != "merge":
+        return REGISTRY.get("save").usage_error(f"unexpected {args[0]!r}")
+    if not state.unsaved:
+        return _record_applied(state)
+    if merge:
+        return _save_merge(state)
+    before, after = state.saved, state.upmus
+    try:
+        fp = after.save(state.path, expect=state.fingerprint)
+    except UpmuConflictError:
+        changes = state.describe_unsaved()[0]
+        return fail(f"save: {state.path} was changed by someone else since upmu-adm read "
+                    f"it; nothing saved. Type save merge to apply your {changes} on top "
+                    f"of it as it is now, or reload to discard them and read it again")
+    except UpmuConfigError as exc:
+        return fail(f"save: {exc}; nothing saved")
+    return _saved(state, before, _copy(after, state.path), fp, "")
+
+
+def _save_merge(state: ShellState) -> Reply:
+    try:
+        with UpmuList.edit(state.path) as current:
+            before = _copy(current, state.path)
+            for edit in state.edits:
+                try:
+                    edit.apply(current)
+                except UpmuListError as exc:
+                    raise _ReplayError(edit, exc) from None
+            text = current.render()
+    except _ReplayError as exc:
+        return fail(f"save merge: cannot apply {exc.edit.line!r} to {state.path} as it is "
+                    f"now: {exc.error}; nothing saved. Type reload to discard your "
+                    f"unsaved changes and read the file again")
+    except UpmuConfigError as exc:
+        return fail(f"save merge: {exc}; nothing saved")
+    return _saved(state, before, UpmuList.parse(text, state.path), current.fingerprint,
+                  ", merged with the changes made to it meanwhile")
+
+
+def _saved(state: ShellState, before: UpmuList, after: UpmuList,
+           fp: Fingerprint | None, how: str) -> Reply:
+    """Report a written file, make it the state's saved list, record the backup."""
+    lines = [f"Saved {state.path}{how}:"]
+    lines += ["  " + line for line in change_lines(diff(before, after), before, after)
+              or ["(no uPMU changed)"]]
+    state.reset(after, fp)
+    try:
+        write_backup(state.saved, state.backup_path)
+    except UpmuConfigError as exc:
+        lines.append(f"save: {state.backup_path}: not recorded as applied: {exc}; "
+                     f"{state.path} is saved; type save to try recording it again")
+        return fail("\n".join(lines))
+    lines.append(f"Recorded it as the last applied list in {state.backup_path}.")
+    lines.append(_PICKED_UP + ".")
+    return ok("\n".join(lines))
+
+
+def _record_applied(state: ShellState) -> Reply:
+    """No unsaved changes: bring backupconfig.ini up to the file (changed by hand, or
+    a backup that failed to be written)."""
+    try:
+        applied = load_backup(state.backup_path)
+        if applied.render() == state.saved.render():
+            return ok("Nothing to save - no unsaved changes")
+        write_backup(state.saved, state.backup_path)
+    except UpmuConfigError as exc:
+        return fail(f"save: {state.backup_path}: not recorded as applied: {exc}")
+    lines = [f"Nothing to save in {state.path}; recorded it as the last applied list in "
+             f"{state.backup_path}, which differed:"]
+    lines += ["  " + line for line in change_lines(diff(applied, state.saved), applied,
+                                                   state.saved) or ["(comments only)"]]
+    return ok("\n".join(lines))
+
+
+@REGISTRY.command(
+    "reload", usage="reload",
+    help="""
+read the file again, dropping changes
+Reads upmuconfig.ini again, discarding unsaved changes (asks first if there are any).
+Use it after someone edited the file by hand, or to undo everything since the last
+save.""")
+def cmd_reload(state: ShellState, args: Sequence[str]) -> Reply:
+    def read() -> Reply:
+        try:
+            state.reload()
+        except UpmuConfigError as exc:
+            return fail(f"reload: {exc}; keeping the list as it was")
+        warnings = "".join(f"\nwarning: {p}" for p in state.upmus.problems)
+        return ok(f"Read {state.path}: {count(len(state.upmus), 'uPMU')}{warnings}")
+
+    if not state.unsaved:
+        return read()
+    changes, details = state.describe_unsaved()
+    return ok(confirm=Confirm(f"Not saved: {details}.\nDiscard {changes} and read "
+                              f"{state.path} again?", read,
+                              lambda: ok("Kept your unsaved changes; nothing read")))
+
+
+# -- help, exit --------------------------------------------------------------------------
+
+KEYS_HELP = """\
+Tab completes commands and the uPMUs' IP addresses, serial numbers and aliases;
+Up and Down recall earlier lines. Ctrl+C clears the line; on an empty line it
+leaves like exit, and so does Ctrl+D. Commands can share a line: add ...; save"""
+
+
+@REGISTRY.command(
+    "help", usage="help [CMD]", complete=(COMMAND,),
+    help="""
+list the commands, or explain one
+Examples:
+  help
+  help setext""")
+def cmd_help(state: ShellState, args: Sequence[str]) -> Reply:
+    if args:
+        cmd = REGISTRY.get(args[0])
+        if cmd is None:
+            return fail(f"help: no command {args[0]!r}; commands: "
+                        f"{', '.join(c.name for c in REGISTRY)}")
+        lines = [f"usage: {cmd.usage}"]
+        if cmd.aliases:
+            lines.append(f"also: {', '.join(cmd.aliases)}")
+        return ok("\n".join(lines + [cmd.help]))
+    rows = [[c.synopsis, c.summary] for c in REGISTRY]
+    width = max(len(r[0]) for r in rows)
+    lines = ["Commands (type help CMD for details):"]
+    lines += [f"  {u.ljust(width)}  {s}" for u, s in rows]
+    return ok("\n".join(lines + ["", KEYS_HELP]))
+
+
+@REGISTRY.command(
+    "exit", usage="exit", aliases=("quit",),
+    help="""
+leave (asks if changes are unsaved)
+With unsaved changes, asks before discarding them.
+Ctrl+C on an empty line and Ctrl+D do the same.""")
+def cmd_exit(state: ShellState, args: Sequence[str]) -> Reply:
+    if not state.unsaved:
+        return ok("Clean exit - no unsaved changes", exit=True)
+    changes, details = state.describe_unsaved()
+    return ok(confirm=Confirm(
+        f"Not saved: {details}.\nDiscard {changes} and exit?",
+        lambda: ok("Abort - Not saving changes...", exit=True),
+        lambda: ok("Not exiting; type save to keep your changes, exit to leave")))
