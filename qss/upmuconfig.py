@@ -269,6 +269,8 @@ class UpmuList:
         Raises:
             UpmuConflictError: the file's fingerprint is not ``expect``.
             UpmuConfigError: the file cannot be written.
+
+        On success :attr:`fingerprint` is the written file's.
         """
         with locked(path, exclusive=True, create=True, error=UpmuConfigError) as f:
             assert f is not None
@@ -280,8 +282,10 @@ class UpmuList:
                         f"change", path)
                 data = self.render().encode("utf-8")
                 if data == f.data and not f.created:
-                    return current
-                return atomic_write(path, data, f.stat, UpmuConfigError)
+                    self.fingerprint = current
+                else:
+                    self.fingerprint = atomic_write(path, data, f.stat, UpmuConfigError)
+                return self.fingerprint
             except BaseException:
                 if f.created:
                     _unlink_if_same(path, f.stat)
@@ -385,6 +389,13 @@ class UpmuList:
                     f"serial number {serial!r} is already used by {u.describe()}")
             if u.alias.casefold() == alias.casefold():
                 raise UpmuListError(f"alias {alias!r} is already used by {u.describe()}")
+            # One uPMU's alias equal to another's serial would make find() ambiguous.
+            if u.serial.casefold() == alias.casefold():
+                raise UpmuListError(f"alias {alias!r} is the serial number of "
+                                    f"{u.describe()}; choose another alias")
+            if u.alias.casefold() == serial.casefold():
+                raise UpmuListError(f"serial number {serial!r} is the alias of "
+                                    f"{u.describe()}; check the serial number")
         section: dict = {"%serial_number": serial, "%alias": alias,
                          "%extended": _bool_text(extended)}
         for name in streams_for(extended):

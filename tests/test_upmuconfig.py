@@ -198,6 +198,13 @@ def test_add_rejects_alias_that_is_an_ip():
      "IP address 10.1.1.1 is already used by nameless (10.1.1.1, no serial)"),
     ("10.0.0.9", "P9", "Nameless",
      "alias 'Nameless' is already used by nameless (10.1.1.1, no serial)"),
+    # A name that is one uPMU's serial and another's alias would make find() ambiguous.
+    ("10.0.0.9", "P9", "p3112233",
+     "alias 'p3112233' is the serial number of uPMU1 (192.168.1.24, P3112233); "
+     "choose another alias"),
+    ("10.0.0.9", "UPMU2", "new",
+     "serial number 'UPMU2' is the alias of uPMU2 (192.168.1.25, P3112234); "
+     "check the serial number"),
 ])
 def test_add_refuses_duplicates(ip, serial, alias, message):
     lst = UpmuList.parse(ORIGINAL)

@@ -71,15 +71,6 @@ def cmd_add(state: ShellState, args: Sequence[str]) -> Reply:
             return REGISTRY.get("add").usage_error(
                 f"ext must be true (extended mode) or false (base mode), not {args[3]!r}")
         extended = value
-    # A name that is one uPMU's alias and another's serial makes rem and setext
-    # ambiguous, so refuse it here rather than later.
-    for other in state.upmus:
-        if alias.casefold() == other.serial.casefold():
-            return fail(f"add: alias {alias!r} is the serial number of {other.describe()}; "
-                        f"choose another alias")
-        if serial.casefold() == other.alias.casefold():
-            return fail(f"add: serial number {serial!r} is the alias of "
-                        f"{other.describe()}; check the serial number")
     try:
         upmu = state.upmus.add(ip, serial, alias, extended)
     except UpmuListError as exc:
