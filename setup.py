@@ -26,18 +26,22 @@ setup(
         "pandas>=2,<4",
         "zstandard>=0.22,<1",
         "prompt_toolkit>=3.0.36,<4",
+        "pymongo>=4.0,<5",
+        "psutil>=5.9,<8",
     ],
     extras_require={
         "test": [
             "pytest>=7.4,<10",
             "hypothesis>=6.80,<7",
             "pexpect>=4.8,<5",
+            "mongomock>=4.1,<5",
         ],
     },
     entry_points={
         "console_scripts": [
             "qss-dat = qss.cli.dat:entry",
             "upmu-adm = upmu_adm.cli:entry",
+            "qss-receiver = receiver.server:entry",
         ],
     },
 )

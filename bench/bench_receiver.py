@@ -1,0 +1,220 @@
+"""How fast the receiver queues pushed files, how fast it answers, and what it costs.
+
+    .venv/bin/python bench/bench_receiver.py [--dir DIR] [--quick]
+
+Runs a real ``qss-receiver`` process (``python -m receiver.server``, embedded SQLite
+queue in DIR, default a new temporary directory) and drives it from this process with
+simulated uPMUs over loopback. Prints:
+
+1. durable throughput (files/s, MB/s) with 1, 10 and 100 devices sending extended files
+   (551,520 bytes) back to back, each waiting for its reply as a real device does;
+   a file counts once its reply arrived, i.e. after the queue's commit. Goal (issue 4):
+   >= 200 files/s at 10 devices;
+2. reply latency p50/p99 at 50 files/s (50 devices, one file a second each, as real
+   devices pace themselves), from the last byte handed to the kernel to the reply.
+   Goal: p99 < 100 ms;
+3. the receiver's resident memory (RSS) at rest and with 1,000 idle device connections.
+   Goal: < 200 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from qss.generator import UpmuSimulator  # noqa: E402
+from qss.naming import device_path  # noqa: E402
+from receiver.protocol import encode_message  # noqa: E402
+from sim_upmu import START, serial_of, write_upmus  # noqa: E402
+
+DEVICES = 100          # configured uPMUs (the most any phase uses)
+POOL = 16              # distinct contents reused under distinct names (storage is the same)
+
+
+class Receiver:
+    """The receiver process on a listening socket this benchmark owns."""
+
+    def __init__(self, workdir: str, sock: socket.socket) -> None:
+        self.log = open(os.path.join(workdir, "receiver.log"), "w")
+        config = os.path.join(workdir, "qss.ini")
+        open(config, "w").close()
+        env = {k: v for k, v in os.environ.items() if k not in ("MONGO_ADDR", "QSS_CONFIG")}
+        env["PYTHONPATH"] = ROOT
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver.server", "--config", config,
+             "--queue", f"sqlite:///{workdir}/queue.db",
+             "--upmuconfig", os.path.join(workdir, "upmuconfig.ini"),
+             "--listen-fd", str(sock.fileno())],
+            pass_fds=(sock.fileno(),), stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while "Listening on" not in open(self.log.name).read():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"receiver did not start:\n{open(self.log.name).read()}")
+            time.sleep(0.05)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def rss_mb(self) -> float:
+        return self.ps.memory_info().rss / 1e6
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.log.close()
+
+
+class Device:
+    """One simulated uPMU on one connection."""
+
+    def __init__(self, port: int, serial: str, pool: list[bytes], phase: int) -> None:
+        self.port = port
+        self.serial = serial
+        self.pool = pool
+        self.sent = 0
+        # Each phase pushes new minutes, so no push is a resend of an earlier phase's file.
+        self.first = START + phase * 10_000_000
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        # drain() then returns only when every byte is in the kernel: the latency clock
+        # starts when the device has really sent the whole file.
+        self.writer.transport.set_write_buffer_limits(0)
+
+    async def push_one(self) -> float:
+        """Send the next file and wait for its reply; return the reply latency in s."""
+        self.sent += 1
+        when = dt.datetime.fromtimestamp(self.first + 60 * self.sent, dt.timezone.utc)
+        name = device_path(self.serial, when)
+        data = self.pool[self.sent % len(self.pool)]
+        self.writer.write(encode_message(self.sent, name, self.serial, data))
+        await self.writer.drain()
+        sent_at = time.perf_counter()
+        reply = await self.reader.readexactly(4)
+        latency = time.perf_counter() - sent_at
+        if reply != self.sent.to_bytes(4, "little"):
+            raise SystemExit(f"{self.serial}: file {self.sent} refused: {reply!r}")
+        return latency
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def throughput(port: int, pool: list[bytes], devices_n: int, files: int,
+                     phase: int) -> tuple[float, float]:
+    devices = [Device(port, serial_of(i), pool, phase) for i in range(devices_n)]
+    await asyncio.gather(*(d.connect() for d in devices))
+    per_device = files // devices_n
+    started = time.perf_counter()
+
+    async def run(device: Device) -> None:
+        for _ in range(per_device):
+            await device.push_one()
+
+    await asyncio.gather(*(run(d) for d in devices))
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*(d.close() for d in devices))
+    done = per_device * devices_n
+    return done / elapsed, done * len(pool[0]) / elapsed / 1e6
+
+
+async def latency(port: int, pool: list[bytes], devices_n: int, seconds: float,
+                  phase: int) -> list[float]:
+    devices = [Device(port, serial_of(i), pool, phase) for i in range(devices_n)]
+    await asyncio.gather(*(d.connect() for d in devices))
+    samples: list[float] = []
+    rng = random.Random(1)
+    start = time.perf_counter() + 0.5
+
+    async def run(device: Device) -> None:
+        # One file a second, each device at its own phase: 50 files/s in all.
+        next_at = start + rng.random()
+        while next_at < start + seconds:
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            samples.append(await device.push_one())
+            next_at += 1.0
+
+    await asyncio.gather(*(run(d) for d in devices))
+    await asyncio.gather(*(d.close() for d in devices))
+    return samples
+
+
+async def idle_memory(port: int, receiver: Receiver, count: int) -> tuple[float, float]:
+    before = receiver.rss_mb()
+    conns = []
+    for i in range(0, count, 100):
+        conns += await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port)
+                                        for _ in range(min(100, count - i))))
+    await asyncio.sleep(1.0)
+    with_idle = receiver.rss_mb()
+    open_fds = receiver.ps.num_fds()
+    for _, writer in conns:
+        writer.close()
+    if open_fds < count:
+        raise SystemExit(f"only {open_fds} descriptors open in the receiver; raise ulimit -n")
+    return before, with_idle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", help="directory for the queue (default: a new temporary one)")
+    parser.add_argument("--quick", action="store_true", help="fewer files (a smoke run)")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))   # inherited too
+
+    workdir = args.dir or tempfile.mkdtemp(prefix="bench-receiver-")
+    os.makedirs(workdir, exist_ok=True)
+    write_upmus(os.path.join(workdir, "upmuconfig.ini"), [serial_of(i) for i in range(DEVICES)])
+    pool = [data for _, data in UpmuSimulator("P3000000", extended=True).files(START, POOL)]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    port = sock.getsockname()[1]
+    receiver = Receiver(workdir, sock)
+    scale = 0.2 if args.quick else 1.0
+    print(f"receiver pid {receiver.proc.pid}, queue {workdir}/queue.db, "
+          f"{os.cpu_count()} CPUs, files of {len(pool[0]):,} bytes (extended)")
+    try:
+        rest = receiver.rss_mb()
+        print("\n== durable throughput, devices sending back to back")
+        for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
+            rate, mbs = asyncio.run(throughput(port, pool, n, int(files * scale), phase))
+            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s")
+        print("\n== reply latency at 50 files/s (50 devices, one file a second each)")
+        samples = asyncio.run(latency(port, pool, 50, 20 * scale, 3))
+        q = statistics.quantiles(samples, n=100)
+        print(f"{len(samples)} files: p50 {q[49] * 1e3:.1f} ms  p99 {q[98] * 1e3:.1f} ms  "
+              f"max {max(samples) * 1e3:.1f} ms")
+        print("\n== receiver memory (RSS)")
+        before, idle = asyncio.run(idle_memory(port, receiver, 1000))
+        print(f"at start {rest:.1f} MB; after the runs {before:.1f} MB; with 1,000 idle "
+              f"connections {idle:.1f} MB ({(idle - before) * 1e3 / 1000:.1f} KB each)")
+    finally:
+        receiver.stop()
+        sock.close()
+        size = os.path.getsize(os.path.join(workdir, "queue.db"))
+        print(f"\nqueue file {size / 1e6:.0f} MB; receiver log {workdir}/receiver.log")
+        if not args.dir:
+            shutil.rmtree(workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+"""The queue of received files: one interface, two backends (DESIGN §5).
+
+Model
+-----
+A queued file is identified by ``(serial, name)``: the uPMU's serial number as the device
+sent it, and the file's path on the device (``/root/upmu_data/2015/Month_12/...``). The
+name is untrusted text: backends store it as a value and never use it as a file-system
+path. Besides its bytes a file has ``time_received`` (UTC) and ``ytag``.
+
+Synced or not (the original tools' ``ytag``/``ytagbase``)
+-----------------------------------------------------------
+A file is synced iff ``ytag >= ytagbase``. New and replaced files get ``ytag = 0``;
+sync2q sets ``ytag`` to the ``ytagbase`` in force when it listed the file. Raising
+``ytagbase`` (:meth:`Queue.resync_all`) therefore makes every queued file unsynced again,
+without touching a single file, which is how a rebuilt BTrDB is refilled.
+
+``ytagbase`` lives in the queue itself (SQLite: table ``meta``; MongoDB: collection
+``qss_meta`` of ``upmu_database``), not in ``qss.ini``: receiver, sync2q, upmu-adm and
+qss-get must agree on it, a backup of the queue carries it, and raising it is an
+operation on the queue, not a configuration edit. When absent it is 1, so files synced by
+the original tools (any ``ytag >= 1``) count as synced and files they never synced
+(``ytag`` missing) do not.
+
+Durability
+----------
+:meth:`Queue.put` returns only after the file and the device's latest time are on disk
+(SQLite: one transaction in WAL mode with ``synchronous=FULL``; MongoDB: journaled
+writes). An acknowledgement to the device may be sent then and only then.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import enum
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from qss.naming import parse_dat_filename
+
+__all__ = [
+    "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError", "QueuedFile",
+    "SerialStats", "Tally", "check_identity", "in_period", "utcnow",
+]
+
+log = logging.getLogger("qss.queue")
+
+#: The ``ytagbase`` of a queue that never stored one (see the module docstring).
+DEFAULT_YTAGBASE = 1
+# The push protocol's limits (DESIGN §3), with headroom for imported names.
+_MAX_SERIAL_LEN = 32
+_MAX_NAME_BYTES = 4096
+
+
+class QueueError(Exception):
+    """The queue cannot be opened or used; the message is one line naming it and why."""
+
+
+class FileGone(QueueError, LookupError):
+    """The file was deleted from the queue after it was listed."""
+
+
+class PutResult(enum.Enum):
+    """What :meth:`Queue.put` did."""
+
+    NEW = "new"              #: stored; the queue did not have this (serial, name)
+    DUPLICATE = "duplicate"  #: the same bytes were already queued; nothing stored twice
+    REPLACED = "replaced"    #: different bytes under the same name; the newer are kept
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedFile:
+    """One queued file as listed (its bytes are read with :meth:`Queue.read`).
+
+    ``ref`` is the backend's handle on this very version of the file: :meth:`Queue.mark_synced`
+    marks the file only if it was not replaced since it was listed.
+    """
+
+    serial: str
+    name: str
+    size: int
+    time_received: dt.datetime
+    ytag: int
+    ref: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    def synced(self, ytagbase: int) -> bool:
+        """True when this file counts as synced under ``ytagbase``."""
+        return self.ytag >= ytagbase
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tally:
+    """A number of files and their total size in bytes."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.files + other.files, self.bytes + other.bytes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SerialStats:
+    """Per-uPMU figures for ``upmu-adm list``/``status`` and ``qss-get --status``.
+
+    ``last_received`` is when the device last pushed anything, resends included
+    (``latest_times``), or None if it never did.
+    """
+
+    serial: str
+    files: int
+    bytes: int
+    unsynced_files: int
+    unsynced_bytes: int
+    last_received: dt.datetime | None
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC, at millisecond precision (what MongoDB keeps)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def check_identity(serial: str, name: str) -> None:
+    """Refuse a (serial, name) no backend should store.
+
+    Raises:
+        ValueError: empty, too long, NUL characters, or not encodable as UTF-8.
+    """
+    if not isinstance(serial, str) or not 1 <= len(serial) <= _MAX_SERIAL_LEN:
+        raise ValueError(f"serial must be 1 to {_MAX_SERIAL_LEN} characters, not {serial!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"file name must be a non-empty string, not {name!r}")
+    for what, text in (("serial", serial), ("file name", name)):
+        # C tools down the line (and MongoDB keys, should a name ever become one) stop at NUL.
+        if "\0" in text:
+            raise ValueError(f"{what} contains a NUL character: {text!r}")
+        try:
+            length = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode: {text!r}") from None
+        if length > _MAX_NAME_BYTES:
+            raise ValueError(f"{what} is {length} bytes, over the limit of {_MAX_NAME_BYTES}")
+
+
+def in_period(name: str, start: dt.datetime | None, end: dt.datetime | None) -> bool:
+    """True when the file's time, from its name ``<SERIAL>_<YYYY-MM-DD-HH-MM-SS>.dat``,
+    is in ``[start, end)`` (naive datetimes are UTC). No bounds: every file. A name that
+    carries no time is in no bounded period."""
+    if start is None and end is None:
+        return True
+    parsed = parse_dat_filename(name.rsplit("/", 1)[-1])
+    if parsed is None:
+        return False
+    when = parsed[1]
+    if start is not None and when < _aware(start):
+        return False
+    return end is None or when < _aware(end)
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+class Queue(abc.ABC):
+    """The queue of received files. Open one with :func:`qss.queue.open_queue`.
+
+    Safe to use from several threads and, for both backends, from several processes at
+    once (receiver, sync2q, upmu-adm). Iterators fetch in pages with short reads, so a
+    long iteration neither holds everything in memory nor blocks writers.
+    """
+
+    #: The URL this queue was opened from (for messages).
+    url: str
+
+    # -- writing ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+            time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
+        """Store a file durably; return only once it (and, with ``update_latest``, the
+        device's latest time) survives a crash.
+
+        Same (serial, name) and same bytes: nothing is written but the latest time
+        (:attr:`PutResult.DUPLICATE`). Different bytes: the newer replace the older, the
+        file becomes unsynced, and a warning is logged (:attr:`PutResult.REPLACED`).
+        ``time_received`` defaults to now; ``update_latest=False`` is for imports, which
+        are not a sign of life from the device.
+
+        Raises:
+            ValueError: see :func:`check_identity`.
+            QueueError: the store failed; nothing was acknowledged, retrying is safe.
+        """
+
+    @abc.abstractmethod
+    def mark_synced(self, file: QueuedFile) -> bool:
+        """Mark a listed file synced under the ``ytagbase`` in force when it was listed.
+
+        Returns False (and marks nothing) when the file was replaced or deleted since it
+        was listed: a replaced file stays unsynced and is listed again.
+        """
+
+    # -- reading ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, serial: str, name: str) -> QueuedFile | None:
+        """The queued file (serial, name), or None."""
+
+    @abc.abstractmethod
+    def read(self, file: QueuedFile) -> bytes | bytearray:
+        """The file's bytes, read without holding a second whole copy in memory.
+
+        Raises:
+            FileGone: the file was deleted since it was listed.
+        """
+
+    @abc.abstractmethod
+    def unsynced(self, serial: str, *, after: str | None = None,
+                 page_size: int = 256) -> Iterator[QueuedFile]:
+        """The serial's unsynced files in name order (name order is time order), from
+        names after ``after``. Fetched a page at a time; files marked synced or added
+        while iterating may or may not appear."""
+
+    @abc.abstractmethod
+    def files(self, serial: str, *, start: dt.datetime | None = None,
+              end: dt.datetime | None = None, page_size: int = 256) -> Iterator[QueuedFile]:
+        """All of the serial's files in name order, or those whose name's time is in
+        ``[start, end)`` (see :func:`in_period`), synced or not."""
+
+    @abc.abstractmethod
+    def serials(self) -> list[str]:
+        """Every serial with queued files or a latest time, sorted."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, SerialStats]:
+        """Figures per serial (see :class:`SerialStats`), for every serial of :meth:`serials`."""
+
+    # -- ytagbase -----------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def ytagbase(self) -> int:
+        """The current ``ytagbase`` (see the module docstring)."""
+
+    @abc.abstractmethod
+    def resync_all(self) -> int:
+        """Make every queued file unsynced by raising ``ytagbase`` above every ``ytag`` in
+        the queue (files synced by the original tools included); return the new base."""
+
+    # -- deleting -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def count_synced(self, serial: str | None = None) -> Tally:
+        """How many synced files (of one serial, or all) and their size."""
+
+    @abc.abstractmethod
+    def delete_synced(self, serial: str | None = None) -> Tally:
+        """Delete synced files (of one serial, or all), in short batches; return what went.
+        The space goes back to the file system (SQLite: incremental vacuum and a WAL
+        truncation; MongoDB reuses it)."""
+
+    @abc.abstractmethod
+    def delete(self, serial: str, *, start: dt.datetime | None = None,
+               end: dt.datetime | None = None) -> Tally:
+        """Delete the serial's files, synced or not: all of them (and its latest time),
+        or those of ``[start, end)`` (see :func:`in_period`). For ``upmu-adm rem`` and
+        ``delbackup``."""
+
+    # -- housekeeping -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def ensure_indexes(self) -> list[str]:
+        """Create missing indexes; return a description of each one created (empty when
+        all existed)."""
+
+    @property
+    @abc.abstractmethod
+    def storage_dir(self) -> str | None:
+        """The local directory holding the queue's data (for the disk guard), or None
+        when the backend cannot tell (a MongoDB server)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+def log_replaced(url: str, serial: str, name: str, old_size: int, new_size: int) -> None:
+    """The one warning line for :attr:`PutResult.REPLACED` (shared by the backends)."""
+    log.warning("queue %s: file %r of uPMU %s arrived again with different contents "
+                "(%d bytes, was %d); kept the newer and marked it unsynced",
+                url, name, serial, new_size, old_size)

@@ -1,0 +1,606 @@
+"""The embedded queue: one SQLite file (``[queue] url = sqlite:////ssd/srv/queue.db``).
+
+The same model as MongoDB's ``upmu_database`` (DESIGN §5), in four tables::
+
+    received_files  id, serial_number, name, size, time_received (µs since 1970, UTC),
+                    ytag, published, generation;  UNIQUE (serial_number, name)
+                    and INDEX (serial_number, ytag, name)
+    file_data       id (= received_files.id), data BLOB
+    latest_times    serial_number PRIMARY KEY, time_received (µs)
+    meta            key PRIMARY KEY, value: schema version, ytagbase
+
+Why it looks like this:
+
+- Crash safety: WAL journal with ``synchronous=FULL``, so a committed transaction is on
+  disk when ``COMMIT`` returns; a file and its device's latest time are written in one
+  transaction, so after a crash a file is either whole or absent.
+- Memory: contents go in and out through incremental blob I/O (``Connection.blobopen``)
+  in 1 MiB pieces: the row is created with ``zeroblob(n)`` and filled from the caller's
+  buffer, and reads fill one ``bytearray``. Binding a 75 MB ``bytes`` parameter instead
+  makes SQLite copy it (measured: 231 MB peak for a 75 MB file, against 87 MB here).
+- Contents live in their own table so scans of the metadata (listing, statistics) never
+  touch blob pages: inline, each row would carry ~8 KB of its blob on the leaf page.
+- 64 KiB pages: a 552 KB file spans 9 overflow pages instead of 135; measured on this
+  suite's files, writes went from 216 to 336 files/s and blob reads from 1,800 to
+  6,400 files/s against 4 KiB pages. Set when the file is created (it cannot change later).
+- ``auto_vacuum=INCREMENTAL`` (also at creation) so deleting synced files can give the
+  space back to the file system (``PRAGMA incremental_vacuum``) without a full VACUUM.
+- Several processes: every write is a short ``BEGIN IMMEDIATE`` transaction, waits for
+  the lock up to ``busy_timeout``, and iterators read in pages of short transactions
+  (a reader holding a snapshot for long would stop checkpoints and grow the WAL).
+- ``generation`` counts replacements, so marking a file synced after it was replaced by
+  different bytes marks nothing.
+
+Names are stored as text values, never as file-system paths.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+
+from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
+                   SerialStats, Tally, check_identity, in_period, log, log_replaced, utcnow)
+
+__all__ = ["SqliteQueue"]
+
+SCHEMA_VERSION = 1
+PAGE_SIZE = 65536
+_CHUNK = 1 << 20          # blob I/O piece: bounds the extra memory per file
+_DELETE_BATCH = 256       # files per delete transaction: keeps write locks short
+_VACUUM_STEP = 256        # pages (16 MiB) moved per incremental-vacuum transaction
+_WAL_LIMIT = 64 << 20     # WAL size kept after a checkpoint
+_CACHE_KIB = 4096         # page cache per connection (metadata pages; blobs stream past it)
+_BATCH_FILES = 64         # group commit: at most this many files per transaction,
+_BATCH_BYTES = 64 << 20   # and this many bytes (a bigger file goes alone)
+_CHECKPOINT_S = 0.1       # how often the background thread copies the WAL into the file
+_WAL_RESTART = 128 << 20  # WAL size at which the writer resets it (see _Checkpointer)
+
+_SCHEMA = [
+    ("table received_files", """
+     CREATE TABLE IF NOT EXISTS received_files (
+         id INTEGER PRIMARY KEY,
+         serial_number TEXT NOT NULL,
+         name TEXT NOT NULL,
+         size INTEGER NOT NULL,
+         time_received INTEGER NOT NULL,
+         ytag INTEGER NOT NULL DEFAULT 0,
+         published INTEGER NOT NULL DEFAULT 0,
+         generation INTEGER NOT NULL DEFAULT 1,
+         UNIQUE (serial_number, name))"""),
+    ("table file_data", """
+     CREATE TABLE IF NOT EXISTS file_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"""),
+    ("table latest_times", """
+     CREATE TABLE IF NOT EXISTS latest_times (
+         serial_number TEXT PRIMARY KEY, time_received INTEGER NOT NULL)"""),
+    ("table meta", """
+     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID"""),
+]
+_INDEXES = [
+    ("received_files_sync", "received_files (serial_number, ytag, name)"),
+]
+
+_COLUMNS = "id, serial_number, name, size, time_received, ytag, generation"
+
+
+def _to_us(when: dt.datetime) -> int:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> dt.datetime:
+    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
+
+
+def _as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
+    view = memoryview(data)
+    if view.ndim != 1 or view.format not in ("B", "b", "c"):
+        view = view.cast("B")
+    if not view.contiguous:
+        raise ValueError("file contents must be a contiguous buffer")
+    return view
+
+
+@dataclasses.dataclass(eq=False)
+class _Put:
+    """One put waiting for (or done by) a group commit."""
+
+    serial: str
+    name: str
+    view: memoryview
+    when: int
+    update_latest: bool
+    result: PutResult | None = None
+    old_size: int = 0
+    error: QueueError | None = None
+
+
+class SqliteQueue(Queue):
+    """The embedded queue in the SQLite file ``path`` (created with its tables if missing).
+
+    Raises:
+        QueueError: the directory does not exist (e.g. the data drive is not mounted), the
+            file is not a queue or is from a newer suite, or SQLite cannot open it.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
+        self.path = os.path.abspath(path)
+        self.url = f"sqlite:///{self.path}"
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            # Creating it could fill the root file system while the data drive is unmounted.
+            raise QueueError(f"queue {self.url}: directory {directory} does not exist; "
+                             f"mount the data drive or create the directory")
+        self._lock = threading.RLock()
+        self._checkpointer: _Checkpointer | None = None   # started by the first write
+        self._pending: collections.deque[_Put] = collections.deque()
+        self._pending_lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise QueueError(f"queue {self.url}: cannot open: {exc}") from None
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise QueueError(f"queue {self.url}: cannot use it as a queue: {exc}") from None
+        except QueueError:
+            self._db.close()
+            raise
+
+    # -- setup ----------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        db = self._db
+        # Both only take effect on a new file, before the first table, and must come before
+        # anything reads the file: reading first sizes the page cache for 4 KiB pages, and
+        # 64 KiB pages then made it 32 MB (measured), not the 4 MiB asked for below.
+        db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise QueueError(f"queue {self.url}: cannot switch to WAL journal (got {mode!r})")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute(f"PRAGMA journal_size_limit = {_WAL_LIMIT}")
+        # No checkpoint inside a commit: the background checkpointer does them (see
+        # _Checkpointer); inline ones stalled commits by ~100 ms every 64 MB.
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        with self._write(checkpoints=False):   # a reader needs no checkpointer thread
+            for _, sql in _SCHEMA:
+                db.execute(sql)
+            self._create_indexes()
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)",
+                           (SCHEMA_VERSION,))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise QueueError(f"queue {self.url}: schema version {row[0]} is newer than "
+                                 f"this suite's ({SCHEMA_VERSION}); update the suite")
+
+    def _create_indexes(self) -> list[str]:
+        existing = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        created = []
+        for name, spec in _INDEXES:
+            if name not in existing:
+                self._db.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {spec}")
+                created.append(f"{name} on {spec}")
+        return created
+
+    @contextlib.contextmanager
+    def _write(self, checkpoints: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, taking the write lock up front (no upgrade
+        deadlocks between processes); starts the checkpointer at the first one."""
+        with self._lock:
+            if self._checkpointer is None:
+                if checkpoints:
+                    self._checkpointer = _Checkpointer(self.path)
+            elif self._checkpointer.restart_wanted.is_set():
+                self._checkpointer.restart_wanted.clear()
+                with contextlib.suppress(sqlite3.Error):   # busy: the next write tries again
+                    self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _error(self, doing: str, exc: sqlite3.Error) -> QueueError:
+        return QueueError(f"queue {self.url}: {doing}: {exc}")
+
+    # -- writing --------------------------------------------------------------------
+
+    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+            time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
+        check_identity(serial, name)
+        request = _Put(serial, name, _as_bytes_view(data),
+                       _to_us(time_received or utcnow()), update_latest)
+        with self._pending_lock:
+            self._pending.append(request)
+        # Group commit: whoever holds the write lock stores every put waiting by then in
+        # one transaction (one WAL fsync for all); the others find theirs done.
+        while request.result is None and request.error is None:
+            with self._lock:
+                if request.result is None and request.error is None:
+                    self._commit(self._take_batch())
+        if request.error is not None:
+            raise request.error
+        if request.result is PutResult.REPLACED:
+            log_replaced(self.url, serial, name, request.old_size, request.view.nbytes)
+        return request.result
+
+    def _take_batch(self) -> list[_Put]:
+        with self._pending_lock:
+            batch: list[_Put] = []
+            size = 0
+            while self._pending and len(batch) < _BATCH_FILES:
+                if batch and size + self._pending[0].view.nbytes > _BATCH_BYTES:
+                    break
+                batch.append(self._pending.popleft())
+                size += batch[-1].view.nbytes
+        return batch
+
+    def _commit(self, batch: list[_Put]) -> None:
+        results: list[tuple[PutResult, int]] = []
+        try:
+            with self._write() as db:
+                for request in batch:
+                    results.append(self._put_one(db, request))
+            for request, (result, old_size) in zip(batch, results):
+                request.old_size = old_size
+                request.result = result   # only now: the commit is on disk
+        except sqlite3.Error as exc:
+            # The transaction rolled back: none of the batch is stored.
+            for request in batch:
+                request.error = self._error(
+                    f"cannot store file {request.name!r} of uPMU {request.serial}", exc)
+        finally:
+            for request in batch:   # an interrupt: never leave a waiting put hanging
+                if request.result is None and request.error is None:
+                    request.error = QueueError(f"queue {self.url}: storing file "
+                                               f"{request.name!r} was interrupted")
+
+    def _put_one(self, db: sqlite3.Connection, r: _Put) -> tuple[PutResult, int]:
+        size = r.view.nbytes
+        row = db.execute("SELECT id, size FROM received_files "
+                         "WHERE serial_number = ? AND name = ?", (r.serial, r.name)).fetchone()
+        old_size = 0
+        if row is None:
+            fid = db.execute("INSERT INTO received_files (serial_number, name, size, "
+                             "time_received) VALUES (?, ?, ?, ?)",
+                             (r.serial, r.name, size, r.when)).lastrowid
+            db.execute("INSERT INTO file_data (id, data) VALUES (?, zeroblob(?))", (fid, size))
+            self._write_blob(fid, r.view)
+            result = PutResult.NEW
+        elif row[1] == size and self._blob_equals(row[0], r.view):
+            result = PutResult.DUPLICATE
+        else:
+            fid, old_size = row
+            db.execute("UPDATE received_files SET size = ?, time_received = ?, ytag = 0,"
+                       " published = 0, generation = generation + 1 WHERE id = ?",
+                       (size, r.when, fid))
+            db.execute("UPDATE file_data SET data = zeroblob(?) WHERE id = ?", (size, fid))
+            self._write_blob(fid, r.view)
+            result = PutResult.REPLACED
+        if r.update_latest:
+            db.execute("INSERT INTO latest_times (serial_number, time_received) VALUES (?, ?)"
+                       " ON CONFLICT (serial_number) DO UPDATE"
+                       " SET time_received = max(time_received, excluded.time_received)",
+                       (r.serial, r.when))
+        return result, old_size
+
+    def _write_blob(self, fid: int, view: memoryview) -> None:
+        if not view.nbytes:
+            return
+        with self._db.blobopen("file_data", "data", fid) as blob:
+            for offset in range(0, view.nbytes, _CHUNK):
+                blob.write(view[offset:offset + _CHUNK])
+
+    def _blob_equals(self, fid: int, view: memoryview) -> bool:
+        if not view.nbytes:
+            return True
+        with self._db.blobopen("file_data", "data", fid, readonly=True) as blob:
+            for offset in range(0, view.nbytes, _CHUNK):
+                if blob.read(_CHUNK) != view[offset:offset + _CHUNK]:
+                    return False
+        return True
+
+    def mark_synced(self, file: QueuedFile) -> bool:
+        fid, generation, base = file.ref
+        try:
+            with self._write() as db:
+                changed = db.execute(
+                    "UPDATE received_files SET ytag = max(ytag, ?) WHERE id = ? AND generation = ?",
+                    (base, fid, generation)).rowcount
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot mark file {file.name!r} of uPMU {file.serial} synced",
+                              exc) from None
+        return changed == 1
+
+    # -- reading --------------------------------------------------------------------
+
+    def _file(self, row: tuple, base: int) -> QueuedFile:
+        fid, serial, name, size, when, ytag, generation = row
+        return QueuedFile(serial, name, size, _from_us(when), ytag, (fid, generation, base))
+
+    def _query(self, sql: str, params: tuple) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("cannot read", exc) from None
+
+    def get(self, serial: str, name: str) -> QueuedFile | None:
+        base = self.ytagbase
+        rows = self._query(f"SELECT {_COLUMNS} FROM received_files "
+                           f"WHERE serial_number = ? AND name = ?", (serial, name))
+        return self._file(rows[0], base) if rows else None
+
+    def read(self, file: QueuedFile) -> bytearray:
+        fid = file.ref[0]
+        for attempt in range(3):
+            with self._lock:
+                try:
+                    with self._db.blobopen("file_data", "data", fid, readonly=True) as blob:
+                        out = bytearray(len(blob))
+                        for offset in range(0, len(out), _CHUNK):
+                            out[offset:offset + _CHUNK] = blob.read(_CHUNK)
+                        return out
+                except sqlite3.OperationalError as exc:
+                    if "no such rowid" in str(exc):
+                        raise FileGone(f"queue {self.url}: file {file.name!r} of uPMU "
+                                       f"{file.serial} is no longer queued") from None
+                    # Another process replaced the row under the open blob (SQLITE_ABORT):
+                    # read it again.
+                    if attempt == 2:
+                        raise self._error(f"cannot read file {file.name!r}", exc) from None
+                except sqlite3.Error as exc:
+                    raise self._error(f"cannot read file {file.name!r}", exc) from None
+        raise AssertionError("unreachable")
+
+    def _pages(self, where: str, params: tuple, after: str | None, page_size: int,
+               base: int) -> Iterator[QueuedFile]:
+        last = after or ""
+        while True:
+            rows = self._query(f"SELECT {_COLUMNS} FROM received_files WHERE {where} "
+                               f"AND name > ? ORDER BY name LIMIT ?",
+                               (*params, last, page_size))
+            for row in rows:
+                yield self._file(row, base)
+            if len(rows) < page_size:
+                return
+            last = rows[-1][2]
+
+    def unsynced(self, serial: str, *, after: str | None = None,
+                 page_size: int = 256) -> Iterator[QueuedFile]:
+        base = self.ytagbase
+        # The UNIQUE (serial_number, name) index gives name order and the name > ? bound;
+        # the ytag test is a cheap filter on the small metadata rows.
+        yield from self._pages("serial_number = ? AND ytag < ?", (serial, base), after,
+                               page_size, base)
+
+    def files(self, serial: str, *, start: dt.datetime | None = None,
+              end: dt.datetime | None = None, page_size: int = 256) -> Iterator[QueuedFile]:
+        base = self.ytagbase
+        for file in self._pages("serial_number = ?", (serial,), None, page_size, base):
+            if in_period(file.name, start, end):
+                yield file
+
+    def serials(self) -> list[str]:
+        rows = self._query("SELECT serial_number FROM received_files GROUP BY serial_number "
+                           "UNION SELECT serial_number FROM latest_times ORDER BY 1", ())
+        return [r[0] for r in rows]
+
+    def stats(self) -> dict[str, SerialStats]:
+        base = self.ytagbase
+        rows = self._query(
+            "SELECT serial_number, count(*), total(size), total(ytag < ?),"
+            " total(CASE WHEN ytag < ? THEN size ELSE 0 END), max(time_received)"
+            " FROM received_files GROUP BY serial_number", (base, base))
+        latest = dict(self._query("SELECT serial_number, time_received FROM latest_times", ()))
+        out = {}
+        for serial, files, size, unsynced, unsynced_size, newest in rows:
+            when = latest.pop(serial, newest)
+            out[serial] = SerialStats(serial, files, int(size), int(unsynced),
+                                      int(unsynced_size), _from_us(when))
+        for serial, when in latest.items():
+            out[serial] = SerialStats(serial, 0, 0, 0, 0, _from_us(when))
+        return dict(sorted(out.items()))
+
+    # -- ytagbase -------------------------------------------------------------------
+
+    @property
+    def ytagbase(self) -> int:
+        rows = self._query("SELECT value FROM meta WHERE key = 'ytagbase'", ())
+        return int(rows[0][0]) if rows else DEFAULT_YTAGBASE
+
+    def resync_all(self) -> int:
+        try:
+            with self._write() as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'ytagbase'").fetchone()
+                base = int(row[0]) if row else DEFAULT_YTAGBASE
+                top = db.execute("SELECT max(ytag) FROM received_files").fetchone()[0] or 0
+                new = max(base, top) + 1
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('ytagbase', ?)",
+                           (new,))
+        except sqlite3.Error as exc:
+            raise self._error("cannot raise ytagbase", exc) from None
+        log.info("queue %s: ytagbase raised from %d to %d; every queued file will be synced "
+                 "again", self.url, base, new)
+        return new
+
+    # -- deleting -------------------------------------------------------------------
+
+    def count_synced(self, serial: str | None = None) -> Tally:
+        where, params = self._synced_where(serial)
+        files, size = self._query(
+            f"SELECT count(*), total(size) FROM received_files WHERE {where}", params)[0]
+        return Tally(files, int(size))
+
+    def _synced_where(self, serial: str | None) -> tuple[str, tuple]:
+        if serial is None:
+            return "ytag >= ?", (self.ytagbase,)
+        return "serial_number = ? AND ytag >= ?", (serial, self.ytagbase)
+
+    def _delete_ids(self, rows: list[tuple[int, int]]) -> Tally:
+        """Delete (id, size) rows in one transaction."""
+        ids = [(r[0],) for r in rows]
+        with self._write() as db:
+            db.executemany("DELETE FROM file_data WHERE id = ?", ids)
+            db.executemany("DELETE FROM received_files WHERE id = ?", ids)
+        return Tally(len(rows), sum(r[1] for r in rows))
+
+    def _delete_where(self, where: str, params: tuple) -> Tally:
+        total = Tally()
+        try:
+            while True:
+                rows = self._query(f"SELECT id, size FROM received_files WHERE {where} "
+                                   f"LIMIT {_DELETE_BATCH}", params)
+                if not rows:
+                    break
+                total += self._delete_ids(rows)
+        except sqlite3.Error as exc:
+            raise self._error("cannot delete files", exc) from None
+        finally:
+            if total.files:
+                self.reclaim()
+        return total
+
+    def delete_synced(self, serial: str | None = None) -> Tally:
+        where, params = self._synced_where(serial)
+        return self._delete_where(where, params)
+
+    def delete(self, serial: str, *, start: dt.datetime | None = None,
+               end: dt.datetime | None = None) -> Tally:
+        if start is None and end is None:
+            total = self._delete_where("serial_number = ?", (serial,))
+            try:
+                with self._write() as db:
+                    db.execute("DELETE FROM latest_times WHERE serial_number = ?", (serial,))
+            except sqlite3.Error as exc:
+                raise self._error(f"cannot delete the latest time of uPMU {serial}",
+                                  exc) from None
+            return total
+        total = Tally()
+        batch: list[tuple[int, int]] = []
+        try:
+            for file in list(self.files(serial, start=start, end=end)):
+                batch.append((file.ref[0], file.size))
+                if len(batch) == _DELETE_BATCH:
+                    total += self._delete_ids(batch)
+                    batch = []
+            if batch:
+                total += self._delete_ids(batch)
+        except sqlite3.Error as exc:
+            raise self._error("cannot delete files", exc) from None
+        finally:
+            if total.files:
+                self.reclaim()
+        return total
+
+    def reclaim(self) -> int:
+        """Give free pages back to the file system; return the bytes given back.
+
+        Moves pages a few at a time (short transactions), then truncates the WAL if no
+        reader holds it. Does nothing for files created without ``auto_vacuum``.
+        """
+        def size() -> int:
+            total = 0
+            for suffix in ("", "-wal"):
+                with contextlib.suppress(OSError):
+                    total += os.path.getsize(self.path + suffix)
+            return total
+
+        before = size()
+        try:
+            if self._query("PRAGMA auto_vacuum", ())[0][0] != 2:
+                return 0
+            free = self._query("PRAGMA freelist_count", ())[0][0]
+            while free:
+                with self._write() as db:
+                    db.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP})").fetchall()
+                left = self._query("PRAGMA freelist_count", ())[0][0]
+                if left >= free:   # another process keeps freeing pages: stop here
+                    break
+                free = left
+            self._query("PRAGMA wal_checkpoint(TRUNCATE)", ())
+        except sqlite3.Error as exc:
+            raise self._error("cannot give free space back", exc) from None
+        return max(0, before - size())
+
+    # -- housekeeping ---------------------------------------------------------------
+
+    def ensure_indexes(self) -> list[str]:
+        try:
+            with self._write():
+                return self._create_indexes()
+        except sqlite3.Error as exc:
+            raise self._error("cannot create indexes", exc) from None
+
+    @property
+    def storage_dir(self) -> str:
+        return os.path.dirname(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            self._db.close()
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file from a thread of its own, every
+    ``_CHECKPOINT_S`` seconds, with its own connection.
+
+    PASSIVE checkpoints never take the write lock, so commits go on meanwhile; when one
+    has copied everything, the next commit starts the WAL over (and ``journal_size_limit``
+    trims the file). Measured with the receiver: reply p99 17 ms instead of 99 ms, and
+    290 instead of 234 files/s at 10 devices. Each writing process runs one, so the WAL
+    stays short whichever of receiver, sync2q or upmu-adm is writing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        #: Set when the WAL outgrew _WAL_RESTART: under non-stop writes a passive
+        #: checkpoint never catches up, and the WAL only starts over once one has, so the
+        #: writer then runs one RESTART checkpoint itself between two transactions (most
+        #: frames are copied already, so it is short; from another thread it would starve).
+        self.restart_wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="queue-checkpointer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        except sqlite3.Error as exc:
+            log.warning("queue %s: no background checkpoints: %s", self._path, exc)
+            return
+        try:
+            while not self._stopping.wait(_CHECKPOINT_S):
+                try:
+                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames * PAGE_SIZE > _WAL_RESTART:
+                        self.restart_wanted.set()
+                except sqlite3.Error as exc:   # busy or I/O error: try again next time
+                    log.debug("queue %s: checkpoint failed: %s", self._path, exc)
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()

@@ -1,0 +1,163 @@
+"""The real ``qss-receiver`` process: SIGKILL mid-transfer and restart, SIGTERM, errors.
+
+The test holds the listening socket (127.0.0.1, a free port) and hands it to each
+receiver process (``--listen-fd``), so a restarted receiver serves the same address and
+devices that connect while none runs wait in the backlog, as with socket activation.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from qss.queue import open_queue
+from sim_upmu import BlockingDevice, device_files, serial_of, write_upmus
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Receiver:
+    """A ``python -m receiver.server`` child on an inherited listening socket."""
+
+    def __init__(self, tmp_path, sock: socket.socket, *extra: str) -> None:
+        config = tmp_path / "qss.ini"
+        config.write_text("")
+        env = {k: v for k, v in os.environ.items() if k not in ("MONGO_ADDR", "QSS_CONFIG")}
+        env["PYTHONPATH"] = ROOT
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver.server", "--config", str(config),
+             "--queue", f"sqlite:///{tmp_path}/queue.db",
+             "--upmuconfig", str(tmp_path / "upmuconfig.ini"),
+             "--listen-fd", str(sock.fileno()), *extra],
+            pass_fds=(sock.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env, cwd=ROOT)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if "Listening on" in line:
+                self.ready.set()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        self.proc.stdout.close()
+        return code
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def listener():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    yield sock
+    sock.close()
+
+
+def test_sigkill_mid_transfers_then_restart_keeps_exactly_one_copy(tmp_path, listener):
+    devices_n, files_n = 8, 12
+    serials = [serial_of(i) for i in range(devices_n)]
+    write_upmus(str(tmp_path / "upmuconfig.ini"), serials)
+    files = {s: device_files(s, files_n) for s in serials}
+    expected = {(s, path): data for s, fs in files.items() for path, data in fs}
+
+    receiver = Receiver(tmp_path, listener)
+    receivers = [receiver]
+    devices = [BlockingDevice(listener.getsockname(), s, files[s]) for s in serials]
+    deadline = time.monotonic() + 40
+    threads = [threading.Thread(target=d.run, args=(deadline,)) for d in devices]
+    try:
+        for t in threads:
+            t.start()
+        while sum(len(d.acknowledged) for d in devices) < 25 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        receiver.proc.kill()                       # SIGKILL, transfers in flight
+        assert receiver.stop() == -signal.SIGKILL
+        acknowledged = {(d.serial, p) for d in devices for p in d.acknowledged}
+
+        # Before any resend: every acknowledged file is there, and whatever is stored is whole.
+        check = sqlite3.connect(tmp_path / "queue.db")
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        check.close()
+        with open_queue(f"sqlite:///{tmp_path}/queue.db") as queue:
+            stored = {(s, f.name): f for s in serials for f in queue.files(s)}
+            assert acknowledged <= set(stored)
+            for key, file in stored.items():
+                assert bytes(queue.read(file)) == expected[key], key
+        assert len(acknowledged) < len(expected)   # the kill really was mid-run
+        print(f"at the kill: {len(acknowledged)} acknowledged, {len(stored)} stored")
+
+        receiver = Receiver(tmp_path, listener)
+        receivers.append(receiver)
+        for t in threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        assert all(not d.pending for d in devices), [len(d.pending) for d in devices]
+    finally:
+        for t in threads:
+            t.join(0.1)
+        for r in receivers:
+            r.stop(signal.SIGKILL)
+
+    with open_queue(f"sqlite:///{tmp_path}/queue.db") as queue:
+        for s in serials:
+            stored = list(queue.files(s))
+            assert [f.name for f in stored] == [p for p, _ in files[s]]   # each exactly once
+            for file in stored:
+                assert bytes(queue.read(file)) == expected[(s, file.name)]
+    assert sum(d.failures for d in devices) > 0   # devices did have to resend
+
+
+def test_sigterm_exits_cleanly(tmp_path, listener):
+    write_upmus(str(tmp_path / "upmuconfig.ini"), [serial_of(0)])
+    receiver = Receiver(tmp_path, listener)
+    try:
+        assert receiver.ready.wait(15), receiver.log
+        device = BlockingDevice(listener.getsockname(), serial_of(0), device_files(serial_of(0), 2))
+        device.run(time.monotonic() + 15)
+        assert not device.pending
+    finally:
+        code = receiver.stop(signal.SIGTERM)
+    assert code == 0, receiver.log
+    log = receiver.log
+    assert "Received /root/upmu_data/2015/Month_12/Day_18/Hour_08/P3000000_2015-12-18-08-14-57" \
+           ".dat: serial number is P3000000 (u0), length is 551520" in log
+    assert log.rstrip().endswith("INFO receiver stopped")
+
+
+def run_receiver(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGO_ADDR", "QSS_CONFIG")}
+    env["PYTHONPATH"] = ROOT
+    return subprocess.run([sys.executable, "-m", "receiver.server", "--config", os.devnull,
+                           *args], capture_output=True, text=True, env=env, timeout=30)
+
+
+def test_operator_errors_are_one_line(tmp_path):
+    done = run_receiver("--queue", "sqlite:////nonexistent-qss-dir/queue.db")
+    assert done.returncode == 1
+    assert done.stderr == ("qss-receiver: error: queue sqlite:////nonexistent-qss-dir/queue.db: "
+                           "directory /nonexistent-qss-dir does not exist; mount the data drive "
+                           "or create the directory\n")
+    done = run_receiver("--stall-timeout", "0")
+    assert (done.returncode, done.stderr) == (
+        2, "qss-receiver: error: --stall-timeout must be more than 0 seconds\n")
+    done = run_receiver("--listen", "127.0.0.1:99999")
+    assert done.returncode == 2
+    assert done.stderr.startswith("qss-receiver: error: --listen '127.0.0.1:99999': port must")
