@@ -35,13 +35,20 @@ setup(
             "hypothesis>=6.80,<7",
             "pexpect>=4.8,<5",
             "mongomock>=4.1,<5",
+            # A real supervisord for the deployment tests (the appliance uses Debian's).
+            "supervisor>=4.2,<5",
         ],
     },
+    package_data={"installer": ["templates/*/*"]},
     entry_points={
         "console_scripts": [
             "qss-dat = qss.cli.dat:entry",
             "upmu-adm = upmu_adm.cli:entry",
             "qss-receiver = receiver.server:entry",
+            "qss-btrdb = qss.tsdb.server:entry",
+            "qss-sync2q = sync2q.cli:entry",
+            "qss-get = qss.cli.get:entry",
+            "clean_synced = qss.clean:entry",
         ],
     },
 )

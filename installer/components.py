@@ -1,0 +1,342 @@
+"""The appliance's configurable components and the files each consists of.
+
+``qss-get --config COMPONENT`` writes these (manual ch. 14):
+
+=========  ==============================================================================
+qss        /etc/qss/qss.ini (only when missing), /etc/supervisor/supervisord.conf,
+           /etc/supervisor/conf.d/qss.conf (programs btrdb, receiver, sync2q, and mongo
+           when the queue is a MongoDB on this machine),
+           /etc/systemd/system/supervisor.service.d/qss.conf, /etc/sysusers.d/qss.conf,
+           /etc/tmpfiles.d/qss.conf
+nic        /etc/network/interfaces (manual ch. 7)
+shorewall  /etc/shorewall/{interfaces,zones,policy,rules}, /etc/default/shorewall (ch. 13)
+apcupsd    /etc/apcupsd/apcupsd.conf, /etc/default/apcupsd (ch. 15)
+=========  ==============================================================================
+
+Why a drop-in for Debian's ``supervisor.service`` rather than a unit of our own: the
+appliance runs Debian's ``supervisor`` package (its ``/usr/bin/supervisorctl`` is on
+sudo's PATH, so ``sudo supervisorctl status all`` works; it gets security updates; its
+unit is enabled on install). A second unit starting a second supervisord on the same
+configuration would fight it; a drop-in adds what the appliance needs (the data drive,
+the network, time to stop) to the one supervisord there is.
+
+The contents always name the appliance's paths; :class:`Layout` says which, so tests can
+run a real supervisord on files rendered for a temporary directory.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from qss.settings import Settings, parse_hostport, render_default_ini
+
+from . import templating
+from .files import DeployError, FileSpec
+
+COMPONENTS = ("qss", "nic", "shorewall", "apcupsd")
+QSS_INI = "/etc/qss/qss.ini"
+SERVICE_USER = "qss"
+SERVICE_HOME = "/var/lib/qss"
+
+# The manual's defaults (ch. 7, ch. 8): uPMUs' setup.ini point at 172.16.1.100.
+NIC_ADDRESS, NIC_NETMASK, NIC_GATEWAY = "172.16.1.100", "255.255.255.0", "172.16.1.1"
+
+# Directories a recursive chown (tmpfiles "Z") must never be pointed at, whatever
+# qss.ini says: the service user owns its data directories and nothing else.
+_SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media",
+    "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr",
+    "/var", "/usr/bin", "/usr/lib", "/usr/local", "/usr/sbin", "/usr/share", "/var/cache",
+    "/var/lib", "/var/log", "/var/run", "/var/tmp", "/var/spool", "/var/mail",
+})
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths and names the generated files refer to.
+
+    On the appliance ``prefix`` is ``/``; a test sets it to a temporary directory so
+    that sockets, logs, pid file and the included configuration all live there.
+    ``bindir`` holds the suite's console scripts; ``user`` is the programs' service
+    user; ``startsecs`` is how long a program must stay up to count as started.
+    """
+
+    bindir: str = "/usr/local/bin"
+    prefix: str = "/"
+    user: str = SERVICE_USER
+    startsecs: int = 5
+    mongod: str = "/usr/bin/mongod"
+
+    def path(self, path: str) -> str:
+        """``path`` of the appliance as this layout places it."""
+        return posixpath.join(self.prefix, path.lstrip("/"))
+
+
+@dataclass(frozen=True)
+class Program:
+    """One supervisord program."""
+
+    name: str
+    purpose: str
+    command: str
+    priority: int          # start order, lowest first; stopped in the reverse order
+    stopwaitsecs: int      # time to finish the current file or request after SIGTERM
+    startretries: int = 10
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalMongo:
+    """A MongoDB queue on this machine: where mongod listens."""
+
+    host: str
+    port: int
+
+
+def local_mongo(settings: Settings) -> LocalMongo | None:
+    """The MongoDB to run here when ``[queue] url`` names one on this machine, else None
+    (an SQLite queue, or a MongoDB elsewhere that is not ours to run)."""
+    url = settings.queue.url
+    if not url.startswith("mongodb://"):
+        return None
+    hosts = url[len("mongodb://"):].split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    if "," in hosts:
+        return None          # a replica set is run elsewhere
+    try:
+        hp = parse_hostport(hosts, default_port=27017)
+    except ValueError:
+        return None
+    host = hp.host.strip("[]")
+    if host == "localhost":
+        host = "127.0.0.1"
+    if host == "::1" or host.startswith("127."):
+        return LocalMongo(host, hp.port)
+    return None
+
+
+def programs(settings: Settings, layout: Layout) -> list[Program]:
+    """The supervisord programs for ``settings``, in start order."""
+    qss_ini = layout.path(QSS_INI)
+    env = {"QSS_CONFIG": qss_ini, "HOME": layout.path(SERVICE_HOME), "LANG": "C.UTF-8",
+           "PYTHONUNBUFFERED": "1"}
+    out = []
+    mongo = local_mongo(settings)
+    if mongo is not None:
+        out.append(Program(
+            "mongo", "MongoDB, the queue of received files ([queue] url)",
+            f"{layout.mongod} --dbpath {settings.paths.srv} --bind_ip {mongo.host} "
+            f"--port {mongo.port}",
+            priority=100, stopwaitsecs=120,
+            environment={"HOME": env["HOME"], "LANG": "C.UTF-8"}))
+    out += [
+        Program("btrdb", "the embedded BTrDB server: gRPC API and REST API ([store])",
+                f"{layout.bindir}/qss-btrdb --config {qss_ini}",
+                priority=200, stopwaitsecs=30, environment=env),
+        Program("receiver", "accepts files pushed by uPMUs and queues them ([receiver])",
+                f"{layout.bindir}/qss-receiver --config {qss_ini}",
+                priority=300, stopwaitsecs=30, environment=env),
+        Program("sync2q", "parses queued files and inserts them into BTrDB",
+                f"{layout.bindir}/qss-sync2q --config {qss_ini}",
+                priority=400, stopwaitsecs=60, environment=env),
+    ]
+    return out
+
+
+def stop_budget(progs: Sequence[Program]) -> int:
+    """Seconds supervisord may take to stop every program (one after another)."""
+    return sum(p.stopwaitsecs for p in progs)
+
+
+# -- the components ------------------------------------------------------------------
+
+def qss_files(settings: Settings, layout: Layout) -> list[FileSpec]:
+    """qss.ini (kept once it exists), supervisord, the systemd drop-in, the service user.
+
+    Raises:
+        DeployError: qss.ini names a system directory as a data directory.
+    """
+    progs = programs(settings, layout)
+    run_dir, log_dir, etc_dir = (layout.path(p) for p in ("/var/run", "/var/log", "/etc"))
+    qss_ini = layout.path(QSS_INI)
+    mongo = local_mongo(settings)
+    notes = ""
+    if settings.queue.scheme == "mongodb" and mongo is None:
+        notes = (f";\n; [queue] url = {_sv(_without_password(settings.queue.url))} is a "
+                 f"MongoDB on another machine:\n; no mongo program here.\n")
+    blocks = "".join("\n" + _program_block(p, layout, log_dir).rstrip("\n") for p in progs)
+    budget = stop_budget(progs)
+    return [
+        FileSpec(QSS_INI, render_default_ini(), "qss", keep_existing=True),
+        FileSpec("/etc/supervisor/supervisord.conf",
+                 templating.render("supervisor/supervisord.conf", run_dir=run_dir,
+                                   log_dir=log_dir, etc_dir=etc_dir), "qss"),
+        FileSpec("/etc/supervisor/conf.d/qss.conf",
+                 templating.render("supervisor/qss.conf", qss_ini=qss_ini, notes=notes,
+                                   start_order=", ".join(p.name for p in progs),
+                                   stop_budget=budget, log_dir=log_dir,
+                                   programs=blocks), "qss"),
+        FileSpec("/etc/systemd/system/supervisor.service.d/qss.conf",
+                 templating.render("systemd/supervisor-dropin.conf",
+                                   mounts=" ".join(_data_dirs(settings)), etc_dir=etc_dir,
+                                   stop_budget=budget, timeout_stop=timeout_stop_sec(progs)),
+                 "qss"),
+        FileSpec("/etc/sysusers.d/qss.conf",
+                 templating.render("systemd/sysusers.conf", user=layout.user,
+                                   home=SERVICE_HOME), "qss"),
+        FileSpec("/etc/tmpfiles.d/qss.conf",
+                 templating.render("systemd/tmpfiles.conf", qss_ini=qss_ini, user=layout.user,
+                                   lines=tmpfiles_lines(settings, layout.user)), "qss"),
+    ]
+
+
+def timeout_stop_sec(progs: Sequence[Program]) -> int:
+    """systemd's TimeoutStopSec for supervisor.service: every program's stopwaitsecs,
+    one after another, plus a minute for supervisord itself."""
+    return stop_budget(progs) + 60
+
+
+def tmpfiles_lines(settings: Settings, user: str) -> str:
+    """tmpfiles.d lines: the service user's home and data directories (created, owned
+    recursively), and traverse permission on the uPMU list's directory.
+
+    Raises:
+        DeployError: a data directory that is a system directory.
+    """
+    list_dirs = sorted({posixpath.dirname(posixpath.normpath(p))
+                        for p in (settings.paths.upmuconfig, settings.paths.backupconfig)})
+    rows = [("d", SERVICE_HOME, "0750", user, user, "-", "")]
+    for key, path in _owned_dirs(settings):
+        if path in _SYSTEM_DIRS or path in list_dirs:
+            raise DeployError(f"{QSS_INI}: {key} = {path!r} is a system or home directory; "
+                              f"the service user must own its data directories, so give it "
+                              f"one of its own, e.g. /ssd/data")
+        rows += [("d", path, "0750", user, user, "-", ""), ("Z", path, "-", user, user, "-", "")]
+    for directory in list_dirs:
+        if not any(directory == d or directory.startswith(d + "/") for d in ("/etc", "/usr")) \
+                and directory != "/":
+            # Debian 12 makes home directories 0700; the uPMU lists are 0644 inside one.
+            rows.append(("a+", directory, "-", "-", "-", "-", f"u:{user}:x"))
+    return "\n".join(f"{t:<5} {p:<26} {m:<4} {u:<4} {g:<5} {a:<3} {arg}".rstrip()
+                     for t, p, m, u, g, a, arg in rows)
+
+
+def _owned_dirs(settings: Settings) -> list[tuple[str, str]]:
+    dirs = [("[paths] data", settings.paths.data), ("[paths] srv", settings.paths.srv)]
+    queue_db = settings.queue.sqlite_path
+    if queue_db and posixpath.dirname(queue_db) not in {d for _, d in dirs}:
+        dirs.append(("[queue] url", posixpath.dirname(queue_db)))
+    return [(k, posixpath.normpath(d)) for k, d in dirs]
+
+
+def _data_dirs(settings: Settings) -> list[str]:
+    return list(dict.fromkeys(d for _, d in _owned_dirs(settings)))
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any user:password@ replaced (this file is world-readable)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return scheme + sep + authority + slash + path
+
+
+def _sv(value: str) -> str:
+    """A value for supervisor's configuration, where ``%`` starts an expansion."""
+    return value.replace("%", "%%")
+
+
+def _program_block(p: Program, layout: Layout, log_dir: str) -> str:
+    environment = ",".join(f'{k}="{_sv(v)}"' for k, v in p.environment.items())
+    return templating.render(
+        "supervisor/program.conf", name=p.name, purpose=p.purpose, command=_sv(p.command),
+        user=layout.user, environment=environment, priority=p.priority,
+        startsecs=layout.startsecs, startretries=p.startretries, stopwaitsecs=p.stopwaitsecs,
+        log_dir=log_dir)
+
+
+def nic_files(interface: str) -> list[FileSpec]:
+    """/etc/network/interfaces: the manual's static address on ``interface``."""
+    return [FileSpec("/etc/network/interfaces",
+                     templating.render("network/interfaces", interface=interface,
+                                       address=NIC_ADDRESS, netmask=NIC_NETMASK,
+                                       gateway=NIC_GATEWAY), "nic")]
+
+
+def shorewall_files(interface: str) -> list[FileSpec]:
+    """The one-interface firewall of manual ch. 13 on ``interface``, started at boot."""
+    files = [FileSpec(f"/etc/shorewall/{name}",
+                      templating.render(f"shorewall/{name}",
+                                        **({"interface": interface} if name == "interfaces"
+                                           else {})), "shorewall")
+             for name in ("interfaces", "zones", "policy", "rules")]
+    files.append(FileSpec("/etc/default/shorewall",
+                          templating.render("shorewall/default-shorewall"), "shorewall"))
+    return files
+
+
+def apcupsd_files() -> list[FileSpec]:
+    """apcupsd for a USB APC SMT750: shut down after 30 s on battery (manual ch. 15)."""
+    return [FileSpec("/etc/apcupsd/apcupsd.conf", templating.render("apcupsd/apcupsd.conf"),
+                     "apcupsd"),
+            FileSpec("/etc/default/apcupsd", templating.render("apcupsd/default-apcupsd"),
+                     "apcupsd")]
+
+
+def component_files(components: Sequence[str], settings: Settings, layout: Layout,
+                    interface: str | None) -> list[FileSpec]:
+    """Every file of ``components`` (a subset of :data:`COMPONENTS`), in that order.
+
+    Raises:
+        DeployError: as :func:`qss_files`.
+        ValueError: nic or shorewall without an interface (a programming error).
+    """
+    specs: list[FileSpec] = []
+    for component in COMPONENTS:
+        if component not in components:
+            continue
+        if component in ("nic", "shorewall") and interface is None:
+            raise ValueError(f"component {component} needs the network interface")
+        if component == "qss":
+            specs += qss_files(settings, layout)
+        elif component == "nic":
+            specs += nic_files(interface)  # type: ignore[arg-type]
+        elif component == "shorewall":
+            specs += shorewall_files(interface)  # type: ignore[arg-type]
+        else:
+            specs += apcupsd_files()
+    return specs
+
+
+def next_steps(changed: set[str], interface: str | None) -> list[str]:
+    """What the operator runs so the changed files (target paths) take effect."""
+    steps = []
+    if changed & {"/etc/supervisor/supervisord.conf",
+                  "/etc/systemd/system/supervisor.service.d/qss.conf"}:
+        steps.append("sudo systemctl daemon-reload && sudo systemctl restart supervisor   "
+                     "(restarts every program)")
+    elif "/etc/supervisor/conf.d/qss.conf" in changed:
+        steps.append("sudo supervisorctl update   (restarts the programs whose settings "
+                     "changed)")
+    if "/etc/network/interfaces" in changed:
+        steps.append(f"sudo ifdown {interface} && sudo ifup {interface}   (over SSH the "
+                     f"session drops if the address changed: reconnect to the new one)")
+    if changed & {f"/etc/shorewall/{n}" for n in ("interfaces", "zones", "policy", "rules")} \
+            or "/etc/default/shorewall" in changed:
+        steps.append("sudo shorewall check && sudo systemctl enable shorewall && "
+                     "sudo shorewall safe-restart")
+    if changed & {"/etc/apcupsd/apcupsd.conf", "/etc/default/apcupsd"}:
+        steps.append("sudo systemctl enable apcupsd && sudo systemctl restart apcupsd")
+    return steps
+
+
+def missing_programs(settings: Settings, layout: Layout) -> list[str]:
+    """Commands of the supervisord programs that are not installed (on this machine)."""
+    out = []
+    for p in programs(settings, layout):
+        exe = p.command.split()[0]
+        if not os.access(exe, os.X_OK):
+            out.append(f"{p.name}: {exe}")
+    return out

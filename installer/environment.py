@@ -1,0 +1,83 @@
+"""What qss-get's actions touch outside their arguments, as one object tests replace.
+
+The root prefix, the standard streams, the clock, the machine's routing table and
+network devices, where the suite's programs are installed, and the runner of system
+tools: :meth:`Environment.from_system` gives the real ones; tests build their own.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _net_devices() -> list[str]:
+    try:
+        return sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
+
+
+def _run(argv: Sequence[str]) -> tuple[int, str]:
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+    except OSError as exc:
+        return 127, f"{argv[0]}: {exc.strerror or exc}"
+    except subprocess.TimeoutExpired:
+        return 124, f"{argv[0]}: no answer in 120 s"
+    return proc.returncode, (proc.stderr or proc.stdout).strip()
+
+
+@dataclass
+class Environment:
+    """The world an action runs in.
+
+    ``root`` is where files are written (``--root``; ``/`` on the appliance); the files'
+    contents always name the appliance's own paths. ``bindir`` is where the suite's
+    console scripts (qss-btrdb, qss-receiver, ...) are installed: supervisord runs them
+    from there. ``run`` runs a system tool and returns (exit status, its output); it is
+    used only when ``root`` is ``/``.
+    """
+
+    root: Path = Path("/")
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    clock: Callable[[], dt.datetime] = dt.datetime.now
+    route_table: Callable[[], str] = lambda: _read("/proc/net/route")
+    net_devices: Callable[[], list[str]] = _net_devices
+    bindir: str = field(default_factory=lambda: sysconfig.get_path("scripts"))
+    euid: Callable[[], int] = os.geteuid
+    run: Callable[[Sequence[str]], tuple[int, str]] = _run
+
+    @classmethod
+    def from_system(cls) -> Environment:
+        """The real machine: ``/``, the process's streams, clock and tools."""
+        return cls()
+
+    @property
+    def live(self) -> bool:
+        """True when writing to this machine's own ``/`` (not into a folder)."""
+        return self.root == Path("/")
+
+    def say(self, line: str = "") -> None:
+        """One line to standard output."""
+        print(line, file=self.stdout, flush=True)
+
+    def warn(self, line: str) -> None:
+        """One ``qss-get: warning: ...`` line to standard error."""
+        print(f"qss-get: warning: {line}", file=self.stderr, flush=True)

@@ -1,0 +1,183 @@
+"""qss-get: set up and maintain the MicroPMU Quickstart Server (manual ch. 14).
+
+A thin command. Its actions are one mutually exclusive group of flags; each is a row of
+:data:`ACTIONS` (the flag, its argparse options, and a function ``action(env, args) ->
+ExitStatus``), so a new action is a new row. Actions do their work through the
+``installer`` library and see the world only through an
+:class:`installer.environment.Environment` (root prefix, streams, clock, routing table,
+system tools), which tests replace.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from installer.components import COMPONENTS
+from installer.configure import BadInterface, Cancelled, configure
+from installer.environment import Environment
+from installer.files import DeployError
+from qss import __version__
+
+from . import CommandError, ExitStatus, run
+
+_DESCRIPTION = """\
+Set up and maintain the MicroPMU Quickstart Server. Run it with sudo: it writes the
+system's configuration. Choose one action.
+"""
+_EPILOG = """\
+components of --config:
+  qss        the appliance's settings, /etc/qss/qss.ini (written only when missing: an
+             existing one is the operator's and is kept), and from them: supervisord
+             (/etc/supervisor/supervisord.conf, conf.d/qss.conf) running the programs
+             btrdb, receiver, sync2q, and mongo when [queue] url is a MongoDB on this
+             machine, as service user 'qss', logging to /var/log/<program>.log; the
+             systemd drop-in /etc/systemd/system/supervisor.service.d/qss.conf that
+             starts them at boot once the data drive (/ssd) is mounted and the network
+             is up, and stops them gracefully at shutdown; the service user and its
+             directories (/etc/sysusers.d/qss.conf, /etc/tmpfiles.d/qss.conf)
+  nic        /etc/network/interfaces: static address 172.16.1.100/24, gateway
+             172.16.1.1, on the interface of this machine's default route (manual ch. 7)
+  shorewall  /etc/shorewall/{interfaces,zones,policy,rules} and /etc/default/shorewall:
+             from the network admit only ping and TCP 22 (SSH), 80 and 443 (plotter),
+             1883 (uPMU data), 4410 and 9000 (BTrDB API); start at boot (manual ch. 13)
+  apcupsd    /etc/apcupsd/apcupsd.conf and /etc/default/apcupsd: an APC SMT750 UPS on
+             USB; shut the server down after 30 s on battery (manual ch. 15)
+  all        every component above
+
+A file that is already right is left alone, so running it twice changes nothing. A file
+that differs is shown as a diff and, once confirmed (or with --yes), copied to
+<file>.qss-bak-<date>T<time> and replaced. Each line of output says what happened to
+one file: created, unchanged, replaced (with its backup) or kept; then what to run for
+the changes to take effect.
+
+examples:
+  sudo qss-get --config all             set up a new server
+  sudo qss-get --config shorewall --interface eno2
+  qss-get --config all --root /tmp/img --yes --interface eno1
+                                        write the files into a folder, not the system
+
+exit status:
+  0  done (or nothing to do)
+  1  failed or cancelled; the reason is printed (files written before a failure are
+     complete: each is replaced in one step)
+  2  invalid command line
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an invalid call also says where the full usage is."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("one of the arguments "):     # no action given
+            message = "choose an action: " + ", ".join(
+                a.flags[0] for a in ACTIONS) + " or --help"
+        self.print_usage(sys.stderr)
+        self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message}\n"
+                                    f"(run '{self.prog} --help' for the actions and options)\n")
+
+
+@dataclass(frozen=True)
+class Action:
+    """A row of the action table: a flag of the mutually exclusive group, its argparse
+    options (``dest`` is the row's name), and the function that does it."""
+
+    name: str
+    flags: tuple[str, ...]
+    run: Callable[[Environment, argparse.Namespace], ExitStatus]
+    options: dict = field(default_factory=dict)
+
+
+# -- actions -------------------------------------------------------------------------
+
+def action_version(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Print the version of the Quickstart Server software."""
+    env.say(f"MicroPMU Quickstart Server {__version__}")
+    return ExitStatus.OK
+
+
+def action_config(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Write the default configuration of the chosen components (see the epilog)."""
+    components = COMPONENTS if "all" in args.config else tuple(dict.fromkeys(args.config))
+    try:
+        ok = configure(env, components, interface=args.interface, assume_yes=args.yes)
+    except Cancelled as exc:
+        env.say(str(exc))
+        return ExitStatus.ERROR
+    except BadInterface as exc:
+        raise CommandError(str(exc), ExitStatus.USAGE) from None
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK if ok else ExitStatus.ERROR
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("config", ("--config",), action_config, dict(
+        nargs="+", metavar="COMPONENT", choices=(*COMPONENTS, "all"),
+        help="write the default configuration of one or more components: "
+             f"{', '.join(COMPONENTS)} or all (what each writes: below)")),
+    Action("version", ("--version",), action_version, dict(
+        action="store_true",
+        help="print the version of the Quickstart Server software")),
+)
+
+
+# -- the command ---------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of qss-get (also used by the help-text tests)."""
+    p = _Parser(prog="qss-get", usage="%(prog)s ACTION [OPTIONS]", description=_DESCRIPTION,
+                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                add_help=False)
+    actions = p.add_argument_group("actions (exactly one)")
+    group = actions.add_mutually_exclusive_group(required=True)
+    for action in ACTIONS:
+        group.add_argument(*action.flags, dest=action.name, **action.options)
+    actions.add_argument("-h", "--help", action="help",
+                         help="show this help (also shown, in short, after an invalid call)")
+    opts = p.add_argument_group("options")
+    opts.add_argument("--root", metavar="DIR", default="/",
+                      help="write the files under DIR instead of / (an image, a package, a "
+                           "test); their contents still name the appliance's own paths, "
+                           "and nothing on this machine is started or changed (default /)")
+    opts.add_argument("--yes", action="store_true",
+                      help="replace files that differ without asking (for scripts); the "
+                           "previous files are still backed up")
+    opts.add_argument("--interface", metavar="NAME",
+                      help="network interface of the uPMUs' network for nic and shorewall "
+                           "(default: the interface of this machine's default route)")
+    opts.add_argument("--traceback", action="store_true",
+                      help="on an internal error, show the Python traceback (for support)")
+    return p
+
+
+def main(argv: Sequence[str], env: Environment | None = None) -> int:
+    """Parse ``argv`` and run the chosen action in ``env`` (default: this machine).
+
+    Returns the exit status; raises :class:`CommandError` for the operator's mistakes
+    (printed as one line by :func:`qss.cli.run`).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:   # --help (0) or an invalid call (2), already printed
+        return int(exc.code or 0)
+    env = env or Environment.from_system()
+    root = Path(os.path.abspath(args.root))
+    if not root.is_dir():
+        raise CommandError(f"--root {args.root!r}: no such directory; create it first",
+                           ExitStatus.USAGE)
+    env = replace(env, root=root)
+    action = next(a for a in ACTIONS if getattr(args, a.name) not in (None, False))
+    return int(action.run(env, args))
+
+
+def entry() -> None:
+    """Console-script entry point ``qss-get``."""
+    sys.exit(run(main, prog="qss-get"))
+
+
+if __name__ == "__main__":
+    entry()

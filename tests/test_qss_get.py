@@ -1,0 +1,412 @@
+"""qss-get as an operator runs it: help, bad calls, --version, and --config into a
+temporary root (idempotence, backups, confirmation, kept qss.ini, never the real /etc).
+
+The environment is injected (streams, clock, routing table, tool runner), so these
+tests never depend on the machine's network or touch its /etc.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+
+from installer import files
+from installer.components import COMPONENTS
+from installer.environment import Environment
+from qss import __version__
+from qss.cli import ExitStatus, run
+from installer.configure import service_user_steps
+from qss.cli.get import ACTIONS, build_parser, main
+
+NOW = dt.datetime(2024, 5, 6, 7, 8, 9)
+ROUTES = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+          "eno1\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+          "eno1\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n")
+ALL_FILES = [
+    "etc/qss/qss.ini", "etc/supervisor/supervisord.conf", "etc/supervisor/conf.d/qss.conf",
+    "etc/systemd/system/supervisor.service.d/qss.conf", "etc/sysusers.d/qss.conf",
+    "etc/tmpfiles.d/qss.conf", "etc/network/interfaces", "etc/shorewall/interfaces",
+    "etc/shorewall/zones", "etc/shorewall/policy", "etc/shorewall/rules",
+    "etc/default/shorewall", "etc/apcupsd/apcupsd.conf", "etc/default/apcupsd",
+]
+
+
+def _no_tools(argv):
+    raise AssertionError(f"a test ran a system tool: {argv}")
+
+
+def make_env(root: Path, stdin: str = "", routes: str = ROUTES,
+             devices=("lo", "eno1", "eno2"), **kw) -> Environment:
+    return Environment(root=root, stdin=io.StringIO(stdin), stdout=io.StringIO(),
+                       stderr=io.StringIO(), clock=lambda: NOW, route_table=lambda: routes,
+                       net_devices=lambda: list(devices), bindir="/opt/qss/bin",
+                       euid=lambda: 1000, **{"run": _no_tools, **kw})
+
+
+def qss_get(env: Environment, *args: str) -> tuple[int, str]:
+    """Run qss-get in-process as its console script does; (status, standard output)."""
+    status = run(lambda argv: main(argv, env), list(args), prog="qss-get")
+    return status, env.stdout.getvalue()
+
+
+def lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
+    return {str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# -- help and bad calls ----------------------------------------------------------------
+
+def test_help_covers_the_manuals_config_and_version(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: qss-get ACTION [OPTIONS]\n")
+    for text in ("--config COMPONENT [COMPONENT ...]", "--version", "-h, --help", "--root DIR",
+                 "--yes", "--interface NAME", "exit status:", "examples:",
+                 "172.16.1.100/24", "1883", "4410 and 9000", "30 s on battery",
+                 "/var/log/<program>.log", "/ssd", ".qss-bak-"):
+        assert text in out, text
+    for component in (*COMPONENTS, "all"):
+        assert f"\n  {component:<10} " in out, component
+    # Only what works is offered: the manual's other actions come with their issues.
+    for later in ("--newdb", "--install", "--update", "--packages", "--indexes", "--backup"):
+        assert later not in out
+
+
+def test_every_option_has_help():
+    for action in build_parser()._actions:
+        assert action.help, action.option_strings
+
+
+def test_actions_are_a_table_of_mutually_exclusive_flags():
+    assert [a.name for a in ACTIONS] == ["config", "version"]
+    parser = build_parser()
+    (group,) = parser._mutually_exclusive_groups
+    assert group.required
+    assert sorted(a.dest for a in group._group_actions) == ["config", "version"]
+
+
+@pytest.mark.parametrize("argv, error", [
+    ([], "qss-get: error: choose an action: --config, --version or --help"),
+    (["--config"], "qss-get: error: argument --config: expected at least one argument"),
+    (["--config", "firewall"], "qss-get: error: argument --config: invalid choice: 'firewall' "
+                               "(choose from 'qss', 'nic', 'shorewall', 'apcupsd', 'all')"),
+    (["--config", "qss", "--version"],
+     "qss-get: error: argument --version: not allowed with argument --config"),
+    (["--newdb"], "qss-get: error: choose an action: --config, --version or --help"),
+    (["--version", "--newdb"], "qss-get: error: unrecognized arguments: --newdb"),
+])
+def test_an_invalid_call_prints_usage_and_exits_2(capsys, argv, error):
+    assert main(argv) == ExitStatus.USAGE
+    err = capsys.readouterr().err
+    assert lines(err)[0] == "usage: qss-get ACTION [OPTIONS]"
+    assert error in lines(err)
+    assert lines(err)[-1] == "(run 'qss-get --help' for the actions and options)"
+
+
+def test_version_prints_the_software_version(tmp_path):
+    env = make_env(tmp_path)
+    assert qss_get(env, "--version") == (0, f"MicroPMU Quickstart Server {__version__}\n")
+
+
+def test_a_missing_root_is_a_usage_error(tmp_path, capsys):
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path / "no"))
+    assert status == ExitStatus.USAGE and out == ""
+    assert capsys.readouterr().err == (f"qss-get: error: --root {str(tmp_path / 'no')!r}: no "
+                                       f"such directory; create it first\n")
+
+
+def test_a_bad_interface_name_is_a_usage_error(tmp_path, capsys):
+    status, _ = qss_get(make_env(tmp_path), "--config", "nic", "--root", str(tmp_path),
+                        "--interface", "eth 0")
+    assert status == ExitStatus.USAGE
+    assert capsys.readouterr().err == (
+        "qss-get: error: --interface: 'eth 0' is not a network interface name (up to 15 "
+        "letters, digits and . _ : @ -, e.g. eno1)\n")
+    assert not any(tmp_path.iterdir())
+
+
+# -- --config --------------------------------------------------------------------------
+
+def test_config_all_writes_every_file_and_a_second_run_changes_nothing(tmp_path):
+    env = make_env(tmp_path)
+    status, out = qss_get(env, "--config", "all", "--root", str(tmp_path))
+    assert status == 0
+    assert lines(out) == (
+        ["interface eno1 (this machine's default route; choose another with --interface NAME)"]
+        + [f"created   {tmp_path}/{f}" for f in ALL_FILES]
+        + [f"written under {tmp_path}; nothing on this machine was started or changed"])
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) \
+        == sorted(ALL_FILES)
+    assert all(((tmp_path / f).stat().st_mode & 0o777) == 0o644 for f in ALL_FILES)
+    before = snapshot(tmp_path)
+
+    env = make_env(tmp_path)
+    status, out = qss_get(env, "--config", "all", "--root", str(tmp_path))
+    assert status == 0
+    assert lines(out)[1:] == ([f"unchanged {tmp_path}/{f}" for f in ALL_FILES]
+                              + ["nothing to do: 14 files already as qss-get writes them"])
+    assert snapshot(tmp_path) == before     # not even rewritten: same inodes and times
+
+
+def test_components_can_be_combined_and_repeated(tmp_path):
+    status, out = qss_get(make_env(tmp_path), "--config", "apcupsd", "nic", "apcupsd",
+                          "--root", str(tmp_path), "--interface", "eno2")
+    assert status == 0
+    assert lines(out) == [f"created   {tmp_path}/etc/network/interfaces",
+                          f"created   {tmp_path}/etc/apcupsd/apcupsd.conf",
+                          f"created   {tmp_path}/etc/default/apcupsd",
+                          f"written under {tmp_path}; nothing on this machine was started or "
+                          f"changed"]
+    assert "auto eno2\niface eno2 inet static\n" in (
+        tmp_path / "etc/network/interfaces").read_text()
+
+
+def test_a_changed_file_is_shown_backed_up_and_replaced_once_confirmed(tmp_path):
+    qss_get(make_env(tmp_path), "--config", "shorewall", "--root", str(tmp_path))
+    rules = tmp_path / "etc/shorewall/rules"
+    original = rules.read_text()
+    edited = original.replace("ACCEPT\t\tnet\t\t$FW\t\ttcp\t22\n", "")
+    rules.write_text(edited)
+    rules.chmod(0o600)
+
+    env = make_env(tmp_path, stdin="y\n")
+    status, out = qss_get(env, "--config", "shorewall", "--root", str(tmp_path))
+    assert status == 0
+    backup = tmp_path / "etc/shorewall/rules.qss-bak-20240506T070809"
+    assert f"--- {rules} (now)\n+++ {rules} (qss-get)\n" in out
+    assert "\n+ACCEPT\t\tnet\t\t$FW\t\ttcp\t22\n" in out
+    assert ("Replace the 1 file shown above? Each is backed up first. [y/N] \n"
+            f"unchanged {tmp_path}/etc/shorewall/interfaces\n") in out
+    assert f"replaced  {rules} (the previous one is {backup})\n" in out
+    assert rules.read_text() == original and (rules.stat().st_mode & 0o777) == 0o644
+    assert backup.read_text() == edited and (backup.stat().st_mode & 0o777) == 0o600
+    # no temporary files left behind
+    assert sorted(p.name for p in rules.parent.iterdir()) == [
+        "interfaces", "policy", "rules", "rules.qss-bak-20240506T070809", "zones"]
+
+
+def test_a_second_backup_in_the_same_second_gets_its_own_name(tmp_path):
+    qss_get(make_env(tmp_path), "--config", "apcupsd", "--root", str(tmp_path))
+    conf = tmp_path / "etc/apcupsd/apcupsd.conf"
+    for n, text in enumerate(["first edit\n", "second edit\n"]):
+        conf.write_text(text)
+        status, _ = qss_get(make_env(tmp_path), "--config", "apcupsd", "--root", str(tmp_path),
+                            "--yes")
+        assert status == 0
+    assert (conf.parent / "apcupsd.conf.qss-bak-20240506T070809").read_text() == "first edit\n"
+    assert (conf.parent / "apcupsd.conf.qss-bak-20240506T070809-1").read_text() == \
+        "second edit\n"
+
+
+@pytest.mark.parametrize("answer", ["n\n", "\n", "", "yes please\n"])
+def test_declining_writes_nothing_at_all(tmp_path, answer):
+    qss_get(make_env(tmp_path), "--config", "all", "--root", str(tmp_path))
+    (tmp_path / "etc/default/apcupsd").write_text("ISCONFIGURED=no\n")
+    (tmp_path / "etc/shorewall/zones").unlink()
+    before = snapshot(tmp_path)
+    env = make_env(tmp_path, stdin=answer)
+    status, out = qss_get(env, "--config", "all", "--root", str(tmp_path))
+    assert status == ExitStatus.ERROR
+    assert lines(out)[-1] == ("cancelled: nothing was written (answer y to go ahead; scripts "
+                              "use --yes)")
+    assert snapshot(tmp_path) == before
+
+
+def test_yes_replaces_without_asking(tmp_path):
+    qss_get(make_env(tmp_path), "--config", "nic", "--root", str(tmp_path))
+    interfaces = tmp_path / "etc/network/interfaces"
+    interfaces.write_text("auto eno1\niface eno1 inet dhcp\n")
+    env = make_env(tmp_path, stdin="n\n")      # would decline if asked
+    status, out = qss_get(env, "--config", "nic", "--root", str(tmp_path), "--yes")
+    assert status == 0 and "[y/N]" not in out
+    assert "address 172.16.1.100\nnetmask 255.255.255.0\ngateway 172.16.1.1\n" in \
+        interfaces.read_text()
+    assert env.stdin.read() == "n\n"           # stdin untouched
+
+
+def test_an_operators_qss_ini_is_kept_and_used(tmp_path):
+    ini = tmp_path / "etc/qss/qss.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("# mine\n[paths]\ndata = /data/btrdb\nsrv = /data/queue\n"
+                   "[queue]\nurl = mongodb://localhost:27018\n")
+    mine = ini.read_bytes()
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0
+    assert lines(out)[0] == (f"kept      {ini} (the operator's settings are never replaced; "
+                             f"to start from the defaults, move it away and run again)")
+    assert ini.read_bytes() == mine
+    assert not list(ini.parent.glob("*.qss-bak-*"))
+    conf = (tmp_path / "etc/supervisor/conf.d/qss.conf").read_text()
+    assert ("[program:mongo]\n; MongoDB, the queue of received files ([queue] url)\n"
+            "command=/usr/bin/mongod --dbpath /data/queue --bind_ip 127.0.0.1 --port 27018\n"
+            "user=qss\n") in conf
+    dropin = (tmp_path / "etc/systemd/system/supervisor.service.d/qss.conf").read_text()
+    assert "RequiresMountsFor=/data/btrdb /data/queue\n" in dropin
+    assert "TimeoutStopSec=300\n" in dropin     # 120 + 30 + 30 + 60 s, plus a minute
+    tmpfiles = (tmp_path / "etc/tmpfiles.d/qss.conf").read_text()
+    assert "Z     /data/btrdb                -    qss  qss   -\n" in tmpfiles
+    # a second run: still kept, everything else unchanged
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and lines(out)[-1] == \
+        "nothing to do: 6 files already as qss-get writes them"
+
+
+def test_a_remote_mongodb_gets_no_mongo_program(tmp_path):
+    ini = tmp_path / "etc/qss/qss.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[queue]\nurl = mongodb://qss:s3cret@db.example.org:27017/?tls=true\n")
+    qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    conf = (tmp_path / "etc/supervisor/conf.d/qss.conf").read_text()
+    assert "[program:mongo]" not in conf and "s3cret" not in conf
+    assert ("; [queue] url = mongodb://***@db.example.org:27017/?tls=true is a MongoDB on "
+            "another machine:\n; no mongo program here.\n") in conf
+
+
+@pytest.mark.parametrize("text, error", [
+    ("[queue]\nurl = postgres://x\n",
+     "[queue] url = 'postgres://x': expected sqlite:////ABSOLUTE/PATH or mongodb://HOST[:PORT]"),
+    ("[paths]\ndata = /var\n",
+     "[paths] data = '/var' is a system or home directory; the service user must own its "
+     "data directories, so give it one of its own, e.g. /ssd/data"),
+    ("[paths]\nsrv = /home/manager\n",
+     "[paths] srv = '/home/manager' is a system or home directory"),
+])
+def test_an_unusable_qss_ini_stops_before_anything_is_written(tmp_path, capsys, text, error):
+    ini = tmp_path / "etc/qss/qss.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(text)
+    status, out = qss_get(make_env(tmp_path), "--config", "all", "--root", str(tmp_path))
+    assert status == ExitStatus.ERROR and "created" not in out
+    err = capsys.readouterr().err
+    assert err.startswith("qss-get: error: ") and error in err and len(lines(err)) == 1
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [ini]
+
+
+def test_no_default_route_needs_an_interface(tmp_path, capsys):
+    env = make_env(tmp_path, routes=ROUTES.splitlines()[0] + "\n")
+    status, _ = qss_get(env, "--config", "shorewall", "--root", str(tmp_path))
+    assert status == ExitStatus.ERROR
+    assert capsys.readouterr().err == (
+        "qss-get: error: cannot tell which network interface the uPMUs are on: this machine "
+        "has no default route; name it with --interface NAME (interfaces here: eno1, eno2)\n")
+    assert not any(tmp_path.iterdir())
+
+
+def test_root_never_touches_the_real_etc(tmp_path):
+    watched = [Path("/etc", d) for d in ("qss", "supervisor", "shorewall", "network", "apcupsd",
+                                         "default", "systemd/system", "sysusers.d",
+                                         "tmpfiles.d")]
+
+    def state():
+        return {str(p): (p.stat().st_mtime_ns, p.stat().st_size)
+                for d in watched if d.exists() for p in [d, *d.rglob("*")]
+                if not p.is_symlink()}
+
+    before = state()
+    status, _ = qss_get(make_env(tmp_path), "--config", "all", "--root", str(tmp_path),
+                        "--yes")
+    assert status == 0
+    assert state() == before
+    assert all(str(p).startswith(str(tmp_path)) for p in tmp_path.rglob("*"))
+
+
+def test_without_root_the_live_system_is_refused_before_anything_is_written(monkeypatch,
+                                                                           capsys):
+    def must_not_write(*args):
+        raise AssertionError("qss-get wrote to the live system")
+
+    # Belt and braces: were the check ever lost, the writer fails instead of /etc changing.
+    monkeypatch.setattr(files, "atomic_write", must_not_write)
+    env = make_env(Path("/"))           # no --root: the live system; euid 1000
+    status, out = qss_get(env, "--config", "apcupsd")
+    assert (status, out) == (ExitStatus.ERROR, "")
+    assert capsys.readouterr().err == (
+        "qss-get: error: --config writes the system's configuration under /: run it with "
+        "sudo (or write into a folder with --root DIR)\n")
+
+
+def test_on_the_live_system_the_service_user_is_created_now():
+    ran = []
+
+    def tool(argv):
+        ran.append(tuple(argv))
+        return (1, "no such group") if argv[0] == "systemd-tmpfiles" else (0, "")
+
+    env = make_env(Path("/"), run=tool)
+    ok = service_user_steps(env, {"/etc/sysusers.d/qss.conf", "/etc/tmpfiles.d/qss.conf"})
+    assert ran == [("systemd-sysusers", "/etc/sysusers.d/qss.conf"),
+                   ("systemd-tmpfiles", "--create", "/etc/tmpfiles.d/qss.conf")]
+    assert not ok
+    assert env.stdout.getvalue() == "ran       systemd-sysusers /etc/sysusers.d/qss.conf\n"
+    assert env.stderr.getvalue() == (
+        "qss-get: warning: systemd-tmpfiles --create /etc/tmpfiles.d/qss.conf failed (exit "
+        "status 1): no such group; run it again once fixed, or supervisord cannot start the "
+        "programs\n")
+
+
+def test_a_directory_in_the_way_is_one_line(tmp_path, capsys):
+    (tmp_path / "etc/default/apcupsd").mkdir(parents=True)
+    status, _ = qss_get(make_env(tmp_path), "--config", "apcupsd", "--root", str(tmp_path))
+    assert status == ExitStatus.ERROR
+    assert capsys.readouterr().err == (
+        f"qss-get: error: {tmp_path}/etc/default/apcupsd: is a directory, not a file; move it "
+        f"away and run again\n")
+
+
+def test_files_plan_and_apply_directly(tmp_path):
+    spec = files.FileSpec("/etc/x.conf", "new\n", "test", mode=0o640)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/x.conf").write_text("old\n")
+    (change,) = files.plan([spec], tmp_path)
+    assert change.outcome is files.Outcome.REPLACE and change.current == b"old\n"
+    (done,) = list(files.apply([change], NOW))
+    assert done.backup == tmp_path / "etc/x.conf.qss-bak-20240506T070809"
+    assert (tmp_path / "etc/x.conf").read_text() == "new\n"
+    assert (tmp_path / "etc/x.conf").stat().st_mode & 0o777 == 0o640
+    with pytest.raises(ValueError):
+        files.FileSpec("etc/relative", "", "test")
+    with pytest.raises(ValueError):
+        files.FileSpec("/etc/../root/x", "", "test")
+
+
+def test_next_steps_name_the_service_to_restart_for_what_changed():
+    from installer.components import next_steps
+    assert next_steps(set(), "eno1") == []
+    assert next_steps({"/etc/supervisor/conf.d/qss.conf"}, None) == [
+        "sudo supervisorctl update   (restarts the programs whose settings changed)"]
+    assert next_steps({"/etc/supervisor/conf.d/qss.conf",
+                       "/etc/systemd/system/supervisor.service.d/qss.conf"}, None) == [
+        "sudo systemctl daemon-reload && sudo systemctl restart supervisor   (restarts every "
+        "program)"]
+    assert next_steps({"/etc/shorewall/rules", "/etc/network/interfaces",
+                       "/etc/default/apcupsd"}, "eno2") == [
+        "sudo ifdown eno2 && sudo ifup eno2   (over SSH the session drops if the address "
+        "changed: reconnect to the new one)",
+        "sudo shorewall check && sudo systemctl enable shorewall && sudo shorewall safe-restart",
+        "sudo systemctl enable apcupsd && sudo systemctl restart apcupsd"]
+
+
+def test_the_default_route_with_the_lowest_metric_wins():
+    from installer.netif import default_route_interface
+    table = (ROUTES.splitlines()[0] + "\n"
+             "wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n"
+             "eno2\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+             "eno3\t00000000\t0101A8C0\t0002\t0\t0\t0\t00000000\t0\t0\t0\n"     # not up
+             "eno4\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n")    # not default
+    assert default_route_interface(table) == "eno2"
+    assert default_route_interface("") is None
+    assert default_route_interface(ROUTES.splitlines()[0] + "\ngarbage line\n") is None
+
+
+def test_a_template_with_a_missing_or_unused_field_is_a_programming_error():
+    from installer import templating
+    with pytest.raises(ValueError, match=r"fields without values \['interface'\]"):
+        templating.render("shorewall/interfaces")
+    with pytest.raises(ValueError, match=r"values without fields \['typo'\]"):
+        templating.render("shorewall/zones", typo="x")
