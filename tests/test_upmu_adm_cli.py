@@ -2,6 +2,7 @@
 exact output and exit statuses."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from qss.generator import write_tree
 from qss.upmuconfig import UpmuList
 from upmu_adm.cli import build_parser
 
@@ -37,7 +39,8 @@ def adm(env, cfg: Path, *args: str, stdin: str | None = None,
         status: int | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "upmu_adm", "--upmuconfig", str(cfg), "--backupconfig",
-         str(cfg.with_name("backupconfig.ini")), *args],
+         str(cfg.with_name("backupconfig.ini")), "--queue",
+         f"sqlite:///{cfg.with_name('queue.db')}", *args],
         input=stdin if stdin is not None else "", capture_output=True, text=True, env=env,
         timeout=60)
     if status is not None:
@@ -78,7 +81,26 @@ def test_c_without_save_discards_and_exits_1(env, cfg):
 def test_c_list_exits_0(env, cfg):
     proc = adm(env, cfg, "-c", "list", status=0)
     assert proc.stdout.splitlines()[2].split() == ["192.168.1.24", "P3112233", "uPMU1",
-                                                   "base", "13"]
+                                                   "base", "13", "never", "none"]
+
+
+def test_importdat_in_a_script_exits_1_when_a_file_is_refused(env, cfg, tmp_path):
+    d = tmp_path / "in"
+    write_tree(d, "P3112234", dt.datetime(2015, 12, 18, 8), 1, extended=True,
+               seconds_per_file=30)
+    proc = adm(env, cfg, "-c", f"importdat {d} --recursive", status=0)
+    assert proc.stdout.splitlines()[1].startswith("  queued           2 files (")
+    assert proc.stderr == ""                   # no progress bar without a terminal
+    (d / "upmu_data" / "junk.dat").write_bytes(b"junk")
+    proc = adm(env, cfg, "-c", f"importdat {d}/upmu_data uPMU2; list", status=1)
+    assert "    junk.dat: no usable record" in proc.stderr
+    assert proc.stderr.endswith("not run: list\n")
+
+
+def test_status_in_a_script(env, cfg):
+    proc = adm(env, cfg, "-c", "status", status=0)
+    assert proc.stdout.splitlines()[0].split()[:4] == ["UPMU", "LAST", "RECEIVED", "(UTC)"]
+    assert "Data drive (" in proc.stdout
 
 
 def test_rem_needs_yes_without_a_terminal(env, cfg):
@@ -149,7 +171,8 @@ def test_help_reads_like_a_manual_page(env, cfg):
     text = adm(env, cfg, "--help", status=0).stdout
     for heading in ("commands (type help CMD", "keys:", "non-interactive use:", "examples:",
                     "files:", "exit status:", "appliance settings:", "--upmuconfig PATH",
-                    "--backupconfig PATH", "--config PATH", "-c COMMANDS", "--yes"):
+                    "--backupconfig PATH", "--config PATH", "-c COMMANDS", "--yes",
+                    "--queue URL", "--srv DIR", "importdat DIR", "status"):
         assert heading in text, heading
     assert 'upmu-adm -c "add 10.0.0.5 P3001234 u1 true; save"' in text
     for line in build_parser().format_help().splitlines():

@@ -61,8 +61,8 @@ def run(state: ShellState, line: str, answers=()) -> list[Reply]:
     answers = list(answers)
     asked = []
 
-    def confirm(question: str) -> bool:
-        asked.append(question)
+    def confirm(c) -> bool:
+        asked.append(c.question)
         return answers.pop(0)
 
     replies = list(REGISTRY.execute(state, line, confirm))
@@ -179,8 +179,7 @@ def test_rem_by_ip_serial_or_alias_asks_then_removes_and_keeps_the_data(state, k
     replies = run(state, f"rem {key}", answers=[True])
     assert [r.ok for r in replies] == [True]
     assert replies[0].text == (f"Removed {U1} - not saved yet; type save to apply.\n"
-                               f"Its queued files and its data stored in BTrDB are kept; "
-                               f"upmu-adm does not delete them")
+                               f"Its queued files and its data stored in BTrDB are kept")
     assert [u.alias for u in state.upmus] == ["uPMU2"]
     assert paths[0].read_text() == ORIGINAL
 
@@ -188,7 +187,7 @@ def test_rem_by_ip_serial_or_alias_asks_then_removes_and_keeps_the_data(state, k
 def test_rem_asks_the_question_and_no_keeps_the_upmu(state):
     asked = []
     replies = list(REGISTRY.execute(state, "rem uPMU1",
-                                    lambda q: asked.append(q) or False))
+                                    lambda c: asked.append(c.question) or False))
     assert asked == [f"Remove {U1} from the uPMU list?"]
     assert [(r.ok, r.text) for r in replies] == [(True, f"Kept {U1}; nothing changed")]
     assert len(state.upmus) == 2 and not state.unsaved
@@ -475,7 +474,8 @@ def test_every_command_has_usage_and_help(empty, name):
 def test_help_of_an_unknown_command(state):
     reply = one(state, "help bogus")
     assert (reply.ok, reply.text) == (False, "help: no command 'bogus'; commands: add, rem, "
-                                             "list, show, setext, save, reload, help, exit")
+                                             "list, show, setext, save, reload, importdat, "
+                                             "exportdat, delbackup, status, help, exit")
 
 
 def test_exit_without_changes_is_clean(state):
@@ -487,7 +487,8 @@ def test_exit_without_changes_is_clean(state):
 def test_exit_with_unsaved_changes_asks(state):
     one(state, "add 10.0.0.5 P3001234 u1")
     asked = []
-    replies = list(REGISTRY.execute(state, "exit", lambda q: asked.append(q) or False))
+    replies = list(REGISTRY.execute(state, "exit",
+                                    lambda c: asked.append(c.question) or False))
     assert asked == ["Not saved: added u1 (10.0.0.5, P3001234), base mode, 13 streams.\n"
                      "Discard 1 unsaved change and exit?"]
     assert (replies[0].exit, replies[0].text) == (
@@ -535,9 +536,10 @@ def texts(text: str, st: ShellState) -> list[str]:
 
 def test_completion_of_command_names(state):
     assert texts("", state) == ["add", "rem", "list", "show", "setext", "save", "reload",
-                                "help", "exit", "quit"]
+                                "importdat", "exportdat", "delbackup", "status", "help",
+                                "exit", "quit"]
     assert texts("se", state) == ["setext"]
-    assert texts("S", state) == ["show", "setext", "save"]
+    assert texts("S", state) == ["show", "setext", "save", "status"]
     assert texts("list; re", state) == ["rem", "reload"]
     (cand,) = complete("lis", REGISTRY, state.upmus)
     assert (cand.text, cand.replace) == ("list", 3)

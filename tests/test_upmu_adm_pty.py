@@ -6,6 +6,7 @@ appear before pressing Enter (prompt_toolkit completes asynchronously).
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from qss.generator import write_tree
 from qss.upmuconfig import UpmuList
 
 from test_upmu_adm_commands import ORIGINAL
@@ -26,7 +28,7 @@ _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
 class Shell:
     """upmu-adm in a pty; every wait names what it waited for and shows the screen log."""
 
-    def __init__(self, tmp_path: Path, cfg: Path):
+    def __init__(self, tmp_path: Path, cfg: Path, *args: str):
         settings = tmp_path / "qss.ini"
         settings.write_text("")
         env = {**os.environ, "HOME": str(tmp_path), "QSS_CONFIG": str(settings),
@@ -34,7 +36,8 @@ class Shell:
         self.log = io.BytesIO()
         self.child = pexpect.spawn(
             sys.executable, ["-m", "upmu_adm", "--upmuconfig", str(cfg), "--backupconfig",
-                             str(cfg.with_name("backupconfig.ini"))],
+                             str(cfg.with_name("backupconfig.ini")), "--queue",
+                             f"sqlite:///{tmp_path}/queue.db", *args],
             env=env, dimensions=(24, 100), timeout=5, cwd=str(tmp_path))
         self.child.logfile_read = self.log
         self.prompt()
@@ -85,7 +88,7 @@ def test_add_list_save_then_ctrl_c_is_a_clean_exit(sh, cfg, tmp_path):
     sh.expect("Added u1 (10.0.0.5, P3001234) in extended mode")
     sh.prompt()
     sh.line("list")
-    sh.expect("10.0.0.5      P3001234  u1     extended  19       added")
+    sh.expect("10.0.0.5      P3001234  u1     extended  19       never")
     sh.expect("3 uPMUs")
     sh.expect("1 unsaved change - type save to apply")
     sh.prompt()
@@ -142,3 +145,14 @@ def test_tab_completes_commands_aliases_and_modes(sh, cfg):
     sh.expect("Clean exit - no unsaved changes")
     assert sh.exit_status() == 0
     assert UpmuList.load(str(cfg)).find("uPMU1").extended
+
+
+def test_importdat_shows_a_progress_bar_then_the_summary(sh, tmp_path):
+    write_tree(tmp_path / "in", "P3112234", dt.datetime(2015, 12, 18, 8), 2, extended=True,
+               seconds_per_file=5)
+    sh.line(f"importdat {tmp_path}/in --recursive")
+    sh.expect("Importing:")                       # tqdm's bar, on the terminal
+    sh.expect("queued           24 files (")
+    sh.prompt()
+    sh.line("exit")
+    assert sh.exit_status() == 0

@@ -14,20 +14,25 @@ import sys
 from collections.abc import Callable, Iterable
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, WordCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 
+from qss.naming import parse_dat_filename
+from qss.queue import QueueError
+from qss.upmuconfig import UpmuListError
+
 from .commands import REGISTRY
-from .completion import complete
-from .registry import Registry
+from .completion import Sources, complete, directories
+from .registry import Choice, Confirm, Registry, is_yes, prompt_suffix
 from .state import ShellState
 from .views import count
 
-__all__ = ["HISTORY_FILE", "ShellCompleter", "open_history", "run_interactive"]
+__all__ = ["HISTORY_FILE", "ShellCompleter", "open_history", "run_interactive",
+           "sources_for"]
 
 PROMPT = "upmu-adm> "
 HISTORY_FILE = "~/.upmu_adm_history"
@@ -43,11 +48,48 @@ class ShellCompleter(Completer):
     def __init__(self, state: ShellState, registry: Registry = REGISTRY):
         self.state = state
         self.registry = registry
+        self.sources = sources_for(state)
 
     def get_completions(self, document: Document,
                         complete_event: CompleteEvent) -> Iterable[Completion]:
-        for c in complete(document.text_before_cursor, self.registry, self.state.upmus):
+        for c in complete(document.text_before_cursor, self.registry, self.state.upmus,
+                          self.sources):
             yield Completion(c.text, start_position=-c.replace, display_meta=c.meta)
+
+
+def sources_for(state: ShellState) -> Sources:
+    """Completion sources over the file system and the queue. The queue is asked only
+    when it opens (once it failed, completion stops trying); errors give nothing."""
+    svc = state.services
+
+    def serials() -> list[str]:
+        queue = svc.queue_for_completion()
+        try:
+            return queue.serials() if queue is not None else []
+        except QueueError:
+            return []
+
+    def years(key: str) -> list[str]:
+        queue = svc.queue_for_completion()
+        if queue is None:
+            return []
+        try:
+            serial = state.upmus.find(key).serial
+        except UpmuListError:
+            serial = key
+        try:
+            folded = {s.casefold(): s for s in queue.serials()}
+            first = next(iter(queue.files(folded.get(serial.casefold(), serial),
+                                          page_size=1)), None)
+        except QueueError:
+            return []
+        parsed = parse_dat_filename(first.name.rsplit("/", 1)[-1]) if first else None
+        if parsed is None:
+            return []
+        return [str(y) for y in range(svc.now().year, parsed[1].year - 1, -1)]
+
+    return Sources(dirs=lambda word: directories(word, svc.cwd()), serials=serials,
+                   years=years)
 
 
 class _SafeFileHistory(FileHistory):
@@ -122,16 +164,26 @@ def run_interactive(state: ShellState, *, registry: Registry = REGISTRY,
     # Answers are not commands: a separate session keeps them out of the history.
     asker: PromptSession[str] = PromptSession(input=input, output=output)
 
-    def confirm(question: str) -> bool:
+    def ask(question: str, suffix: str, completer: Completer | None = None) -> str:
         # Details go above; the prompt itself stays one short line.
         *details, question = question.split("\n")
         if details:
             write("\n".join(details))
         try:
-            answer = asker.prompt(f"{question} [y/N] ")
+            return asker.prompt(f"{question} {suffix} ", completer=completer)
         except (KeyboardInterrupt, EOFError):
-            return False
-        return answer.strip().lower() in ("y", "yes")
+            return ""
+
+    def confirm(c: Confirm) -> bool:
+        return is_yes(c, ask(c.question, prompt_suffix(c)))
+
+    def choose(c: Choice) -> str | None:
+        *details, question = c.question.split("\n")
+        write("\n".join(details + [f"  {d}" for _, d in c.options]
+                        + ["(Tab completes; Enter alone cancels)"]))
+        completer = WordCompleter([v for v, _ in c.options], meta_dict=dict(c.options),
+                                  ignore_case=True)
+        return ask(question, "", completer).strip() or None
 
     write(_banner(state))
     while True:
@@ -144,7 +196,7 @@ def run_interactive(state: ShellState, *, registry: Registry = REGISTRY,
                 return _input_closed(state, write)
             line = "exit"
         try:
-            for reply in registry.execute(state, line, confirm):
+            for reply in registry.execute(state, line, confirm, choose):
                 if reply.text:
                     write(reply.text)
                 if reply.exit:

@@ -5,21 +5,24 @@
 here, without prompt_toolkit: each reply goes to standard output (failures to standard
 error), the first failed command stops the run, and the exit status says whether every
 command succeeded. Questions (``rem``, ``exit`` with unsaved changes) cannot be asked,
-so they fail unless ``--yes`` answers them.
+so they fail unless ``--yes`` answers them; ``--yes`` never answers rem's offer to
+delete the uPMU's queued files (scripts keep them).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TextIO
 
 from qss.cli import CommandError, ExitStatus, run
 from qss.settings import SettingsError, add_settings_arguments, settings_from_args
 from qss.upmuconfig import UpmuConfigError
 
-from .commands import KEYS_HELP, REGISTRY
-from .registry import Registry
+from .commands import KEYS_HELP, REGISTRY, command_table
+from .registry import Confirm, Registry, prompt_suffix
+from .services import Services
 from .state import ShellState
 
 __all__ = ["build_parser", "entry", "main", "run_script"]
@@ -29,7 +32,8 @@ PROG = "upmu-adm"
 _DESCRIPTION = """\
 The operator's shell for the uPMUs of a MicroPMU Quickstart Server: add, remove and
 list uPMUs, switch them between base and extended mode, and save the list to
-upmuconfig.ini, which the receiver and sync2q follow by themselves (no restart).
+upmuconfig.ini, which the receiver and sync2q follow by themselves (no restart);
+import, export and delete queued .dat files; see how data flows (status).
 
 Edits stay in memory until save. On a terminal upmu-adm is an interactive shell with
 the prompt "upmu-adm> "; with -c, or with commands on standard input, it runs them
@@ -38,8 +42,7 @@ without asking anything and exits.
 
 
 def _epilog(registry: Registry) -> str:
-    width = max(len(c.synopsis) for c in registry)
-    commands = "\n".join(f"  {c.synopsis.ljust(width)}  {c.summary}" for c in registry)
+    commands = "\n".join("  " + line for line in command_table(registry))
     keys = "\n".join(f"  {line}" for line in KEYS_HELP.splitlines())
     return f"""\
 commands (type help CMD in the shell for details):
@@ -53,8 +56,11 @@ non-interactive use:
   input when it is not a terminal ("#" starts a comment). Replies go to standard
   output and failures to standard error. The first failed command stops the run and
   nothing after it runs, so end the commands with save. Questions cannot be asked:
-  rem and exit with unsaved changes fail unless --yes answers yes. Ending with unsaved
-  changes discards them ("Abort - Not saving changes...") and exits 1.
+  rem, delbackup and exit with unsaved changes fail unless --yes answers yes; --yes
+  never makes rem delete queued files (use delbackup SERIAL all). importdat asks which
+  uPMU files without a serial in their names are from: name it on the command line.
+  Ending with unsaved changes discards them ("Abort - Not saving changes...") and
+  exits 1.
 
 examples:
   upmu-adm
@@ -62,6 +68,8 @@ examples:
   upmu-adm -c list
   upmu-adm --yes -c "rem u1; save"
   printf 'setext u1 false\\nsave\\n' | upmu-adm
+  upmu-adm -c "importdat /media/external/upmu_data --recursive"
+  upmu-adm --yes -c "delbackup P3001234 2015 12"
 
 files:
   upmuconfig.ini       the uPMU list (--upmuconfig; [paths] upmuconfig in qss.ini)
@@ -70,9 +78,9 @@ files:
 
 exit status:
   0  every command succeeded, or the shell was left normally
-  1  a command failed, a question could not be asked, unsaved changes were
-     discarded at the end of the commands or because the terminal closed, or
-     upmuconfig.ini cannot be read
+  1  a command failed (importdat: a file was invalid or refused), a question could
+     not be asked, unsaved changes were discarded at the end of the commands or
+     because the terminal closed, or upmuconfig.ini cannot be read
   2  invalid command line
 """
 
@@ -86,11 +94,12 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
                    help='run COMMANDS ("add 10.0.0.5 P3001234 u1 true; save") instead of '
                         'the shell, then exit')
     p.add_argument("-y", "--yes", action="store_true",
-                   help="without a terminal, answer yes to every question (rem, exit "
-                        "with unsaved changes)")
+                   help="without a terminal, answer yes to the questions (rem, "
+                        "delbackup, exit with unsaved changes); never to deleting a "
+                        "removed uPMU's queued files")
     p.add_argument("--traceback", action="store_true",
                    help="on an internal error, show the Python traceback (for support)")
-    add_settings_arguments(p, "upmuconfig", "backupconfig")
+    add_settings_arguments(p, "upmuconfig", "backupconfig", "queue", "srv")
     return p
 
 
@@ -98,8 +107,12 @@ def run_script(state: ShellState, lines: Iterable[str], *, out: TextIO, err: Tex
                assume_yes: bool = False, registry: Registry = REGISTRY) -> int:
     """Run commands without a terminal; return the exit status (see the module doc)."""
 
-    def confirm(question: str) -> bool:
-        out.write(f"{question} [y/N] yes (--yes)\n")
+    def confirm(c: Confirm) -> bool:
+        if not c.unattended:
+            out.write(f"{c.question} {prompt_suffix(c)} no (--yes does not answer this; "
+                      f"type it in the shell)\n")
+            return False
+        out.write(f"{c.question} {prompt_suffix(c)} yes (--yes)\n")
         return True
 
     for line in lines:
@@ -137,19 +150,35 @@ def main(argv: Sequence[str]) -> int:
         raise CommandError(str(exc)) from None
     for warning in settings.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    services = Services(queue_url=settings.queue.url, srv=settings.paths.srv,
+                        max_disk_percent=settings.receiver.max_disk_percent,
+                        progress=tqdm_progress)
     try:
-        state = ShellState.load(settings.paths.upmuconfig, settings.paths.backupconfig)
+        state = ShellState.load(settings.paths.upmuconfig, settings.paths.backupconfig,
+                                services)
     except UpmuConfigError as exc:
         raise CommandError(f"{exc}; fix the file or name another with --upmuconfig") \
             from None
-    if args.commands is not None:
-        return run_script(state, [args.commands], out=sys.stdout, err=sys.stderr,
-                          assume_yes=args.yes)
-    if not sys.stdin.isatty():
-        return run_script(state, sys.stdin, out=sys.stdout, err=sys.stderr,
-                          assume_yes=args.yes)
-    from .app import run_interactive    # prompt_toolkit only when there is a terminal
-    return run_interactive(state)
+    with contextlib.closing(state):
+        if args.commands is not None:
+            return run_script(state, [args.commands], out=sys.stdout, err=sys.stderr,
+                              assume_yes=args.yes)
+        if not sys.stdin.isatty():
+            return run_script(state, sys.stdin, out=sys.stdout, err=sys.stderr,
+                              assume_yes=args.yes)
+        from .app import run_interactive    # prompt_toolkit only when there is a terminal
+        return run_interactive(state)
+
+
+@contextlib.contextmanager
+def tqdm_progress(total: int, desc: str, unit: str = "file"
+                  ) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on standard error when it is a terminal (none in scripts and pipes);
+    it disappears when done, and the command's summary follows."""
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+              disable=None, dynamic_ncols=True) as bar:
+        yield bar.update
 
 
 def entry() -> int:

@@ -2,29 +2,37 @@
 
 Each command takes the :class:`~upmu_adm.state.ShellState` and its arguments and returns
 a :class:`~upmu_adm.registry.Reply`; none prints or asks (see :mod:`upmu_adm.registry`).
-Edits change the working copy only; ``save`` writes ``upmuconfig.ini``.
+Edits change the working copy only; ``save`` writes ``upmuconfig.ini`` (and deletes the
+queued files of removed uPMUs when the operator asked for it at ``rem``). The commands on
+queued files and the server are in :mod:`upmu_adm.datafiles` and :mod:`upmu_adm.status`.
 
-Not here yet, on purpose: whatever needs the queue or BTrDB (``list``'s last-received and
-backlog columns, ``rem``'s offer to delete queued files and stored data, ``save``'s
-metadata step, ``importdat``, ``exportdat``, ``delbackup``, ``status``).
+Not here yet, on purpose: ``save``'s BTrDB metadata step (it will reuse sync2q's
+``streams`` module), and deleting a removed uPMU's data stored in BTrDB.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from qss.naming import looks_like_psl_serial
+from qss.queue import QueueError, SerialStats
 from qss.upmuconfig import (Fingerprint, Upmu, UpmuConfigError, UpmuConflictError, UpmuList,
                             UpmuListError, UpmuNotFoundError, diff, load_backup,
                             write_backup)
 
 from .registry import BOOL, COMMAND, UPMU, Confirm, Registry, Reply, fail, ok
 from .state import Edit, ShellState
-from .views import change_lines, count, mode, table
+from .views import change_lines, count, mode, number, size, table, tally, when
 
-__all__ = ["REGISTRY", "parse_bool"]
+__all__ = ["GROUPS", "REGISTRY", "command_table", "parse_bool", "queue_stats"]
 
-#: The shell's commands, in the order ``help`` lists them.
-REGISTRY = Registry()
+#: Command groups, in the order ``help`` lists them, with their headings.
+GROUPS = {
+    "list": "The uPMU list (edits stay in memory until save):",
+    "data": "Queued files and the server (these act at once):",
+    "shell": "The shell:",
+}
+#: The shell's commands.
+REGISTRY = Registry(groups=tuple(GROUPS))
 
 _NOT_SAVED = "not saved yet; type save to apply"
 _PICKED_UP = ("receiver and sync2q pick up the new list by themselves; no restart is "
@@ -51,7 +59,7 @@ def _find(state: ShellState, name: str, key: str) -> Upmu | Reply:
 
 @REGISTRY.command(
     "add", usage="add IPADDR SERIAL ALIAS [ext]", complete=(None, None, None, BOOL),
-    help="""
+    group="list", help="""
 add a uPMU; ext true for extended mode
 The uPMU gets one stream per quantity its files carry (13 in base mode, 19 in extended
 mode), each with a new UUID, under /upmu/ALIAS/. Without ext (or with false) the uPMU is
@@ -90,14 +98,21 @@ def cmd_add(state: ShellState, args: Sequence[str]) -> Reply:
 
 # -- rem -------------------------------------------------------------------------------
 
+_BTRDB_KEPT = ("its data stored in BTrDB is kept (this version of upmu-adm cannot delete "
+               "stored data)")
+
+
 @REGISTRY.command(
-    "rem", usage="rem IP|SERIAL|ALIAS", complete=(UPMU,),
+    "rem", usage="rem IP|SERIAL|ALIAS", complete=(UPMU,), group="list",
     help="""
 remove a uPMU (asks first)
 Name it by its IP address, serial number or alias.
-Its queued files and its data stored in BTrDB are kept: this version of upmu-adm never
-deletes them. After save, the receiver refuses the uPMU's files (the device keeps them
-and retries), so add it again to resume.
+When the uPMU has queued files, rem then offers to delete them too: type yes to have
+save delete them when it saves the removal; anything else keeps them. Without a
+terminal (-c, scripts) they are kept even with --yes; delete them later with
+delbackup SERIAL all. Its data stored in BTrDB is kept: this version of upmu-adm cannot
+delete stored data. After save, the receiver refuses the uPMU's files (the device
+keeps them and retries), so add it again to resume.
 Examples:
   rem 192.168.1.24
   rem P3001234
@@ -115,11 +130,50 @@ def cmd_rem(state: ShellState, args: Sequence[str]) -> Reply:
     def yes() -> Reply:
         state.upmus.remove(upmu.ip)
         state.record(Edit("rem", (upmu.ip,), f"rem {upmu.ip}"))
-        return ok(f"Removed {upmu.describe()} - {_NOT_SAVED}.\nIts queued files and its "
-                  f"data stored in BTrDB are kept; upmu-adm does not delete them")
+        return _offer_purge(state, upmu, f"Removed {upmu.describe()} - {_NOT_SAVED}.")
 
     return ok(confirm=Confirm(f"Remove {upmu.describe()} from the uPMU list?", yes,
                               lambda: ok(f"Kept {upmu.describe()}; nothing changed")))
+
+
+def _offer_purge(state: ShellState, upmu: Upmu, removed: str) -> Reply:
+    """After a removal: offer to delete the uPMU's queued files when it is saved."""
+    kept = ok(f"{removed}\nIts queued files and its data stored in BTrDB are kept")
+    if state.services.queue_url is None or not upmu.serial:
+        return kept
+    try:
+        stats = queue_stats(state).get(upmu.serial.casefold())
+    except QueueError as exc:
+        return ok(f"{removed}\nIts queued files are kept (cannot look at the queue: "
+                  f"{exc}); {_BTRDB_KEPT}")
+    if stats is None or not stats.files:
+        return ok(f"{removed}\nIt has no queued files; {_BTRDB_KEPT}")
+    files = tally(stats.files, stats.bytes)
+    details = [f"{upmu.describe()} has {files} queued."]
+    if stats.unsynced_files:
+        details.append(f"WARNING: {tally(stats.unsynced_files, stats.unsynced_bytes)} of "
+                       f"them are not synced to BTrDB yet: deleting them loses their data.")
+    details.append(f"Either way {_BTRDB_KEPT}.")
+
+    def purge() -> Reply:
+        state.purges[upmu.serial] = upmu.describe()
+        return ok(f"{removed}\nIts queued files will be deleted when you save; "
+                  f"{_BTRDB_KEPT}")
+
+    return ok(confirm=Confirm(
+        "\n".join(details + ["Delete its queued files when you save the removal?"]),
+        purge, lambda: ok(f"{removed}\nIts queued files ({number(stats.files, 'file')}, "
+                          f"{size(stats.bytes)}) are kept; {_BTRDB_KEPT}"),
+        word="yes", unattended=False))
+
+
+def queue_stats(state: ShellState) -> dict[str, SerialStats]:
+    """The queue's figures per serial, keyed by casefolded serial.
+
+    Raises:
+        QueueError: the queue cannot be opened or read.
+    """
+    return {k.casefold(): v for k, v in state.services.queue().stats().items()}
 
 
 # -- list, show --------------------------------------------------------------------------
@@ -131,25 +185,38 @@ def _streams(u: Upmu) -> str:
 
 
 @REGISTRY.command(
-    "list", usage="list",
+    "list", usage="list", group="list",
     help="""
 list the uPMUs, marking unsaved changes
-Shows each uPMU's IP address, serial number, alias, mode and number of streams.
-Changes not saved yet are marked added, changed or removed; problems found in
-upmuconfig.ini are listed below the table.""")
+Shows each uPMU's IP address, serial number, alias, mode and number of streams, when
+its last file was received (UTC) and its unsynced backlog: the files queued that
+sync2q has not stored in BTrDB yet. Changes not saved yet are marked added, changed
+or removed; problems found in upmuconfig.ini are listed below the table, and so are
+queued files of serial numbers that are not in the list.""")
 def cmd_list(state: ShellState, args: Sequence[str]) -> Reply:
     d = state.pending()
     added = {u.ip for u in d.added}
     changed = {new.ip for _, new in d.changed}
-    rows = [[u.ip, u.serial, u.alias, mode(u.extended), _streams(u),
-             "added" if u.ip in added else "changed" if u.ip in changed else ""]
-            for u in state.upmus]
-    rows += [[u.ip, u.serial, u.alias, mode(u.extended), _streams(u), "removed"]
-             for u in d.removed]
+    marked = [(u, "added" if u.ip in added else "changed" if u.ip in changed else "")
+              for u in state.upmus] + [(u, "removed") for u in d.removed]
+    stats, why = _list_stats(state)
+    rows = []
+    for u, mark in marked:
+        row = [u.ip, u.serial, u.alias, mode(u.extended), _streams(u)]
+        if stats is not None:
+            s = stats.get(u.serial.casefold())
+            row += [when(s.last_received)[:16] + " UTC" if s and s.last_received
+                    else "never",
+                    tally(s.unsynced_files, s.unsynced_bytes) if s and s.unsynced_files
+                    else "none"]
+        rows.append(row + [mark])
     unsaved = state.unsaved
     lines = []
     if rows:
-        headers = ["IP", "SERIAL", "ALIAS", "MODE", "STREAMS", "UNSAVED"]
+        headers = ["IP", "SERIAL", "ALIAS", "MODE", "STREAMS"]
+        if stats is not None:
+            headers += ["LAST FILE RECEIVED", "UNSYNCED BACKLOG"]
+        headers.append("UNSAVED")
         if not unsaved:
             headers, rows = headers[:-1], [r[:-1] for r in rows]
         lines.append(table(headers, rows))
@@ -159,12 +226,32 @@ def cmd_list(state: ShellState, args: Sequence[str]) -> Reply:
                      f"[ext]")
     if unsaved:
         lines[-1] += f"; {state.describe_unsaved()[0]} - type save to apply"
+    if why:
+        lines.append(f"(last file received and backlog not shown: {why})")
     lines += [f"warning: {p}" for p in state.upmus.problems]
+    if stats:
+        known = {u.serial.casefold() for u, _ in marked}
+        others = [f"{s.serial} {tally(s.files, s.bytes)}, {s.unsynced_files:,} unsynced"
+                  for k, s in stats.items() if k not in known and s.files]
+        if others:
+            lines.append(f"Queued files of serial numbers not in the list: "
+                         f"{'; '.join(others)} (delete them with delbackup SERIAL all)")
     return ok("\n".join(lines))
 
 
+def _list_stats(state: ShellState) -> tuple[dict[str, SerialStats] | None, str | None]:
+    """(figures per casefolded serial, None), or (None, why not) when the queue cannot
+    be read; (None, None) when no queue is configured (library use)."""
+    if state.services.queue_url is None:
+        return None, None
+    try:
+        return queue_stats(state), None
+    except QueueError as exc:
+        return None, str(exc)
+
+
 @REGISTRY.command(
-    "show", usage="show IP|SERIAL|ALIAS", complete=(UPMU,),
+    "show", usage="show IP|SERIAL|ALIAS", complete=(UPMU,), group="list",
     help="""
 show a uPMU's streams, UUIDs and paths
 Shows its mode, and each stream's UUID, BTrDB path and unit.
@@ -197,6 +284,7 @@ def cmd_show(state: ShellState, args: Sequence[str]) -> Reply:
 
 @REGISTRY.command(
     "setext", usage="setext IP|SERIAL|ALIAS true|false", complete=(UPMU, BOOL),
+    group="list",
     help="""
 switch to extended (true) or base (false)
 Stream UUIDs never change.
@@ -251,7 +339,7 @@ def _copy(upmus: UpmuList, path: str) -> UpmuList:
 
 
 @REGISTRY.command(
-    "save", usage="save [merge]", complete=("merge",),
+    "save", usage="save [merge]", complete=("merge",), group="list",
     help="""
 write upmuconfig.ini and backupconfig.ini
 Records the saved list as applied in backupconfig.ini.
@@ -303,20 +391,41 @@ def _save_merge(state: ShellState) -> Reply:
 
 def _saved(state: ShellState, before: UpmuList, after: UpmuList,
            fp: Fingerprint | None, how: str) -> Reply:
-    """Report a written file, make it the state's saved list, record the backup."""
+    """Report a written file, make it the state's saved list, record the backup, and
+    delete the queued files of removed uPMUs the operator asked to delete."""
     lines = [f"Saved {state.path}{how}:"]
     lines += ["  " + line for line in change_lines(diff(before, after), before, after)
               or ["(no uPMU changed)"]]
+    purges = dict(state.purges)
     state.reset(after, fp)
+    good = True
     try:
         write_backup(state.saved, state.backup_path)
     except UpmuConfigError as exc:
         lines.append(f"save: {state.backup_path}: not recorded as applied: {exc}; "
                      f"{state.path} is saved; type save to try recording it again")
-        return fail("\n".join(lines))
-    lines.append(f"Recorded it as the last applied list in {state.backup_path}.")
-    lines.append(_PICKED_UP + ".")
-    return ok("\n".join(lines))
+        good = False
+    else:
+        lines.append(f"Recorded it as the last applied list in {state.backup_path}.")
+        lines.append(_PICKED_UP + ".")
+    for serial, described in purges.items():
+        line, done = _purge(state, serial, described)
+        lines.append(line)
+        good = good and done
+    return Reply("\n".join(lines), good)
+
+
+def _purge(state: ShellState, serial: str, described: str) -> tuple[str, bool]:
+    """Delete a saved-away uPMU's queued files; (what happened, whether it worked)."""
+    if state.saved.by_serial(serial) is not None:
+        return (f"Kept the queued files of {serial}: it is in the uPMU list again", True)
+    try:
+        gone = state.services.queue().delete(serial)
+    except QueueError as exc:
+        return (f"save: the queued files of {described} were not deleted: {exc}; delete "
+                f"them with: delbackup {serial} all", False)
+    return (f"Deleted the queued files of {described}: {tally(gone.files, gone.bytes)}; "
+            f"{_BTRDB_KEPT}.", True)
 
 
 def _record_applied(state: ShellState) -> Reply:
@@ -337,7 +446,7 @@ def _record_applied(state: ShellState) -> Reply:
 
 
 @REGISTRY.command(
-    "reload", usage="reload",
+    "reload", usage="reload", group="list",
     help="""
 read the file again, dropping changes
 Reads upmuconfig.ini again, discarding unsaved changes (asks first if there are any).
@@ -363,13 +472,14 @@ def cmd_reload(state: ShellState, args: Sequence[str]) -> Reply:
 # -- help, exit --------------------------------------------------------------------------
 
 KEYS_HELP = """\
-Tab completes commands and the uPMUs' IP addresses, serial numbers and aliases;
-Up and Down recall earlier lines. Ctrl+C clears the line; on an empty line it
-leaves like exit, and so does Ctrl+D. Commands can share a line: add ...; save"""
+Tab completes commands, the uPMUs' IP addresses, serial numbers and aliases,
+directories, and the years of queued files; Up and Down recall earlier lines.
+Ctrl+C clears the line (during importdat or exportdat it stops them); on an empty
+line it leaves like exit, and so does Ctrl+D. Commands can share a line: add ...; save"""
 
 
 @REGISTRY.command(
-    "help", usage="help [CMD]", complete=(COMMAND,),
+    "help", usage="help [CMD]", complete=(COMMAND,), group="shell",
     help="""
 list the commands, or explain one
 Examples:
@@ -385,15 +495,25 @@ def cmd_help(state: ShellState, args: Sequence[str]) -> Reply:
         if cmd.aliases:
             lines.append(f"also: {', '.join(cmd.aliases)}")
         return ok("\n".join(lines + [cmd.help]))
-    rows = [[c.synopsis, c.summary] for c in REGISTRY]
-    width = max(len(r[0]) for r in rows)
-    lines = ["Commands (type help CMD for details):"]
-    lines += [f"  {u.ljust(width)}  {s}" for u, s in rows]
+    lines = ["Commands (type help CMD for details):"] + command_table(REGISTRY)
     return ok("\n".join(lines + ["", KEYS_HELP]))
 
 
+def command_table(registry: Registry, indent: str = "  ") -> list[str]:
+    """The commands by group under their headings, synopsis and summary aligned within
+    each group (so a long synopsis in one group does not push the others past 80
+    columns)."""
+    lines = []
+    for group, commands in registry.groups():
+        if group in GROUPS:
+            lines.append(GROUPS[group])
+        width = max(len(c.synopsis) for c in commands)
+        lines += [f"{indent}{c.synopsis.ljust(width)}  {c.summary}" for c in commands]
+    return lines
+
+
 @REGISTRY.command(
-    "exit", usage="exit", aliases=("quit",),
+    "exit", usage="exit", aliases=("quit",), group="shell",
     help="""
 leave (asks if changes are unsaved)
 With unsaved changes, asks before discarding them.

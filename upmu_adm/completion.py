@@ -3,19 +3,35 @@
 The first word of a command completes to command names; later words to what the
 command declares for that position (:data:`~upmu_adm.registry.UPMU`: the IP addresses,
 serial numbers and aliases of the uPMUs in the working list; ``BOOL``: true/false;
-``COMMAND``: command names; any other string: its ``|``-separated words). Matching
-ignores case, as ``find`` does. The prompt_toolkit adapter lives in :mod:`upmu_adm.app`.
+``COMMAND``: command names; ``DIR``, ``QUEUED`` and ``YEAR``: what :class:`Sources`
+gives, directories, serials with queued files and the years of the uPMU named by the
+word before; any other string: its ``|``-separated words; a tuple: all of its kinds).
+Matching ignores case, as ``find`` does, except for directories. The prompt_toolkit
+adapter, and the Sources over the file system and the queue, live in
+:mod:`upmu_adm.app`.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from qss.upmuconfig import Upmu
 
-from .registry import BOOL, COMMAND, UPMU, Registry
+from .registry import BOOL, COMMAND, DIR, QUEUED, UPMU, YEAR, Registry
 
-__all__ = ["Candidate", "complete"]
+__all__ = ["Candidate", "Sources", "complete", "directories"]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Completions that are not in the uPMU list. ``dirs(word)``: directories the word
+    may become (whole words); ``serials()``: serials with queued files; ``years(key)``:
+    years of the uPMU or serial ``key``. Each must be quick and must not raise."""
+
+    dirs: Callable[[str], list[str]] = lambda word: []
+    serials: Callable[[], list[str]] = lambda: []
+    years: Callable[[str], list[str]] = lambda key: []
 
 
 @dataclass(frozen=True)
@@ -28,7 +44,8 @@ class Candidate:
     meta: str = ""
 
 
-def complete(text: str, registry: Registry, upmus: Iterable[Upmu]) -> list[Candidate]:
+def complete(text: str, registry: Registry, upmus: Iterable[Upmu],
+             sources: Sources = Sources()) -> list[Candidate]:
     """Candidates for the word being typed at the end of ``text``."""
     segment = text.rsplit(";", 1)[-1]       # the command being typed
     words = segment.split()
@@ -44,21 +61,33 @@ def complete(text: str, registry: Registry, upmus: Iterable[Upmu]) -> list[Candi
         cmd = registry.get(words[0])
         kinds = cmd.complete if cmd is not None else ()
         kind = kinds[position - 1] if position - 1 < len(kinds) else None
-        options = _options(kind, registry, upmus)
+        previous = words[position - 1] if position >= 2 else ""
+        options = []
+        for k in kind if isinstance(kind, tuple) else (kind,):
+            options += _options(k, registry, upmus, sources, word, previous)
     folded = word.casefold()
     seen: set[str] = set()
     out = []
     for option, meta in options:
-        if option.casefold().startswith(folded) and option not in seen:
+        match = (option.startswith(word) if meta == "directory"
+                 else option.casefold().startswith(folded))
+        if match and option not in seen:
             seen.add(option)
             out.append(Candidate(option, len(word), meta))
     return out
 
 
-def _options(kind: str | None, registry: Registry,
-             upmus: Iterable[Upmu]) -> list[tuple[str, str]]:
+def _options(kind: str | None, registry: Registry, upmus: Iterable[Upmu],
+             sources: Sources, word: str, previous: str) -> list[tuple[str, str]]:
     if kind is None:
         return []
+    if kind == DIR:
+        return [(d, "directory") for d in sources.dirs(word)]
+    if kind == QUEUED:
+        known = _options(UPMU, registry, upmus, sources, word, previous)
+        return known + [(s, "queued files") for s in sources.serials()]
+    if kind == YEAR:
+        return [(y, "") for y in sources.years(previous)] + [("all", "every file")]
     if kind == UPMU:
         out = []
         for u in upmus:
@@ -71,3 +100,26 @@ def _options(kind: str | None, registry: Registry,
     if kind == COMMAND:
         return [(n, "") for n in registry.names()]
     return [(w, "") for w in kind.split("|")]
+
+
+def directories(word: str, cwd: str = ".",
+                scandir: Callable[[str], Iterable[os.DirEntry]] = os.scandir) -> list[str]:
+    """Directories ``word`` may become: ``/media/ex`` -> ``/media/external/``. ``~`` is
+    expanded for listing but kept in the result; hidden directories only when the
+    word's last part starts with a dot. Never raises."""
+    head, sep, prefix = word.rpartition("/")
+    listed = os.path.join(cwd, os.path.expanduser(head + sep or "."))
+    try:
+        with scandir(listed) as entries:
+            names = sorted(e.name for e in entries if _is_dir(e))
+    except OSError:
+        return []
+    return [f"{head}{sep}{n}/" for n in names
+            if n.startswith(prefix) and (prefix.startswith(".") or not n.startswith("."))]
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

@@ -2,10 +2,11 @@
 
 How this works: a command is a function ``(state, args) -> Reply``. It never prints and
 never asks; when it needs the operator's consent it returns a :class:`Reply` carrying a
-:class:`Confirm` (the question, and what to do on yes and on no), and the driver,
-:meth:`Registry.execute`, asks through a callable it is given. So every command runs in
-tests without a terminal, and the same driver serves the prompt_toolkit shell (which asks
-on the terminal), ``-c`` and piped scripts (which answer from ``--yes`` or refuse).
+:class:`Confirm` (the question, and what to do on yes and on no), or a :class:`Choice`
+(pick one of several, e.g. which uPMU), and the driver, :meth:`Registry.execute`, asks
+through callables it is given. So every command runs in tests without a terminal, and
+the same driver serves the prompt_toolkit shell (which asks on the terminal), ``-c`` and
+piped scripts (which answer from ``--yes`` or refuse).
 
 A line holds one or more commands separated by ``;``; ``#`` starts a comment. After a
 failed command the rest of the line is not run (``add ...; save`` must not save half).
@@ -18,38 +19,68 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["BOOL", "COMMAND", "Command", "Confirm", "Registry", "Reply", "UPMU", "fail",
-           "ok", "split_commands"]
+__all__ = ["BOOL", "COMMAND", "DIR", "QUEUED", "YEAR", "Choice", "Command", "Confirm",
+           "Registry", "Reply", "UPMU", "fail", "is_yes", "ok", "prompt_suffix",
+           "split_commands"]
 
 # What an argument position completes to (see upmu_adm.completion).
 UPMU = "upmu"          # a known uPMU's IP address, serial number or alias
 BOOL = "bool"          # true / false
 COMMAND = "command"    # a command name
-
-#: Asks the operator a yes/no question; None where nobody can be asked.
-ConfirmFn = Callable[[str], bool]
+DIR = "dir"            # a directory
+QUEUED = "queued"      # a serial with queued files, or a known uPMU
+YEAR = "year"          # a year of the uPMU named by the word before
 
 
 @dataclass(frozen=True)
 class Confirm:
     """A question for the operator, and the command's continuation for each answer.
 
-    ``question`` may start with lines of details; its last line is the question."""
+    ``question`` may start with lines of details; its last line is the question.
+    ``word`` is what the operator must type for yes: ``y`` accepts y or yes; any other
+    word (``yes`` for deleting queued files) must be typed in full. ``unattended``
+    False: ``--yes`` does not answer it (scripts get ``no``), for offers to delete data
+    made on the way to something else.
+    """
 
     question: str
     yes: Callable[[], Reply]
     no: Callable[[], Reply]
+    word: str = "y"
+    unattended: bool = True
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Pick one of ``options`` (value, description). ``pick(value)`` continues with the
+    answer as typed (the command checks it); ``cancel()`` when none is given. ``hint``
+    tells a script how to avoid the question (``name the uPMU: importdat DIR SERIAL``).
+    """
+
+    question: str
+    options: tuple[tuple[str, str], ...]
+    pick: Callable[[str], Reply]
+    cancel: Callable[[], Reply]
+    hint: str = ""
 
 
 @dataclass(frozen=True)
 class Reply:
     """What a command says. ``ok`` False makes scripts exit non-zero; ``exit`` ends the
-    shell; ``confirm`` asks first (the driver resolves it into a further Reply)."""
+    shell; ``confirm`` and ``choice`` ask first (the driver resolves them into a further
+    Reply)."""
 
     text: str = ""
     ok: bool = True
     confirm: Confirm | None = None
     exit: bool = False
+    choice: Choice | None = None
+
+
+#: Asks the operator a question; True for yes. None where nobody can be asked.
+ConfirmFn = Callable[[Confirm], bool]
+#: Asks the operator to pick; the answer, or None for no answer.
+ChooseFn = Callable[[Choice], "str | None"]
 
 
 def ok(text: str = "", **kw: Any) -> Reply:
@@ -79,10 +110,11 @@ class Command:
     usage: str
     help: str
     aliases: tuple[str, ...] = ()
-    # Per argument position: UPMU, BOOL, COMMAND or None (nothing to complete).
-    complete: tuple[str | None, ...] = ()
+    # Per argument position: UPMU, BOOL, COMMAND..., a tuple of them, or None (nothing).
+    complete: tuple[str | tuple[str, ...] | None, ...] = ()
     min_args: int = 0
     max_args: int = 0
+    group: str = ""
 
     @property
     def synopsis(self) -> str:
@@ -108,15 +140,18 @@ def _arity(usage: str) -> tuple[int, int]:
 
 
 class Registry:
-    """Commands by name and alias (case-insensitive), in registration order."""
+    """Commands by name and alias (case-insensitive), listed by group (in the order of
+    ``groups``, unknown groups last) and within a group in registration order."""
 
-    def __init__(self) -> None:
+    def __init__(self, groups: Sequence[str] = ()) -> None:
         self._commands: list[Command] = []
         self._by_name: dict[str, Command] = {}
+        self._groups = tuple(groups)
 
     def command(self, name: str, *, usage: str, help: str, aliases: Sequence[str] = (),
-                complete: Sequence[str | None] = (), min_args: int | None = None,
-                max_args: int | None = None) -> Callable[[Handler], Handler]:
+                complete: Sequence[str | tuple[str, ...] | None] = (),
+                min_args: int | None = None, max_args: int | None = None,
+                group: str = "") -> Callable[[Handler], Handler]:
         """Register the decorated function as command ``name``.
 
         The argument counts are read from ``usage`` unless given. Raises ValueError on
@@ -127,7 +162,7 @@ class Registry:
         def register(func: Handler) -> Handler:
             cmd = Command(name, func, usage, help.strip(), tuple(aliases), tuple(complete),
                           low if min_args is None else min_args,
-                          high if max_args is None else max_args)
+                          high if max_args is None else max_args, group)
             for key in (name, *aliases):
                 if key.lower() in self._by_name:
                     raise ValueError(f"command name {key!r} registered twice")
@@ -138,15 +173,23 @@ class Registry:
         return register
 
     def __iter__(self) -> Iterator[Command]:
-        return iter(self._commands)
+        rank = {g: i for i, g in enumerate(self._groups)}
+        return iter(sorted(self._commands, key=lambda c: rank.get(c.group, len(rank))))
+
+    def groups(self) -> list[tuple[str, list[Command]]]:
+        """(group, its commands) in listing order."""
+        out: dict[str, list[Command]] = {}
+        for cmd in self:
+            out.setdefault(cmd.group, []).append(cmd)
+        return list(out.items())
 
     def get(self, name: str) -> Command | None:
         """The command with this name or alias, or None."""
         return self._by_name.get(name.lower())
 
     def names(self) -> list[str]:
-        """Every name and alias, in registration order."""
-        return [n for c in self._commands for n in (c.name, *c.aliases)]
+        """Every name and alias, in listing order."""
+        return [n for c in self for n in (c.name, *c.aliases)]
 
     def run(self, state: Any, words: Sequence[str]) -> Reply:
         """Run one command, given as its words (name first). Unknown commands and wrong
@@ -164,13 +207,14 @@ class Registry:
             return cmd.usage_error(f"unexpected {args[cmd.max_args]!r}")
         return cmd.func(state, args)
 
-    def execute(self, state: _State, line: str,
-                confirm: ConfirmFn | None = None) -> Iterator[Reply]:
+    def execute(self, state: _State, line: str, confirm: ConfirmFn | None = None,
+                choose: ChooseFn | None = None) -> Iterator[Reply]:
         """Run every command of a line, yielding one resolved Reply per command.
 
-        Questions are put to ``confirm``; with None (no terminal), a question is a
-        failed reply telling the operator about ``--yes``. Stops after a failure (with
-        a reply naming what was not run) or an exit.
+        Questions are put to ``confirm`` and choices to ``choose``; with None (no
+        terminal), a question is a failed reply telling the operator about ``--yes``
+        and a choice one repeating its hint. Stops after a failure (with a reply naming
+        what was not run) or an exit.
         """
         try:
             commands = split_commands(line)
@@ -184,13 +228,8 @@ class Registry:
             yield ok(note)
         for i, words in enumerate(commands):
             reply = self.run(state, words)
-            while reply.confirm is not None:
-                question = reply.confirm.question
-                if confirm is None:
-                    reply = fail(f"{question} [y/N] not asked: standard input is not a "
-                                 f"terminal; run upmu-adm with --yes to answer yes")
-                else:
-                    reply = reply.confirm.yes() if confirm(question) else reply.confirm.no()
+            while reply.confirm is not None or reply.choice is not None:
+                reply = _resolve(reply, confirm, choose)
             yield reply
             if reply.exit:
                 return
@@ -199,6 +238,37 @@ class Registry:
                 if rest:
                     yield fail(f"not run: {rest}")
                 return
+
+
+def _resolve(reply: Reply, confirm: ConfirmFn | None, choose: ChooseFn | None) -> Reply:
+    """The reply after asking the one question ``reply`` carries."""
+    if reply.confirm is not None:
+        c = reply.confirm
+        if confirm is None:
+            if not c.unattended:
+                return c.no()
+            return fail(f"{c.question} {prompt_suffix(c)} not asked: standard input is not "
+                        f"a terminal; run upmu-adm with --yes to answer yes")
+        return c.yes() if confirm(c) else c.no()
+    c = reply.choice
+    assert c is not None
+    if choose is None:
+        hint = f"; {c.hint}" if c.hint else ""
+        question = c.question.replace("\n", " ")
+        return fail(f"{question} not asked: standard input is not a terminal{hint}")
+    answer = choose(c)
+    return c.pick(answer) if answer else c.cancel()
+
+
+def prompt_suffix(c: Confirm) -> str:
+    """``[y/N]``, or ``(type yes to confirm)`` for a question that wants a word."""
+    return "[y/N]" if c.word == "y" else f"(type {c.word} to confirm)"
+
+
+def is_yes(c: Confirm, answer: str) -> bool:
+    """Whether ``answer`` (as typed) says yes to ``c``."""
+    answer = answer.strip().lower()
+    return answer in ("y", "yes") if c.word == "y" else answer == c.word
 
 
 def split_commands(line: str) -> list[list[str]]:

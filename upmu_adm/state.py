@@ -5,6 +5,10 @@ read or wrote it, and ``fingerprint`` what the file looked like then. Unsaved ch
 the difference between the two. Each edit is also logged (:class:`Edit`) so that, when
 someone changed the file by hand in the meantime, ``save merge`` can apply the same
 edits on top of the file as it is now instead of overwriting it.
+
+Besides the list, the state carries :class:`~upmu_adm.services.Services` (the queue and
+the probes the data commands use) and the queued files to delete when a removal is
+saved (``purges``, serial -> the uPMU as described when removed).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from qss.upmuconfig import (Fingerprint, UpmuConfigError, UpmuDiff, UpmuList,
                             UpmuNotFoundError, diff, fingerprint)
 
+from .services import Services
 from .views import count, unsaved_summary
 
 __all__ = ["Edit", "ShellState"]
@@ -55,6 +60,9 @@ class ShellState:
     fingerprint: Fingerprint | None
     upmus: UpmuList = field(init=False)
     edits: list[Edit] = field(default_factory=list)
+    services: Services = field(default_factory=Services)
+    # Serial -> description: delete its queued files when its removal is saved (rem).
+    purges: dict[str, str] = field(default_factory=dict)
     # The on-disk fingerprint already reported as a concurrent change (report once).
     _noted: Fingerprint | None = field(default=None, repr=False)
 
@@ -62,14 +70,20 @@ class ShellState:
         self.upmus = _copy(self.saved, self.path)
 
     @classmethod
-    def load(cls, path: str, backup_path: str) -> ShellState:
+    def load(cls, path: str, backup_path: str,
+             services: Services | None = None) -> ShellState:
         """Read ``upmuconfig.ini`` (missing: an empty list).
 
         Raises:
             UpmuConfigError: the file cannot be read or parsed.
         """
         saved = UpmuList.load(path)
-        return cls(path, backup_path, saved, saved.fingerprint)
+        return cls(path, backup_path, saved, saved.fingerprint,
+                   services=services or Services())
+
+    def close(self) -> None:
+        """Release the queue, if a command opened it."""
+        self.services.close()
 
     # -- unsaved changes -----------------------------------------------------------------
 
@@ -96,6 +110,7 @@ class ShellState:
         self.fingerprint = fp
         self.upmus = _copy(saved, self.path)
         self.edits.clear()
+        self.purges.clear()
         self._noted = None
 
     def reload(self) -> None:

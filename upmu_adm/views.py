@@ -1,12 +1,13 @@
 """Text the shell shows: tables and descriptions of changes to the uPMU list (pure)."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from qss.upmuconfig import Upmu, UpmuDiff, UpmuList
 
-__all__ = ["change_lines", "count", "describe_change", "mode", "table",
-           "unsaved_summary"]
+__all__ = ["age", "change_lines", "count", "describe_change", "mode", "number", "size",
+           "table", "tally", "unsaved_summary", "when"]
 
 
 def count(n: int, noun: str) -> str:
@@ -78,3 +79,45 @@ def unsaved_summary(d: UpmuDiff, old: UpmuList, new: UpmuList) -> tuple[str, str
     lines = change_lines(d, old, new) or ["edits to the file"]
     return (count(len(lines), "unsaved change"),
             "; ".join(" ".join(line.split()) for line in lines))
+
+
+def number(n: int, noun: str) -> str:
+    """``1 file``, ``1,440 files``: counts that may be large."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def size(nbytes: int) -> str:
+    """Decimal units, as the manual writes file sizes: ``552 KB``, ``1.6 MB``."""
+    if nbytes < 1000:
+        return f"{nbytes} byte{'' if nbytes == 1 else 's'}"
+    value = float(nbytes)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1000
+        if value < 999.5 or unit == "TB":
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def tally(files: int, nbytes: int, noun: str = "file") -> str:
+    """``12 files (6.6 MB)``; ``0 files``."""
+    return number(files, noun) + (f" ({size(nbytes)})" if files else "")
+
+
+def when(t: dt.datetime | None) -> str:
+    """A UTC time to the second, ``2015-12-18 08:14:57``, or ``never``."""
+    if t is None:
+        return "never"
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    """How long ago, roughly: ``12 s``, ``3 min``, ``2 h 5 min``, ``3 days``."""
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 48 * 3600:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    return f"{s // 86400} days"
