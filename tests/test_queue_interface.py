@@ -265,6 +265,12 @@ def test_latest_time_and_stats(queue):
     assert queue.get("P1", "/a").time_received == T0
 
 
+def test_a_serial_that_never_pushed_has_no_last_received(queue):
+    queue.put("P3", "/imported", b"12", time_received=T0, update_latest=False)
+    stats = queue.stats()["P3"]
+    assert (stats.files, stats.bytes, stats.last_received) == (1, 2, None)
+
+
 def test_latest_time_never_goes_back(queue):
     queue.put("P1", "/a", b"1", time_received=T0)
     queue.put("P1", "/b", b"1", time_received=T0 - dt.timedelta(days=1))

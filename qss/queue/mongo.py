@@ -280,7 +280,7 @@ class MongoQueue(Queue):
         return sorted(s for s in found if isinstance(s, str))
 
     def _totals(self, match: dict, base: int) -> dict[str, list]:
-        """serial -> [files, bytes, unsynced files, unsynced bytes, newest time]."""
+        """serial -> [files, bytes, unsynced files, unsynced bytes]."""
         out: dict[str, list] = {}
         if self._server_sizes:
             size = {"$binarySize": "$data"}
@@ -288,28 +288,23 @@ class MongoQueue(Queue):
             pipeline = [{"$match": match}, {"$group": {
                 "_id": "$serial_number", "files": {"$sum": 1}, "bytes": {"$sum": size},
                 "unsynced": {"$sum": {"$cond": [synced, 0, 1]}},
-                "unsynced_bytes": {"$sum": {"$cond": [synced, 0, size]}},
-                "newest": {"$max": "$time_received"}}}]
+                "unsynced_bytes": {"$sum": {"$cond": [synced, 0, size]}}}}]
             try:
                 for doc in self._files.aggregate(pipeline):
                     out[doc["_id"]] = [doc["files"], doc["bytes"], doc["unsynced"],
-                                       doc["unsynced_bytes"], doc["newest"]]
+                                       doc["unsynced_bytes"]]
                 return out
             except OperationFailure as exc:
                 if not self._no_binary_size(exc):
                     raise
-        for doc in self._files.find(match, {"serial_number": 1, "ytag": 1,
-                                            "time_received": 1, "data": 1}):
-            row = out.setdefault(doc.get("serial_number"), [0, 0, 0, 0, None])
+        for doc in self._files.find(match, {"serial_number": 1, "ytag": 1, "data": 1}):
+            row = out.setdefault(doc.get("serial_number"), [0, 0, 0, 0])
             length = len(doc.get("data") or b"")
             row[0] += 1
             row[1] += length
             if _ytag(doc.get("ytag")) < base:
                 row[2] += 1
                 row[3] += length
-            when = doc.get("time_received")
-            if when is not None and (row[4] is None or when > row[4]):
-                row[4] = when
         return out
 
     def stats(self) -> dict[str, SerialStats]:
@@ -322,9 +317,9 @@ class MongoQueue(Queue):
         for serial in set(totals) | set(latest):
             if not isinstance(serial, str):
                 continue
-            files, size, unsynced, unsynced_size, newest = totals.get(serial,
-                                                                      [0, 0, 0, 0, None])
-            when = latest.get(serial) or newest
+            files, size, unsynced, unsynced_size = totals.get(serial, [0, 0, 0, 0])
+            # Only a push is a sign of life: imported files leave last_received None.
+            when = latest.get(serial)
             out[serial] = SerialStats(serial, files, size, unsynced, unsynced_size, _aware(when))
         return dict(sorted(out.items()))
 

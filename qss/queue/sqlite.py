@@ -407,14 +407,15 @@ class SqliteQueue(Queue):
         base = self.ytagbase
         rows = self._query(
             "SELECT serial_number, count(*), total(size), total(ytag < ?),"
-            " total(CASE WHEN ytag < ? THEN size ELSE 0 END), max(time_received)"
+            " total(CASE WHEN ytag < ? THEN size ELSE 0 END)"
             " FROM received_files GROUP BY serial_number", (base, base))
         latest = dict(self._query("SELECT serial_number, time_received FROM latest_times", ()))
         out = {}
-        for serial, files, size, unsynced, unsynced_size, newest in rows:
-            when = latest.pop(serial, newest)
+        for serial, files, size, unsynced, unsynced_size in rows:
+            # Only a push is a sign of life: imported files leave last_received None.
+            when = latest.pop(serial, None)
             out[serial] = SerialStats(serial, files, int(size), int(unsynced),
-                                      int(unsynced_size), _from_us(when))
+                                      int(unsynced_size), None if when is None else _from_us(when))
         for serial, when in latest.items():
             out[serial] = SerialStats(serial, 0, 0, 0, 0, _from_us(when))
         return dict(sorted(out.items()))
