@@ -21,6 +21,7 @@ setup(
         # The official BTrDB client: sync2q writes through it, and the embedded server
         # serves its own generated gRPC stubs, so the protocol cannot drift.
         "btrdb>=5.34,<6",
+        "grpcio>=1.59,<2",
         "pyarrow>=14,<30",
         # btrdb 5.34 fails to import without pandas (an annotation evaluated at import).
         "pandas>=2,<4",
@@ -35,6 +36,7 @@ setup(
             "hypothesis>=6.80,<7",
             "pexpect>=4.8,<5",
             "mongomock>=4.1,<5",
+            "requests>=2.28,<3",
             # A real supervisord for the deployment tests (the appliance uses Debian's).
             "supervisor>=4.2,<5",
         ],

@@ -53,28 +53,43 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--days", default="1,7,30")
     ap.add_argument("--no-fsync", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="insert the hour this many times into fresh streams; print each "
+                         "rate and the median (the machine may be busy)")
+    ap.add_argument("--insert-only", action="store_true", help="skip the query figures")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="btrdb-bench-")
-    cmd = [sys.executable, "-m", "qss.tsdb", "--data", data, "--grpc", "127.0.0.1:0"]
+    cmd = [sys.executable, "-m", "qss.tsdb", "--data", data, "--grpc", "127.0.0.1:0",
+           "--http", "127.0.0.1:0"]
     if args.no_fsync:
         cmd.append("--no-fsync")
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        addr = server.stdout.readline().split()[-1]
+        for line in server.stdout:  # "... serving gRPC on HOST:PORT, REST on ..."
+            if " serving gRPC on " in line:
+                addr = line.split(" serving gRPC on ")[1].split(",")[0]
+                break
+        else:
+            raise SystemExit("the server did not start")
         channel = Connection(addr).channel
         db = BTrDB(Endpoint(channel))
         t, vals = upmu_streams(START, int(args.hours * 3600))
         tables = [table(t, vals[i]) for i in range(len(EXTENDED_STREAMS))]
-        streams = [db.create(uuid.uuid4(), "bench/P1", {"name": n}, {})
-                   for n in EXTENDED_STREAMS]
-        t0 = time.perf_counter()
-        for s, tb in zip(streams, tables):
-            s.arrow_insert(tb)
-        el = time.perf_counter() - t0
-        n = t.size * len(streams)
-        print(f"arrow_insert, streams one after another: {n:,} points in {el:.2f} s"
-              f" = {n / el / 1e6:.2f} M points/s")
+        rates = []
+        for rep in range(args.repeat):
+            streams = [db.create(uuid.uuid4(), f"bench/P1-{rep}", {"name": n}, {})
+                       for n in EXTENDED_STREAMS]
+            t0 = time.perf_counter()
+            for s, tb in zip(streams, tables):
+                s.arrow_insert(tb)
+            el = time.perf_counter() - t0
+            n = t.size * len(streams)
+            rates.append(n / el / 1e6)
+            print(f"arrow_insert, streams one after another: {n:,} points in {el:.2f} s"
+                  f" = {rates[-1]:.2f} M points/s")
+        if args.repeat > 1:
+            print(f"arrow_insert median of {args.repeat}: {np.median(rates):.2f} M points/s")
         par = [db.create(uuid.uuid4(), "bench/P2", {"name": n}, {}) for n in EXTENDED_STREAMS]
         from btrdb.stream import StreamSet
         ss = StreamSet(par)
@@ -82,6 +97,8 @@ def main() -> None:
         ss.arrow_insert({s.uuid: tb for s, tb in zip(par, tables)})
         el = time.perf_counter() - t0
         print(f"StreamSet.arrow_insert (client thread pool): {n / el / 1e6:.2f} M points/s")
+        if args.insert_only:
+            return
         s = streams[0]
         t0n = START * 10**9
         ms, tb = timed(lambda: s.arrow_values(t0n, t0n + 3600 * 10**9))

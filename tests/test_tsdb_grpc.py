@@ -6,9 +6,13 @@ import pyarrow as pa
 import pytest
 from btrdb.conn import BTrDB, Connection
 from btrdb.endpoint import Endpoint
-from btrdb.exceptions import InvalidPointWidth, InvalidTimeRange, StreamNotFoundError
+from btrdb.exceptions import (BadValue, BTRDBServerError, InvalidPointWidth, InvalidTagKey,
+                              InvalidTimeRange, RecycledUUID, StreamNotFoundError,
+                              check_proto_stat)
+from btrdb.grpcinterface import btrdb_pb2 as pb
+from btrdb.stream import StreamSet
 
-from qss.tsdb import Store
+from qss.tsdb import MAXIMUM_TIME, Store
 from qss.tsdb.grpc_service import make_server
 
 SCHEMA = pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
@@ -123,3 +127,137 @@ def test_errors_map_to_client_exceptions(conn):
     with pytest.raises(StreamNotFoundError):
         conn.stream_from_uuid(uuid.uuid4()).values(0, 10)
     assert [p.value for p, _ in s.values(0, 100)] == [1.0, 2.0]  # still serving
+
+
+def arrow_table(t, v):
+    return pa.Table.from_arrays([pa.array(np.asarray(t, np.int64), pa.timestamp("ns", tz="UTC")),
+                                 pa.array(np.asarray(v, np.float64))], schema=SCHEMA)
+
+
+def test_windows_match_numpy_including_wide_ones(conn):
+    s = make_stream(conn, "windows")
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.integers(0, 2**40, 60_000))
+    v = rng.normal(50, 5, len(t))
+    s.arrow_insert(arrow_table(t, v))
+    start = 12345
+    for width in (10**9 + 7, 2**36, 10**11):
+        end = start + 2**40 - 1
+        plain = s.windows(start, end, width)
+        arrow = s.arrow_windows(start, end, width)
+        end -= (end - start) % width
+        sel = (t >= start) & (t < end)
+        keys, inv, counts = np.unique((t[sel] - start) // width, return_inverse=True,
+                                      return_counts=True)
+        mean = np.bincount(inv, v[sel]) / counts
+        std = np.sqrt(np.bincount(inv, (v[sel] - mean[inv]) ** 2) / counts)
+        assert [p.time for p, _ in plain] == (start + keys * width).tolist()
+        assert [p.count for p, _ in plain] == counts.tolist()
+        assert arrow["count"].to_numpy().tolist() == counts.tolist()
+        np.testing.assert_allclose(arrow["mean"].to_numpy(), mean, rtol=1e-12)
+        np.testing.assert_allclose(arrow["stddev"].to_numpy(), std, rtol=1e-6)
+
+
+def test_changes_report_what_each_version_touched(conn):
+    s = make_stream(conn, "changes")
+    v1 = s.insert([(1000, 1.0), (2000, 2.0)])
+    v2 = s.insert([(5 * 2**30, 3.0)])
+    v3 = s.delete(0, 1500)
+    ep = conn.ep
+    def ranges(a, b, res=0):
+        return [(r.start, r.end) for batch, _ in ep.changes(s.uuid, a, b, res) for r in batch]
+    assert ranges(v1, v2) == [(5 * 2**30, 5 * 2**30 + 1)]
+    assert ranges(v2, v3) == [(0, 1500)]
+    assert ranges(v1 - 1, v1) == [(1000, 2001)]
+    assert ranges(v1 - 1, 0, 30) == [(0, 2**30), (5 * 2**30, 6 * 2**30)]
+    assert ranges(v3, v3) == []
+    with pytest.raises(BTRDBServerError, match="^427: "):
+        ranges(v3, v1)
+
+
+def test_tags_collection_and_annotations_update_with_property_versions(conn):
+    s = make_stream(conn, "tagged", "qss/tags-a", {"site": "lab"})
+    s.update(tags={"unit": "A"}, collection="qss/tags-b")
+    fresh = conn.stream_from_uuid(s.uuid)
+    fresh.refresh_metadata()
+    assert fresh.collection == "qss/tags-b"
+    assert fresh.tags() == {"name": "tagged", "unit": "A", "ingress": ""}
+    assert fresh.annotations()[1] > 1
+    assert "qss/tags-a" not in conn.list_collections("qss/tags")
+    assert [x.uuid for x in conn.streams_in_collection("qss/tags-b")] == [s.uuid]
+    fresh.update(annotations={"phase": "A"}, replace=True)
+    assert conn.stream_from_uuid(s.uuid).annotations()[0] == {"phase": "A"}
+    with pytest.raises(InvalidTagKey):
+        fresh.update(tags={"colour": "red"})
+    stale = conn.stream_from_uuid(s.uuid)
+    stale._property_version = 1
+    stale._tags, stale._annotations = fresh.tags(), {"phase": "A"}
+    with pytest.raises(BTRDBServerError, match="^423: "):
+        stale.update(annotations={"phase": "B"})
+
+
+def test_obliterate_removes_the_stream_for_good(conn):
+    s = make_stream(conn, "doomed")
+    s.insert([(10, 1.0)])
+    s.obliterate()
+    assert not conn.stream_from_uuid(s.uuid).exists()
+    with pytest.raises(StreamNotFoundError):
+        s.values(0, 100)
+    with pytest.raises(RecycledUUID):
+        conn.create(s.uuid, "qss/test", tags={"name": "again"})
+    with pytest.raises(StreamNotFoundError):
+        s.obliterate()
+
+
+def test_arrow_multi_values_join_and_snap(conn):
+    a, b = make_stream(conn, "ma"), make_stream(conn, "mb")
+    sec = 10**9
+    a.insert([(1 * sec, 1.0), (2 * sec, 2.0), (3 * sec, 3.0)])
+    b.insert([(2 * sec, 20.0), (int(2.5 * sec), 25.0), (4 * sec, 40.0)])
+    ss = StreamSet([a, b]).filter(start=1, end=5 * sec)  # the client drops start=0
+    table = ss.arrow_values()
+    assert table.column_names == ["time", str(a.uuid), str(b.uuid)]
+    assert table["time"].cast(pa.int64()).to_pylist() == [sec, 2 * sec, int(2.5 * sec),
+                                                         3 * sec, 4 * sec]
+    nan = float("nan")
+    got = [[x if x == x else nan for x in table[str(u)].to_pylist()] for u in (a.uuid, b.uuid)]
+    np.testing.assert_equal(got, [[1.0, 2.0, nan, 3.0, nan], [nan, 20.0, 25.0, nan, 40.0]])
+    # Snapped to 1 Hz: b's point at 2.5 s rounds up to 3 s (a tie rounds up).
+    snapped = StreamSet([a, b]).filter(start=1, end=5 * sec, sampling_frequency=1)
+    t2 = snapped.arrow_values()
+    assert t2["time"].cast(pa.int64()).to_pylist() == [sec, 2 * sec, 3 * sec, 4 * sec]
+    assert t2[str(b.uuid)].to_pylist()[2] == 25.0
+
+
+def test_bad_requests_give_the_clients_exceptions_and_the_server_stays_up(conn):
+    s = make_stream(conn, "bad")
+    s.insert([(10, 1.0), (20, 2.0)])
+    ep = conn.ep
+    unknown = uuid.uuid4()
+    with pytest.raises(StreamNotFoundError):
+        conn.stream_from_uuid(unknown).arrow_values(0, 10)
+    with pytest.raises(StreamNotFoundError):
+        conn.stream_from_uuid(unknown).insert([(1, 1.0)])
+    with pytest.raises(InvalidTimeRange):
+        s.arrow_values(100, 10)
+    with pytest.raises(InvalidTimeRange):
+        s.windows(100, 10, 5)
+    with pytest.raises(InvalidTimeRange):
+        s.insert([(MAXIMUM_TIME, 1.0)])
+    with pytest.raises(InvalidPointWidth):
+        s.arrow_aligned_windows(0, 100, 99)
+    with pytest.raises(InvalidPointWidth):
+        s.windows(0, 100, 0)
+    with pytest.raises(BadValue):
+        s.insert([(30, float("nan"))])
+    with pytest.raises(BTRDBServerError, match="^421: malformed Arrow payload"):
+        check(ep.stub.ArrowInsert(pb.ArrowInsertParams(uuid=s.uuid.bytes,
+                                                       arrowBytes=b"not arrow at all")))
+    with pytest.raises(BTRDBServerError, match="^421: malformed uuid"):
+        check(ep.stub.Flush(pb.FlushParams(uuid=b"short")))
+    assert [p.value for p, _ in s.values(0, 100)] == [1.0, 2.0]  # still serving
+
+
+def check(response):
+    check_proto_stat(response.stat)
+    return response

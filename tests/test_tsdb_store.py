@@ -334,3 +334,46 @@ def test_random_operations_keep_every_level_consistent(store):
         w, _ = store.aligned_windows(u, MINIMUM_TIME, MAXIMUM_TIME, pw)
         ref = ref_windows(mt, mv, mt >> pw)
         assert_windows(w, ref[0].astype(np.int64) << pw, ref)
+
+
+@pytest.mark.parametrize("width,offset", [(2**34, 0), (10**11 + 3, 12345),
+                                          (3 * 2**38 + 1, -(2**33) + 1), (2**36, 2**30)])
+def test_wide_windows_from_statistics_levels_match_numpy(tmp_path, monkeypatch, width, offset):
+    # 100,000 points at ~50 Hz over ~37 min: wide windows hold many chunks' worth of
+    # points, so they are built from level records plus the points of cut records.
+    store = Store(tmp_path / "w", durable=False, chunk_points=CHUNK)
+    rng = np.random.default_rng(width % 1000)
+    t = np.sort(rng.integers(0, 2**41, 100_000))
+    v = 7200 + rng.normal(0, 0.3, len(t))
+    u = new_stream(store)
+    store.insert(u, t, v)
+    used = []
+    real = Store._windows_from_level
+    monkeypatch.setattr(Store, "_windows_from_level",
+                        lambda self, *a: used.append(a[-1]) or real(self, *a))
+    start = 2**35 + offset
+    end = start + 2**40 + 999
+    w, _ = store.windows(u, start, end, width)
+    assert used, "the statistics levels were not used"
+    end -= (end - start) % width
+    sel = (t >= start) & (t < end)
+    keys = (t[sel] - start) // width
+    ref = ref_windows(t[sel], v[sel], keys)
+    assert_windows(w, start + ref[0].astype(np.int64) * width, ref)
+    store.close()
+
+
+@pytest.mark.parametrize("pw", [10, 30, 36, 44])
+def test_pieces_add_up_to_the_whole_answer(loaded, pw):
+    store, u, t, v = loaded
+    start, end = -(2**40) + 999, 2**56
+    pieces = list(store.raw_pieces(u, start, end, max_points=1000))
+    assert len(pieces) > 5
+    rt, rv, _ = store.raw(u, start, end)
+    assert np.array_equal(np.concatenate([p[0] for p in pieces]), rt)
+    assert np.array_equal(np.concatenate([p[1] for p in pieces]), rv)
+    parts = list(store.aligned_pieces(u, start, end, pw, max_items=1000))
+    whole, _ = store.aligned_windows(u, start, end, pw)
+    assert np.array_equal(np.concatenate([w.time for w, _ in parts]), whole.time)
+    assert np.array_equal(np.concatenate([w.count for w, _ in parts]), whole.count)
+    assert np.array_equal(np.concatenate([w.min for w, _ in parts]), whole.min)

@@ -83,6 +83,14 @@ def points_table(t: np.ndarray, v: np.ndarray) -> pa.Table:
                                 schema=VALUES_SCHEMA)
 
 
+def multi_table(t: np.ndarray, columns: list[np.ndarray], names: list[str]) -> pa.Table:
+    """time, then one float64 column per stream (NaN where it has no value)."""
+    schema = pa.schema([pa.field("time", TIME, nullable=False)] +
+                       [pa.field(n, pa.float64(), nullable=False) for n in names])
+    return pa.Table.from_arrays([pa.array(t, TIME)] + [pa.array(c, pa.float64())
+                                                       for c in columns], schema=schema)
+
+
 def windows_table(w) -> pa.Table:
     """Table of a :class:`qss.tsdb.Windows`."""
     return pa.Table.from_arrays(

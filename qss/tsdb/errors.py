@@ -81,3 +81,42 @@ class RecycledUUID(TsdbError):
 
 class VersionNotAvailable(TsdbError):
     code = 450
+
+
+class NotSupported(TsdbError):
+    """BTrDB's NotImplemented."""
+
+    code = 501
+
+
+class ResourceDepleted(TsdbError):
+    """The disk (or the database's size limit) is full; nothing of the write was kept."""
+
+    code = 426
+
+
+class StorageFailure(TsdbError):
+    """The database file could not be read or written (I/O error, corruption)."""
+
+    code = 500
+
+
+# SQLite primary result codes (https://sqlite.org/rescode.html).
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 10, 11, 13, 26
+
+
+def storage_error(exc: Exception) -> TsdbError | None:
+    """The engine error for an ``sqlite3.Error`` caused by the disk or the file, or None
+    when it is something else (a programming error, best left as it is)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    code &= 0xFF
+    if code == _SQLITE_FULL:
+        return ResourceDepleted("disk full: the write was not stored (free space on the "
+                                "data disk)")
+    if code == _SQLITE_IOERR:
+        return StorageFailure(f"I/O error on the database file: {exc}")
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return StorageFailure(f"the database file is damaged: {exc}")
+    return None

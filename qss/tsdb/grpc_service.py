@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -19,9 +22,11 @@ from btrdb.grpcinterface import btrdb_pb2 as pb
 from btrdb.grpcinterface import btrdb_pb2_grpc as pb_grpc
 
 from . import arrowio
-from .errors import TsdbError, WrongArgs
+from .errors import NotSupported, TsdbError, WrongArgs, storage_error
 from .merge import MergePolicy
 from .meta import StreamInfo
+from .multi import multi_values
+from .reqlog import OK, RequestLog, outcome
 from .store import Store, Windows
 
 log = logging.getLogger("qss.tsdb.grpc")
@@ -31,6 +36,7 @@ VERSION = (5, 30)
 RAW_BATCH = 5000         # points per message on the non-Arrow paths, as v4
 ARROW_BATCH = 200_000    # rows per Arrow message
 CHANGES_BATCH = 1000
+RAW_PIECE = 1 << 20      # points read from the store at a time
 
 
 def _uuid(raw: bytes) -> uuidlib.UUID:
@@ -39,24 +45,58 @@ def _uuid(raw: bytes) -> uuidlib.UUID:
     return uuidlib.UUID(bytes=raw)
 
 
-def _stat(exc: Exception) -> pb.Status:
+def _engine_error(exc: Exception) -> TsdbError | None:
+    """The engine error an exception stands for; None for a bug."""
     if isinstance(exc, TsdbError):
-        return pb.Status(code=exc.code, msg=exc.message)
-    log.exception("internal error")
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return storage_error(exc)  # disk full, I/O error, damaged file
+    return None
+
+
+def _stat(exc: Exception) -> pb.Status:
+    err = _engine_error(exc)
+    if err is not None:
+        return pb.Status(code=err.code, msg=err.message)
     return pb.Status(code=500, msg=f"internal error: {type(exc).__name__}: {exc}")
 
 
+_call = threading.local()  # the running handler's item count (points, windows, ...)
+
+
+def _items(n: int) -> None:
+    """Tell the request log how many items (points, windows, streams) this call moved."""
+    _call.items = getattr(_call, "items", 0) + int(n)
+
+
+def _detail(request) -> str:
+    raw = getattr(request, "uuid", b"")
+    return str(uuidlib.UUID(bytes=raw)) if isinstance(raw, bytes) and len(raw) == 16 else ""
+
+
+def _finish(self, name: str, request, started: float, stat: pb.Status | None,
+            exc: Exception | None) -> None:
+    if exc is not None and _engine_error(exc) is None:
+        log.error("%s failed", name, exc_info=exc)
+    self.requests.record("grpc", name, outcome(stat.code) if stat is not None else OK,
+                         time.perf_counter() - started, getattr(_call, "items", 0),
+                         _detail(request), stat.msg if stat is not None else "")
+
+
 def _unary(response_type: type) -> Callable:
-    """Turn engine errors into ``stat`` of a unary response."""
+    """Turn engine errors into ``stat`` of a unary response, and log the call."""
     def wrap(fn):
         @functools.wraps(fn)
         def handler(self, request, context):
+            _call.items, started = 0, time.perf_counter()
             try:
-                return fn(self, request, context)
+                resp = fn(self, request, context)
             except Exception as exc:  # noqa: BLE001 - every error goes back in stat
-                if not isinstance(exc, TsdbError):
-                    log.exception("%s failed", fn.__name__)
-                return response_type(stat=_stat(exc))
+                stat = _stat(exc)
+                _finish(self, fn.__name__, request, started, stat, exc)
+                return response_type(stat=stat)
+            _finish(self, fn.__name__, request, started, None, None)
+            return resp
         return handler
     return wrap
 
@@ -66,12 +106,15 @@ def _streaming(response_type: type) -> Callable:
     def wrap(fn):
         @functools.wraps(fn)
         def handler(self, request, context):
+            _call.items, started = 0, time.perf_counter()
             try:
                 yield from fn(self, request, context)
             except Exception as exc:  # noqa: BLE001
-                if not isinstance(exc, TsdbError):
-                    log.exception("%s failed", fn.__name__)
-                yield response_type(stat=_stat(exc))
+                stat = _stat(exc)
+                _finish(self, fn.__name__, request, started, stat, exc)
+                yield response_type(stat=stat)
+                return
+            _finish(self, fn.__name__, request, started, None, None)
         return handler
     return wrap
 
@@ -102,8 +145,9 @@ def _stat_points(w: Windows, lo: int, hi: int) -> list[pb.StatPoint]:
 class BTrDBServicer(pb_grpc.BTrDBServicer):
     """The v5 RPCs; each is a thin translation to one Store call."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, requests: RequestLog | None = None):
         self.store = store
+        self.requests = requests or RequestLog()
 
     # ---- metadata -------------------------------------------------------------------
     @_unary(pb.InfoResponse)
@@ -167,6 +211,7 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
         except ValueError:
             raise WrongArgs(f"unknown merge policy {request.merge_policy}") from None
         # ``sync`` needs nothing extra: every insert is committed before it returns.
+        _items(len(t))
         version = self.store.insert(_uuid(request.uuid), t, v, policy)
         return pb.InsertResponse(versionMajor=version, versionMinor=0)
 
@@ -197,32 +242,62 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
         return pb.ObliterateResponse()
 
     # ---- reads ----------------------------------------------------------------------
+    def _raw(self, request, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """Points in messages of at most ``batch``, read piecewise (bounded memory for
+        any range); always at least one, possibly empty, message."""
+        pieces = self.store.raw_pieces(_uuid(request.uuid), request.start, request.end,
+                                       request.versionMajor, RAW_PIECE)
+        for t, v, ver in pieces:
+            _items(len(t))
+            for lo in range(0, max(len(t), 1), batch):
+                yield t[lo:lo + batch], v[lo:lo + batch], ver
+
     @_streaming(pb.RawValuesResponse)
     def RawValues(self, request, context):
-        t, v, ver = self.store.raw(_uuid(request.uuid), request.start, request.end,
-                                   request.versionMajor)
-        for lo in range(0, max(len(t), 1), RAW_BATCH):
-            pts = [pb.RawPoint(time=a, value=b)
-                   for a, b in zip(t[lo:lo + RAW_BATCH].tolist(), v[lo:lo + RAW_BATCH].tolist())]
-            yield pb.RawValuesResponse(versionMajor=ver, values=pts)
+        for t, v, ver in self._raw(request, RAW_BATCH):
+            yield pb.RawValuesResponse(versionMajor=ver, values=[
+                pb.RawPoint(time=a, value=b) for a, b in zip(t.tolist(), v.tolist())])
 
     @_streaming(pb.ArrowRawValuesResponse)
     def ArrowRawValues(self, request, context):
         template = arrowio.read_template(request.templateBytes)
-        t, v, ver = self.store.raw(_uuid(request.uuid), request.start, request.end,
-                                   request.versionMajor)
-        for lo in range(0, max(len(t), 1), ARROW_BATCH):
-            table = arrowio.points_table(t[lo:lo + ARROW_BATCH], v[lo:lo + ARROW_BATCH])
-            yield pb.ArrowRawValuesResponse(
-                versionMajor=ver, arrowBytes=arrowio.encode(arrowio.apply_template(table,
-                                                                                   template)))
+        for t, v, ver in self._raw(request, ARROW_BATCH):
+            table = arrowio.apply_template(arrowio.points_table(t, v), template)
+            yield pb.ArrowRawValuesResponse(versionMajor=ver,
+                                            arrowBytes=arrowio.encode(table))
+
+    @_streaming(pb.ArrowMultiValuesResponse)
+    def ArrowMultiValues(self, request, context):
+        uuids = [_uuid(u) for u in request.uuid]
+        template = arrowio.read_template(request.templateBytes)
+        slices = multi_values(self.store, uuids, list(request.versionMajor), request.start,
+                              request.end, request.snapPeriodNs)
+        for times, cols in slices:
+            _items(len(times))
+            table = arrowio.multi_table(times, cols, [str(u) for u in uuids])
+            table = arrowio.apply_template(table, template)
+            for lo in range(0, max(len(times), 1), ARROW_BATCH):
+                yield pb.ArrowMultiValuesResponse(
+                    arrowBytes=arrowio.encode(table.slice(lo, ARROW_BATCH)))
+
+    @_streaming(pb.SQLQueryResponse)
+    def SQLQuery(self, request, context):
+        raise NotSupported("SQL queries of the metadata are not supported by this server; "
+                           "use LookupStreams (conn.streams_in_collection)")
+        yield  # a generator, like the other streaming handlers
+
+    def Subscribe(self, request_iterator, context):
+        yield pb.SubscriptionResp(stat=pb.Status(
+            code=NotSupported.code, msg="subscriptions are not supported by this server"))
 
     def _stat_stream(self, w: Windows, ver: int, response_type) -> Iterator:
+        _items(len(w))
         for lo in range(0, max(len(w), 1), RAW_BATCH):
             yield response_type(versionMajor=ver,
                                 values=_stat_points(w, lo, min(lo + RAW_BATCH, len(w))))
 
     def _arrow_stat_stream(self, w: Windows, ver: int, response_type) -> Iterator:
+        _items(len(w))
         table = arrowio.windows_table(w)
         for lo in range(0, max(len(w), 1), ARROW_BATCH):
             yield response_type(versionMajor=ver,
@@ -263,6 +338,7 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
     def Changes(self, request, context):
         starts, ends, ver = self.store.changes(_uuid(request.uuid), request.fromMajor,
                                                request.toMajor, request.resolution)
+        _items(len(starts))
         for lo in range(0, max(len(starts), 1), CHANGES_BATCH):
             ranges = [pb.ChangedRange(start=a, end=b) for a, b in
                       zip(starts[lo:lo + CHANGES_BATCH].tolist(),
@@ -270,16 +346,33 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
             yield pb.ChangesResponse(versionMajor=ver, ranges=ranges)
 
 
-def make_server(store: Store, address: str = "127.0.0.1:4410", workers: int = 8
-                ) -> tuple[grpc.Server, int]:
+#: Largest request accepted, bytes: the client sends 50,000 points (~0.8 MB) per call, so
+#: this leaves a wide margin while keeping one request from exhausting memory. Larger
+#: requests get gRPC's RESOURCE_EXHAUSTED before any of it is decoded.
+MAX_REQUEST_BYTES = 256 << 20
+
+
+def make_server(store: Store, address: str = "127.0.0.1:4410", workers: int = 8, *,
+                requests: RequestLog | None = None,
+                executor: futures.ThreadPoolExecutor | None = None,
+                max_request_bytes: int = MAX_REQUEST_BYTES) -> tuple[grpc.Server, int]:
     """A started-later gRPC server bound to ``address``; returns it and the bound port
-    (useful with port 0). Call ``start()`` and, to stop, ``stop(grace)``."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers,
-                                                    thread_name_prefix="btrdb-grpc"),
-                         options=[("grpc.max_receive_message_length", -1),
-                                  ("grpc.max_send_message_length", -1)])
-    pb_grpc.add_BTrDBServicer_to_server(BTrDBServicer(store), server)
-    port = server.add_insecure_port(address)
+    (useful with port 0). Call ``start()`` and, to stop, ``stop(grace)``.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    executor = executor or futures.ThreadPoolExecutor(max_workers=workers,
+                                                      thread_name_prefix="btrdb-grpc")
+    server = grpc.server(executor,
+                         options=[("grpc.max_receive_message_length", max_request_bytes),
+                                  ("grpc.max_send_message_length", -1),
+                                  ("grpc.so_reuseport", 0)])
+    pb_grpc.add_BTrDBServicer_to_server(BTrDBServicer(store, requests), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio raises RuntimeError when it cannot bind
+        raise OSError(f"cannot listen on {address}: {exc}") from None
     if port == 0:
-        raise OSError(f"cannot listen on {address}")
+        raise OSError(f"cannot listen on {address}: address in use or not a local address")
     return server, port

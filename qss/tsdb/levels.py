@@ -1,7 +1,7 @@
 """Multi-resolution statistics, kept up to date on every write.
 
 How this works. Level L holds one record (count, min, mean, max, m2) per non-empty window
-of 2^L ns, for L in LEVELS = 30, 34, ..., 62. Level 30 (about 1.07 s) is computed from raw
+of 2^L ns, for L in LEVELS = 30, 34, ..., 50. Level 30 (about 1.07 s) is computed from raw
 points; each coarser level from the one below, 16 windows at a time. A row of the ``stats``
 table ("block") holds the records of 2^BLOCK_BITS consecutive windows of one level, so an
 aligned-windows query at point width pw reads level L = the largest level <= pw and
@@ -15,7 +15,9 @@ without a record became empty) and, for deletes, a cleared range of level-30 win
 """
 from __future__ import annotations
 
+import collections
 import sqlite3
+import threading
 
 import numpy as np
 
@@ -24,7 +26,9 @@ from . import stats as st
 
 LEVEL0 = 30
 STRIDE = 4
-LEVELS = tuple(range(LEVEL0, 63, STRIDE))  # 30, 34, ..., 62
+# Up to 50 (13 days): coarser windows are built from at most (span of the data) / 2^50
+# records, a few hundred for ten years, while every write would pay to keep them.
+LEVELS = tuple(range(LEVEL0, 51, STRIDE))  # 30, 34, ..., 50
 BLOCK_BITS = 10
 _KINDS = (codec.INT, codec.INT, codec.F64, codec.F64, codec.F64, codec.F64)
 
@@ -33,7 +37,7 @@ def level_for(pw: int) -> int | None:
     """The coarsest stored level whose windows nest in windows of 2^pw, or None (raw)."""
     if pw < LEVEL0:
         return None
-    return LEVEL0 + (pw - LEVEL0) // STRIDE * STRIDE
+    return min(LEVEL0 + (pw - LEVEL0) // STRIDE * STRIDE, LEVELS[-1])
 
 
 _PLAIN = b"P1"
@@ -75,11 +79,61 @@ def read(conn: sqlite3.Connection, sid: int, level: int, w0: int, w1: int) -> st
     return s
 
 
-def _load_blocks(conn: sqlite3.Connection, sid: int, level: int, blocks: np.ndarray
-                 ) -> dict[int, st.Stats]:
+class BlockCache:
+    """Decoded statistics blocks as last committed, most recently used kept.
+
+    Appends rewrite the same few blocks at every level call after call; keeping them
+    decoded saves reading and decoding them again. The cache holds committed state only:
+    writers :meth:`commit` a plan after its transaction committed and :meth:`drop` the
+    stream after anything else (a failed transaction, a delete, an obliteration). It is
+    valid while this process is the only writer of the database (qss-btrdb locks its
+    data directory).
+    """
+
+    def __init__(self, max_blocks: int = 4096):
+        self.max_blocks = max_blocks
+        self._blocks: collections.OrderedDict[tuple[int, int, int], st.Stats] = \
+            collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sid: int, level: int, block: int) -> st.Stats | None:
+        with self._lock:
+            s = self._blocks.get((sid, level, block))
+            if s is not None:
+                self._blocks.move_to_end((sid, level, block))
+            return s
+
+    def commit(self, sid: int, plan: Plan) -> None:
+        if plan.range_deletes:
+            self.drop(sid)
+            return
+        with self._lock:
+            for level, block in plan.deletes:
+                self._blocks.pop((sid, level, block), None)
+            for (level, block), s in plan.decoded.items():
+                self._blocks[(sid, level, block)] = s
+                self._blocks.move_to_end((sid, level, block))
+            while len(self._blocks) > self.max_blocks:
+                self._blocks.popitem(last=False)
+
+    def drop(self, sid: int) -> None:
+        with self._lock:
+            for key in [k for k in self._blocks if k[0] == sid]:
+                del self._blocks[key]
+
+
+def _load_blocks(conn: sqlite3.Connection, sid: int, level: int, blocks: np.ndarray,
+                 cache: BlockCache | None = None) -> dict[int, st.Stats]:
     out: dict[int, st.Stats] = {}
-    for i in range(0, len(blocks), 500):  # stay under SQLite's parameter limit
-        part = [int(b) for b in blocks[i:i + 500]]
+    missing = []
+    for b in (int(x) for x in blocks):
+        s = cache.get(sid, level, b) if cache is not None else None
+        if s is None:
+            missing.append(b)
+        else:
+            out[b] = s
+    for i in range(0, len(missing), 500):  # stay under SQLite's parameter limit
+        part = missing[i:i + 500]
         marks = ",".join("?" * len(part))
         for b, d in conn.execute(f"SELECT block, data FROM stats WHERE stream=? AND level=?"
                                  f" AND block IN ({marks})", (sid, level, *part)):
@@ -110,6 +164,7 @@ class Plan:
         self.upserts: list[tuple[int, int, bytes]] = []
         self.deletes: list[tuple[int, int]] = []
         self.range_deletes: list[tuple[int, int, int]] = []
+        self.decoded: dict[tuple[int, int], st.Stats] = {}  # the upserts, decoded
 
     def apply(self, conn: sqlite3.Connection, sid: int) -> None:
         """Execute inside the caller's write transaction."""
@@ -123,7 +178,8 @@ class Plan:
 
 
 def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st.Stats,
-                cleared: tuple[int, int] | None = None) -> Plan:
+                cleared: tuple[int, int] | None = None, cache: BlockCache | None = None
+                ) -> Plan:
     """Plan the rewrite of every level after a change of level-30 windows.
 
     ``dirty``: sorted unique level-30 windows whose records are recomputed; ``fresh``: their
@@ -142,7 +198,7 @@ def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st
             blocks = np.union1d(blocks, [ba, bb])
         else:
             blocks = sorted_unique(blocks)
-        loaded = _load_blocks(conn, sid, level, blocks)
+        loaded = _load_blocks(conn, sid, level, blocks, cache)
         after: list[st.Stats] = []
         fresh_block = fresh.win >> BLOCK_BITS
         for blk in (int(x) for x in blocks):
@@ -159,6 +215,7 @@ def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st
                 merged = merged.take(np.argsort(merged.win, kind="stable"))
             if len(merged):
                 plan.upserts.append((level, blk, encode_block(level, blk, merged)))
+                plan.decoded[(level, blk)] = merged
                 after.append(merged)
             elif blk in loaded:
                 plan.deletes.append((level, blk))

@@ -9,10 +9,12 @@ something was. Semantics: reference/btrdb-v5.md §2-3.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import threading
 import uuid as uuidlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -48,6 +50,9 @@ def _windows(s: st.Stats, time: np.ndarray) -> Windows:
                    s.stddev)
 
 
+_TAILS = 256  # streams whose last chunk is kept decoded (each < 3/4 of a chunk)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Version:
     reported: int                        # the version the answer is for
@@ -59,9 +64,14 @@ class Store:
     """A data directory of streams. Thread-safe; writes to one stream are serialised."""
 
     def __init__(self, directory: str | os.PathLike, *, durable: bool = True,
-                 chunk_points: int = chunks.CHUNK_POINTS):
-        self.db = Db(directory, durable=durable)
+                 chunk_points: int = chunks.CHUNK_POINTS, max_bytes: int | None = None):
+        self.db = Db(directory, durable=durable, max_bytes=max_bytes)
         self.chunk_points = chunk_points
+        # Write-side caches of committed state (see levels.BlockCache): decoded statistics
+        # blocks, and per stream the chunk written last (appends merge into it).
+        self._blocks = levels.BlockCache(max_blocks=1024)  # <= ~50 MB decoded
+        self._tails: collections.OrderedDict[int, tuple[int, chunks.Points]] = \
+            collections.OrderedDict()
         self._locks: dict[bytes, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -163,7 +173,7 @@ class Store:
                 # rewriting it; otherwise merge into the chunk and re-cut it.
                 appending = nt[0] > r.last and (nt[0] >> chunks.ALIGN) > (r.last >> chunks.ALIGN)
                 if not (appending and r.count >= self.chunk_points * 3 // 4):
-                    old, base = chunks.load(conn, sid, r.start), r.start
+                    old, base = self._load_chunk(conn, sid, r), r.start
             mt, mv, mver, kept, replaced = merge.merge(old.t, old.v, old.ver, nt, nv,
                                                        new_version, policy)
             if len(kept) == 0:
@@ -173,25 +183,57 @@ class Store:
                 writes.append((start, merged.slice(a, b)))
             wins = levels.sorted_unique(kept >> levels.LEVEL0)
             mw = mt >> levels.LEVEL0
-            inside = np.isin(mw, wins) if (mw[0] < wins[0] or mw[-1] > wins[-1]
-                                          or len(wins) < mw[-1] - mw[0] + 1) else slice(None)
+            if wins[-1] - wins[0] + 1 == len(wins):  # one run of windows: a slice
+                inside = slice(*np.searchsorted(mw, [wins[0], wins[-1] + 1]))
+            else:
+                inside = np.isin(mw, wins)
             fresh.append(st.from_keyed(mw[inside], mv[inside]))
             dirty.append(wins)
             changes.append((int(kept[0]), int(kept[-1]) + 1, int(replaced > 0)))
         if not writes:
             return version
-        plan = levels.plan_update(conn, sid, np.concatenate(dirty), st.concat(fresh))
+        plan = levels.plan_update(conn, sid, np.concatenate(dirty), st.concat(fresh),
+                                  cache=self._blocks)
         chunk_rows = [(sid, start, int(p.t[0]), int(p.t[-1]), len(p), chunks.encode(p))
                       for start, p in writes]
-        with self.db.transaction() as c:
-            c.executemany("INSERT OR REPLACE INTO chunks(stream, start, first, last, count,"
-                          " data) VALUES (?,?,?,?,?,?)", chunk_rows)
-            plan.apply(c, sid)
-            c.executemany('INSERT INTO changes(stream, version, start, "end", lossy)'
-                          " VALUES (?,?,?,?,?)",
-                          [(sid, new_version, a, b, lossy) for a, b, lossy in changes])
-            c.execute("UPDATE streams SET version=? WHERE id=?", (new_version, sid))
+        try:
+            with self.db.transaction() as c:
+                c.executemany("INSERT OR REPLACE INTO chunks(stream, start, first, last,"
+                              " count, data) VALUES (?,?,?,?,?,?)", chunk_rows)
+                plan.apply(c, sid)
+                c.executemany('INSERT INTO changes(stream, version, start, "end", lossy)'
+                              " VALUES (?,?,?,?,?)",
+                              [(sid, new_version, a, b, lossy) for a, b, lossy in changes])
+                c.execute("UPDATE streams SET version=? WHERE id=?", (new_version, sid))
+        except BaseException:
+            self._forget(sid)
+            raise
+        self._blocks.commit(sid, plan)
+        tail = max(writes, key=lambda w: w[0])
+        with self._locks_lock:
+            if tail[0] >= self._tails.get(sid, (tail[0],))[0]:
+                if len(tail[1]) < self.chunk_points * 3 // 4:  # appends will merge into it
+                    self._tails[sid] = tail
+                    self._tails.move_to_end(sid)
+                    while len(self._tails) > _TAILS:
+                        self._tails.popitem(last=False)
+                else:
+                    self._tails.pop(sid, None)
         return new_version
+
+    def _load_chunk(self, conn, sid: int, row: chunks.ChunkRow) -> chunks.Points:
+        with self._locks_lock:
+            cached = self._tails.get(sid)
+        if cached is not None and cached[0] == row.start and len(cached[1]) == row.count \
+                and int(cached[1].t[-1]) == row.last:
+            return cached[1]
+        return chunks.load(conn, sid, row.start)
+
+    def _forget(self, sid: int) -> None:
+        """Drop the write caches of a stream (after anything but a committed insert)."""
+        self._blocks.drop(sid)
+        with self._locks_lock:
+            self._tails.pop(sid, None)
 
     def delete(self, uuid: uuidlib.UUID, start: int, end: int) -> int:
         """Delete points with start <= t < end; returns the new data version.
@@ -203,6 +245,7 @@ class Store:
             raise InvalidTimeRange("delete start time >= end time")
         with self._lock(uuid):
             sid, version = meta.stream_id(self.db, uuid)
+            self._forget(sid)
             conn = self.db.conn()
             new_version = version + 1
             removes, writes = [], []
@@ -248,6 +291,7 @@ class Store:
         """Delete the stream, its data and metadata; its uuid can never be used again."""
         with self._lock(uuid):
             sid, _ = meta.stream_id(self.db, uuid)
+            self._forget(sid)
             with self.db.transaction() as c:
                 for table in ("chunks", "stats", "changes"):
                     c.execute(f"DELETE FROM {table} WHERE stream=?", (sid,))
@@ -294,6 +338,46 @@ class Store:
             p = self._points(conn, sid, start, end, ver)
         return p.t, p.v, ver.reported
 
+    def raw_pieces(self, uuid: uuidlib.UUID, start: int, end: int, version: int = 0,
+                   max_points: int = 1 << 20) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        """:meth:`raw` in consecutive pieces of about ``max_points`` points (whole chunks),
+        so that any range can be answered in bounded memory. Yields at least one piece.
+
+        Each piece is read in its own snapshot at the version the first one reported, so
+        the pieces fit together even when writes land meanwhile (where such a write
+        deleted or overwrote points in a later piece's range, that piece raises
+        VersionNotAvailable). Raises as :meth:`raw`, before the first piece for a bad
+        request."""
+        return self._raw_pieces(uuid, self.piece_bounds(uuid, start, end, max_points),
+                                version)
+
+    def piece_bounds(self, uuid: uuidlib.UUID, start: int, end: int,
+                     max_points: int = 1 << 20) -> list[int]:
+        """Times start = b0 < b1 < ... < bn = end cutting [start, end) at chunk starts
+        into pieces of about ``max_points`` stored points. Raises StreamNotFound,
+        InvalidTimeRange."""
+        self._check_range(start, end)
+        with snapshot(self.db) as conn:
+            sid, _ = meta.stream_id(self.db, uuid)
+            rows = conn.execute(
+                "SELECT start, count FROM chunks WHERE stream=?1 AND start >= coalesce("
+                "(SELECT max(start) FROM chunks WHERE stream=?1 AND start<=?2), ?2)"
+                " AND start < ?3 ORDER BY start", (sid, start, end)).fetchall()
+        bounds, acc = [start], 0
+        for chunk_start, count in rows:
+            if acc >= max_points and chunk_start > bounds[-1]:
+                bounds.append(chunk_start)
+                acc = 0
+            acc += count
+        bounds.append(end)
+        return bounds
+
+    def _raw_pieces(self, uuid: uuidlib.UUID, bounds: list[int], version: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        for a, b in zip(bounds, bounds[1:]):
+            t, v, version = self.raw(uuid, a, b, version)
+            yield t, v, version
+
     def aligned_windows(self, uuid: uuidlib.UUID, start: int, end: int, pw: int,
                         version: int = 0) -> tuple[Windows, int]:
         """Statistics of the non-empty windows [s, s + 2^pw) with s a multiple of 2^pw and
@@ -326,6 +410,47 @@ class Store:
                     res = self._refilter(conn, sid, res, pw, s, e, ver)
         return _windows(res, res.win << pw), ver.reported
 
+    def aligned_pieces(self, uuid: uuidlib.UUID, start: int, end: int, pw: int,
+                       version: int = 0, max_items: int = 1 << 18
+                       ) -> Iterator[tuple[Windows, int]]:
+        """:meth:`aligned_windows` in consecutive pieces, each computed from about
+        ``max_items`` stored points or statistics records, so that any range is answered
+        in bounded memory. The first piece is computed before this returns (errors
+        surface here); later pieces are pinned to its version as in :meth:`raw_pieces`."""
+        mask = (1 << pw) - 1 if 0 <= pw <= 63 else 0
+        s, e = start & ~mask, end & ~mask
+        bounds = [start, end]
+        if 0 <= pw <= 63 and s < e and MINIMUM_TIME <= start < end <= MAXIMUM_TIME:
+            level = levels.level_for(pw)
+            with snapshot(self.db) as conn:
+                sid, _ = meta.stream_id(self.db, uuid)
+                if level is None:  # computed from points: cut at chunk starts
+                    rows = conn.execute(
+                        "SELECT start, count FROM chunks WHERE stream=?1 AND start >="
+                        " coalesce((SELECT max(start) FROM chunks WHERE stream=?1 AND"
+                        " start<=?2), ?2) AND start < ?3 ORDER BY start",
+                        (sid, s, e)).fetchall()
+                else:  # from statistics records: cut at block starts
+                    shift = level + levels.BLOCK_BITS
+                    rows = [(b << shift, 1 << levels.BLOCK_BITS) for (b,) in conn.execute(
+                        "SELECT block FROM stats WHERE stream=? AND level=? AND block"
+                        " BETWEEN ? AND ? ORDER BY block",
+                        (sid, level, s >> shift, (e - 1) >> shift))]
+            bounds, acc = [s], 0
+            for cut, n in rows:  # chunk and block starts are multiples of 2^pw here
+                if acc >= max_items and s < cut < e and cut > bounds[-1]:
+                    bounds.append(cut)
+                    acc = 0
+                acc += n
+            bounds.append(e)
+        first = self.aligned_windows(uuid, bounds[0], bounds[1], pw, version)
+
+        def pieces() -> Iterator[tuple[Windows, int]]:
+            yield first
+            for a, b in zip(bounds[1:], bounds[2:]):
+                yield self.aligned_windows(uuid, a, b, pw, first[1])
+        return pieces()
+
     def _refilter(self, conn, sid: int, res: st.Stats, pw: int, s: int, e: int,
                   ver: _Version) -> st.Stats:
         """Recompute, from raw points of the old version, the windows touched since."""
@@ -355,10 +480,57 @@ class Store:
             ver = self._version(conn, sid, latest, version, start, max(end, start + 1))
             if end <= start:
                 return _windows(st.empty(), np.empty(0, np.int64)), ver.reported
-            # TODO(next session): compose wide windows from the statistics levels.
-            p = self._points(conn, sid, start, end, ver)
-        res = st.from_keyed((p.t - start) // width, p.v)
+            level = None if ver.filter else self._windows_level(conn, sid, start, end, width)
+            if level is None:
+                p = self._points(conn, sid, start, end, ver)
+                res = st.from_keyed((p.t - start) // width, p.v)
+            else:
+                res = self._windows_from_level(conn, sid, start, end, width, level)
         return _windows(res, start + res.win * width), ver.reported
+
+    def _windows_level(self, conn, sid: int, start: int, end: int, width: int) -> int | None:
+        """The statistics level to build windows of ``width`` from, or None when reading
+        the raw points is cheaper.
+
+        From level L a window costs its records (width / 2^L) plus, at each window
+        boundary not aligned to 2^L, the chunk holding the record cut by it; raw reading
+        costs every point. So levels pay off for windows of many chunks' worth of points.
+        """
+        fitting = [lv for lv in levels.LEVELS if width >> lv >= 16]
+        if not fitting:
+            return None
+        top = levels.LEVELS[-1]
+        points = int(levels.read(conn, sid, top, start >> top, ((end - 1) >> top) + 1)
+                     .count.sum())
+        boundaries = (end - start) // width + 1
+        if points < 4 * boundaries * self.chunk_points:
+            return None
+        return fitting[-1]
+
+    def _windows_from_level(self, conn, sid: int, start: int, end: int, width: int,
+                            level: int) -> st.Stats:
+        """Windows keyed k = (t - start) // width: level records lying inside one window,
+        plus raw points of the records cut by a window boundary (or by start and end)."""
+        size = 1 << level
+        rec = levels.read(conn, sid, level, -(-start // size), end // size)
+        first = ((rec.win << level) - start) // width
+        last = (((rec.win + 1) << level) - 1 - start) // width
+        inside = first == last
+        parts = [st.group(rec.take(inside), first[inside])]
+        for k in range((end - start) // width + 1):
+            b = start + k * width
+            if b % size == 0:
+                continue  # no record is cut here
+            lo, hi = max(b - b % size, start), min(b - b % size + size, end)
+            if lo < hi:
+                p = chunks.read(conn, sid, lo, hi)
+                parts.append(st.from_keyed((p.t - start) // width, p.v))
+        res = st.concat(parts)
+        if not len(res):
+            return res
+        order = np.argsort(res.win, kind="stable")
+        res = res.take(order)
+        return st.group(res, res.win)
 
     def nearest(self, uuid: uuidlib.UUID, time: int, backward: bool = False,
                 version: int = 0) -> tuple[int, float, int]:

@@ -1,0 +1,50 @@
+"""The official client's own integration tests (shipped in its wheel as
+``tests/btrdb_integration``, written against a real BTrDB v5 server) pass against qss-btrdb.
+
+Left out: API keys (this server has none: test_incorrect_connect), SQL queries of the
+metadata (SQLQuery, not offered: test_query), and the polars conversions when polars is
+not installed (client-side only).
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qss.tsdb.testing import running
+
+SPEC = importlib.util.find_spec("btrdb")
+SUITE = Path(SPEC.origin).parent.parent / "tests" / "btrdb_integration" if SPEC else None
+UNSUPPORTED = ["test_incorrect_connect", "test_query"]
+if importlib.util.find_spec("polars") is None:
+    UNSUPPORTED.append("polars")
+
+
+@pytest.mark.skipif(SUITE is None or not SUITE.is_dir(),
+                    reason="the btrdb wheel's integration tests are not installed")
+def test_official_client_integration_suite_passes(tmp_path):
+    suite = tmp_path / "suite"
+    shutil.copytree(SUITE, suite, ignore=shutil.ignore_patterns("__pycache__"))
+    (suite / "__init__.py").unlink(missing_ok=True)  # run as top-level modules
+    home = tmp_path / "home"
+    (home / ".predictivegrid").mkdir(parents=True)
+    with running(tmp_path / "data", "--no-fsync") as server:
+        (home / ".predictivegrid" / "credentials.yaml").write_text(
+            f"qss:\n  btrdb:\n    endpoints: {server.grpc}\n")
+        env = dict(os.environ, HOME=str(home), BTRDB_INTEGRATION_TEST_PROFILE="qss")
+        env.pop("BTRDB_ENDPOINTS", None)
+        env.pop("BTRDB_API_KEY", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider",
+             "--import-mode=importlib", "-W", "ignore", "-k",
+             " and ".join(f"not {name}" for name in UNSUPPORTED), str(suite)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        log = server.log()
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
+    assert " failed" not in summary and " passed" in summary
+    assert int(summary.split(" passed")[0].split()[-1]) >= 42
+    assert "Traceback" not in log and " failed" not in log, log[-3000:]
