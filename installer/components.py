@@ -6,8 +6,8 @@
 qss        /etc/qss/qss.ini (only when missing), /etc/supervisor/supervisord.conf,
            /etc/supervisor/conf.d/qss.conf (programs btrdb, receiver, sync2q, and mongo
            when the queue is a MongoDB on this machine),
-           /etc/systemd/system/supervisor.service.d/qss.conf, /etc/sysusers.d/qss.conf,
-           /etc/tmpfiles.d/qss.conf
+           /etc/systemd/system/supervisor.service.d/qss.conf, /etc/sysusers.d/qss.conf
+           (the service user; the operator joins its group), /etc/tmpfiles.d/qss.conf
 nic        /etc/network/interfaces (manual ch. 7)
 shorewall  /etc/shorewall/{interfaces,zones,policy,rules}, /etc/default/shorewall (ch. 13)
 apcupsd    /etc/apcupsd/apcupsd.conf, /etc/default/apcupsd (ch. 15)
@@ -20,17 +20,24 @@ unit is enabled on install). A second unit starting a second supervisord on the 
 configuration would fight it; a drop-in adds what the appliance needs (the data drive,
 the network, time to stop) to the one supervisord there is.
 
+The operator account (``manager``, :data:`OPERATOR_USER`) is a member of the service
+user's group, so that it uses the queue (upmu-adm, clean_synced) and reads the programs'
+states (``supervisorctl status``) without sudo, as the manual does: the data directories
+are ``2770``, every program runs with ``umask 007``, the SQLite queue is created ``0660``
+and supervisord's socket is ``root:qss 0770``.
+
 The contents always name the appliance's paths; :class:`Layout` says which, so tests can
 run a real supervisord on files rendered for a temporary directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qss.settings import Settings, parse_hostport, render_default_ini
+from qss.settings import HostPort, Settings, StoreSettings, parse_hostport, render_default_ini
 
 from . import templating
 from .files import DeployError, FileSpec
@@ -38,7 +45,22 @@ from .files import DeployError, FileSpec
 COMPONENTS = ("qss", "nic", "shorewall", "apcupsd")
 QSS_INI = "/etc/qss/qss.ini"
 SERVICE_USER = "qss"
+SERVICE_GROUP = "qss"
 SERVICE_HOME = "/var/lib/qss"
+#: The operator's account (the manual logs in and runs upmu-adm and clean_synced as it).
+OPERATOR_USER = "manager"
+
+#: The embedded BTrDB server's listeners on the appliance: every IPv4 address, so that
+#: users reach the APIs from their computers (manual ch. 13 and 17). The library's
+#: default (qss.settings) stays 127.0.0.1, right for a laptop or a test.
+APPLIANCE_STORE = StoreSettings(grpc=HostPort("0.0.0.0", 4410), http=HostPort("0.0.0.0", 9000))
+_APPLIANCE_STORE_NOTE = """\
+# On the appliance both listen on every IPv4 address (0.0.0.0): users reach them from
+# their own computers (the btrdb Python client on 4410, curl on 9000; manual ch. 13
+# and 17). The firewall guards them: shorewall (sudo qss-get --config shorewall)
+# admits 4410 and 9000 from the network. IPv4 only, as the firewall is. 127.0.0.1
+# keeps them to this machine.
+"""
 
 # The manual's defaults (ch. 7, ch. 8): uPMUs' setup.ini point at 172.16.1.100.
 NIC_ADDRESS, NIC_NETMASK, NIC_GATEWAY = "172.16.1.100", "255.255.255.0", "172.16.1.1"
@@ -60,12 +82,18 @@ class Layout:
     On the appliance ``prefix`` is ``/``; a test sets it to a temporary directory so
     that sockets, logs, pid file and the included configuration all live there.
     ``bindir`` holds the suite's console scripts; ``user`` is the programs' service
-    user; ``startsecs`` is how long a program must stay up to count as started.
+    user and ``group`` its group, which owns the data directories and supervisord's
+    socket with it; ``operator`` is the operator's account, a member of ``group``;
+    ``socket_owner`` is the user supervisord runs as (root on the appliance), the
+    socket's owner; ``startsecs`` is how long a program must stay up to count as started.
     """
 
     bindir: str = "/usr/local/bin"
     prefix: str = "/"
     user: str = SERVICE_USER
+    group: str = SERVICE_GROUP
+    operator: str = OPERATOR_USER
+    socket_owner: str = "root"
     startsecs: int = 5
     mongod: str = "/usr/bin/mongod"
 
@@ -151,8 +179,21 @@ def stop_budget(progs: Sequence[Program]) -> int:
 
 # -- the components ------------------------------------------------------------------
 
-def qss_files(settings: Settings, layout: Layout) -> list[FileSpec]:
-    """qss.ini (kept once it exists), supervisord, the systemd drop-in, the service user.
+def appliance_ini() -> str:
+    """The qss.ini ``qss-get --config qss`` writes when there is none: the built-in
+    settings, but the BTrDB APIs listen on the network (:data:`APPLIANCE_STORE`)."""
+    text = render_default_ini(dataclasses.replace(Settings(), store=APPLIANCE_STORE))
+    anchor = f"\ngrpc = {APPLIANCE_STORE.grpc}\n"
+    if text.count(anchor) != 1:     # qss.settings' default file changed its layout
+        raise RuntimeError(f"render_default_ini() has no single line {anchor.strip()!r}")
+    return text.replace(anchor, "\n" + _APPLIANCE_STORE_NOTE + anchor[1:])
+
+
+def qss_files(settings: Settings, layout: Layout,
+              operator_exists: bool = True) -> list[FileSpec]:
+    """qss.ini (kept once it exists), supervisord, the systemd drop-in, the service user
+    and the operator's membership of its group (commented out when ``operator_exists``
+    is False: sysusers would create the account as a system account without a login).
 
     Raises:
         DeployError: qss.ini names a system directory as a data directory.
@@ -168,10 +209,12 @@ def qss_files(settings: Settings, layout: Layout) -> list[FileSpec]:
     blocks = "".join("\n" + _program_block(p, layout, log_dir).rstrip("\n") for p in progs)
     budget = stop_budget(progs)
     return [
-        FileSpec(QSS_INI, render_default_ini(), "qss", keep_existing=True),
+        FileSpec(QSS_INI, appliance_ini(), "qss", keep_existing=True),
         FileSpec("/etc/supervisor/supervisord.conf",
                  templating.render("supervisor/supervisord.conf", run_dir=run_dir,
-                                   log_dir=log_dir, etc_dir=etc_dir), "qss"),
+                                   log_dir=log_dir, etc_dir=etc_dir, group=layout.group,
+                                   operator=layout.operator,
+                                   socket_owner=layout.socket_owner), "qss"),
         FileSpec("/etc/supervisor/conf.d/qss.conf",
                  templating.render("supervisor/qss.conf", qss_ini=qss_ini, notes=notes,
                                    start_order=", ".join(p.name for p in progs),
@@ -184,11 +227,24 @@ def qss_files(settings: Settings, layout: Layout) -> list[FileSpec]:
                  "qss"),
         FileSpec("/etc/sysusers.d/qss.conf",
                  templating.render("systemd/sysusers.conf", user=layout.user,
-                                   home=SERVICE_HOME), "qss"),
+                                   group=layout.group, home=SERVICE_HOME,
+                                   operator=layout.operator,
+                                   membership=_membership(layout, operator_exists)), "qss"),
         FileSpec("/etc/tmpfiles.d/qss.conf",
                  templating.render("systemd/tmpfiles.conf", qss_ini=qss_ini, user=layout.user,
-                                   lines=tmpfiles_lines(settings, layout.user)), "qss"),
+                                   group=layout.group,
+                                   lines=tmpfiles_lines(settings, layout.user, layout.group)),
+                 "qss"),
     ]
+
+
+def _membership(layout: Layout, operator_exists: bool) -> str:
+    line = f"m {layout.operator} {layout.group}"
+    if operator_exists:
+        return line
+    return (f"# Not written: there was no account {layout.operator} when qss-get ran (an \"m\" "
+            f"line would\n# create it). Create it (sudo adduser {layout.operator}), then run "
+            f"sudo qss-get --config qss\n# again.\n#{line}")
 
 
 def timeout_stop_sec(progs: Sequence[Program]) -> int:
@@ -197,13 +253,16 @@ def timeout_stop_sec(progs: Sequence[Program]) -> int:
     return stop_budget(progs) + 60
 
 
-def tmpfiles_lines(settings: Settings, user: str) -> str:
-    """tmpfiles.d lines: the service user's home and data directories (created, owned
-    recursively), and traverse permission on the uPMU list's directory.
+def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> str:
+    """tmpfiles.d lines: the service user's home; its data directories, shared with
+    ``group`` (default: the user's name) and setgid, with owner and mode put right
+    recursively; the SQLite queue, group-writable; traverse permission on the uPMU
+    list's directory.
 
     Raises:
         DeployError: a data directory that is a system directory.
     """
+    group = group or user
     list_dirs = sorted({posixpath.dirname(posixpath.normpath(p))
                         for p in (settings.paths.upmuconfig, settings.paths.backupconfig)})
     rows = [("d", SERVICE_HOME, "0750", user, user, "-", "")]
@@ -212,13 +271,20 @@ def tmpfiles_lines(settings: Settings, user: str) -> str:
             raise DeployError(f"{QSS_INI}: {key} = {path!r} is a system or home directory; "
                               f"the service user must own its data directories, so give it "
                               f"one of its own, e.g. /ssd/data")
-        rows += [("d", path, "0750", user, user, "-", ""), ("Z", path, "-", user, user, "-", "")]
+        # ~2770 in Z: directories 2770, files 0660 (no x where there was none).
+        rows += [("d", path, "2770", user, group, "-", ""),
+                 ("Z", path, "~2770", user, group, "-", "")]
+    if settings.queue.sqlite_path:
+        # SQLite creates a database 0644 less the umask (0640 for the programs) and its
+        # -wal and -shm with the database's mode: created here, it is 0660 from the start.
+        rows.append(("f", posixpath.normpath(settings.queue.sqlite_path), "0660", user, group,
+                     "-", ""))
     for directory in list_dirs:
         if not any(directory == d or directory.startswith(d + "/") for d in ("/etc", "/usr")) \
                 and directory != "/":
             # Debian 12 makes home directories 0700; the uPMU lists are 0644 inside one.
             rows.append(("a+", directory, "-", "-", "-", "-", f"u:{user}:x"))
-    return "\n".join(f"{t:<5} {p:<26} {m:<4} {u:<4} {g:<5} {a:<3} {arg}".rstrip()
+    return "\n".join(f"{t:<5} {p:<26} {m:<5} {u:<4} {g:<5} {a:<3} {arg}".rstrip()
                      for t, p, m, u, g, a, arg in rows)
 
 
@@ -252,7 +318,7 @@ def _program_block(p: Program, layout: Layout, log_dir: str) -> str:
     environment = ",".join(f'{k}="{_sv(v)}"' for k, v in p.environment.items())
     return templating.render(
         "supervisor/program.conf", name=p.name, purpose=p.purpose, command=_sv(p.command),
-        user=layout.user, environment=environment, priority=p.priority,
+        user=layout.user, group=layout.group, environment=environment, priority=p.priority,
         startsecs=layout.startsecs, startretries=p.startretries, stopwaitsecs=p.stopwaitsecs,
         log_dir=log_dir)
 
@@ -286,8 +352,9 @@ def apcupsd_files() -> list[FileSpec]:
 
 
 def component_files(components: Sequence[str], settings: Settings, layout: Layout,
-                    interface: str | None) -> list[FileSpec]:
-    """Every file of ``components`` (a subset of :data:`COMPONENTS`), in that order.
+                    interface: str | None, operator_exists: bool = True) -> list[FileSpec]:
+    """Every file of ``components`` (a subset of :data:`COMPONENTS`), in that order
+    (``operator_exists``: see :func:`qss_files`).
 
     Raises:
         DeployError: as :func:`qss_files`.
@@ -300,7 +367,7 @@ def component_files(components: Sequence[str], settings: Settings, layout: Layou
         if component in ("nic", "shorewall") and interface is None:
             raise ValueError(f"component {component} needs the network interface")
         if component == "qss":
-            specs += qss_files(settings, layout)
+            specs += qss_files(settings, layout, operator_exists)
         elif component == "nic":
             specs += nic_files(interface)  # type: ignore[arg-type]
         elif component == "shorewall":
@@ -310,8 +377,11 @@ def component_files(components: Sequence[str], settings: Settings, layout: Layou
     return specs
 
 
-def next_steps(changed: set[str], interface: str | None) -> list[str]:
-    """What the operator runs so the changed files (target paths) take effect."""
+def next_steps(changed: set[str], interface: str | None,
+               joined: tuple[str, str] | None = None) -> list[str]:
+    """What the operator runs so the changed files (target paths) take effect;
+    ``joined`` is (account, group) when the account has just become a member of the
+    group, which it is only from its next login on."""
     steps = []
     if changed & {"/etc/supervisor/supervisord.conf",
                   "/etc/systemd/system/supervisor.service.d/qss.conf"}:
@@ -320,6 +390,11 @@ def next_steps(changed: set[str], interface: str | None) -> list[str]:
     elif "/etc/supervisor/conf.d/qss.conf" in changed:
         steps.append("sudo supervisorctl update   (restarts the programs whose settings "
                      "changed)")
+    if joined is not None:
+        account, group = joined
+        steps.append(f"log out and back in as {account} (every session, SSH too): {account} "
+                     f"is now in group {group}, which takes effect at the next login; until "
+                     f"then upmu-adm and clean_synced cannot open the queue without sudo")
     if "/etc/network/interfaces" in changed:
         steps.append(f"sudo ifdown {interface} && sudo ifup {interface}   (over SSH the "
                      f"session drops if the address changed: reconnect to the new one)")

@@ -2,18 +2,19 @@
 
 Reads the target's qss.ini, finds the network interface, plans every file, shows the
 diffs of the files it would replace and asks (unless told yes), writes, reports one
-line per file, and on the live system creates the service user and says what to run
-next. Everything outside goes through the :class:`~installer.environment.Environment`.
+line per file, and on the live system creates the service user, makes the operator a
+member of its group and says what to run next. Everything outside goes through the
+:class:`~installer.environment.Environment`.
 """
 from __future__ import annotations
 
-import pwd
+from pathlib import Path
 
 from qss.settings import Settings, SettingsError, load_settings
 
 from . import files
-from .components import (COMPONENTS, QSS_INI, SERVICE_USER, Layout, component_files,
-                         missing_programs, next_steps)
+from .components import (APPLIANCE_STORE, COMPONENTS, QSS_INI, SERVICE_USER, Layout,
+                         component_files, missing_programs, next_steps)
 from .environment import Environment
 from .files import DeployError, Outcome
 from .netif import check_interface_name, default_route_interface
@@ -46,7 +47,21 @@ def configure(env: Environment, components: tuple[str, ...], interface: str | No
     if {"nic", "shorewall"} & set(components):
         interface = network_interface(env, interface)
     layout = Layout(bindir=env.bindir)
-    changes = files.plan(component_files(components, settings, layout, interface), env.root)
+    operator_exists, was_member = True, True
+    if "qss" in components:
+        _warn_store_on_loopback(env, settings)
+        operator_exists = account_exists(env, layout.operator)
+        if not operator_exists:
+            where = "on this machine" if env.live else f"in {env.root / 'etc/passwd'}"
+            env.warn(f"no account {layout.operator} {where}: it is not made a member of group "
+                     f"{layout.group}, so it cannot use upmu-adm and clean_synced without "
+                     f"sudo (systemd-sysusers would create it as a system account without a "
+                     f"login); create it (sudo adduser {layout.operator}) and run qss-get "
+                     f"--config qss again")
+        was_member = not env.live or not operator_exists or env.in_group(layout.operator,
+                                                                         layout.group)
+    changes = files.plan(component_files(components, settings, layout, interface,
+                                         operator_exists), env.root)
 
     replacing = [c for c in changes if c.outcome is Outcome.REPLACE]
     for change in replacing:
@@ -67,12 +82,15 @@ def configure(env: Environment, components: tuple[str, ...], interface: str | No
     if not changed:
         env.say(f"nothing to do: {_files(len(changes))} already as qss-get writes them")
     if env.live:
+        joined = None
         if "qss" in components:
-            ok = service_user_steps(env, changed)
+            ok = service_user_steps(env, changed, join=not was_member)
+            if not was_member and env.in_group(layout.operator, layout.group):
+                joined = (layout.operator, layout.group)
             for program in missing_programs(settings, layout):
                 env.warn(f"program {program} is not installed yet: supervisor will show it "
                          f"FATAL until it is")
-        for step in next_steps(changed, interface):
+        for step in next_steps(changed, interface, joined):
             env.say(f"next: {step}")
     elif changed:
         env.say(f"written under {env.root}; nothing on this machine was started or changed")
@@ -97,6 +115,36 @@ def target_settings(env: Environment) -> Settings:
     for warning in settings.warnings:
         env.warn(warning)
     return settings
+
+
+def account_exists(env: Environment, name: str) -> bool:
+    """Whether the target system has the account ``name``: this machine's (name service)
+    when live, else the root's ``etc/passwd`` (missing: no accounts)."""
+    if env.live:
+        return env.user_exists(name)
+    try:
+        text = (env.root / "etc/passwd").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(line.split(":", 1)[0] == name for line in text.splitlines())
+
+
+def _warn_store_on_loopback(env: Environment, settings: Settings) -> None:
+    """An existing qss.ini (kept) whose BTrDB APIs the network cannot reach."""
+    local = [f"{key} = {hp}" for key, hp in (("grpc", settings.store.grpc),
+                                             ("http", settings.store.http))
+             if hp.host in ("localhost", "::1") or hp.host.startswith("127.")]
+    if settings.source is None or not local:
+        return
+    path = Path(settings.source)
+    try:
+        shown = "/" + str(path.relative_to(env.root))
+    except ValueError:
+        shown = str(path)
+    env.warn(f"{shown}: [store] {' and '.join(local)}: the BTrDB API is reachable from this "
+             f"machine only, although shorewall admits 4410 and 9000; for users' computers "
+             f"set grpc = {APPLIANCE_STORE.grpc} and http = {APPLIANCE_STORE.http} there "
+             f"(then sudo supervisorctl restart btrdb)")
 
 
 def network_interface(env: Environment, name: str | None) -> str:
@@ -126,13 +174,14 @@ def network_interface(env: Environment, name: str | None) -> str:
     return detected
 
 
-def service_user_steps(env: Environment, changed: set[str]) -> bool:
+def service_user_steps(env: Environment, changed: set[str], join: bool = False) -> bool:
     """On the live system: create the service user and its directories now (systemd
-    does it at every boot), so supervisord can start the programs as that user.
-    False when a step failed (a warning says which and why)."""
+    does it at every boot), so supervisord can start the programs as that user, and
+    (also when ``join``) make the operator a member of its group. False when a step
+    failed (a warning says which and why)."""
     ok = True
     steps = []
-    if "/etc/sysusers.d/qss.conf" in changed or not _user_exists(SERVICE_USER):
+    if "/etc/sysusers.d/qss.conf" in changed or join or not env.user_exists(SERVICE_USER):
         steps.append(("systemd-sysusers", "/etc/sysusers.d/qss.conf"))
     if "/etc/tmpfiles.d/qss.conf" in changed:
         steps.append(("systemd-tmpfiles", "--create", "/etc/tmpfiles.d/qss.conf"))
@@ -176,11 +225,3 @@ def _isatty(stream) -> bool:
 
 def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True

@@ -1,13 +1,16 @@
 """What qss-get's actions touch outside their arguments, as one object tests replace.
 
 The root prefix, the standard streams, the clock, the machine's routing table and
-network devices, where the suite's programs are installed, and the runner of system
-tools: :meth:`Environment.from_system` gives the real ones; tests build their own.
+network devices, where the suite's programs are installed, the runner of system tools,
+and the machine's accounts: :meth:`Environment.from_system` gives the real ones; tests
+build their own.
 """
 from __future__ import annotations
 
 import datetime as dt
+import grp
 import os
+import pwd
 import subprocess
 import sys
 import sysconfig
@@ -32,6 +35,27 @@ def _net_devices() -> list[str]:
         return []
 
 
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _in_group(user: str, group: str) -> bool:
+    try:
+        g = grp.getgrnam(group)
+    except KeyError:
+        return False
+    if user in g.gr_mem:
+        return True
+    try:
+        return pwd.getpwnam(user).pw_gid == g.gr_gid
+    except KeyError:
+        return False
+
+
 def _run(argv: Sequence[str]) -> tuple[int, str]:
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
@@ -49,8 +73,9 @@ class Environment:
     ``root`` is where files are written (``--root``; ``/`` on the appliance); the files'
     contents always name the appliance's own paths. ``bindir`` is where the suite's
     console scripts (qss-btrdb, qss-receiver, ...) are installed: supervisord runs them
-    from there. ``run`` runs a system tool and returns (exit status, its output); it is
-    used only when ``root`` is ``/``.
+    from there. ``run`` runs a system tool and returns (exit status, its output);
+    ``user_exists(name)`` and ``in_group(user, group)`` ask this machine's accounts (the
+    name service). All three are used only when ``root`` is ``/``.
     """
 
     root: Path = Path("/")
@@ -63,6 +88,8 @@ class Environment:
     bindir: str = field(default_factory=lambda: sysconfig.get_path("scripts"))
     euid: Callable[[], int] = os.geteuid
     run: Callable[[Sequence[str]], tuple[int, str]] = _run
+    user_exists: Callable[[str], bool] = _user_exists
+    in_group: Callable[[str, str], bool] = _in_group
 
     @classmethod
     def from_system(cls) -> Environment:

@@ -11,15 +11,19 @@ finishes its current file on SIGTERM).
 
 What an operator relies on (manual ch. 16): ``supervisorctl status`` shows every program
 RUNNING, ``tail`` (and ``tail -f``) shows a program's log, a killed program comes back,
-and ``stop all`` stops each with SIGTERM and waits for it to finish. supervisord is
-always shut down afterwards, and any program it leaves behind is killed.
+and ``stop all`` stops each with SIGTERM and waits for it to finish; every program runs
+with umask 007, and a member of the socket's group (the operator) may ask supervisord
+without sudo, anyone else may not. supervisord is always shut down afterwards, and any
+program it leaves behind is killed.
 """
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import grp
 import importlib.util
 import os
+import pwd
 import re
 import select
 import shutil
@@ -40,6 +44,12 @@ from qss.settings import load_settings
 BIN = Path(sys.executable).parent
 SUPERVISORD = shutil.which("supervisord", path=str(BIN)) or shutil.which("supervisord")
 SUPERVISORCTL = shutil.which("supervisorctl", path=str(BIN)) or shutil.which("supervisorctl")
+# What the operator runs: Debian's, whose interpreter any user may run.
+DEBIAN_SUPERVISORCTL = "/usr/bin/supervisorctl"
+# The socket's group. As root, "nogroup", whose member "nobody" stands in for the
+# operator (a real user other than supervisord's); otherwise the current user's group.
+ROOT = os.geteuid() == 0
+SOCKET_GROUP = "nogroup" if ROOT else grp.getgrgid(os.getegid()).gr_name
 
 # The function each program's console script runs, for when the script is not
 # installed in the venv yet (setup.py lists the scripts once they land).
@@ -128,7 +138,7 @@ class Appliance:
                        f"[store]\ngrpc = 127.0.0.1:{grpc}\nhttp = 127.0.0.1:{http}\n")
         (p / "bin/stand-in.py").write_text(STAND_IN)
         layout = Layout(bindir=str(p / "bin"), prefix=str(p), user=getpass.getuser(),
-                        startsecs=1)
+                        group=SOCKET_GROUP, socket_owner=getpass.getuser(), startsecs=1)
         settings = load_settings(str(ini), environ={})
         self.programs = programs(settings, layout)
         for prog in self.programs:
@@ -199,6 +209,7 @@ def appliance():
                     "(setup.py's test extra)")
     # A short path: the control socket's path must fit in 108 bytes.
     prefix = Path(tempfile.mkdtemp(prefix="qss-sv-", dir="/tmp"))
+    prefix.chmod(0o755)     # the operator's supervisorctl reads the configuration there
     app = Appliance(prefix)
     try:
         app.write()
@@ -234,6 +245,42 @@ def test_every_program_reaches_running(appliance):
     while not all(_accepting(port) for port in appliance.ports.values()):
         assert time.monotonic() < deadline, appliance.logs()
         time.sleep(0.1)
+
+
+def test_every_program_runs_with_umask_007(appliance):
+    """What the services create is the group's too (the operator's), never others'."""
+    names = [p.name for p in appliance.programs]
+    status = appliance.wait_for(all_running(names), "every program RUNNING")
+    for name in names:
+        proc_status = Path(f"/proc/{status[name][1]}/status").read_text()
+        assert re.search(r"^Umask:\s+0007$", proc_status, re.M), name
+
+
+def test_the_socket_admits_its_group_and_no_one_else(appliance):
+    sock = appliance.prefix / "var/run/supervisor.sock"
+    st = sock.stat()
+    assert (grp.getgrgid(st.st_gid).gr_name, oct(st.st_mode & 0o777)) == \
+        (SOCKET_GROUP, oct(0o770))
+    if not ROOT:
+        pytest.skip("a second user needs root: the socket's owner and mode are checked")
+    if not os.access(DEBIAN_SUPERVISORCTL, os.X_OK):
+        pytest.fail("/usr/bin/supervisorctl not found: install Debian's supervisor package "
+                    "(apt-get install -y supervisor; ./dev does it)")
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam(SOCKET_GROUP).gr_gid
+    daemon = grp.getgrnam("daemon").gr_gid     # nobody's group here: not the socket's
+
+    def status_as(gid: int, groups: list[int]) -> subprocess.CompletedProcess:
+        return subprocess.run([DEBIAN_SUPERVISORCTL, "-c", str(appliance.conf), "status"],
+                              capture_output=True, text=True, timeout=60, user=nobody,
+                              group=gid, extra_groups=groups, cwd="/")
+
+    names = [p.name for p in appliance.programs]
+    appliance.wait_for(all_running(names), "every program RUNNING")
+    member = status_as(daemon, [nogroup])      # as the operator: a supplementary group
+    assert sorted(line.split()[:2] for line in member.stdout.splitlines()) == \
+        sorted([n, "RUNNING"] for n in names), member.stdout + member.stderr
+    other = status_as(daemon, [])
+    assert other.returncode != 0 and "Permission denied" in other.stdout + other.stderr
 
 
 def test_tail_shows_a_programs_log(appliance):

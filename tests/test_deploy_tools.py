@@ -3,6 +3,9 @@
 - Shorewall compiles the generated /etc/shorewall (``shorewall check`` and ``compile``),
   and the compiled rules admit exactly ping and TCP 22, 80, 443, 1883, 4410, 9000.
 - ``systemd-analyze verify`` accepts Debian's supervisor.service with our drop-in.
+- ``systemd-sysusers`` and ``systemd-tmpfiles`` create the service user, make the
+  operator a member of its group, and give both the data directories; the SQLite queue
+  is then written by the services and the operator in turn (as root: real users).
 - ``ifquery`` (ifupdown) reads the interfaces file and finds the manual's address.
 - apcupsd reads the generated apcupsd.conf (in a throw-away mount and network namespace,
   so it cannot touch the machine's /var/log, /run or UPS).
@@ -14,11 +17,15 @@ package to install; shorewall and the apcupsd sandbox need root and are skipped 
 """
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
+import select
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,9 +33,9 @@ import pytest
 
 from installer.components import Layout, qss_files, shorewall_files, tmpfiles_lines
 from installer.reference import REFERENCE_INTERFACE, reference_copies
-from qss.settings import PathsSettings, Settings
+from qss.settings import PathsSettings, QueueSettings, Settings
 
-from test_qss_get import make_env, qss_get
+from test_qss_get import add_account, make_env, qss_get
 
 REPO = Path(__file__).resolve().parent.parent
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (run the tests as root "
@@ -160,8 +167,11 @@ def test_systemd_creates_the_service_user_and_gives_it_its_directories(root, tmp
     target = tmp_path / "target"
     shutil.copytree(root, target)
     (target / "home/manager").mkdir(parents=True)
-    (target / "ssd/srv").mkdir(parents=True)
+    (target / "ssd/srv/restored").mkdir(parents=True)
     (target / "ssd/srv/queue.db").write_bytes(b"restored as root")
+    (target / "ssd/srv/restored/file").write_bytes(b"restored as root")
+    (target / "ssd/srv/restored/tool").write_bytes(b"#!/bin/sh\n")
+    (target / "ssd/srv/restored/tool").chmod(0o755)
     proc = subprocess.run([sysusers, f"--root={target}", str(target / "etc/sysusers.d/qss.conf")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -176,10 +186,48 @@ def test_systemd_creates_the_service_user_and_gives_it_its_directories(root, tmp
     # with --root, ACL user names resolve on this machine, which has no user qss
     assert [line for line in proc.stderr.splitlines()
             if line != 'Failed to parse ACL "u:qss:x": Invalid argument. Ignoring'] == []
-    for path in ("var/lib/qss", "ssd/data", "ssd/srv", "ssd/srv/queue.db"):
+    modes = {"var/lib/qss": 0o750, "ssd/data": 0o2770, "ssd/srv": 0o2770,
+             "ssd/srv/queue.db": 0o660, "ssd/srv/restored": 0o2770,
+             "ssd/srv/restored/file": 0o660, "ssd/srv/restored/tool": 0o770}
+    for path, mode in modes.items():
         st = (target / path).stat()
-        assert (st.st_uid, st.st_gid) == (int(uid), int(gid)), path
-    assert (target / "ssd/data").stat().st_mode & 0o777 == 0o750
+        assert (st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))) == \
+            (int(uid), int(gid), oct(mode)), path
+    assert (target / "ssd/srv/queue.db").read_bytes() == b"restored as root"   # kept
+    # There was no manager account in this root: none was made up (see the next test).
+    assert not [line for line in (target / "etc/passwd").read_text().splitlines()
+                if line.startswith("manager:")]
+
+
+@needs_root
+def test_the_operator_joins_the_service_group_and_is_never_made_up(tmp_path):
+    """systemd 252's "m" line adds an existing account to a group, but creates a missing
+    one as a system account without a login (the control below); so qss-get writes it
+    only for an account that exists."""
+    sysusers = tool("systemd-sysusers", "systemd")
+    target = tmp_path / "target"
+    add_account(target)
+    status, _ = qss_get(make_env(target), "--config", "qss", "--root", str(target))
+    assert status == 0
+    conf = target / "etc/sysusers.d/qss.conf"
+    proc = subprocess.run([sysusers, f"--root={target}", str(conf)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    groups = {line.split(":")[0]: line.split(":") for line in
+              (target / "etc/group").read_text().splitlines()}
+    assert groups["qss"][3] == "manager"
+    assert [line.split(":")[0] for line in (target / "etc/passwd").read_text().splitlines()
+            ].count("manager") == 1            # the account as it was
+    assert "qss:!*::manager" in (target / "etc/gshadow").read_text().splitlines()
+
+    # The control: the same line on a system without the account creates it.
+    bare = tmp_path / "bare"
+    (bare / "etc").mkdir(parents=True)
+    proc = subprocess.run([sysusers, f"--root={bare}", str(conf)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in (bare / "etc/passwd").read_text().splitlines()
+            if line.startswith("manager:")][0].endswith(":/usr/sbin/nologin")
 
 
 @needs_root
@@ -208,7 +256,7 @@ def test_the_service_user_may_pass_through_the_upmu_lists_directory():
             data=f"{base}/data", srv=f"{base}/srv"))
         acl = [line for line in tmpfiles_lines(settings, "nobody").splitlines()
                if line.startswith("a+")]
-        assert acl == [f"a+    {home} -    -    -     -   u:nobody:x"]
+        assert acl == [f"a+    {home} -     -    -     -   u:nobody:x"]
         conf = base / "acl.conf"
         conf.write_text("\n".join(acl) + "\n")
         proc = subprocess.run([tmpfiles, "--create", str(conf)], capture_output=True,
@@ -218,6 +266,166 @@ def test_the_service_user_may_pass_through_the_upmu_lists_directory():
         assert proc.stdout == "[10.0.0.5]\n", proc.stderr
         assert home.stat().st_mode & 0o007 == 0     # everyone else is still kept out
     finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -- the queue, shared by the services and the operator ----------------------------------
+
+# A process that uses the SQLite queue as a given user: it imports the queue (as root,
+# since the interpreter may live where only root can read), then takes the user's uid,
+# gid, groups and umask, and opens the queue and puts files on request.
+QUEUE_USER = r"""
+import os, sys
+from qss.queue.sqlite import SqliteQueue
+path, uid, gid, groups, umask = sys.argv[1:]
+os.setgroups([int(g) for g in groups.split(",") if g])
+os.setgid(int(gid))
+os.setuid(int(uid))
+os.umask(int(umask, 8))
+queue = None
+for line in sys.stdin:
+    command, *name = line.split()
+    name = name[0] if name else ""
+    try:
+        if command == "put":
+            queue = queue or SqliteQueue(path)
+            queue.put("P3001234", name, name.encode() * 100)
+            reply = "ok"
+        elif command == "count":
+            queue = queue or SqliteQueue(path)
+            reply = str(len(list(queue.files("P3001234"))))
+        elif command == "close":
+            queue.close()
+            queue, reply = None, "ok"
+        else:
+            break
+    except Exception as exc:
+        reply = f"error: {exc}"
+    print(reply, flush=True)
+"""
+
+
+class QueueUser:
+    """A queue user (uid, gid, supplementary groups, umask), in its own process."""
+
+    def __init__(self, path: Path, uid: int, gid: int, groups: list[int], umask: int):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", QUEUE_USER, str(path), str(uid), str(gid),
+             ",".join(map(str, groups)), oct(umask)[2:]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, cwd=REPO)
+
+    def __call__(self, command: str) -> str:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        assert ready, f"no answer to {command!r}"
+        return self.proc.stdout.readline().strip()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+
+def _unused_ids(n: int) -> list[int]:
+    """IDs no user or group on this machine has (the test's qss and manager)."""
+    used = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+    return [i for i in range(61000, 62000) if i not in used][:n]
+
+
+def _owner_mode(path: Path) -> tuple[int, int, str]:
+    st = path.stat()
+    return st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))
+
+
+@needs_root
+def test_the_operator_and_the_services_write_the_sqlite_queue_in_turn():
+    """The directories and the queue as systemd-tmpfiles makes them from the generated
+    lines; the services (umask 007, supervisor) and the operator (a member of their
+    group, umask 022, a login shell) write the queue in turn. SQLite creates -wal and
+    -shm with the database's mode, and the setgid directory gives them its group.
+
+    The control shows why the queue file is made by tmpfiles: SQLite creates a database
+    0644 less the umask, so the services' own queue is 0640 and the operator may not
+    write it; at the next start of supervisor tmpfiles puts it right."""
+    tmpfiles = tool("systemd-tmpfiles", "systemd")
+    qss, manager = _unused_ids(2)
+    base = Path(tempfile.mkdtemp(prefix="qss-share-", dir="/tmp"))
+    users: list[QueueUser] = []
+
+    def as_qss() -> QueueUser:        # as supervisor runs the services
+        users.append(QueueUser(base / "srv/queue.db", qss, qss, [], 0o007))
+        return users[-1]
+
+    def as_manager() -> QueueUser:    # the operator's login shell
+        users.append(QueueUser(base / "srv/queue.db", manager, manager, [qss], 0o022))
+        return users[-1]
+
+    def apply_tmpfiles(create_queue: bool = True) -> None:
+        settings = Settings(
+            paths=PathsSettings(upmuconfig=f"{base}/home/manager/upmuconfig.ini",
+                                backupconfig=f"{base}/home/manager/backupconfig.ini",
+                                data=f"{base}/data", srv=f"{base}/srv"),
+            queue=QueueSettings(f"sqlite:///{base}/srv/queue.db"))
+        lines = [line for line in tmpfiles_lines(settings, str(qss), str(qss)).splitlines()
+                 if line.split()[1].startswith(f"{base}/")      # not /var/lib/qss, no ACL
+                 and line.split()[0] != "a+" and (create_queue or line.split()[0] != "f")]
+        conf = base / "qss-tmpfiles.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        proc = subprocess.run([tmpfiles, "--create", str(conf)], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+    try:
+        base.chmod(0o755)
+        srv = base / "srv"
+        apply_tmpfiles()
+        assert _owner_mode(srv) == (qss, qss, oct(0o2770))
+        assert _owner_mode(base / "data") == (qss, qss, oct(0o2770))
+        assert _owner_mode(srv / "queue.db") == (qss, qss, oct(0o660))
+
+        receiver, upmu_adm = as_qss(), as_manager()
+        assert receiver("put a.dat") == "ok"      # the receiver creates the tables
+        assert upmu_adm("put b.dat") == "ok"      # importdat while the services run
+        assert receiver("close") == upmu_adm("close") == "ok"
+        assert sorted(p.name for p in srv.iterdir()) == ["queue.db"]
+        # the services stopped: the operator opens the queue first, creating -wal, -shm
+        assert upmu_adm("put c.dat") == "ok"
+        for name in ("queue.db-wal", "queue.db-shm"):
+            assert _owner_mode(srv / name) == (manager, qss, oct(0o660)), name
+        sync2q = as_qss()
+        assert sync2q("put d.dat") == "ok"        # a service writes the operator's WAL
+        assert upmu_adm("close") == "ok"
+        assert sync2q("put e.dat") == "ok" and sync2q("count") == "5"
+        assert sync2q("close") == "ok"
+        for path in srv.iterdir():
+            uid, gid, mode = _owner_mode(path)
+            assert gid == qss and int(mode, 8) & 0o060 == 0o060, (path, mode)
+
+        # The control: the services create the queue themselves (no "f" line).
+        for user in users:
+            user.stop()
+        shutil.rmtree(srv)
+        apply_tmpfiles(create_queue=False)
+        receiver, upmu_adm = as_qss(), as_manager()
+        assert receiver("put a.dat") == "ok"
+        assert _owner_mode(srv / "queue.db") == (qss, qss, oct(0o640))
+        assert "readonly database" in upmu_adm("put b.dat")
+        # the next start of supervisor (ExecStartPre) applies the lines: the operator may
+        assert receiver("close") == "ok"
+        apply_tmpfiles()
+        assert _owner_mode(srv / "queue.db") == (qss, qss, oct(0o660))
+        assert upmu_adm("put b.dat") == "ok" and upmu_adm("close") == "ok"
+        assert receiver("put c.dat") == "ok" and receiver("count") == "3"
+    finally:
+        for user in users:
+            user.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -6,6 +6,7 @@ tests never depend on the machine's network or touch its /etc.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from pathlib import Path
@@ -13,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from installer import files
-from installer.components import COMPONENTS
+from installer.components import APPLIANCE_STORE, COMPONENTS, OPERATOR_USER, SERVICE_GROUP
 from installer.environment import Environment
 from qss import __version__
 from qss.cli import ExitStatus, run
 from installer.configure import service_user_steps
 from qss.cli.get import ACTIONS, build_parser, main
+from qss.settings import HostPort, Settings, load_settings
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9)
 ROUTES = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
@@ -37,12 +39,36 @@ def _no_tools(argv):
     raise AssertionError(f"a test ran a system tool: {argv}")
 
 
+def _no_accounts(*args):
+    raise AssertionError(f"a test asked this machine's accounts: {args}")
+
+
 def make_env(root: Path, stdin: str = "", routes: str = ROUTES,
-             devices=("lo", "eno1", "eno2"), **kw) -> Environment:
-    return Environment(root=root, stdin=io.StringIO(stdin), stdout=io.StringIO(),
-                       stderr=io.StringIO(), clock=lambda: NOW, route_table=lambda: routes,
-                       net_devices=lambda: list(devices), bindir="/opt/qss/bin",
-                       euid=lambda: 1000, **{"run": _no_tools, **kw})
+             devices=("lo", "eno1", "eno2"), cls=Environment, **kw) -> Environment:
+    return cls(root=root, stdin=io.StringIO(stdin), stdout=io.StringIO(),
+               stderr=io.StringIO(), clock=lambda: NOW, route_table=lambda: routes,
+               net_devices=lambda: list(devices), bindir="/opt/qss/bin",
+               **{"euid": lambda: 1000, "run": _no_tools, "user_exists": _no_accounts,
+                  "in_group": _no_accounts, **kw})
+
+
+def add_account(root: Path, name: str = OPERATOR_USER, uid: int = 1000) -> None:
+    """An account in the root's etc/passwd and etc/group, as Debian's adduser makes it."""
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    with open(root / "etc/passwd", "a") as f:
+        f.write(f"{name}:x:{uid}:{uid}:{name}:/home/{name}:/bin/bash\n")
+    with open(root / "etc/group", "a") as f:
+        f.write(f"{name}:x:{uid}:\n")
+
+
+@dataclasses.dataclass
+class LiveEnv(Environment):
+    """The live system as configure sees it (sudo, /), but writing under a temporary
+    root: what qss-get does and says on the appliance, without touching this machine."""
+
+    @property
+    def live(self) -> bool:
+        return True
 
 
 def qss_get(env: Environment, *args: str) -> tuple[int, str]:
@@ -69,7 +95,8 @@ def test_help_covers_the_manuals_config_and_version(capsys):
     for text in ("--config COMPONENT [COMPONENT ...]", "--version", "-h, --help", "--root DIR",
                  "--yes", "--interface NAME", "exit status:", "examples:",
                  "172.16.1.100/24", "1883", "4410 and 9000", "30 s on battery",
-                 "/var/log/<program>.log", "/ssd", ".qss-bak-"):
+                 "/var/log/<program>.log", "/ssd", ".qss-bak-", "0.0.0.0:4410",
+                 f"account '{OPERATOR_USER}', which joins group '{SERVICE_GROUP}'"):
         assert text in out, text
     for component in (*COMPONENTS, "all"):
         assert f"\n  {component:<10} " in out, component
@@ -250,11 +277,130 @@ def test_an_operators_qss_ini_is_kept_and_used(tmp_path):
     assert "RequiresMountsFor=/data/btrdb /data/queue\n" in dropin
     assert "TimeoutStopSec=300\n" in dropin     # 120 + 30 + 30 + 60 s, plus a minute
     tmpfiles = (tmp_path / "etc/tmpfiles.d/qss.conf").read_text()
-    assert "Z     /data/btrdb                -    qss  qss   -\n" in tmpfiles
+    assert "d     /data/btrdb                2770  qss  qss   -\n" in tmpfiles
+    assert "Z     /data/btrdb                ~2770 qss  qss   -\n" in tmpfiles
+    assert "\nf " not in tmpfiles          # a MongoDB queue: no SQLite file to create
     # a second run: still kept, everything else unchanged
-    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    env = make_env(tmp_path)
+    status, out = qss_get(env, "--config", "qss", "--root", str(tmp_path))
     assert status == 0 and lines(out)[-1] == \
         "nothing to do: 6 files already as qss-get writes them"
+    # [store] is the library's default there, 127.0.0.1: kept, but the operator is told
+    assert ("qss-get: warning: /etc/qss/qss.ini: [store] grpc = 127.0.0.1:4410 and http = "
+            "127.0.0.1:9000: the BTrDB API is reachable from this machine only, although "
+            "shorewall admits 4410 and 9000; for users' computers set grpc = 0.0.0.0:4410 "
+            "and http = 0.0.0.0:9000 there (then sudo supervisorctl restart btrdb)\n") in \
+        env.stderr.getvalue()
+
+
+def test_the_appliances_qss_ini_opens_the_btrdb_apis_to_the_network(tmp_path):
+    """Manual ch. 13 opens 4410 and 9000 in the firewall, and appendix 17 has users reach
+    the BTrDB APIs from their computers: the qss.ini qss-get writes listens on 0.0.0.0
+    there, and says why; the library's default stays 127.0.0.1."""
+    add_account(tmp_path)
+    env = make_env(tmp_path)
+    status, _ = qss_get(env, "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and env.stderr.getvalue() == ""
+    ini = tmp_path / "etc/qss/qss.ini"
+    settings = load_settings(str(ini), environ={})
+    assert settings.warnings == ()
+    assert (settings.store.grpc, settings.store.http) == (HostPort("0.0.0.0", 4410),
+                                                          HostPort("0.0.0.0", 9000))
+    assert settings.store == APPLIANCE_STORE
+    assert settings.receiver.listen == HostPort("0.0.0.0", 1883)
+    # everything else is the built-in default, which itself still keeps BTrDB local
+    assert dataclasses.replace(settings, store=Settings().store) == Settings()
+    assert Settings().store.grpc == HostPort("127.0.0.1", 4410)
+    text = ini.read_text()
+    store = text[text.index("[store]\n"):]
+    assert ("every IPv4 address (0.0.0.0)" in store and "shorewall" in store
+            and "admits 4410 and 9000" in store)
+    assert store.endswith("\ngrpc = 0.0.0.0:4410\nhttp = 0.0.0.0:9000\n")
+
+
+def test_the_operator_shares_the_queue_and_supervisor_with_the_services(tmp_path):
+    """manager runs upmu-adm and clean_synced without sudo (manual): group qss, setgid
+    data directories, umask 007 for every program, the SQLite queue created 0660, and
+    supervisord's socket open to the group."""
+    add_account(tmp_path)
+    status, _ = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0
+    etc = tmp_path / "etc"
+    assert (etc / "sysusers.d/qss.conf").read_text().endswith("\nm manager qss\n")
+    tmpfiles = (etc / "tmpfiles.d/qss.conf").read_text()
+    for path in ("/ssd/data", "/ssd/srv"):
+        assert f"\nd     {path:<26} 2770  qss  qss   -\n" in tmpfiles
+        assert f"\nZ     {path:<26} ~2770 qss  qss   -\n" in tmpfiles
+    assert "\nf     /ssd/srv/queue.db          0660  qss  qss   -\n" in tmpfiles
+    assert "\nd     /var/lib/qss               0750  qss  qss   -\n" in tmpfiles   # not shared
+    supervisord = (etc / "supervisor/supervisord.conf").read_text()
+    assert "\nchown=root:qss\nchmod=0770\n" in supervisord
+    conf = (etc / "supervisor/conf.d/qss.conf").read_text()
+    blocks = conf.split("[program:")[1:]
+    assert len(blocks) == 3 and all("\numask=007\n" in b for b in blocks)
+
+
+def test_the_operator_joins_the_group_only_when_the_account_exists(tmp_path):
+    """systemd-sysusers' "m" line creates a missing account (a system account without
+    a login): without the operator's account qss-get leaves the line commented out and
+    says why; once the account exists, a second run puts it in."""
+    env = make_env(tmp_path)
+    status, _ = qss_get(env, "--config", "qss", "--root", str(tmp_path))
+    assert status == 0
+    assert env.stderr.getvalue() == (
+        f"qss-get: warning: no account manager in {tmp_path}/etc/passwd: it is not made a "
+        f"member of group qss, so it cannot use upmu-adm and clean_synced without sudo "
+        f"(systemd-sysusers would create it as a system account without a login); create it "
+        f"(sudo adduser manager) and run qss-get --config qss again\n")
+    sysusers = tmp_path / "etc/sysusers.d/qss.conf"
+    text = sysusers.read_text()
+    assert text.endswith(
+        "\n# Not written: there was no account manager when qss-get ran (an \"m\" line would"
+        "\n# create it). Create it (sudo adduser manager), then run sudo qss-get --config qss"
+        "\n# again.\n#m manager qss\n")
+
+    add_account(tmp_path)
+    env = make_env(tmp_path)
+    status, out = qss_get(env, "--config", "qss", "--root", str(tmp_path), "--yes")
+    assert status == 0 and env.stderr.getvalue() == ""
+    assert f"replaced  {sysusers} (the previous one is {sysusers}.qss-bak-20240506T070809)" \
+        in lines(out)
+    assert sysusers.read_text().endswith("\nm manager qss\n")
+
+
+def test_on_the_live_system_the_operator_is_told_to_log_in_again(tmp_path):
+    """On the appliance qss-get runs systemd-sysusers at once, and the new membership
+    counts only from the operator's next login: the next: lines say so, once."""
+    members: set[str] = set()
+    ran = []
+
+    def tool(argv):
+        ran.append(argv[0])
+        if argv[0] == "systemd-sysusers":
+            members.add("manager")
+        return 0, ""
+
+    def live_env():
+        return make_env(tmp_path, cls=LiveEnv, euid=lambda: 0, run=tool,
+                        user_exists=lambda name: name in ("manager", "qss"),
+                        in_group=lambda user, group: group == "qss" and user in members)
+
+    relogin = ("next: log out and back in as manager (every session, SSH too): manager is now "
+               "in group qss, which takes effect at the next login; until then upmu-adm and "
+               "clean_synced cannot open the queue without sudo")
+    status, out = qss_get(live_env(), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and ran == ["systemd-sysusers", "systemd-tmpfiles"]
+    assert lines(out)[-2:] == [
+        "next: sudo systemctl daemon-reload && sudo systemctl restart supervisor   (restarts "
+        "every program)", relogin]
+    # a second run: nothing changed, nothing run, nothing to say
+    ran.clear()
+    status, out = qss_get(live_env(), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and ran == [] and "next:" not in out
+    # the operator was taken out of the group meanwhile: the same files, but it is put back
+    members.clear()
+    status, out = qss_get(live_env(), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and ran == ["systemd-sysusers"] and lines(out)[-1] == relogin
 
 
 def test_a_remote_mongodb_gets_no_mongo_program(tmp_path):
@@ -378,6 +524,10 @@ def test_files_plan_and_apply_directly(tmp_path):
 def test_next_steps_name_the_service_to_restart_for_what_changed():
     from installer.components import next_steps
     assert next_steps(set(), "eno1") == []
+    assert next_steps({"/etc/sysusers.d/qss.conf"}, None, ("manager", "qss")) == [
+        "log out and back in as manager (every session, SSH too): manager is now in group "
+        "qss, which takes effect at the next login; until then upmu-adm and clean_synced "
+        "cannot open the queue without sudo"]
     assert next_steps({"/etc/supervisor/conf.d/qss.conf"}, None) == [
         "sudo supervisorctl update   (restarts the programs whose settings changed)"]
     assert next_steps({"/etc/supervisor/conf.d/qss.conf",

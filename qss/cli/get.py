@@ -31,14 +31,17 @@ system's configuration. Choose one action.
 _EPILOG = """\
 components of --config:
   qss        the appliance's settings, /etc/qss/qss.ini (written only when missing: an
-             existing one is the operator's and is kept), and from them: supervisord
-             (/etc/supervisor/supervisord.conf, conf.d/qss.conf) running the programs
-             btrdb, receiver, sync2q, and mongo when [queue] url is a MongoDB on this
-             machine, as service user 'qss', logging to /var/log/<program>.log; the
+             existing one is the operator's and is kept; a new one has the BTrDB APIs
+             listen on the network, 0.0.0.0:4410 and 0.0.0.0:9000), and from them:
+             supervisord (/etc/supervisor/supervisord.conf, conf.d/qss.conf) running the
+             programs btrdb, receiver, sync2q, and mongo when [queue] url is a MongoDB on
+             this machine, as service user 'qss', logging to /var/log/<program>.log; the
              systemd drop-in /etc/systemd/system/supervisor.service.d/qss.conf that
              starts them at boot once the data drive (/ssd) is mounted and the network
              is up, and stops them gracefully at shutdown; the service user and its
-             directories (/etc/sysusers.d/qss.conf, /etc/tmpfiles.d/qss.conf)
+             directories (/etc/sysusers.d/qss.conf, /etc/tmpfiles.d/qss.conf), shared
+             with the operator account 'manager', which joins group 'qss' (from its next
+             login it uses upmu-adm, clean_synced and supervisorctl status without sudo)
   nic        /etc/network/interfaces: static address 172.16.1.100/24, gateway
              172.16.1.1, on the interface of this machine's default route (manual ch. 7)
   shorewall  /etc/shorewall/{interfaces,zones,policy,rules} and /etc/default/shorewall:
