@@ -222,3 +222,15 @@ def test_group_commit_stores_waiting_puts_together_and_fails_them_together(tmp_p
     queue._commit = original
     assert queue.put("P1", "/poison", b"x") is PutResult.NEW
     queue.close()
+
+
+def test_a_new_queue_file_is_group_writable_under_a_group_umask(tmp_path):
+    # The services run with umask 007 and the operator (group qss) writes the queue too.
+    old = os.umask(0o007)
+    try:
+        q = open_queue(f"sqlite:///{tmp_path}/queue.db")
+        q.put("P1", "/a", b"1")
+        q.close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "queue.db").stat().st_mode & 0o777 == 0o660

@@ -143,8 +143,15 @@ class SqliteQueue(Queue):
         self._pending: collections.deque[_Put] = collections.deque()
         self._pending_lock = threading.Lock()
         try:
+            # SQLite creates a new database 0644 minus the umask, so services with umask 007
+            # would make it 0640 and lock the operator (group qss) out; creating it first
+            # with 0666 minus the umask keeps it group-writable. Its -wal/-shm files take
+            # the database's mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666))
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
+        except OSError as exc:
+            raise QueueError(f"queue {self.url}: cannot open: {exc.strerror}") from None
         except sqlite3.Error as exc:
             raise QueueError(f"queue {self.url}: cannot open: {exc}") from None
         try:
