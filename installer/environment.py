@@ -17,7 +17,10 @@ import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from installer.services import DataTools
 
 
 def _read(path: str) -> str:
@@ -90,6 +93,9 @@ class Environment:
     run: Callable[[Sequence[str]], tuple[int, str]] = _run
     user_exists: Callable[[str], bool] = _user_exists
     in_group: Callable[[str, str], bool] = _in_group
+    #: Hooks of the data actions (service control, locks, block devices); None: the real
+    #: ones (see :func:`installer.services.tools_for`).
+    data_tools: DataTools | None = None
 
     @classmethod
     def from_system(cls) -> Environment:

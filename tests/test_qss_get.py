@@ -100,8 +100,11 @@ def test_help_covers_the_manuals_config_and_version(capsys):
         assert text in out, text
     for component in (*COMPONENTS, "all"):
         assert f"\n  {component:<10} " in out, component
+    for data in ("--newdb", "--indexes", "--backup DEST", "--restore SRC",
+                 "--data-import [PATH]", "--mount-ddrive"):
+        assert data in out, data
     # Only what works is offered: the manual's other actions come with their issues.
-    for later in ("--newdb", "--install", "--update", "--packages", "--indexes", "--backup"):
+    for later in ("--install", "--update", "--packages"):
         assert later not in out
 
 
@@ -111,22 +114,28 @@ def test_every_option_has_help():
 
 
 def test_actions_are_a_table_of_mutually_exclusive_flags():
-    assert [a.name for a in ACTIONS] == ["config", "version"]
+    names = ["config", "backup", "restore", "data_import", "indexes", "mount_ddrive", "newdb",
+             "version"]
+    assert [a.name for a in ACTIONS] == names
     parser = build_parser()
     (group,) = parser._mutually_exclusive_groups
     assert group.required
-    assert sorted(a.dest for a in group._group_actions) == ["config", "version"]
+    assert sorted(a.dest for a in group._group_actions) == sorted(names)
 
 
 @pytest.mark.parametrize("argv, error", [
-    ([], "qss-get: error: choose an action: --config, --version or --help"),
+    ([], "qss-get: error: choose an action: --config, --backup, --restore, --data-import, "
+         "--indexes, --mount-ddrive, --newdb, --version or --help"),
     (["--config"], "qss-get: error: argument --config: expected at least one argument"),
     (["--config", "firewall"], "qss-get: error: argument --config: invalid choice: 'firewall' "
                                "(choose from 'qss', 'nic', 'shorewall', 'apcupsd', 'all')"),
     (["--config", "qss", "--version"],
      "qss-get: error: argument --version: not allowed with argument --config"),
-    (["--newdb"], "qss-get: error: choose an action: --config, --version or --help"),
-    (["--version", "--newdb"], "qss-get: error: unrecognized arguments: --newdb"),
+    (["--yes"], "qss-get: error: choose an action: --config, --backup, --restore, "
+                "--data-import, --indexes, --mount-ddrive, --newdb, --version or --help"),
+    (["--version", "--newdb"], "qss-get: error: argument --newdb: not allowed with argument "
+                               "--version"),
+    (["--version", "--install"], "qss-get: error: unrecognized arguments: --install"),
 ])
 def test_an_invalid_call_prints_usage_and_exits_2(capsys, argv, error):
     assert main(argv) == ExitStatus.USAGE

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from installer.components import COMPONENTS
+from installer import backup, database, dataimport, ddrive
 from installer.configure import BadInterface, Cancelled, configure
 from installer.environment import Environment
 from installer.files import DeployError
+from installer.services import tools_for
 from qss import __version__
 
 from . import CommandError, ExitStatus, run
@@ -57,11 +59,35 @@ that differs is shown as a diff and, once confirmed (or with --yes), copied to
 one file: created, unchanged, replaced (with its backup) or kept; then what to run for
 the changes to take effect.
 
+data actions (docs/operations.md; paths from qss.ini under --root):
+  --indexes      SQLite or MongoDB queue: create the missing indexes, name each one
+  --newdb        ask (y or Y goes ahead, anything else cancels), stop the services
+                 (sudo supervisorctl stop all), empty [paths] data and the queue, start
+                 the services; upmuconfig.ini and backupconfig.ini are kept (sync2q
+                 creates the streams again from upmuconfig.ini)
+  --data-import  moves, never copies twice or overwrites: a file already in
+                 upmu_data_import with the same bytes is removed from upmu_data; one
+                 with other bytes is kept as NAME.conflict-N.dat
+  --backup       with the SQLite queue the services keep running: each database is a
+                 consistent snapshot, the queue before the store; with MongoDB they are
+                 stopped while copying. Written as qss-backup-<stamp>.partial, renamed
+                 once every file matched MANIFEST.sha256 when read back
+  --restore      refuses a backup with a changed, missing or extra file before touching
+                 anything; sets directories 2770 and files 0660 (owner qss:qss on /);
+                 qss.ini is written only when missing
+  --mount-ddrive adds "UUID=... /ssd TYPE defaults,nofail 0 2" to /etc/fstab (backed
+                 up first); refuses when another line mounts something at /ssd
+  Stopping the services: when supervisor cannot be reached, only if no qss-btrdb or
+  sync2q holds its lock (and, on /, no process has the queue open).
+
 examples:
   sudo qss-get --config all             set up a new server
   sudo qss-get --config shorewall --interface eno2
   qss-get --config all --root /tmp/img --yes --interface eno1
                                         write the files into a folder, not the system
+  sudo qss-get --backup /mnt            back up onto the drive mounted at /mnt
+  sudo qss-get --restore /mnt/qss-backup-20240506T070809
+  cd ~ && qss-get --data-import         gather ~/upmu_data into ~/upmu_data_import
 
 exit status:
   0  done (or nothing to do)
@@ -117,11 +143,98 @@ def action_config(env: Environment, args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK if ok else ExitStatus.ERROR
 
 
+def action_indexes(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Create the queue's missing indexes and say which (manual ch. 16)."""
+    try:
+        database.ensure_indexes(env, tools_for(env))
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
+def action_newdb(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Delete the BTrDB data and the queue, after the manual's question (manual ch. 6)."""
+    try:
+        database.newdb(env, tools_for(env), assume_yes=args.yes)
+    except database.Cancelled as exc:
+        env.say(str(exc))
+        return ExitStatus.ERROR
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
+def action_data_import(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Gather a uPMU's .dat files into upmu_data_import for importdat (manual ch. 4.2)."""
+    try:
+        dataimport.data_import(env, args.data_import or None)
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
+def action_backup(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Back up the data, the queue and the settings into DEST (manual ch. 5.3)."""
+    try:
+        backup.backup(env, tools_for(env), args.backup)
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
+def action_restore(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Restore a backup made by --backup, after checking it and asking (manual ch. 5.4)."""
+    try:
+        backup.restore(env, tools_for(env), args.restore, assume_yes=args.yes)
+    except backup.Cancelled as exc:
+        env.say(str(exc))
+        return ExitStatus.ERROR
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
+def action_mount_ddrive(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Mount the file system labeled DATA at /ssd, now and at boot (fstab, by UUID)."""
+    try:
+        ddrive.mount_ddrive(env, tools_for(env))
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
 ACTIONS: tuple[Action, ...] = (
     Action("config", ("--config",), action_config, dict(
         nargs="+", metavar="COMPONENT", choices=(*COMPONENTS, "all"),
         help="write the default configuration of one or more components: "
              f"{', '.join(COMPONENTS)} or all (what each writes: below)")),
+    Action("backup", ("--backup",), action_backup, dict(
+        metavar="DEST",
+        help="copy the BTrDB data, the queue, upmuconfig.ini, backupconfig.ini and "
+             "qss.ini into DEST/qss-backup-<date>T<time>/ with a SHA-256 manifest, and "
+             "verify the copy; refused before copying when DEST lacks room")),
+    Action("restore", ("--restore",), action_restore, dict(
+        metavar="SRC",
+        help="restore a backup folder made by --backup: check every file against its "
+             "manifest first, ask, stop the services, replace the data and the queue, "
+             "start the services")),
+    Action("data_import", ("--data-import",), action_data_import, dict(
+        nargs="?", const="", metavar="PATH",
+        help="move every .dat file beneath the folder upmu_data (in PATH, or PATH "
+             "itself; default: the current directory) into one folder upmu_data_import "
+             "beside it, never overwriting, and print the importdat line to run next")),
+    Action("indexes", ("--indexes",), action_indexes, dict(
+        action="store_true",
+        help="create the indexes the queue lacks (SQLite or MongoDB) and say which; for "
+             "sync2q's 'Overflow sort stage buffered data usage exceeds internal limit'")),
+    Action("mount_ddrive", ("--mount-ddrive", "--mount-Ddrive"), action_mount_ddrive, dict(
+        action="store_true",
+        help="find the file system labeled DATA, add it to /etc/fstab by UUID at /ssd "
+             "(nofail) and mount it; a second run changes nothing")),
+    Action("newdb", ("--newdb",), action_newdb, dict(
+        action="store_true",
+        help="delete all BTrDB data and the queue and start both empty, after asking "
+             "(y or Y goes ahead; anything else cancels); keeps upmuconfig.ini")),
     Action("version", ("--version",), action_version, dict(
         action="store_true",
         help="print the version of the Quickstart Server software")),
@@ -147,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "test); their contents still name the appliance's own paths, "
                            "and nothing on this machine is started or changed (default /)")
     opts.add_argument("--yes", action="store_true",
-                      help="replace files that differ without asking (for scripts); the "
-                           "previous files are still backed up")
+                      help="answer yes to the question (for scripts): --config replaces "
+                           "files that differ (the previous files are still backed up); "
+                           "--newdb and --restore go ahead")
     opts.add_argument("--interface", metavar="NAME",
                       help="network interface of the uPMUs' network for nic and shorewall "
                            "(default: the interface of this machine's default route)")

@@ -1,0 +1,332 @@
+"""What qss-get's data actions need beyond :class:`~installer.environment.Environment`:
+the services (supervisord), the queue, free space and block devices, and the paths of
+the target system, with the one rule every destructive action follows: stop the
+services, prove they are stopped, do the work, start them again.
+
+Proof that the services are stopped: each holds an exclusive ``flock`` while it runs,
+qss-btrdb on ``<[paths] data>/qss-btrdb.lock`` and sync2q on ``sync2q.lock`` in the
+queue's directory; :func:`stopped` takes both (non-blocking) and keeps them for the
+duration, so a service that supervisor (or an operator) starts meanwhile refuses to run
+instead of writing under the action. The receiver holds no lock; on the live system,
+when supervisor cannot be asked, no process may have the SQLite queue open
+(``/proc/*/fd``).
+
+The hooks are read from ``env.data_tools`` when the environment has them
+(tests); otherwise :func:`tools_for` builds the real ones (supervisorctl through
+``env.run``, lsblk, :func:`shutil.disk_usage`, :func:`qss.queue.open_queue`).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from qss.queue import Queue, open_queue
+from qss.settings import Settings
+
+from .environment import Environment
+from .files import DeployError, target_path
+
+BTRDB_LOCK = "qss-btrdb.lock"        # qss.tsdb.server.LOCK_FILE
+SYNC2Q_LOCK = "sync2q.lock"          # sync2q.cli.LOCK_FILE
+
+
+class Unreachable(DeployError):
+    """supervisord cannot be asked (not running, no permission on its socket)."""
+
+
+class ServiceControl(Protocol):
+    """Stops and starts every program of the appliance (``supervisorctl stop/start all``)."""
+
+    def stop_all(self) -> None:
+        """Raises :class:`Unreachable` or :class:`DeployError`."""
+
+    def start_all(self) -> None:
+        """Raises :class:`Unreachable` or :class:`DeployError`."""
+
+
+@dataclass
+class Supervisor:
+    """:class:`ServiceControl` through Debian's ``supervisorctl`` (run by ``run``)."""
+
+    run: Callable[[Sequence[str]], tuple[int, str]]
+    command: str = "supervisorctl"
+
+    def _do(self, verb: str) -> None:
+        code, output = self.run([self.command, verb, "all"])
+        if code == 0:
+            return
+        text = " ".join(output.split()) or f"exit status {code}"
+        if code == 127 or any(s in text.lower() for s in (
+                "no such file", "refused", "permission denied", ".sock")):
+            raise Unreachable(f"{self.command} {verb} all: {text}")
+        raise DeployError(f"{self.command} {verb} all failed (exit status {code}): {text}")
+
+    def stop_all(self) -> None:
+        self._do("stop")
+
+    def start_all(self) -> None:
+        self._do("start")
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    """A file system on a block device, as ``lsblk`` reports it."""
+
+    path: str
+    label: str | None
+    uuid: str | None
+    fstype: str | None
+    mountpoints: tuple[str, ...] = ()
+
+
+def lsblk_devices(run: Callable[[Sequence[str]], tuple[int, str]]) -> list[BlockDevice]:
+    """The machine's file systems (``lsblk -J -p -o PATH,LABEL,UUID,FSTYPE,MOUNTPOINTS``).
+
+    Raises:
+        DeployError: lsblk failed or printed something else than JSON.
+    """
+    code, out = run(["lsblk", "-J", "-p", "-o", "PATH,LABEL,UUID,FSTYPE,MOUNTPOINTS"])
+    if code != 0:
+        raise DeployError(f"lsblk failed (exit status {code}): {out}")
+    try:
+        doc = json.loads(out)
+    except ValueError:
+        raise DeployError(f"lsblk printed something unexpected: {out[:80]!r}") from None
+    found: list[BlockDevice] = []
+
+    def walk(items: list[dict]) -> None:
+        for d in items:
+            points = d.get("mountpoints") or [d.get("mountpoint")]
+            found.append(BlockDevice(d.get("path") or "", d.get("label"), d.get("uuid"),
+                                     d.get("fstype"), tuple(p for p in points if p)))
+            walk(d.get("children") or [])
+    walk(doc.get("blockdevices") or [])
+    return found
+
+
+def _run_captured_stdout(argv: Sequence[str]) -> tuple[int, str]:
+    """Like Environment.run, but returning standard output (lsblk -J prints JSON)."""
+    import subprocess
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+    except OSError as exc:
+        return 127, f"{argv[0]}: {exc.strerror or exc}"
+    except subprocess.TimeoutExpired:
+        return 124, f"{argv[0]}: no answer in 120 s"
+    return proc.returncode, (proc.stdout if proc.returncode == 0 else
+                             (proc.stderr or proc.stdout).strip())
+
+
+@dataclass
+class DataTools:
+    """The hooks of the data actions; ``services`` None: nothing to stop (``--root``)."""
+
+    services: ServiceControl | None = None
+    open_queue: Callable[[str], Queue] = open_queue
+    disk_free: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free
+    block_devices: Callable[[], list[BlockDevice]] = list
+    mount: Callable[[str], tuple[int, str]] | None = None
+    chown: bool = False            # hand restored files to the service user (live only)
+    proc_dir: Path | None = None   # /proc, to find processes holding the queue (live only)
+
+
+def tools_for(env: Environment) -> DataTools:
+    """The environment's own hooks (``env.data_tools``), or the real ones: on the live
+    system supervisorctl, lsblk, mount and /proc; under ``--root`` none of them."""
+    if env.data_tools is not None:
+        return env.data_tools
+    if not env.live:
+        return DataTools()
+    run = env.run
+    return DataTools(services=Supervisor(run),
+                     block_devices=lambda: lsblk_devices(_run_captured_stdout),
+                     mount=lambda point: run(["mount", point]), chown=True,
+                     proc_dir=Path("/proc"))
+
+
+# -- the target system's paths ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where the appliance keeps its data, under the root prefix."""
+
+    data: Path                  # [paths] data: the BTrDB data directory
+    srv: Path                   # [paths] srv: the queue's directory (MongoDB's dbpath)
+    queue_file: Path | None     # the SQLite queue (None: MongoDB)
+    upmuconfig: Path
+    backupconfig: Path
+    qss_ini: Path
+    queue_url: str              # the URL as the services open it (root prefix applied)
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.queue_file.parent if self.queue_file else self.srv
+
+
+def data_paths(env: Environment, settings: Settings) -> DataPaths:
+    """The settings' paths under ``env.root``."""
+    from .components import QSS_INI
+    p = settings.paths
+    sqlite = settings.queue.sqlite_path
+    queue_file = target_path(env.root, sqlite) if sqlite else None
+    return DataPaths(
+        data=target_path(env.root, p.data), srv=target_path(env.root, p.srv),
+        queue_file=queue_file, upmuconfig=target_path(env.root, p.upmuconfig),
+        backupconfig=target_path(env.root, p.backupconfig),
+        qss_ini=target_path(env.root, QSS_INI),
+        queue_url=f"sqlite:///{queue_file}" if queue_file else settings.queue.url)
+
+
+# -- stopping and proving it ------------------------------------------------------------
+
+def _try_lock(path: Path, what: str) -> int | None:
+    """Take ``path``'s exclusive flock (None when its directory does not exist).
+
+    Raises:
+        DeployError: a process holds it (the service is running).
+    """
+    if not path.parent.is_dir():
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    except OSError as exc:
+        raise DeployError(f"{path}: cannot open: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise DeployError(f"{what} is still running (pid {holder} holds {path}): stop "
+                              f"it first (sudo supervisorctl stop all); nothing was "
+                              f"changed") from None
+        raise DeployError(f"{path}: cannot lock: {exc.strerror}") from None
+    return fd
+
+
+def _queue_holders(proc: Path, queue_file: Path) -> list[str]:
+    """pids of processes that have ``queue_file`` open (from ``proc``/PID/fd)."""
+    target = str(queue_file)
+    pids = []
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd).split(" (deleted)")[0] in (
+                            target, target + "-wal", target + "-shm"):
+                        pids.append(entry.name)
+                        break
+    return pids
+
+
+@contextlib.contextmanager
+def stopped(env: Environment, tools: DataTools, paths: DataPaths, *,
+            restart_on_error: bool = True) -> Iterator[None]:
+    """Stop the services, prove they are stopped (their locks), run the body holding the
+    locks, then start the services again (after an error only if ``restart_on_error``).
+
+    Raises:
+        DeployError: a service still runs (supervisor unreachable and a lock held, or
+            the queue open), or supervisor failed to stop them; nothing was changed.
+    """
+    stopped_by_us = False
+    if tools.services is not None:
+        try:
+            tools.services.stop_all()
+            stopped_by_us = True
+            env.say("stopped   the services (supervisorctl stop all)")
+        except Unreachable as exc:
+            env.warn(f"supervisor is not reachable ({exc}); going ahead only if no "
+                     f"service is running")
+    locks: list[int] = []
+    ok = False
+    try:
+        for path, what in ((paths.data / BTRDB_LOCK, "the BTrDB server (qss-btrdb)"),
+                           (paths.queue_dir / SYNC2Q_LOCK, "sync2q")):
+            fd = _try_lock(path, what)
+            if fd is not None:
+                locks.append(fd)
+        if not stopped_by_us and tools.proc_dir and paths.queue_file:
+            pids = _queue_holders(tools.proc_dir, paths.queue_file)
+            if pids:
+                raise DeployError(f"the queue {paths.queue_file} is open in process "
+                                  f"{', '.join(pids)} (the receiver?): stop it first (sudo "
+                                  f"supervisorctl stop all); nothing was changed")
+        yield
+        ok = True
+    finally:
+        for fd in locks:
+            os.close(fd)
+        if stopped_by_us and (ok or restart_on_error):
+            try:
+                tools.services.start_all()
+                env.say("started   the services (supervisorctl start all)")
+            except DeployError as exc:
+                env.warn(f"{exc}; start them with: sudo supervisorctl start all")
+        elif stopped_by_us:
+            env.warn("the services were left stopped; start them with: sudo supervisorctl "
+                     "start all once the cause is fixed")
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+def tree_size(path: Path) -> tuple[int, int]:
+    """(files, bytes) beneath ``path`` (0, 0 when missing)."""
+    files = size = 0
+    if path.is_file():
+        return 1, path.stat().st_size
+    for dirpath, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                size += os.lstat(os.path.join(dirpath, name)).st_size
+                files += 1
+    return files, size
+
+
+def human(n: int) -> str:
+    """``1.5 GB``: sizes as the operator reads them (powers of 1000, as df -H)."""
+    if n < 1000:
+        return f"{n} byte{'' if n == 1 else 's'}"
+    value = float(n)
+    for unit in ("KB", "MB", "GB", "TB", "PB"):
+        value /= 1000
+        if value < 999.5 or unit == "PB":
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def confirm(env: Environment, question: str, assume_yes: bool) -> bool:
+    """The manual's confirmation: "y" or "Y" continues, anything else (or end of input)
+    cancels; ``assume_yes`` answers for scripts (and says so)."""
+    env.stdout.write(question)
+    if assume_yes:
+        env.stdout.write("y (--yes)\n")
+        env.stdout.flush()
+        return True
+    env.stdout.flush()
+    answer = env.stdin.readline()
+    interactive = False
+    with contextlib.suppress(AttributeError, ValueError):
+        interactive = env.stdin.isatty()
+    if not interactive:
+        env.say(answer.rstrip("\n"))   # piped: show the answer so the transcript reads right
+    return answer.strip() in ("y", "Y")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+__all__ = ["BTRDB_LOCK", "SYNC2Q_LOCK", "BlockDevice", "DataPaths", "DataTools", "ServiceControl", "Supervisor",
+           "Unreachable", "confirm", "data_paths", "human", "lsblk_devices", "plural",
+           "stopped", "tools_for", "tree_size"]
