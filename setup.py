@@ -26,6 +26,8 @@ setup(
         # btrdb 5.34 fails to import without pandas (an annotation evaluated at import).
         "pandas>=2,<4",
         "zstandard>=0.22,<1",
+        # Compiled kernels of the embedded BTrDB store's insert path (they release the GIL).
+        "numba>=0.59,<1",
         "prompt_toolkit>=3.0.36,<4",
         "pymongo>=4.0,<5",
         "psutil>=5.9,<8",

@@ -97,6 +97,15 @@ def main() -> None:
         ss.arrow_insert({s.uuid: tb for s, tb in zip(par, tables)})
         el = time.perf_counter() - t0
         print(f"StreamSet.arrow_insert (client thread pool): {n / el / 1e6:.2f} M points/s")
+        # As sync2q inserts (sync2q/insert.py): two threads, a stream each, merge REPLACE.
+        from concurrent.futures import ThreadPoolExecutor
+        two = [db.create(uuid.uuid4(), "bench/P4", {"name": n}, {}) for n in EXTENDED_STREAMS]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda st: st[0].arrow_insert(st[1], merge="replace"),
+                          zip(two, tables)))
+        el = time.perf_counter() - t0
+        print(f"arrow_insert, 2 threads, merge=replace (as sync2q): {n / el / 1e6:.2f} M points/s")
         if args.insert_only:
             return
         s = streams[0]

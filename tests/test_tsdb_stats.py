@@ -45,3 +45,26 @@ def test_population_stddev_examples_from_the_client_docs():
     assert np.allclose(s.stddev, [0.816496580927726, 0.5])
     single = st.from_points(np.array([5]), np.array([3.0]), 0)
     assert single.stddev[0] == 0.0
+
+
+def test_level_kernels_replace_and_combine():
+    """The write path's kernels: a block's records with dirty windows replaced, and the
+    coarser level's records of the wanted windows, against numpy on the final points."""
+    from qss.tsdb import kernels
+    rng = np.random.default_rng(7)
+    t = np.sort(rng.integers(0, 2**16, 4000))
+    v = 7060 + rng.normal(0, 2, len(t))
+    old = st.from_points(t, v, 6)
+    # Rewrite windows 10..19 and 40 (window 41 becomes empty), clear 60..70.
+    dirty = np.array([*range(10, 20), 40, 41], np.int64)
+    w = t >> 6
+    keep = ~np.isin(w, [41]) & ~((w >= 60) & (w <= 70))
+    t2, v2 = t[keep], np.where(np.isin(w, dirty), v + 1.5, v)[keep]
+    fresh = st.from_points(t2[np.isin(t2 >> 6, dirty)], v2[np.isin(t2 >> 6, dirty)], 6)
+    merged = st.Stats(*kernels.replace_windows(*old.columns(), dirty, 60, 70,
+                                               *fresh.columns()))
+    assert_matches(merged, reference(t2, v2, 6))
+    wanted = np.array([0, 2, 3, 9], np.int64)
+    coarse = st.Stats(*kernels.combine_windows(*merged.columns(), 4, wanted))
+    sel = np.isin(t2 >> 10, wanted)
+    assert_matches(coarse, reference(t2[sel], v2[sel], 10))

@@ -37,6 +37,9 @@ def decode_points(payload: bytes) -> tuple[np.ndarray, np.ndarray]:
     t, v = table.column(0), table.column(1)
     if t.null_count or v.null_count:
         raise WrongArgs("Arrow payload contains nulls")
+    if t.type == TIME and v.type == pa.float64() and t.num_chunks == v.num_chunks == 1:
+        # What the official client sends: the buffers as they are, no cast.
+        return t.chunk(0).to_numpy().view(np.int64), v.chunk(0).to_numpy()
     try:
         if pa.types.is_timestamp(t.type):
             t = t.cast(pa.timestamp("ns")).cast(pa.int64())

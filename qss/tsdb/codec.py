@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import zstandard
 
+from . import kernels
+
 TIME, INT, F32, F64 = 0, 1, 2, 3
 _MAGIC = b"C1"
 _HEAD = struct.Struct("<2sIB")
@@ -58,25 +60,8 @@ def decompress(data: bytes) -> bytes:
     return _decompressor().decompress(data)
 
 
-def _delta(a: np.ndarray) -> np.ndarray:
-    out = np.empty_like(a)
-    if len(a):
-        out[0] = a[0]
-        np.subtract(a[1:], a[:-1], out=out[1:])
-    return out
-
-
-def _zigzag(d: np.ndarray) -> np.ndarray:
-    bits = d.dtype.itemsize * 8 - 1
-    return ((d << 1) ^ (d >> bits)).view(np.dtype(f"u{d.dtype.itemsize}"))
-
-
 def _unzigzag(z: np.ndarray, signed: np.dtype) -> np.ndarray:
     return (z >> 1).view(signed) ^ -(z & 1).view(signed)
-
-
-def _shuffle(u: np.ndarray) -> bytes:
-    return np.ascontiguousarray(u.view(np.uint8).reshape(-1, u.itemsize).T).tobytes()
 
 
 def is_float32_exact(values: np.ndarray) -> bool:
@@ -86,29 +71,38 @@ def is_float32_exact(values: np.ndarray) -> bool:
     return bool(np.array_equal(f.astype(np.float64).view(np.int64), values.view(np.int64)))
 
 
-def _forward(col: np.ndarray, kind: int) -> tuple[int, np.ndarray]:
-    if kind == TIME:
-        return TIME, _zigzag(_delta(_delta(col.astype(np.int64, copy=False))))
-    if kind == INT:
-        return INT, _zigzag(_delta(col.astype(np.int64, copy=False)))
-    col = col.astype(np.float64, copy=False)
-    if is_float32_exact(col):
-        return F32, _zigzag(_delta(col.astype(np.float32).view(np.int32)))
-    return F64, _zigzag(_delta(col.view(np.int64)))
-
-
 def encode(columns: Sequence[np.ndarray], kinds: Sequence[int]) -> bytes:
     """Encode equal-length columns; ``kinds`` gives TIME or INT for int64 columns and
     F64 for float64 columns (the encoder picks F32 itself when it is exact)."""
     n = len(columns[0]) if columns else 0
-    parts, used = [], []
+    plan, used, total = [], [], 0
     for col, kind in zip(columns, kinds, strict=True):
         if len(col) != n:
             raise ValueError("columns differ in length")
-        k, u = _forward(col, kind)
+        if kind in (TIME, INT):
+            a = np.ascontiguousarray(col, dtype=np.int64)
+            k = kind
+        else:
+            f = np.ascontiguousarray(col, dtype=np.float64)
+            a = np.empty(n, np.float32)
+            exact = kernels.float32_bits(f, a)
+            if exact == 2:  # NaN: its payload decides, bit by bit
+                exact = is_float32_exact(f)
+                a = f.astype(np.float32) if exact else a
+            a, k = (a.view(np.int32), F32) if exact else (f.view(np.int64), F64)
         used.append(k)
-        parts.append(_shuffle(u))
-    body = _compressor().compress(b"".join(parts))
+        plan.append((a, k))
+        total += a.nbytes
+    buf = np.empty(total, np.uint8)
+    pos = 0
+    for a, k in plan:
+        out = buf[pos:pos + a.nbytes]
+        if k == F32:
+            kernels.shuffle_delta32(a, out)
+        else:
+            kernels.shuffle_delta64(a, 2 if k == TIME else 1, out)
+        pos += a.nbytes
+    body = _compressor().compress(buf)
     return _HEAD.pack(_MAGIC, n, len(used)) + bytes(used) + body
 
 

@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from . import codec
+from . import codec, kernels
 from . import stats as st
 
 LEVEL0 = 30
@@ -41,6 +41,7 @@ def level_for(pw: int) -> int | None:
 
 
 _PLAIN = b"P1"
+_EMPTY = st.empty()
 
 
 def encode_block(level: int, block: int, s: st.Stats) -> bytes:
@@ -57,7 +58,8 @@ def encode_block(level: int, block: int, s: st.Stats) -> bytes:
 
 def decode_block(block: int, blob: bytes) -> st.Stats:
     if blob[:2] == _PLAIN:
-        raw = np.frombuffer(codec.decompress(blob[2:]), np.uint8)
+        # A writable copy: the write path's kernels are compiled for writable arrays.
+        raw = np.frombuffer(codec.decompress(blob[2:]), np.uint8).copy()
         cols = raw.reshape(6, -1)
         off, count = cols[0].view("<i8"), cols[1].view("<i8")
         mn, mean, mx, m2 = (cols[i].view("<f8") for i in range(2, 6))
@@ -148,14 +150,6 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     return a[np.concatenate(([True], a[1:] != a[:-1]))]
 
 
-def _member(sorted_set: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """For each probe, whether it is in the sorted array ``sorted_set``."""
-    if len(sorted_set) == 0:
-        return np.zeros(len(probe), bool)
-    i = np.minimum(np.searchsorted(sorted_set, probe), len(sorted_set) - 1)
-    return sorted_set[i] == probe
-
-
 class Plan:
     """Rows to write: upserts (level, block, blob) and deletes (level, block) and
     (level, first block, last block) ranges."""
@@ -188,11 +182,12 @@ def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st
     windows being listed in ``dirty`` when partly kept.
     """
     plan = Plan()
+    clear_lo, clear_hi = cleared if cleared is not None else (1, 0)  # 1 > 0: nothing
+    dirty = np.ascontiguousarray(dirty, dtype=np.int64)
     for level in LEVELS:
         blocks = dirty >> BLOCK_BITS
         if cleared is not None:
-            a, b = cleared
-            ba, bb = a >> BLOCK_BITS, b >> BLOCK_BITS
+            ba, bb = clear_lo >> BLOCK_BITS, clear_hi >> BLOCK_BITS
             if bb - ba > 1:  # blocks strictly inside the range hold nothing afterwards
                 plan.range_deletes.append((level, ba + 1, bb - 1))
             blocks = np.union1d(blocks, [ba, bb])
@@ -202,17 +197,12 @@ def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st
         after: list[st.Stats] = []
         fresh_block = fresh.win >> BLOCK_BITS
         for blk in (int(x) for x in blocks):
-            old = loaded.get(blk, st.empty())
-            if len(old):
-                drop = _member(dirty, old.win)
-                if cleared is not None:
-                    drop |= (old.win >= cleared[0]) & (old.win <= cleared[1])
-                old = old.take(~drop)
-            lo, hi = np.searchsorted(fresh_block, [blk, blk + 1])
-            new = fresh.take(slice(lo, hi))
-            merged = st.concat([old, new])
-            if len(old) and len(new):
-                merged = merged.take(np.argsort(merged.win, kind="stable"))
+            old = loaded.get(blk, _EMPTY)
+            lo, hi = (0, len(fresh)) if len(blocks) == 1 else \
+                np.searchsorted(fresh_block, [blk, blk + 1])
+            merged = st.Stats(*kernels.replace_windows(
+                *old.columns(), dirty, clear_lo, clear_hi,
+                *(c[lo:hi] for c in fresh.columns())))
             if len(merged):
                 plan.upserts.append((level, blk, encode_block(level, blk, merged)))
                 plan.decoded[(level, blk)] = merged
@@ -225,12 +215,8 @@ def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st
         # (each next-level window lies inside one of them, as BLOCK_BITS >= STRIDE).
         dirty = sorted_unique(dirty >> STRIDE)
         if cleared is not None:
-            cleared = (cleared[0] >> STRIDE, cleared[1] >> STRIDE)
-            dirty = np.union1d(dirty, cleared)
-        cur = st.concat(after)
-        if len(cur):
-            cur = cur.take(np.argsort(cur.win, kind="stable"))
-            fresh = st.combine(cur.take(_member(dirty, cur.win >> STRIDE)), STRIDE)
-        else:
-            fresh = st.empty()
+            clear_lo, clear_hi = clear_lo >> STRIDE, clear_hi >> STRIDE
+            dirty = np.union1d(dirty, [clear_lo, clear_hi])
+        cur = st.concat(after)  # sorted: blocks in order, each sorted
+        fresh = st.Stats(*kernels.combine_windows(*cur.columns(), STRIDE, dirty))
     return plan

@@ -15,6 +15,8 @@ import dataclasses
 
 import numpy as np
 
+from . import kernels
+
 
 @dataclasses.dataclass(frozen=True)
 class Stats:
@@ -76,14 +78,8 @@ def from_keyed(keys: np.ndarray, values: np.ndarray) -> Stats:
     """Statistics per window of points whose sorted window indices are ``keys``."""
     if len(keys) == 0:
         return empty()
-    starts = _group_starts(keys)
-    count = np.diff(np.append(starts, len(keys)))
-    mean = np.add.reduceat(values, starts) / count
-    # Two passes (mean, then squared deviations) keep m2 accurate for large offsets.
-    dev = values - np.repeat(mean, count)
-    m2 = np.add.reduceat(dev * dev, starts)
-    return Stats(keys[starts], count.astype(np.int64), np.minimum.reduceat(values, starts),
-                 mean, np.maximum.reduceat(values, starts), m2)
+    return Stats(*kernels.keyed_stats(np.ascontiguousarray(keys, dtype=np.int64),
+                                      np.ascontiguousarray(values, dtype=np.float64)))
 
 
 def combine(s: Stats, shift: int) -> Stats:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import chunks, levels, merge, meta
+from . import chunks, kernels, levels, merge, meta
 from . import stats as st
 from .db import Db, snapshot
 from .errors import (MAXIMUM_TIME, MINIMUM_TIME, BadValue, InvalidPointWidth,
@@ -65,6 +65,7 @@ class Store:
 
     def __init__(self, directory: str | os.PathLike, *, durable: bool = True,
                  chunk_points: int = chunks.CHUNK_POINTS, max_bytes: int | None = None):
+        kernels.warm_up()
         self.db = Db(directory, durable=durable, max_bytes=max_bytes)
         self.chunk_points = chunk_points
         # Write-side caches of committed state (see levels.BlockCache): decoded statistics
