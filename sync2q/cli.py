@@ -1,0 +1,201 @@
+"""``qss-sync2q``: moves queued ``.dat`` files into BTrDB (supervisor program ``sync2q``).
+
+Runs in the foreground and logs to standard output (supervisor keeps the log); SIGTERM
+or SIGINT finishes the batch being inserted, marks its files synced, and exits 0 (a
+second signal exits at once; nothing is lost either way, the files not marked are
+synced again).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from qss.cli import CommandError, ExitStatus, run
+from qss.queue import QueueError, open_queue
+from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+
+from .config import ConfigWatcher
+from .connection import Btrdb
+from .quarantine import FILENAME, Quarantine, QuarantineError
+from .worker import Options, Worker
+
+log = logging.getLogger("sync2q")
+
+LOCK_FILE = "sync2q.lock"
+
+_DESCRIPTION = """\
+Move the files the receiver queued into BTrDB: for every uPMU in upmuconfig.ini, make
+sure its streams exist with the right metadata, then parse its unsynced files in name
+order, insert every stream (merge policy REPLACE, so nothing is ever stored twice), and
+mark each file synced once all of its points are in. Changes to upmuconfig.ini are
+picked up while running. Files with no usable record are quarantined: they stay in the
+queue unsynced and are listed by --quarantined.
+"""
+_EPILOG = """\
+examples:
+  qss-sync2q                          # the service: settings from /etc/qss/qss.ini
+  qss-sync2q --once                   # drain the queue (e.g. after importdat), then exit
+  qss-sync2q --quarantined            # files set aside, with the reason
+  qss-sync2q --requeue P3001276_2015-12-18-08-14-57.dat   # try a file again
+  qss-sync2q --requeue P3001276       # ... or all of a uPMU's, or: --requeue all
+
+exit status:
+  0  stopped by SIGTERM or SIGINT, or (--once) the queue is drained
+  1  the queue or the quarantine registry cannot be used, another sync2q works on the
+     same queue, or (--once) files of a uPMU whose streams BTrDB refuses were left in
+     the queue (the log says why)
+  2  invalid command line or settings
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of qss-sync2q (also used by the help-text tests)."""
+    p = argparse.ArgumentParser(prog="qss-sync2q", description=_DESCRIPTION, epilog=_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_settings_arguments(p, "queue", "btrdb", "upmuconfig", "srv")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true",
+                      help="sync everything queued, then exit (for imports and tests); "
+                           "waits for BTrDB if it is down")
+    mode.add_argument("--quarantined", action="store_true",
+                      help="list quarantined files (serial, name, size, since, reason) and "
+                           "exit")
+    mode.add_argument("--requeue", metavar="KEY",
+                      help="release quarantined files for another try and exit: KEY is a "
+                           "file name (full device path or just SERIAL_TIME.dat), a serial "
+                           "number (all its files), or 'all'")
+    p.add_argument("--rate-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between rate lines in the log (default 60)")
+    p.add_argument("--insert-threads", type=int, default=2, metavar="N",
+                   help="streams inserted at a time (default 2, for the 2-core appliance)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="info (the default) logs one line per file synced")
+    p.add_argument("--traceback", action="store_true",
+                   help="on an internal error, show the Python traceback (for support)")
+    return p
+
+
+def _configure_logging(level: str) -> None:
+    # btrdb.exceptions calls logging.basicConfig when imported, and numexpr (through
+    # pandas) logs a note: import it first, then force our own handler and format.
+    logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
+    import btrdb  # noqa: F401
+    logging.basicConfig(stream=sys.stdout, force=True, level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
+
+
+def _lock(directory: str) -> int:
+    """Hold ``sync2q.lock`` in ``directory`` for as long as this process runs: two workers
+    on one queue would insert every file twice (harmless with REPLACE, but twice the work).
+
+    Raises:
+        CommandError: another sync2q holds it, or the file cannot be opened.
+    """
+    path = os.path.join(directory, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise CommandError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise CommandError(f"another sync2q (pid {holder}) is working on this queue; stop "
+                           f"it first (sudo supervisorctl stop sync2q)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _quarantine(queue, settings) -> Quarantine:
+    directory = queue.storage_dir or settings.paths.srv
+    try:
+        return Quarantine.beside(directory)
+    except QuarantineError as exc:
+        raise CommandError(f"{exc} (the quarantine registry {FILENAME} lives in the "
+                           f"queue's directory, or [paths] srv for MongoDB)") from None
+
+
+def main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.rate_interval > 0:
+        raise CommandError(f"--rate-interval must be a positive number of seconds, not "
+                           f"{args.rate_interval!r}", ExitStatus.USAGE)
+    if not 1 <= args.insert_threads <= 16:
+        raise CommandError(f"--insert-threads must be 1 to 16, not {args.insert_threads}",
+                           ExitStatus.USAGE)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        raise CommandError(str(exc), ExitStatus.USAGE) from None
+    for warning in settings.warnings:
+        print(f"qss-sync2q: warning: {warning}", file=sys.stderr)
+    try:
+        queue = open_queue(settings.queue.url)
+    except QueueError as exc:
+        raise CommandError(str(exc)) from None
+    quarantine = None
+    try:
+        quarantine = _quarantine(queue, settings)
+        if args.quarantined or args.requeue:
+            return _manage(quarantine, queue, args)
+        _lock(os.path.dirname(quarantine.path))
+        _configure_logging(args.log_level)
+        btrdb = Btrdb([str(e) for e in settings.btrdb.endpoints],
+                      apikey=os.environ.get("BTRDB_API_KEY") or None)
+        worker = Worker(queue, ConfigWatcher(settings.paths.upmuconfig), btrdb, quarantine,
+                        Options(once=args.once, rate_interval=args.rate_interval,
+                                insert_threads=args.insert_threads))
+        _install_signals(worker)
+        try:
+            return worker.run()
+        finally:
+            btrdb.close()
+    finally:
+        if quarantine is not None:
+            quarantine.close()
+        queue.close()
+
+
+def _manage(quarantine: Quarantine, queue, args) -> int:
+    if args.quarantined:
+        entries = quarantine.entries()
+        for e in entries:
+            gone = "" if queue.get(e.serial, e.name) else " (no longer queued)"
+            print(f"{e.serial}\t{e.name}\t{e.size}\t{e.since}\t{e.reason}{gone}")
+        print(f"{len(entries)} quarantined files", file=sys.stderr)
+        return ExitStatus.OK
+    released = quarantine.release(args.requeue)
+    if not released:
+        raise CommandError(f"no quarantined file matches {args.requeue!r} (see "
+                           f"qss-sync2q --quarantined)")
+    for e in released:
+        print(f"released {e.serial} {e.name}")
+    print(f"{len(released)} files released; a running sync2q tries them within seconds, "
+          f"or run qss-sync2q --once", file=sys.stderr)
+    return ExitStatus.OK
+
+
+def _install_signals(worker: Worker) -> None:
+    def handler(signum, frame):
+        if worker._stop.is_set():
+            log.warning("second %s: exiting now (files not marked synced are synced "
+                        "again next time)", signal.Signals(signum).name)
+            raise KeyboardInterrupt
+        log.info("%s: finishing the batch being inserted, then exiting",
+                 signal.Signals(signum).name)
+        worker.stop()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def entry() -> None:
+    """Console-script entry point (``qss-sync2q``)."""
+    sys.exit(run(main, prog="qss-sync2q"))
