@@ -1,6 +1,6 @@
 """What qss-get's actions touch outside their arguments, as one object tests replace.
 
-The root prefix, the standard streams, the clock, the machine's routing table and
+The root prefix, the standard streams, the clock (and sleep), the machine's routing table and
 network devices, where the suite's programs are installed, the runner of system tools,
 and the machine's accounts: :meth:`Environment.from_system` gives the real ones; tests
 build their own.
@@ -14,6 +14,7 @@ import pwd
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,8 @@ class Environment:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     clock: Callable[[], dt.datetime] = dt.datetime.now
+    #: Waits between refreshes of ``--status --watch`` (tests: no waiting).
+    sleep: Callable[[float], None] = time.sleep
     route_table: Callable[[], str] = lambda: _read("/proc/net/route")
     net_devices: Callable[[], list[str]] = _net_devices
     bindir: str = field(default_factory=lambda: sysconfig.get_path("scripts"))

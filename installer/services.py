@@ -30,6 +30,7 @@ from typing import Protocol
 
 from qss.queue import Queue, open_queue
 from qss.settings import Settings
+from qss.status import DiskUsage, ProbeError, Program, disk_usage, supervisor_programs
 
 from .environment import Environment
 from .files import DeployError, target_path
@@ -136,6 +137,15 @@ class DataTools:
     mount: Callable[[str], tuple[int, str]] | None = None
     chown: bool = False            # hand restored files to the service user (live only)
     proc_dir: Path | None = None   # /proc, to find processes holding the queue (live only)
+    #: --status: the use of the file system holding a path, and supervisor's programs
+    #: (``supervisorctl status``; under ``--root`` not asked: not that root's services).
+    disk_usage: Callable[[str], DiskUsage] = disk_usage
+    programs: Callable[[], list[Program]] = lambda: _not_asked()
+
+
+def _not_asked() -> list[Program]:
+    raise ProbeError("not asked under --root: this machine's services are not that "
+                     "root's")
 
 
 def tools_for(env: Environment) -> DataTools:
@@ -149,7 +159,7 @@ def tools_for(env: Environment) -> DataTools:
     return DataTools(services=Supervisor(run),
                      block_devices=lambda: lsblk_devices(_run_captured_stdout),
                      mount=lambda point: run(["mount", point]), chown=True,
-                     proc_dir=Path("/proc"))
+                     proc_dir=Path("/proc"), programs=supervisor_programs)
 
 
 # -- the target system's paths ----------------------------------------------------------

@@ -115,7 +115,7 @@ def test_every_option_has_help():
 
 def test_actions_are_a_table_of_mutually_exclusive_flags():
     names = ["config", "backup", "restore", "data_import", "indexes", "mount_ddrive", "newdb",
-             "version"]
+             "status", "clean_synced", "version"]
     assert [a.name for a in ACTIONS] == names
     parser = build_parser()
     (group,) = parser._mutually_exclusive_groups
@@ -125,14 +125,15 @@ def test_actions_are_a_table_of_mutually_exclusive_flags():
 
 @pytest.mark.parametrize("argv, error", [
     ([], "qss-get: error: choose an action: --config, --backup, --restore, --data-import, "
-         "--indexes, --mount-ddrive, --newdb, --version or --help"),
+         "--indexes, --mount-ddrive, --newdb, --status, --clean-synced, --version or --help"),
     (["--config"], "qss-get: error: argument --config: expected at least one argument"),
     (["--config", "firewall"], "qss-get: error: argument --config: invalid choice: 'firewall' "
                                "(choose from 'qss', 'nic', 'shorewall', 'apcupsd', 'all')"),
     (["--config", "qss", "--version"],
      "qss-get: error: argument --version: not allowed with argument --config"),
     (["--yes"], "qss-get: error: choose an action: --config, --backup, --restore, "
-                "--data-import, --indexes, --mount-ddrive, --newdb, --version or --help"),
+                "--data-import, --indexes, --mount-ddrive, --newdb, --status, --clean-synced, "
+                "--version or --help"),
     (["--version", "--newdb"], "qss-get: error: argument --newdb: not allowed with argument "
                                "--version"),
     (["--version", "--install"], "qss-get: error: unrecognized arguments: --install"),

@@ -1,9 +1,7 @@
 """Text the shell shows: tables and descriptions of changes to the uPMU list (pure)."""
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
-
+from qss.status import age, number, size, table, tally, when  # shared with qss-get --status
 from qss.upmuconfig import Upmu, UpmuDiff, UpmuList
 
 __all__ = ["age", "change_lines", "count", "describe_change", "mode", "number", "size",
@@ -18,18 +16,6 @@ def count(n: int, noun: str) -> str:
 def mode(extended: bool) -> str:
     """``extended`` or ``base``, the manual's names of the two file modes."""
     return "extended" if extended else "base"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> str:
-    """Left-aligned columns two spaces apart, a dashed rule under the header, no
-    trailing spaces (so the text copies cleanly from a terminal)."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        return (indent + "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]),
-                      *(line(r) for r in rows)])
 
 
 def describe_change(old: Upmu, new: Upmu) -> str:
@@ -79,45 +65,3 @@ def unsaved_summary(d: UpmuDiff, old: UpmuList, new: UpmuList) -> tuple[str, str
     lines = change_lines(d, old, new) or ["edits to the file"]
     return (count(len(lines), "unsaved change"),
             "; ".join(" ".join(line.split()) for line in lines))
-
-
-def number(n: int, noun: str) -> str:
-    """``1 file``, ``1,440 files``: counts that may be large."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def size(nbytes: int) -> str:
-    """Decimal units, as the manual writes file sizes: ``552 KB``, ``1.6 MB``."""
-    if nbytes < 1000:
-        return f"{nbytes} byte{'' if nbytes == 1 else 's'}"
-    value = float(nbytes)
-    for unit in ("KB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 999.5 or unit == "TB":
-            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    raise AssertionError("unreachable")
-
-
-def tally(files: int, nbytes: int, noun: str = "file") -> str:
-    """``12 files (6.6 MB)``; ``0 files``."""
-    return number(files, noun) + (f" ({size(nbytes)})" if files else "")
-
-
-def when(t: dt.datetime | None) -> str:
-    """A UTC time to the second, ``2015-12-18 08:14:57``, or ``never``."""
-    if t is None:
-        return "never"
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def age(seconds: float) -> str:
-    """How long ago, roughly: ``12 s``, ``3 min``, ``2 h 5 min``, ``3 days``."""
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 48 * 3600:
-        h, m = divmod(s // 60, 60)
-        return f"{h} h {m} min" if m else f"{h} h"
-    return f"{s // 86400} days"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from installer.components import COMPONENTS
-from installer import backup, database, dataimport, ddrive
+from installer import backup, database, dataimport, ddrive, housekeeping
 from installer.configure import BadInterface, Cancelled, configure
 from installer.environment import Environment
 from installer.files import DeployError
@@ -77,6 +77,11 @@ data actions (docs/operations.md; paths from qss.ini under --root):
                  qss.ini is written only when missing
   --mount-ddrive adds "UUID=... /ssd TYPE defaults,nofail 0 2" to /etc/fstab (backed
                  up first); refuses when another line mounts something at /ssd
+  --status       the same report as upmu-adm status (supervisor's programs need sudo;
+                 under --root they are not asked); --watch SECONDS repeats it, on a
+                 terminal in place, until Ctrl+C
+  --clean-synced the clean_synced command: type delete to go ahead; the SQLite queue
+                 then gives the freed pages back (incremental vacuum) and says how much
   Stopping the services: when supervisor cannot be reached, only if no qss-btrdb or
   sync2q holds its lock (and, on /, no process has the queue open).
 
@@ -88,6 +93,8 @@ examples:
   sudo qss-get --backup /mnt            back up onto the drive mounted at /mnt
   sudo qss-get --restore /mnt/qss-backup-20240506T070809
   cd ~ && qss-get --data-import         gather ~/upmu_data into ~/upmu_data_import
+  sudo qss-get --status --watch 5       watch the data arrive (Ctrl+C stops)
+  qss-get --clean-synced                free the space of files already in BTrDB
 
 exit status:
   0  done (or nothing to do)
@@ -194,6 +201,24 @@ def action_restore(env: Environment, args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.OK
 
 
+def action_status(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Services, disk and per-uPMU backlog, as upmu-adm status; --watch: until Ctrl+C."""
+    try:
+        housekeeping.status(env, tools_for(env), args.watch)
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK
+
+
+def action_clean_synced(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """clean_synced (manual ch. 12): delete the synced queued files after "delete"."""
+    try:
+        done = housekeeping.clean_synced(env, tools_for(env), assume_yes=args.yes)
+    except DeployError as exc:
+        raise CommandError(str(exc)) from None
+    return ExitStatus.OK if done else ExitStatus.ERROR
+
+
 def action_mount_ddrive(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Mount the file system labeled DATA at /ssd, now and at boot (fstab, by UUID)."""
     try:
@@ -235,6 +260,16 @@ ACTIONS: tuple[Action, ...] = (
         action="store_true",
         help="delete all BTrDB data and the queue and start both empty, after asking "
              "(y or Y goes ahead; anything else cancels); keeps upmuconfig.ini")),
+    Action("status", ("--status",), action_status, dict(
+        action="store_true",
+        help="show the services (supervisor's programs), the data drive against the "
+             "receiver's limit and each uPMU's last file received and unsynced backlog, "
+             "as upmu-adm status does; with --watch, again every few seconds")),
+    Action("clean_synced", ("--clean-synced",), action_clean_synced, dict(
+        action="store_true",
+        help="as clean_synced: count the queued files already stored in BTrDB and their "
+             "size, delete them once you type delete (--yes: without asking) and give "
+             "the space back to the file system; unsynced files are never deleted")),
     Action("version", ("--version",), action_version, dict(
         action="store_true",
         help="print the version of the Quickstart Server software")),
@@ -262,7 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--yes", action="store_true",
                       help="answer yes to the question (for scripts): --config replaces "
                            "files that differ (the previous files are still backed up); "
-                           "--newdb and --restore go ahead")
+                           "--newdb and --restore go ahead; --clean-synced deletes")
+    opts.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
+                      help="with --status: show the report again every SECONDS (default "
+                           "2) until Ctrl+C")
     opts.add_argument("--interface", metavar="NAME",
                       help="network interface of the uPMUs' network for nic and shorewall "
                            "(default: the interface of this machine's default route)")
@@ -281,6 +319,12 @@ def main(argv: Sequence[str], env: Environment | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:   # --help (0) or an invalid call (2), already printed
         return int(exc.code or 0)
+    if args.watch is not None and not args.status:
+        raise CommandError("--watch goes with --status (qss-get --status --watch 5)",
+                           ExitStatus.USAGE)
+    if args.watch is not None and not 0 < args.watch < 86400:
+        raise CommandError(f"--watch {args.watch:g}: give the seconds between refreshes "
+                           f"(more than 0, e.g. --watch 5)", ExitStatus.USAGE)
     env = env or Environment.from_system()
     root = Path(os.path.abspath(args.root))
     if not root.is_dir():
