@@ -88,9 +88,12 @@ class StreamRegistry:
                 for u in uuids:
                     self._verified.pop(u, None)
 
-    def ensure(self, upmu: Upmu, specs: dict[str, StreamSpec], names=None) -> dict:
+    def ensure(self, upmu: Upmu, specs: dict[str, StreamSpec], names=None,
+               done: dict[str, list[str]] | None = None) -> dict:
         """Make sure the streams ``names`` (all of ``specs`` when None) exist with their
-        metadata; return ``{stream name: btrdb Stream}`` for them.
+        metadata; return ``{stream name: btrdb Stream}`` for them. ``done``, when given,
+        receives what was done (as logged) -> stream names, also when an error ends it
+        (upmu-adm reports it to the operator).
 
         Raises:
             StreamConflict: BTrDB refuses one of them as configured.
@@ -100,7 +103,8 @@ class StreamRegistry:
         db = self._btrdb.get()
         generation = self._btrdb.generation
         handles = {}
-        done: dict[str, list[str]] = {}     # what was done -> stream names, for one line
+        if done is None:
+            done = {}                       # what was done -> stream names, for one line
         try:
             for name in (specs if names is None else names):
                 spec = specs[name]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qss.generator import write_tree
+from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
 from upmu_adm.cli import build_parser
 
@@ -20,12 +21,23 @@ ADDED = ("Added u1 (10.0.0.5, P3001234) in extended mode with 19 streams under /
          "not saved yet; type save to apply")
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real BTrDB for save's metadata step (the tests share uPMU UUIDs and paths)."""
+    proc = testing.start(tmp_path_factory.mktemp("btrdb") / "data")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, server) -> dict[str, str]:
     settings = tmp_path / "qss.ini"
     settings.write_text("")            # no appliance settings from the machine running tests
     env = {k: v for k, v in os.environ.items() if k not in ("BTRDB_ENDPOINTS", "MONGO_ADDR")}
-    return {**env, "QSS_CONFIG": str(settings), "HOME": str(tmp_path)}
+    return {**env, "QSS_CONFIG": str(settings), "HOME": str(tmp_path),
+            "BTRDB_ENDPOINTS": server.grpc}
 
 
 @pytest.fixture
@@ -50,10 +62,13 @@ def adm(env, cfg: Path, *args: str, stdin: str | None = None,
 
 
 def test_c_adds_and_saves_in_one_line(env, cfg):
-    proc = adm(env, cfg, "-c", "add 10.0.0.5 P3001234 u1 true; save", status=0)
     backup = cfg.with_name("backupconfig.ini")
+    backup.write_text(ORIGINAL)        # applied before: only u1 is new to BTrDB
+    proc = adm(env, cfg, "-c", "add 10.0.0.5 P3001234 u1 true; save", status=0)
     assert proc.stdout == "\n".join([
         ADDED, f"Saved {cfg}:", "  added   u1 (10.0.0.5, P3001234), extended mode, 19 streams",
+        f"Applied the streams' metadata in BTrDB {env['BTRDB_ENDPOINTS']}: u1 (10.0.0.5, "
+        f"P3001234) 19 created.",
         f"Recorded it as the last applied list in {backup}.", PICKED_UP, ""])
     assert proc.stderr == ""
     assert UpmuList.load(str(cfg)).find("u1").extended
@@ -172,7 +187,7 @@ def test_help_reads_like_a_manual_page(env, cfg):
     for heading in ("commands (type help CMD", "keys:", "non-interactive use:", "examples:",
                     "files:", "exit status:", "appliance settings:", "--upmuconfig PATH",
                     "--backupconfig PATH", "--config PATH", "-c COMMANDS", "--yes",
-                    "--queue URL", "--srv DIR", "importdat DIR", "status"):
+                    "--queue URL", "--srv DIR", "--btrdb ENDPOINTS", "importdat DIR", "status"):
         assert heading in text, heading
     assert 'upmu-adm -c "add 10.0.0.5 P3001234 u1 true; save"' in text
     for line in build_parser().format_help().splitlines():

@@ -343,6 +343,8 @@ def test_save_writes_the_file_records_the_backup_and_summarises(state, paths):
         f"  removed {U2}",
         f"  changed {U1}: base -> extended mode, 6 streams added (FUND_W, FUND_VAR, "
         f"FUND_VA, FUND_DPF, FREQ_L1_1S, FREQ_L1_C37)",
+        f"Removed {U2}: its streams and data stored in BTrDB are kept (this version of "
+        f"upmu-adm cannot delete stored data).",
         f"Recorded it as the last applied list in {backup}.",
         PICKED_UP])
     on_disk = UpmuList.load(str(cfg))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from qss.generator import write_tree
+from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
 
 from test_upmu_adm_commands import ORIGINAL
@@ -28,7 +29,7 @@ _ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
 class Shell:
     """upmu-adm in a pty; every wait names what it waited for and shows the screen log."""
 
-    def __init__(self, tmp_path: Path, cfg: Path, *args: str):
+    def __init__(self, tmp_path: Path, cfg: Path, btrdb: str, *args: str):
         settings = tmp_path / "qss.ini"
         settings.write_text("")
         env = {**os.environ, "HOME": str(tmp_path), "QSS_CONFIG": str(settings),
@@ -37,7 +38,7 @@ class Shell:
         self.child = pexpect.spawn(
             sys.executable, ["-m", "upmu_adm", "--upmuconfig", str(cfg), "--backupconfig",
                              str(cfg.with_name("backupconfig.ini")), "--queue",
-                             f"sqlite:///{tmp_path}/queue.db", *args],
+                             f"sqlite:///{tmp_path}/queue.db", "--btrdb", btrdb, *args],
             env=env, dimensions=(24, 100), timeout=5, cwd=str(tmp_path))
         self.child.logfile_read = self.log
         self.prompt()
@@ -76,9 +77,19 @@ def cfg(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real BTrDB for save's metadata step."""
+    proc = testing.start(tmp_path_factory.mktemp("btrdb") / "data")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
 @pytest.fixture
-def sh(tmp_path, cfg):
-    shell = Shell(tmp_path, cfg)
+def sh(tmp_path, cfg, server):
+    shell = Shell(tmp_path, cfg, server.grpc)
     yield shell
     shell.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TextIO
@@ -21,6 +22,7 @@ from qss.settings import SettingsError, add_settings_arguments, settings_from_ar
 from qss.upmuconfig import UpmuConfigError
 
 from .commands import KEYS_HELP, REGISTRY, command_table
+from .metadata import BtrdbMetadata
 from .registry import Confirm, Registry, prompt_suffix
 from .services import Services
 from .state import ShellState
@@ -73,7 +75,8 @@ examples:
 
 files:
   upmuconfig.ini       the uPMU list (--upmuconfig; [paths] upmuconfig in qss.ini)
-  backupconfig.ini     the list as save last applied it (--backupconfig)
+  backupconfig.ini     the list as save last applied it, streams' metadata included
+                       (--backupconfig); the base of the next save's BTrDB step
   ~/.upmu_adm_history  lines typed in the shell, recalled with Up and Down
 
 exit status:
@@ -99,7 +102,7 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
                         "removed uPMU's queued files")
     p.add_argument("--traceback", action="store_true",
                    help="on an internal error, show the Python traceback (for support)")
-    add_settings_arguments(p, "upmuconfig", "backupconfig", "queue", "srv")
+    add_settings_arguments(p, "upmuconfig", "backupconfig", "queue", "srv", "btrdb")
     return p
 
 
@@ -154,8 +157,10 @@ def main(argv: Sequence[str]) -> int:
                         max_disk_percent=settings.receiver.max_disk_percent,
                         progress=tqdm_progress)
     try:
+        btrdb = BtrdbMetadata([str(e) for e in settings.btrdb.endpoints],
+                              apikey=os.environ.get("BTRDB_API_KEY") or None)
         state = ShellState.load(settings.paths.upmuconfig, settings.paths.backupconfig,
-                                services)
+                                services, btrdb)
     except UpmuConfigError as exc:
         raise CommandError(f"{exc}; fix the file or name another with --upmuconfig") \
             from None

@@ -6,8 +6,10 @@ Edits change the working copy only; ``save`` writes ``upmuconfig.ini`` (and dele
 queued files of removed uPMUs when the operator asked for it at ``rem``). The commands on
 queued files and the server are in :mod:`upmu_adm.datafiles` and :mod:`upmu_adm.status`.
 
-Not here yet, on purpose: ``save``'s BTrDB metadata step (it will reuse sync2q's
-``streams`` module), and deleting a removed uPMU's data stored in BTrDB.
+``save`` then applies the streams' metadata of new and changed uPMUs in BTrDB with
+sync2q's code (:mod:`upmu_adm.metadata`) and only then records ``backupconfig.ini``, the
+base of the next metadata diff. Not here yet, on purpose: deleting a removed uPMU's data
+stored in BTrDB.
 """
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ from collections.abc import Sequence
 
 from qss.naming import looks_like_psl_serial
 from qss.queue import QueueError, SerialStats
-from qss.upmuconfig import (Fingerprint, Upmu, UpmuConfigError, UpmuConflictError, UpmuList,
-                            UpmuListError, UpmuNotFoundError, diff, load_backup,
+from qss.upmuconfig import (Fingerprint, Upmu, UpmuConfigError, UpmuConflictError, UpmuDiff,
+                            UpmuList, UpmuListError, UpmuNotFoundError, diff, load_backup,
                             write_backup)
 
+from .metadata import MetadataError
 from .registry import BOOL, COMMAND, UPMU, Confirm, Registry, Reply, fail, ok
 from .state import Edit, ShellState
 from .views import change_lines, count, mode, number, size, table, tally, when
@@ -341,10 +344,14 @@ def _copy(upmus: UpmuList, path: str) -> UpmuList:
 @REGISTRY.command(
     "save", usage="save [merge]", complete=("merge",), group="list",
     help="""
-write upmuconfig.ini and backupconfig.ini
-Records the saved list as applied in backupconfig.ini.
+write upmuconfig.ini, apply it in BTrDB
 The file is replaced atomically, keeping its comments and everything upmu-adm did not
-change; the receiver and sync2q follow it by themselves (no restart needed).
+change; the receiver and sync2q follow it by themselves (no restart needed). Then the
+streams of new and changed uPMUs are created or updated in BTrDB (collection, tags,
+annotations from Metadata and Properties), and the list is recorded as applied in
+backupconfig.ini. If BTrDB does not answer, the file is still saved and backupconfig.ini
+left as it was: sync2q creates the streams itself once BTrDB is back, and save (even
+with nothing to save) retries. Removed uPMUs' streams and stored data are kept.
 If someone changed upmuconfig.ini since upmu-adm read it, save writes nothing and says
 so: then save merge applies your changes on top of the file as it is now (new uPMUs get
 new UUIDs), or reload discards them.""")
@@ -391,28 +398,79 @@ def _save_merge(state: ShellState) -> Reply:
 
 def _saved(state: ShellState, before: UpmuList, after: UpmuList,
            fp: Fingerprint | None, how: str) -> Reply:
-    """Report a written file, make it the state's saved list, record the backup, and
-    delete the queued files of removed uPMUs the operator asked to delete."""
+    """Report a written file, make it the state's saved list, apply the streams'
+    metadata in BTrDB, record the backup (only once the metadata is applied), and delete
+    the queued files of removed uPMUs the operator asked to delete."""
+    changes = diff(before, after)
     lines = [f"Saved {state.path}{how}:"]
-    lines += ["  " + line for line in change_lines(diff(before, after), before, after)
+    lines += ["  " + line for line in change_lines(changes, before, after)
               or ["(no uPMU changed)"]]
     purges = dict(state.purges)
     state.reset(after, fp)
-    good = True
     try:
-        write_backup(state.saved, state.backup_path)
-    except UpmuConfigError as exc:
-        lines.append(f"save: {state.backup_path}: not recorded as applied: {exc}; "
-                     f"{state.path} is saved; type save to try recording it again")
+        applied = load_backup(state.backup_path)
+    except UpmuConfigError:
+        applied = UpmuList.parse("", state.backup_path)   # apply every uPMU's metadata
+    good = True
+    metadata, pending = _apply_metadata(state, diff(applied, state.saved))
+    lines += metadata + _kept_lines(changes)
+    if pending:
+        lines += pending
         good = False
     else:
-        lines.append(f"Recorded it as the last applied list in {state.backup_path}.")
-        lines.append(_PICKED_UP + ".")
+        try:
+            write_backup(state.saved, state.backup_path)
+        except UpmuConfigError as exc:
+            lines.append(f"save: {state.backup_path}: not recorded as applied: {exc}; "
+                         f"{state.path} is saved; type save to try recording it again")
+            good = False
+        else:
+            lines.append(f"Recorded it as the last applied list in {state.backup_path}.")
+            lines.append(_PICKED_UP + ".")
     for serial, described in purges.items():
         line, done = _purge(state, serial, described)
         lines.append(line)
         good = good and done
     return Reply("\n".join(lines), good)
+
+
+def _apply_metadata(state: ShellState, since: UpmuDiff) -> tuple[list[str], list[str]]:
+    """Create or update the streams of the uPMUs added or changed since the last applied
+    list, in BTrDB; (lines saying what was done, lines saying what is pending - empty
+    when all was applied). Nothing to do without a BTrDB (library use) or such uPMUs."""
+    upmus = list(since.added) + [new for _, new in since.changed]
+    if state.btrdb is None or not upmus:
+        return [], []
+    what = state.btrdb.what
+    try:
+        done = state.btrdb.apply(upmus)
+    except MetadataError as exc:
+        lines = []
+        if exc.done:
+            lines.append(f"Applied the streams' metadata in {what}: "
+                         f"{'; '.join(a.describe() for a in exc.done)}.")
+        lines.append(f"save: the streams' metadata is not applied: {exc.reason}; "
+                     f"{state.path} is saved, {state.backup_path} is left as it was.")
+        lines.append("Pending in BTrDB: create or update the streams of "
+                     + "; ".join(f"{u.describe()} ({count(len(u.streams), 'stream')})"
+                                 for u in exc.pending) + ".")
+        if exc.refused:
+            lines.append("The receiver picks up the new list now (no restart needed); "
+                         "sync2q stores no data of that uPMU until its streams are right: "
+                         "fix upmuconfig.ini or the stream in BTrDB, then type save again.")
+        else:
+            lines.append("The receiver picks up the new list now (no restart needed); "
+                         "sync2q creates the streams itself once BTrDB answers; type save "
+                         "again to retry the metadata now.")
+        return [], lines
+    return [f"Applied the streams' metadata in {what}: "
+            f"{'; '.join(a.describe() for a in done)}."], []
+
+
+def _kept_lines(changes: UpmuDiff) -> list[str]:
+    """One line per removed uPMU: what stays in BTrDB."""
+    return [f"Removed {u.describe()}: its streams and data stored in BTrDB are kept "
+            f"(this version of upmu-adm cannot delete stored data)." for u in changes.removed]
 
 
 def _purge(state: ShellState, serial: str, described: str) -> tuple[str, bool]:
@@ -429,20 +487,31 @@ def _purge(state: ShellState, serial: str, described: str) -> tuple[str, bool]:
 
 
 def _record_applied(state: ShellState) -> Reply:
-    """No unsaved changes: bring backupconfig.ini up to the file (changed by hand, or
-    a backup that failed to be written)."""
+    """No unsaved changes: bring backupconfig.ini up to the file (changed by hand, or a
+    save whose metadata or backup was not applied), applying the streams' metadata of
+    what differs first."""
     try:
         applied = load_backup(state.backup_path)
-        if applied.render() == state.saved.render():
-            return ok("Nothing to save - no unsaved changes")
-        write_backup(state.saved, state.backup_path)
     except UpmuConfigError as exc:
         return fail(f"save: {state.backup_path}: not recorded as applied: {exc}")
+    if applied.render() == state.saved.render():
+        return ok("Nothing to save - no unsaved changes")
+    since = diff(applied, state.saved)
+    changes = ["  " + line for line in change_lines(since, applied, state.saved)
+               or ["(comments only)"]]
+    metadata, pending = _apply_metadata(state, since)
+    if pending:
+        return fail("\n".join(
+            [f"Nothing to save in {state.path}, but it differs from the last applied list "
+             f"in {state.backup_path}:"] + changes + metadata + pending))
+    try:
+        write_backup(state.saved, state.backup_path)
+    except UpmuConfigError as exc:
+        return fail("\n".join(metadata + [f"save: {state.backup_path}: not recorded as "
+                                          f"applied: {exc}"]))
     lines = [f"Nothing to save in {state.path}; recorded it as the last applied list in "
              f"{state.backup_path}, which differed:"]
-    lines += ["  " + line for line in change_lines(diff(applied, state.saved), applied,
-                                                   state.saved) or ["(comments only)"]]
-    return ok("\n".join(lines))
+    return ok("\n".join(lines + changes + metadata + _kept_lines(since)))
 
 
 @REGISTRY.command(

@@ -8,7 +8,9 @@ edits on top of the file as it is now instead of overwriting it.
 
 Besides the list, the state carries :class:`~upmu_adm.services.Services` (the queue and
 the probes the data commands use) and the queued files to delete when a removal is
-saved (``purges``, serial -> the uPMU as described when removed).
+saved (``purges``, serial -> the uPMU as described when removed), and where ``save``
+applies the streams' metadata (``btrdb``; None: no BTrDB step, for library use and the
+tests of the list commands).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from qss.upmuconfig import (Fingerprint, UpmuConfigError, UpmuDiff, UpmuList,
                             UpmuNotFoundError, diff, fingerprint)
 
+from .metadata import BtrdbMetadata
 from .services import Services
 from .views import count, unsaved_summary
 
@@ -63,6 +66,8 @@ class ShellState:
     services: Services = field(default_factory=Services)
     # Serial -> description: delete its queued files when its removal is saved (rem).
     purges: dict[str, str] = field(default_factory=dict)
+    # Where save applies the streams' metadata; None: no BTrDB step.
+    btrdb: BtrdbMetadata | None = None
     # The on-disk fingerprint already reported as a concurrent change (report once).
     _noted: Fingerprint | None = field(default=None, repr=False)
 
@@ -70,8 +75,8 @@ class ShellState:
         self.upmus = _copy(self.saved, self.path)
 
     @classmethod
-    def load(cls, path: str, backup_path: str,
-             services: Services | None = None) -> ShellState:
+    def load(cls, path: str, backup_path: str, services: Services | None = None,
+             btrdb: BtrdbMetadata | None = None) -> ShellState:
         """Read ``upmuconfig.ini`` (missing: an empty list).
 
         Raises:
@@ -79,7 +84,7 @@ class ShellState:
         """
         saved = UpmuList.load(path)
         return cls(path, backup_path, saved, saved.fingerprint,
-                   services=services or Services())
+                   services=services or Services(), btrdb=btrdb)
 
     def close(self) -> None:
         """Release the queue, if a command opened it."""

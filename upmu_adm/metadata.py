@@ -1,0 +1,123 @@
+"""save's BTrDB step: create or update the streams' metadata of new and changed uPMUs.
+
+This is the old ``manager2lite.ipy`` step, done by ``save`` itself with sync2q's own code
+(:mod:`sync2q.streams` decides what each stream must look like and makes it so,
+:mod:`sync2q.connection` connects with deadlines), so upmu-adm and sync2q can never
+disagree about a stream. The operator is waiting, so every call gets a short deadline
+(:data:`DEADLINE`) instead of sync2q's minute, and nothing is retried here: ``save``
+reports what is pending and the operator (or sync2q, which ensures the streams of every
+new or changed uPMU itself once BTrDB answers) retries.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from qss.upmuconfig import Upmu
+
+__all__ = ["DEADLINE", "Applied", "BtrdbMetadata", "MetadataError"]
+
+#: Seconds each BTrDB call of save may take.
+DEADLINE = 3.0
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What was done to one uPMU's streams."""
+
+    upmu: Upmu
+    created: int
+    updated: int
+    unchanged: int
+
+    def describe(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.created, "created"),
+                                              (self.updated, "updated"),
+                                              (self.unchanged, "already right")) if n]
+        return f"{self.upmu.describe()} {', '.join(parts) or 'no streams'}"
+
+
+class MetadataError(Exception):
+    """The metadata of ``pending`` (in order) could not be applied; ``done`` were.
+    ``refused``: BTrDB refuses a stream as configured (retrying does not help until the
+    file or the stream is fixed); otherwise BTrDB is unreachable or failing."""
+
+    def __init__(self, reason: str, refused: bool, done: list[Applied],
+                 pending: list[Upmu]) -> None:
+        super().__init__(reason)
+        self.reason, self.refused, self.done, self.pending = reason, refused, done, pending
+
+
+def _quiet_client_logging() -> None:
+    """Keep log lines off the operator's screen: importing the btrdb client calls
+    ``logging.basicConfig(level=INFO)`` (then numexpr and sync2q's INFO lines would be
+    printed). save reports what happened itself, so a root handler that drops records
+    makes that basicConfig a no-op."""
+    import logging
+    if not logging.root.handlers:
+        logging.root.addHandler(logging.NullHandler())
+
+
+def _rpc_error(exc: BaseException) -> BaseException:
+    """The gRPC error under a client error (BTrDBError quotes its whole repr, debug
+    string included), for a shorter message; else ``exc``."""
+    import grpc
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, grpc.RpcError) and hasattr(seen, "code"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+@dataclass
+class BtrdbMetadata:
+    """Where and how save applies the streams' metadata (``[btrdb] endpoints``)."""
+
+    endpoints: Sequence[str]
+    apikey: str | None = None
+    deadline: float = DEADLINE
+    opener: Callable[..., object] | None = field(default=None, repr=False)  # tests
+
+    @property
+    def what(self) -> str:
+        """``BTrDB 127.0.0.1:4410``, for messages."""
+        return f"BTrDB {','.join(self.endpoints)}"
+
+    def apply(self, upmus: Sequence[Upmu]) -> list[Applied]:
+        """Make the streams of ``upmus`` exist with their metadata, one uPMU after the
+        other; stops at the first failure.
+
+        Raises:
+            MetadataError: what failed, what was done, what is pending.
+        """
+        _quiet_client_logging()
+        # sync2q (and the btrdb client, grpc) only when there is something to apply.
+        from sync2q.connection import Btrdb, ErrorKind, classify, connect, describe_error
+        from sync2q.streams import StreamConflict, StreamRegistry, specs_of
+        btrdb = Btrdb(list(self.endpoints), self.apikey, deadline=self.deadline,
+                      opener=self.opener or connect)
+        registry = StreamRegistry(btrdb)
+        applied: list[Applied] = []
+        try:
+            for i, upmu in enumerate(upmus):
+                specs = specs_of(upmu)
+                done: dict[str, list[str]] = {}
+                try:
+                    registry.ensure(upmu, specs, done=done)
+                except StreamConflict as exc:
+                    raise MetadataError(str(exc), True, applied, list(upmus[i:])) from exc
+                except Exception as exc:  # noqa: BLE001 - sorted by classify()
+                    refused = classify(exc) is ErrorKind.REFUSED
+                    reason = describe_error(_rpc_error(exc))
+                    if not refused:
+                        reason = f"{btrdb.what} is unreachable or failing ({reason})"
+                    raise MetadataError(reason, refused, applied,
+                                        list(upmus[i:])) from exc
+                created = sum(len(v) for k, v in done.items() if k.startswith("created"))
+                updated = sum(len(v) for k, v in done.items()) - created
+                applied.append(Applied(upmu, created, updated,
+                                       len(specs) - created - updated))
+        finally:
+            btrdb.close()
+        return applied
