@@ -234,3 +234,69 @@ def test_a_new_queue_file_is_group_writable_under_a_group_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "queue.db").stat().st_mode & 0o777 == 0o660
+
+
+class _AfterSelect:
+    """The queue's connection, running ``hook`` right after the clean-up's SELECT."""
+
+    def __init__(self, db, hook):
+        self._db, self._hook = db, hook
+
+    def execute(self, sql, *args):
+        cur = self._db.execute(sql, *args)
+        if self._hook and sql.startswith("SELECT id, size FROM received_files"):
+            rows = cur.fetchall()
+            hook, self._hook = self._hook, None
+            hook()
+            return _Rows(rows)
+        return cur
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+class _Rows:
+    def __init__(self, rows):
+        self._rows = rows
+
+    def fetchall(self):
+        return self._rows
+
+
+def test_clean_up_never_deletes_a_file_replaced_while_it_runs(tmp_path):
+    # A device resends a synced file with new bytes, from another process, between the
+    # clean-up's look at the synced files and its delete; the resend was acknowledged (the
+    # device deleted its copy), so the new bytes must survive.
+    url = f"sqlite:///{tmp_path}/queue.db"
+    cleaner, receiver = open_queue(url), open_queue(url)
+    receiver.put("P1", "/a.dat", b"old")
+    assert receiver.mark_synced(receiver.get("P1", "/a.dat"))
+    resend = threading.Thread(target=receiver.put, args=("P1", "/a.dat", b"new bytes"))
+
+    def device_resends():
+        resend.start()
+        resend.join(1.0)  # blocks on the clean-up's write lock when selecting is atomic
+
+    cleaner._db = _AfterSelect(cleaner._db, device_resends)
+    cleaner.delete_synced()
+    resend.join()
+    file = receiver.get("P1", "/a.dat")
+    assert file is not None and bytes(receiver.read(file)) == b"new bytes"
+    assert not file.synced(receiver.ytagbase)
+    cleaner.close()
+    receiver.close()
+
+
+def test_the_queue_recovers_after_a_write_fails_for_lack_of_space(tmp_path):
+    q = open_queue(f"sqlite:///{tmp_path}/queue.db")
+    q.put("P1", "/a", b"x")
+    db = q._db
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages + 1}")
+    with pytest.raises(QueueError):
+        q.put("P1", "/big", os.urandom(4 * PAGE_SIZE))
+    assert not db.in_transaction
+    db.execute("PRAGMA max_page_count = 1073741823")
+    assert q.put("P1", "/big", b"fits now") is PutResult.NEW
+    assert q.get("P1", "/big") is not None
+    q.close()

@@ -218,11 +218,14 @@ class SqliteQueue(Queue):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
+                # Also after a failed COMMIT (SQLITE_FULL): a transaction left open would
+                # make every later BEGIN fail until the process restarts.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _error(self, doing: str, exc: sqlite3.Error) -> QueueError:
         return QueueError(f"queue {self.url}: {doing}: {exc}")
@@ -474,11 +477,18 @@ class SqliteQueue(Queue):
         total = Tally()
         try:
             while True:
-                rows = self._query(f"SELECT id, size FROM received_files WHERE {where} "
-                                   f"LIMIT {_DELETE_BATCH}", params)
+                # Select and delete in one transaction: a file replaced in between (a
+                # resend with new bytes, ytag back to 0, already acknowledged) must not
+                # be deleted on the strength of its old row.
+                with self._write() as db:
+                    rows = db.execute(f"SELECT id, size FROM received_files WHERE {where} "
+                                      f"LIMIT {_DELETE_BATCH}", params).fetchall()
+                    ids = [(r[0],) for r in rows]
+                    db.executemany("DELETE FROM file_data WHERE id = ?", ids)
+                    db.executemany("DELETE FROM received_files WHERE id = ?", ids)
                 if not rows:
                     break
-                total += self._delete_ids(rows)
+                total += Tally(len(rows), sum(r[1] for r in rows))
         except sqlite3.Error as exc:
             raise self._error("cannot delete files", exc) from None
         finally:
