@@ -5,9 +5,7 @@ The supervisor files are rendered by the same code as ``qss-get --config qss``, 
 file, logs, the included conf.d and qss.ini all live there), as the current user, with
 startsecs of 1 s to keep the test short. The programs are the real ones (``qss-btrdb``,
 ``qss-receiver``, ``qss-sync2q``, from their console scripts or, until those are
-installed, their ``entry`` functions); only a program whose code does not exist runs the
-STAND-IN daemon below, which behaves as the contract says (foreground, logs to stdout,
-finishes its current file on SIGTERM).
+installed, their ``entry`` functions).
 
 What an operator relies on (manual ch. 16): ``supervisorctl status`` shows every program
 RUNNING, ``tail`` (and ``tail -f``) shows a program's log, a killed program comes back,
@@ -41,6 +39,8 @@ from installer import files
 from installer.components import Layout, programs, qss_files
 from qss.settings import load_settings
 
+from test_sync2q_support import reserve_port
+
 BIN = Path(sys.executable).parent
 SUPERVISORD = shutil.which("supervisord", path=str(BIN)) or shutil.which("supervisord")
 SUPERVISORCTL = shutil.which("supervisorctl", path=str(BIN)) or shutil.which("supervisorctl")
@@ -56,24 +56,6 @@ SOCKET_GROUP = "nogroup" if ROOT else grp.getgrgid(os.getegid()).gr_name
 REAL_ENTRIES = {"qss-btrdb": "qss.tsdb.server:entry", "qss-receiver": "receiver.server:entry",
                 "qss-sync2q": "sync2q.cli:entry"}
 
-# STAND-IN, only for a program whose code does not exist yet (neither its console script
-# nor its module above). It does what the contract asks of every program (foreground,
-# logs to stdout, finishes its current file on SIGTERM), so the supervisor configuration
-# is still tested as it will be used. Today every program exists and it is not used.
-STAND_IN = """\
-import signal, sys, time
-name = sys.argv[0]
-print(f"STAND-IN for {name} (not built yet): running with {sys.argv[1:]}", flush=True)
-stop = []
-signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
-while not stop:
-    time.sleep(0.05)
-print("SIGTERM: finishing the current file", flush=True)
-time.sleep(1.0)
-print("stopped", flush=True)
-"""
-STAND_IN_FINISH_S = 1.0
-
 # How supervisord reports a program that stopped because of its SIGTERM: it exited by
 # itself (the contract), or, when the signal came before the program had installed its
 # handler (still starting up, nothing in flight), by the signal's default action. Never
@@ -81,30 +63,19 @@ STAND_IN_FINISH_S = 1.0
 BY_SIGTERM = {"exit status 0", "terminated by SIGTERM"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _install_program(bindir: Path, name: str) -> str:
-    """Put ``name`` in ``bindir``: the real console script, its entry, or the stand-in."""
+def _install_program(bindir: Path, name: str) -> None:
+    """Put ``name`` in ``bindir``: the real console script, or a script running its entry."""
     target = bindir / name
     real = BIN / name
     if real.exists():
         target.symlink_to(real)
-        return "real"
+        return
     module, _, func = REAL_ENTRIES.get(name, ":").partition(":")
-    if module and importlib.util.find_spec(module) is not None:
-        code = f"import sys; sys.argv[0] = {name!r}; from {module} import {func}; {func}()"
-        kind = "real"
-    else:
-        stand_in = str(bindir / "stand-in.py")
-        code = f"import sys; sys.argv[0] = {name!r}; exec(open({stand_in!r}).read())"
-        kind = "stand-in"
+    if not module or importlib.util.find_spec(module) is None:
+        pytest.fail(f"{name}: neither its console script nor its module exists")
+    code = f"import sys; sys.argv[0] = {name!r}; from {module} import {func}; {func}()"
     target.write_text(f"#!/bin/sh\nexec {sys.executable} -c {_sh(code)} \"$@\"\n")
     target.chmod(0o755)
-    return kind
 
 
 def _sh(text: str) -> str:
@@ -119,14 +90,16 @@ class Appliance:
         self.conf = prefix / "etc/supervisor/supervisord.conf"
         self.proc: subprocess.Popen | None = None
         self.pids: set[int] = set()
-        self.kinds: dict[str, str] = {}
 
     def write(self) -> None:
         p = self.prefix
         for d in ("etc/qss", "var/run", "var/log/supervisor", "var/lib/qss", "ssd/data",
                   "ssd/srv", "home/manager", "bin"):
             (p / d).mkdir(parents=True, exist_ok=True)
-        grpc, http, listen = _free_port(), _free_port(), _free_port()
+        # Ports left in TIME_WAIT: no other process is given them before the programs
+        # (which bind with SO_REUSEADDR) take them; supervisord's startretries cover a
+        # restart that finds one still in use.
+        grpc, http, listen = reserve_port(), reserve_port(), reserve_port()
         self.ports = {"btrdb gRPC": grpc, "btrdb REST": http, "receiver": listen}
         ini = p / "etc/qss/qss.ini"
         ini.write_text(f"[paths]\nupmuconfig = {p}/home/manager/upmuconfig.ini\n"
@@ -136,19 +109,19 @@ class Appliance:
                        f"[btrdb]\nendpoints = 127.0.0.1:{grpc}\n"
                        f"[receiver]\nlisten = 127.0.0.1:{listen}\n"
                        f"[store]\ngrpc = 127.0.0.1:{grpc}\nhttp = 127.0.0.1:{http}\n")
-        (p / "bin/stand-in.py").write_text(STAND_IN)
         layout = Layout(bindir=str(p / "bin"), prefix=str(p), user=getpass.getuser(),
                         group=SOCKET_GROUP, socket_owner=getpass.getuser(), startsecs=1)
         settings = load_settings(str(ini), environ={})
         self.programs = programs(settings, layout)
         for prog in self.programs:
-            self.kinds[prog.name] = _install_program(p / "bin", Path(prog.command.split()[0]).name)
+            _install_program(p / "bin", Path(prog.command.split()[0]).name)
         changes = files.plan(qss_files(settings, layout), p)
         list(files.apply(changes, dt.datetime.now()))
 
     def start(self) -> None:
         log = open(self.prefix / "supervisord.out", "wb")
-        self.proc = subprocess.Popen([SUPERVISORD, "-n", "-c", str(self.conf)], stdout=log,
+        self.proc = subprocess.Popen([SUPERVISORD, "-n", "-c", str(self.conf)],
+                                     stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=self.prefix)
         log.close()
 
@@ -174,7 +147,10 @@ class Appliance:
             if check(status):
                 return status
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}: {status}\n{self.logs()}")
+                logs = self.logs()
+                taken = ("; a port was in use by another process (ports: "
+                         f"{self.ports})" if "Address already in use" in logs else "")
+                pytest.fail(f"timed out waiting for {what}{taken}: {status}\n{logs}")
             time.sleep(0.1)
 
     def log(self, name: str) -> str:
@@ -235,8 +211,6 @@ def _accepting(port: int) -> bool:
 def test_every_program_reaches_running(appliance):
     names = [p.name for p in appliance.programs]
     assert names == ["btrdb", "receiver", "sync2q"]
-    assert appliance.kinds["btrdb"] == "real" and appliance.kinds["receiver"] == "real"
-    print(f"programs: {appliance.kinds}")     # which are real, which stand-ins (pytest -s)
     appliance.wait_for(all_running(names), "every program RUNNING")
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout
@@ -291,7 +265,8 @@ def test_tail_shows_a_programs_log(appliance):
     # tail -f, as the manual's troubleshooting chapter runs it, follows the same log:
     # it shows what is there, then what the receiver logs next (a connection, here)
     follow = subprocess.Popen([SUPERVISORCTL, "-c", str(appliance.conf), "tail", "-f",
-                               "receiver"], stdout=subprocess.PIPE)
+                               "receiver"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
     try:
         _read_until(follow, lambda text: proc.stdout.strip().splitlines()[-1] in text)
         before = appliance.log("receiver")
@@ -346,10 +321,6 @@ def test_stop_all_sends_sigterm_and_waits_for_each_program(appliance):
     # every program stopped because of the SIGTERM, none needed SIGKILL
     stopped = dict(re.findall(r"stopped: (\S+) \((.*?)\)", log))
     assert sorted(stopped) == sorted(names) and set(stopped.values()) <= BY_SIGTERM, log
-    if appliance.kinds["sync2q"] == "stand-in":
-        assert "SIGTERM: finishing the current file" in appliance.log("sync2q")
-        assert appliance.log("sync2q").rstrip().endswith("stopped")
-        assert elapsed >= STAND_IN_FINISH_S      # supervisord waited for it to finish
     assert elapsed < max(p.stopwaitsecs for p in appliance.programs)
 
 

@@ -36,12 +36,15 @@ class Receiver:
             [sys.executable, "-m", "receiver.server", "--config", str(site.config),
              "--queue", site.url, "--upmuconfig", site.upmuconfig,
              "--listen-fd", str(self.sock.fileno())],
-            pass_fds=(self.sock.fileno(),), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+            pass_fds=(self.sock.fileno(),), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
         self.ready = threading.Event()
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        assert self.ready.wait(30), "receiver did not start:\n" + "".join(self.lines)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self.ready.wait(30):
+            self.kill()
+            raise AssertionError("receiver did not start:\n" + "".join(self.lines))
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -62,8 +65,20 @@ class Receiver:
                 assert struct.unpack("<I", reply)[0] == send_id, "".join(self.lines)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(30) == 0, "".join(self.lines)
+        """SIGTERM, and exit status 0 within 30 s (else killed)."""
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            code = self.proc.wait(30)
+        finally:
+            self.kill()
+        assert code == 0, "".join(self.lines)
+
+    def kill(self) -> None:
+        """SIGKILL the receiver if it still runs, reap it, close its pipe and socket."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
         self.proc.stdout.close()
         self.sock.close()
 

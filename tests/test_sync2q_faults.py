@@ -17,13 +17,15 @@ import pytest
 from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
 from test_sync2q_support import (ROOT, Sync2q, connect, device_files, expected, read_stream,
-                                 run_once, server, site)  # noqa: F401 - fixtures
+                                 run_once, server, site,  # noqa: F401 - fixtures
+                                 start_btrdb_on)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 EXT = 9192          # bytes of an extended record
 SAMPLES = 60 * 120  # samples per stream of a one-minute file
 SYNCED = r"synced: \d+ points"
+RATE = r"INFO rate: \d+ files"
 
 
 def counts(db, upmu) -> dict[str, int]:
@@ -44,9 +46,9 @@ def test_sigterm_finishes_the_batch_and_sigkill_leaves_no_duplicates(server, sit
     db = connect(server.grpc)
 
     # SIGTERM: the batch being inserted is finished and marked; nothing else is in.
-    proc = Sync2q(site.args(server.grpc))
-    proc.wait_for(SYNCED, n=6)
-    assert proc.stop(signal.SIGTERM) == 0, proc.log
+    with Sync2q(site.args(server.grpc)) as proc:
+        proc.wait_for(SYNCED, n=6)
+        assert proc.stop(signal.SIGTERM) == 0, proc.log
     assert proc.count(r"INFO stopped: \d+ files") == 1, proc.log
     synced = len(files) - len(site.unsynced("P3200001"))
     assert 6 <= synced < len(files), proc.log
@@ -54,10 +56,9 @@ def test_sigterm_finishes_the_batch_and_sigkill_leaves_no_duplicates(server, sit
     assert set(counts(db, upmu).values()) == {synced * SAMPLES}
 
     # SIGKILL mid-insert, then a restart: every point once.
-    proc = Sync2q(site.args(server.grpc))
-    proc.wait_for(SYNCED, n=1)
-    proc.proc.kill()
-    proc.wait()
+    with Sync2q(site.args(server.grpc)) as proc:
+        proc.wait_for(SYNCED, n=1)
+        proc.kill()
     assert site.unsynced("P3200001"), "the run finished before SIGKILL; queue more files"
     run_once(site, server.grpc)
     assert site.unsynced("P3200001") == []
@@ -77,18 +78,23 @@ def test_btrdb_going_away_and_coming_back_loses_and_doubles_nothing(site, tmp_pa
     later = device_files("P3300001", 12, start=1450426440 + 12 * 60)
     site.add_upmu("P3300001", "outage", extended=True)
     site.put("P3300001", first)
-    proc = Sync2q(site.args(btrdb.grpc, "--rate-interval", "0.5"))
     try:
-        proc.wait_for(SYNCED, n=1)
-        btrdb.stop()                                  # down while sync2q works
-        site.put("P3300001", later)
-        proc.wait_for(r"WARNING BTrDB 127\.0\.0\.1:\d+: unavailable \(")
-        time.sleep(1.0)                               # a few retries, backing off
-        assert site.unsynced("P3300001")
-        btrdb = testing.start(data, "--grpc", f"127.0.0.1:{port}")
-        proc.wait_for(r"available again after [\d.]+ s \(\d+ failed attempts\)")
-        wait_until(lambda: not site.unsynced("P3300001"), what="every file synced")
-        assert proc.stop() == 0, proc.log
+        with Sync2q(site.args(btrdb.grpc, "--rate-interval", "0.5")) as proc:
+            proc.wait_for(SYNCED, n=1)
+            btrdb.stop()                              # down while sync2q works
+            site.put("P3300001", later)
+            proc.wait_for(r"WARNING BTrDB 127\.0\.0\.1:\d+: unavailable \(")
+            # Two rate lines after that (a whole interval of retries, backing off): the
+            # second one shows that sync2q kept going and synced nothing meanwhile.
+            before = proc.count(RATE)
+            proc.wait_for(RATE, n=before + 2)
+            assert [line for line in proc.lines if re.search(RATE, line)][before + 1] \
+                .partition("INFO ")[2].startswith("rate: 0 files, 0 points"), proc.log
+            assert site.unsynced("P3300001")
+            btrdb = start_btrdb_on(data, port)        # back on the port sync2q knows
+            proc.wait_for(r"available again after [\d.]+ s \(\d+ failed attempts\)")
+            wait_until(lambda: not site.unsynced("P3300001"), what="every file synced")
+            assert proc.stop() == 0, proc.log
         # One line when it went down, one when it came back: not one per attempt.
         assert proc.count(r"unavailable \(") == 1, proc.log
         assert proc.count(r"available again") == 1, proc.log
@@ -102,8 +108,6 @@ def test_btrdb_going_away_and_coming_back_loses_and_doubles_nothing(site, tmp_pa
         np.testing.assert_array_equal(t, want["C3ANG"][0])
         np.testing.assert_array_equal(v, want["C3ANG"][1])
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
         btrdb.stop()
 
 
@@ -113,31 +117,31 @@ def test_a_wiped_database_gets_its_streams_and_every_file_again(site, tmp_path):
     site.put("P3310001", first)
     btrdb = testing.start(tmp_path / "old")
     port = btrdb.grpc_port
-    proc = Sync2q(site.args(btrdb.grpc))
     try:
-        proc.wait_for(SYNCED, n=3)
-        # qss-get's "new database": stop, start on an empty data directory, and raise
-        # ytagbase so every queued file is synced again. sync2q sat idle meanwhile, so its
-        # channel reconnects without an error: the first insert finds the streams gone.
-        btrdb.stop()
-        btrdb = testing.start(tmp_path / "new", "--grpc", f"127.0.0.1:{port}")
-        site.queue.resync_all()
-        proc.wait_for(SYNCED, n=6)
-        assert proc.count(r"a stream is missing in BTrDB .*creating its streams again") == 1
-        assert proc.count(r"19 streams created in collection 'upmu/wiped'") == 2, proc.log
-        db = connect(btrdb.grpc)
-        assert set(counts(db, site.upmu("P3310001")).values()) == {3 * SAMPLES}
-        # SIGTERM while BTrDB is down: out at once, not after the backoff.
-        btrdb.stop()
-        site.put("P3310001", device_files("P3310001", 1, start=1450426440 + 600))
-        proc.wait_for(r"unavailable \(")
-        started = time.monotonic()
-        assert proc.stop() == 0
-        assert time.monotonic() - started < 5, proc.log
+        with Sync2q(site.args(btrdb.grpc)) as proc:
+            proc.wait_for(SYNCED, n=3)
+            # qss-get's "new database": stop, start on an empty data directory, and raise
+            # ytagbase so every queued file is synced again. sync2q sat idle meanwhile, so
+            # its channel reconnects without an error: the first insert finds the streams
+            # gone.
+            btrdb.stop()
+            btrdb = start_btrdb_on(tmp_path / "new", port)
+            site.queue.resync_all()
+            proc.wait_for(SYNCED, n=6)
+            assert proc.count(r"a stream is missing in BTrDB .*creating its streams again") \
+                == 1
+            assert proc.count(r"19 streams created in collection 'upmu/wiped'") == 2, proc.log
+            db = connect(btrdb.grpc)
+            assert set(counts(db, site.upmu("P3310001")).values()) == {3 * SAMPLES}
+            # SIGTERM while BTrDB is down: out at once, not after the backoff.
+            btrdb.stop()
+            site.put("P3310001", device_files("P3310001", 1, start=1450426440 + 600))
+            proc.wait_for(r"unavailable \(")
+            started = time.monotonic()
+            assert proc.stop() == 0
+            assert time.monotonic() - started < 5, proc.log
         assert proc.count(r"INFO stopped: 6 files") == 1, proc.log   # 3, twice
     finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
         btrdb.stop()
 
 
@@ -235,8 +239,7 @@ def test_upmuconfig_changes_are_applied_while_running(server, site):
     site.add_upmu("P3500001", "cfg-a", extended=True)
     site.put("P3500001", a_files)
     site.put("P3500002", b_files)                     # not in the list yet
-    proc = Sync2q(site.args(server.grpc))
-    try:
+    with Sync2q(site.args(server.grpc)) as proc:
         proc.wait_for(SYNCED, n=2)
         proc.wait_for(r"WARNING uPMU P3500002: not in .*upmuconfig.ini; its queued files "
                       r"wait until it is added")
@@ -272,12 +275,15 @@ def test_upmuconfig_changes_are_applied_while_running(server, site):
         proc.wait_for(r"uPMU cfg-a \(.*\): removed; its queued files wait")
         more = device_files("P3500001", 1, start=1450426440 + 600)
         site.put("P3500001", more)
-        time.sleep(1.5)
+        # The list touched is read again, and the next pass over the queue logs that the
+        # new file waits: proof that sync2q looked at it and left it.
+        waits = r"WARNING uPMU P3500001: not in .*upmuconfig.ini; its queued files wait"
+        seen = proc.count(waits)
+        mtime = os.stat(site.upmuconfig).st_mtime_ns + 10**9
+        os.utime(site.upmuconfig, ns=(mtime, mtime))
+        proc.wait_for(waits, n=seen + 1)
         assert site.unsynced("P3500001") == [more[0][0]]
         assert proc.stop() == 0, proc.log
-    finally:
-        if proc.proc.poll() is None:
-            proc.proc.kill()
 
 
 def _replace(path: str, text: str) -> None:

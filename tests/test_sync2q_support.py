@@ -10,6 +10,7 @@ import calendar
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -148,19 +149,36 @@ class Site:
 
 
 class Sync2q:
-    """A ``python -m sync2q`` child; its output is collected line by line."""
+    """A ``python -m sync2q`` child; its output is collected line by line.
+
+    A context manager: leaving the ``with`` block kills the child if it still runs, so no
+    test leaves one behind whatever fails. Its output goes to a pipe, never to pytest's."""
 
     def __init__(self, args: list[str]) -> None:
         env = {k: v for k, v in os.environ.items()
                if k not in ("QSS_CONFIG", "BTRDB_ENDPOINTS", "MONGO_ADDR", "BTRDB_API_KEY")}
         env["PYTHONPATH"] = str(ROOT)
         self.proc = subprocess.Popen([sys.executable, "-m", "sync2q", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env, cwd=ROOT)
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+
+    def __enter__(self) -> Sync2q:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the child if it still runs, reap it, and close its pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
+        self.proc.stdout.close()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
@@ -200,14 +218,56 @@ class Sync2q:
 
 
 def run_once(site: Site, btrdb: str, *extra: str, timeout: float = 60.0) -> Sync2q:
-    """``qss-sync2q --once`` to completion; asserts exit status 0."""
-    proc = Sync2q(site.args(btrdb, "--once", *extra))
-    code = proc.wait(timeout)
+    """``qss-sync2q --once`` to completion; asserts exit status 0. A run that outlasts
+    ``timeout`` is killed and its TimeoutExpired re-raised."""
+    with Sync2q(site.args(btrdb, "--once", *extra)) as proc:
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            exc.add_note(f"qss-sync2q --once killed after {timeout} s; log:\n{proc.log}")
+            raise
     assert code == 0, proc.log
     return proc
 
 
 # -- BTrDB -------------------------------------------------------------------------------
+
+def reserve_port() -> int:
+    """A free loopback port kept from being handed out again for a while: it is left in
+    TIME_WAIT (a connection accepted and closed on it), so the kernel does not pick it for
+    another process's port 0, yet a server binding it with SO_REUSEADDR (qss-btrdb, the
+    receiver) may. Nothing listens on it: a client gets "connection refused"."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()                 # the server's side closes first: TIME_WAIT
+    return port
+
+
+def start_btrdb_on(data, port: int, *extra: str, attempts: int = 6,
+                   backoff: float = 0.25) -> testing.ServerProcess:
+    """``testing.start`` with gRPC on 127.0.0.1:``port`` (a port chosen earlier, or the
+    one of a server just stopped; qss-btrdb cannot inherit a listening socket). While the
+    port is in use it is tried again, ``attempts`` times with a doubling delay."""
+    delay = backoff
+    for attempt in range(1, attempts + 1):
+        try:
+            return testing.start(data, "--grpc", f"127.0.0.1:{port}", *extra)
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc):
+                raise
+            if attempt == attempts:
+                raise RuntimeError(
+                    f"qss-btrdb could not listen on 127.0.0.1:{port}, still in use after "
+                    f"{attempts} attempts (another process took the port?):\n{exc}"
+                    ) from exc
+        time.sleep(delay)
+        delay *= 2
 
 def connect(address: str):
     import warnings
