@@ -60,13 +60,22 @@ def _in_group(user: str, group: str) -> bool:
         return False
 
 
-def _run(argv: Sequence[str]) -> tuple[int, str]:
+def run_tool(argv: Sequence[str], stdout: bool = False) -> tuple[int, str]:
+    """Run a system tool: (its exit status, its message), 127 when it cannot be started
+    and 124 when it does not answer in 120 s.
+
+    The message is its standard error, or standard output when that is empty, stripped;
+    with ``stdout``, a tool that succeeds returns its standard output as it is (lsblk -J
+    prints JSON).
+    """
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
     except OSError as exc:
         return 127, f"{argv[0]}: {exc.strerror or exc}"
     except subprocess.TimeoutExpired:
         return 124, f"{argv[0]}: no answer in 120 s"
+    if stdout and proc.returncode == 0:
+        return proc.returncode, proc.stdout
     return proc.returncode, (proc.stderr or proc.stdout).strip()
 
 
@@ -93,7 +102,7 @@ class Environment:
     net_devices: Callable[[], list[str]] = _net_devices
     bindir: str = field(default_factory=lambda: sysconfig.get_path("scripts"))
     euid: Callable[[], int] = os.geteuid
-    run: Callable[[Sequence[str]], tuple[int, str]] = _run
+    run: Callable[[Sequence[str]], tuple[int, str]] = run_tool
     user_exists: Callable[[str], bool] = _user_exists
     in_group: Callable[[str, str], bool] = _in_group
     #: Hooks of the data actions (service control, locks, block devices); None: the real

@@ -18,8 +18,6 @@ The hooks are read from ``env.data_tools`` when the environment has them
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import shutil
@@ -28,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from qss import lockfile
 from qss.queue import Queue, open_queue
 from qss.settings import Settings
 from qss.status import DiskUsage, ProbeError, Program, disk_usage, supervisor_programs
 
-from .environment import Environment
+from .environment import Environment, run_tool
 from .files import DeployError, target_path
 
 BTRDB_LOCK = "qss-btrdb.lock"        # qss.tsdb.server.LOCK_FILE
@@ -113,19 +112,6 @@ def lsblk_devices(run: Callable[[Sequence[str]], tuple[int, str]]) -> list[Block
     return found
 
 
-def _run_captured_stdout(argv: Sequence[str]) -> tuple[int, str]:
-    """Like Environment.run, but returning standard output (lsblk -J prints JSON)."""
-    import subprocess
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
-    except OSError as exc:
-        return 127, f"{argv[0]}: {exc.strerror or exc}"
-    except subprocess.TimeoutExpired:
-        return 124, f"{argv[0]}: no answer in 120 s"
-    return proc.returncode, (proc.stdout if proc.returncode == 0 else
-                             (proc.stderr or proc.stdout).strip())
-
-
 @dataclass
 class DataTools:
     """The hooks of the data actions; ``services`` None: nothing to stop (``--root``)."""
@@ -157,7 +143,8 @@ def tools_for(env: Environment) -> DataTools:
         return DataTools()
     run = env.run
     return DataTools(services=Supervisor(run),
-                     block_devices=lambda: lsblk_devices(_run_captured_stdout),
+                     block_devices=lambda: lsblk_devices(
+                         lambda argv: run_tool(argv, stdout=True)),
                      mount=lambda point: run(["mount", point]), chown=True,
                      proc_dir=Path("/proc"), programs=supervisor_programs)
 
@@ -206,20 +193,13 @@ def _try_lock(path: Path, what: str) -> int | None:
     if not path.parent.is_dir():
         return None
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
-    except OSError as exc:
-        raise DeployError(f"{path}: cannot open: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise DeployError(f"{what} is still running (pid {holder} holds {path}): stop "
-                              f"it first (sudo supervisorctl stop all); nothing was "
+        return lockfile.hold(path, mode=0o660, record_pid=False)
+    except lockfile.LockError as exc:
+        if exc.step == "held":
+            raise DeployError(f"{what} is still running (pid {exc.holder} holds {path}): "
+                              f"stop it first (sudo supervisorctl stop all); nothing was "
                               f"changed") from None
-        raise DeployError(f"{path}: cannot lock: {exc.strerror}") from None
-    return fd
+        raise DeployError(f"{path}: cannot {exc.step}: {exc.strerror}") from None
 
 
 def _queue_holders(proc: Path, queue_file: Path) -> list[str]:

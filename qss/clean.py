@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from qss.cli import CommandError, ExitStatus, run
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.queue import Queue, QueueError, SerialStats, Tally, open_queue
 from qss.settings import SettingsError, add_settings_arguments, settings_from_args
 
@@ -118,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                "examples:\n  clean_synced\n  clean_synced --yes          (scripts, cron)")
     p.add_argument("-y", "--yes", action="store_true",
                    help="delete without asking (for scripts)")
-    p.add_argument("--traceback", action="store_true",
-                   help="on an internal error, show the Python traceback (for support)")
+    add_traceback_argument(p)
     add_settings_arguments(p, "queue")
     return p
 

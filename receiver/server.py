@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import errno
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 
-from qss.cli import CommandError, ExitStatus, run
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.queue import Queue, QueueError, open_queue
 from qss.settings import SettingsError, add_settings_arguments, settings_from_args
 
@@ -269,6 +270,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="accept on the listening TCP socket inherited as file descriptor "
                             "FD instead of opening --listen (socket activation; lets tests "
                             "restart a receiver on the same port)")
+    add_traceback_argument(parser)
     return parser
 
 
@@ -323,8 +325,8 @@ async def _serve(queue: Queue, settings, args: argparse.Namespace) -> int:
             host, port = await server.start(listen.host, listen.port)
     except OSError as exc:
         where = f"file descriptor {args.listen_fd}" if args.listen_fd is not None else listen
-        raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}; is another "
-                           f"receiver running?") from None
+        hint = "; is another receiver running?" if exc.errno == errno.EADDRINUSE else ""
+        raise CommandError(f"cannot listen on {where}: {exc.strerror or exc}{hint}") from None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)

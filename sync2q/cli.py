@@ -8,16 +8,17 @@ synced again).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
-from qss.cli import CommandError, ExitStatus, run
+from qss import lockfile
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.queue import QueueError, open_queue
 from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+from qss.upmuconfig import UpmuConfigError, UpmuList
 
 from .config import ConfigWatcher
 from .connection import Btrdb
@@ -75,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="streams inserted at a time (default 2, for the 2-core appliance)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="info (the default) logs one line per file synced")
-    p.add_argument("--traceback", action="store_true",
-                   help="on an internal error, show the Python traceback (for support)")
+    add_traceback_argument(p)
     return p
 
 
@@ -99,19 +99,12 @@ def _lock(directory: str) -> int:
     """
     path = os.path.join(directory, LOCK_FILE)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise CommandError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise CommandError(f"another sync2q (pid {holder}) is working on this queue; stop "
-                           f"it first (sudo supervisorctl stop sync2q)") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+        return lockfile.hold(path)
+    except lockfile.LockError as exc:
+        if exc.step == "open":
+            raise CommandError(f"cannot open {path}: {exc.strerror}") from None
+        raise CommandError(f"another sync2q (pid {exc.holder}) is working on this "
+                           f"queue; stop it first (sudo supervisorctl stop sync2q)") from None
 
 
 def _quarantine(queue, settings) -> Quarantine:
@@ -147,6 +140,13 @@ def main(argv: Sequence[str]) -> int:
         if args.quarantined or args.requeue:
             return _manage(quarantine, queue, args)
         _lock(os.path.dirname(quarantine.path))
+        if args.once:
+            # The daemon keeps waiting for a broken list to be fixed; a one-off drain
+            # must not report success having synced nothing.
+            try:
+                UpmuList.load(settings.paths.upmuconfig)
+            except UpmuConfigError as exc:
+                raise CommandError(f"{' '.join(str(exc).split())}; nothing was synced") from None
         _configure_logging(args.log_level)
         btrdb = Btrdb([str(e) for e in settings.btrdb.endpoints],
                       apikey=os.environ.get("BTRDB_API_KEY") or None)

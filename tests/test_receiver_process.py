@@ -161,3 +161,19 @@ def test_operator_errors_are_one_line(tmp_path):
     done = run_receiver("--listen", "127.0.0.1:99999")
     assert done.returncode == 2
     assert done.stderr.startswith("qss-receiver: error: --listen '127.0.0.1:99999': port must")
+
+
+def test_an_unusable_listening_socket_hints_at_another_receiver_only_when_in_use(tmp_path):
+    common = ("--queue", f"sqlite:///{tmp_path / 'queue.db'}", "--srv", str(tmp_path),
+              "--upmuconfig", str(tmp_path / "upmuconfig.ini"))
+    done = run_receiver(*common, "--listen-fd", "99")
+    assert (done.returncode, done.stderr) == (
+        1, "qss-receiver: error: cannot listen on file descriptor 99: Bad file descriptor\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_receiver(*common, "--listen", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"qss-receiver: error: cannot listen on 127.0.0.1:{port}: ")
+    assert done.stderr.endswith("; is another receiver running?\n")

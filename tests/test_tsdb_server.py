@@ -95,6 +95,14 @@ def test_bad_settings_are_a_usage_error(tmp_path):
                                 "a number from 1 to 65535, not '99999'\n")
 
 
+@pytest.mark.parametrize("seconds", ["inf", "nan", "1e-9", "0", "-5", "86401"])
+def test_summary_interval_out_of_range_is_a_usage_error_before_starting(tmp_path, seconds):
+    status, err = refuse(tmp_path / "d", "--summary", seconds)
+    assert (status, err) == (2, f"qss-btrdb: error: --summary must be a number of seconds "
+                                f"from 1 to 86400, not {float(seconds):g}\n")
+    assert not (tmp_path / "d").exists()
+
+
 def test_every_option_has_help():
     for action in build_parser()._actions:
         assert action.help, action.dest

@@ -13,7 +13,9 @@ import pytest
 from qss.generator import write_tree
 from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
-from upmu_adm.cli import build_parser
+from upmu_adm import REGISTRY, ShellState
+from upmu_adm.cli import build_parser, run_script
+from upmu_adm.registry import Registry
 
 from test_upmu_adm_commands import ORIGINAL, PICKED_UP
 
@@ -192,3 +194,36 @@ def test_help_reads_like_a_manual_page(env, cfg):
     assert 'upmu-adm -c "add 10.0.0.5 P3001234 u1 true; save"' in text
     for line in build_parser().format_help().splitlines():
         assert len(line) <= 88, line
+
+
+def test_an_internal_error_in_a_script_is_one_line_and_discards_the_changes(cfg):
+    """A bug in a command must not skip saying that the unsaved changes are dropped."""
+    import io
+    registry = Registry()
+
+    @registry.command("add", usage="add IPADDR SERIAL ALIAS [EXT]", help="the real add")
+    def add(state, args):
+        return REGISTRY.run(state, ["add", *args])
+
+    @registry.command("boom", usage="boom", help="a command with a bug")
+    def boom(state, args):
+        raise RuntimeError("disk on fire")
+
+    for show_traceback in (False, True):
+        state = ShellState.load(str(cfg), str(cfg.with_name("backupconfig.ini")))
+        out, err = io.StringIO(), io.StringIO()
+        status = run_script(state, ["add 10.0.0.5 P3001234 u1 true; boom; save"], out=out,
+                            err=err, registry=registry, show_traceback=show_traceback)
+        assert status == 1
+        assert out.getvalue() == ADDED + "\n"
+        *traceback, error, discarded = err.getvalue().splitlines()
+        assert error == ("upmu-adm: internal error: RuntimeError: disk on fire (run again "
+                         "with --traceback and report it)")
+        assert discarded.startswith("Abort - Not saving changes... (1 unsaved change "
+                                    "discarded: added u1 (10.0.0.5, P3001234)")
+        if show_traceback:
+            assert traceback[0] == "Traceback (most recent call last):"
+            assert traceback[-1] == "RuntimeError: disk on fire"
+        else:
+            assert traceback == []
+        assert cfg.read_text() == ORIGINAL

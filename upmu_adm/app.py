@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 
 from prompt_toolkit import PromptSession
@@ -149,12 +150,15 @@ def _key_bindings() -> KeyBindings:
 def run_interactive(state: ShellState, *, registry: Registry = REGISTRY,
                     input: Input | None = None, output: Output | None = None,
                     history: History | None = None,
-                    write: Callable[[str], None] | None = None) -> int:
+                    write: Callable[[str], None] | None = None,
+                    show_traceback: bool = False) -> int:
     """Run the shell until the operator leaves; return the exit status.
 
     ``input``, ``output`` and ``history`` default to the terminal and
     ``~/.upmu_adm_history``; ``write`` prints a reply (default: standard output).
     Tests pass a pipe input, a DummyOutput, an InMemoryHistory and a list's append.
+    An internal error (a bug) is one line and the shell goes on; ``show_traceback``
+    (``--traceback``) writes the traceback before it.
     """
     write = write or print
     session: PromptSession[str] = PromptSession(
@@ -204,6 +208,8 @@ def run_interactive(state: ShellState, *, registry: Registry = REGISTRY,
         except KeyboardInterrupt:
             write("Interrupted")
         except Exception as exc:  # noqa: BLE001 - keep the shell (and unsaved edits) alive
+            if show_traceback:
+                write(traceback.format_exc().rstrip("\n"))
             write(f"internal error: {type(exc).__name__}: {exc} (please report it; the "
                   f"shell and your unsaved changes are still here)")
 

@@ -14,10 +14,11 @@ import argparse
 import contextlib
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TextIO
 
-from qss.cli import CommandError, ExitStatus, run
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, internal_error, run
 from qss.settings import SettingsError, add_settings_arguments, settings_from_args
 from qss.upmuconfig import UpmuConfigError
 
@@ -100,15 +101,20 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
                    help="without a terminal, answer yes to the questions (rem, "
                         "delbackup, exit with unsaved changes); never to deleting a "
                         "removed uPMU's queued files")
-    p.add_argument("--traceback", action="store_true",
-                   help="on an internal error, show the Python traceback (for support)")
+    add_traceback_argument(p)
     add_settings_arguments(p, "upmuconfig", "backupconfig", "queue", "srv", "btrdb")
     return p
 
 
 def run_script(state: ShellState, lines: Iterable[str], *, out: TextIO, err: TextIO,
-               assume_yes: bool = False, registry: Registry = REGISTRY) -> int:
-    """Run commands without a terminal; return the exit status (see the module doc)."""
+               assume_yes: bool = False, registry: Registry = REGISTRY,
+               show_traceback: bool = False) -> int:
+    """Run commands without a terminal; return the exit status (see the module doc).
+
+    An unexpected exception (a bug) is one line on ``err`` (with the traceback before it
+    when ``show_traceback``), and fails the run as a failed command does: unsaved changes
+    are discarded, saying so.
+    """
 
     def confirm(c: Confirm) -> bool:
         if not c.unattended:
@@ -118,17 +124,24 @@ def run_script(state: ShellState, lines: Iterable[str], *, out: TextIO, err: Tex
         out.write(f"{c.question} {prompt_suffix(c)} yes (--yes)\n")
         return True
 
-    for line in lines:
-        failed = False
-        for reply in registry.execute(state, line, confirm if assume_yes else None):
-            if reply.text:
-                (out if reply.ok else err).write(reply.text + "\n")
-            if reply.exit:
-                return int(ExitStatus.OK)
-            failed = failed or not reply.ok
-        if failed:
-            _discard(state, err)
-            return int(ExitStatus.ERROR)
+    try:
+        for line in lines:
+            failed = False
+            for reply in registry.execute(state, line, confirm if assume_yes else None):
+                if reply.text:
+                    (out if reply.ok else err).write(reply.text + "\n")
+                if reply.exit:
+                    return int(ExitStatus.OK)
+                failed = failed or not reply.ok
+            if failed:
+                _discard(state, err)
+                return int(ExitStatus.ERROR)
+    except Exception as exc:  # noqa: BLE001 - still say what happens to unsaved changes
+        if show_traceback:
+            err.write(traceback.format_exc())
+        err.write(internal_error(PROG, exc) + "\n")
+        _discard(state, err)
+        return int(ExitStatus.ERROR)
     if _discard(state, err):
         return int(ExitStatus.ERROR)
     return int(ExitStatus.OK)
@@ -167,12 +180,12 @@ def main(argv: Sequence[str]) -> int:
     with contextlib.closing(state):
         if args.commands is not None:
             return run_script(state, [args.commands], out=sys.stdout, err=sys.stderr,
-                              assume_yes=args.yes)
+                              assume_yes=args.yes, show_traceback=args.traceback)
         if not sys.stdin.isatty():
             return run_script(state, sys.stdin, out=sys.stdout, err=sys.stderr,
-                              assume_yes=args.yes)
+                              assume_yes=args.yes, show_traceback=args.traceback)
         from .app import run_interactive    # prompt_toolkit only when there is a terminal
-        return run_interactive(state)
+        return run_interactive(state, show_traceback=args.traceback)
 
 
 @contextlib.contextmanager

@@ -8,12 +8,13 @@ queued files and the server are in :mod:`upmu_adm.datafiles` and :mod:`upmu_adm.
 
 ``save`` then applies the streams' metadata of new and changed uPMUs in BTrDB with
 sync2q's code (:mod:`upmu_adm.metadata`) and only then records ``backupconfig.ini``, the
-base of the next metadata diff. Not here yet, on purpose: deleting a removed uPMU's data
-stored in BTrDB.
+base of the next metadata diff. Last, it deletes from BTrDB the streams of removed uPMUs
+the operator asked to delete at ``rem`` (never a stream whose UUID a uPMU in the list
+still has); those BTrDB did not let it delete stay pending for the next ``save``.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from qss.naming import looks_like_psl_serial
 from qss.queue import QueueError, SerialStats
@@ -21,9 +22,9 @@ from qss.upmuconfig import (Fingerprint, Upmu, UpmuConfigError, UpmuConflictErro
                             UpmuList, UpmuListError, UpmuNotFoundError, diff, load_backup,
                             write_backup)
 
-from .metadata import MetadataError
+from .metadata import MetadataError, StoredDataError
 from .registry import BOOL, COMMAND, UPMU, Confirm, Registry, Reply, fail, ok
-from .state import Edit, ShellState
+from .state import Edit, ShellState, StreamDrop
 from .views import change_lines, count, mode, number, size, table, tally, when
 
 __all__ = ["GROUPS", "REGISTRY", "command_table", "parse_bool", "queue_stats"]
@@ -111,11 +112,13 @@ _BTRDB_KEPT = ("its data stored in BTrDB is kept (this version of upmu-adm canno
 remove a uPMU (asks first)
 Name it by its IP address, serial number or alias.
 When the uPMU has queued files, rem then offers to delete them too: type yes to have
-save delete them when it saves the removal; anything else keeps them. Without a
-terminal (-c, scripts) they are kept even with --yes; delete them later with
-delbackup SERIAL all. Its data stored in BTrDB is kept: this version of upmu-adm cannot
-delete stored data. After save, the receiver refuses the uPMU's files (the device
-keeps them and retries), so add it again to resume.
+save delete them when it saves the removal; anything else keeps them. Then, when it has
+streams in BTrDB, rem offers to delete them and all their data the same way (it shows
+how many streams and points); streams whose UUIDs another uPMU in the list has are
+never deleted. Without a terminal (-c, scripts) both are kept even with --yes; delete
+queued files later with delbackup SERIAL all. reload, or leaving without saving, undoes
+both. After save, the receiver refuses the uPMU's files (the device keeps them and
+retries), so add it again to resume.
 Examples:
   rem 192.168.1.24
   rem P3001234
@@ -133,40 +136,100 @@ def cmd_rem(state: ShellState, args: Sequence[str]) -> Reply:
     def yes() -> Reply:
         state.upmus.remove(upmu.ip)
         state.record(Edit("rem", (upmu.ip,), f"rem {upmu.ip}"))
-        return _offer_purge(state, upmu, f"Removed {upmu.describe()} - {_NOT_SAVED}.")
+        return _offer_purge(state, upmu, f"Removed {upmu.describe()} - {_NOT_SAVED}.",
+                            lambda lines: _offer_drop(state, upmu, lines))
 
     return ok(confirm=Confirm(f"Remove {upmu.describe()} from the uPMU list?", yes,
                               lambda: ok(f"Kept {upmu.describe()}; nothing changed")))
 
 
-def _offer_purge(state: ShellState, upmu: Upmu, removed: str) -> Reply:
-    """After a removal: offer to delete the uPMU's queued files when it is saved."""
-    kept = ok(f"{removed}\nIts queued files and its data stored in BTrDB are kept")
+def _offer_purge(state: ShellState, upmu: Upmu, removed: str,
+                 then: Callable[[list[str]], Reply]) -> Reply:
+    """After a removal: offer to delete the uPMU's queued files when it is saved, then
+    continue with ``then(lines so far)`` (the offer to delete its streams)."""
+    # Without a BTrDB step (library use) the stored data is simply kept, and said so.
+    kept = f"; {_BTRDB_KEPT}" if state.btrdb is None else ""
     if state.services.queue_url is None or not upmu.serial:
-        return kept
+        return then([removed, "Its queued files and its data stored in BTrDB are kept"
+                     if state.btrdb is None else "Its queued files are kept"])
     try:
         stats = queue_stats(state).get(upmu.serial.casefold())
     except QueueError as exc:
-        return ok(f"{removed}\nIts queued files are kept (cannot look at the queue: "
-                  f"{exc}); {_BTRDB_KEPT}")
+        return then([removed, f"Its queued files are kept (cannot look at the queue: "
+                              f"{exc}){kept}"])
     if stats is None or not stats.files:
-        return ok(f"{removed}\nIt has no queued files; {_BTRDB_KEPT}")
+        return then([removed, f"It has no queued files{kept}"])
     files = tally(stats.files, stats.bytes)
     details = [f"{upmu.describe()} has {files} queued."]
     if stats.unsynced_files:
         details.append(f"WARNING: {tally(stats.unsynced_files, stats.unsynced_bytes)} of "
                        f"them are not synced to BTrDB yet: deleting them loses their data.")
-    details.append(f"Either way {_BTRDB_KEPT}.")
+    details.append(f"Either way {_BTRDB_KEPT}." if state.btrdb is None else
+                   "Deleting them does not delete its data stored in BTrDB (asked next).")
 
     def purge() -> Reply:
         state.purges[upmu.serial] = upmu.describe()
-        return ok(f"{removed}\nIts queued files will be deleted when you save; "
-                  f"{_BTRDB_KEPT}")
+        return then([removed, f"Its queued files will be deleted when you save{kept}"])
 
     return ok(confirm=Confirm(
         "\n".join(details + ["Delete its queued files when you save the removal?"]),
-        purge, lambda: ok(f"{removed}\nIts queued files ({number(stats.files, 'file')}, "
-                          f"{size(stats.bytes)}) are kept; {_BTRDB_KEPT}"),
+        purge, lambda: then([removed, f"Its queued files ({number(stats.files, 'file')}, "
+                                      f"{size(stats.bytes)}) are kept{kept}"]),
+        word="yes", unattended=False))
+
+
+def _in_use(upmus: UpmuList) -> dict:
+    """UUID -> the uPMU of the list (excluded sections too) whose section has it."""
+    return {info.uuid: u.describe() for u in (*upmus, *upmus.excluded)
+            for info in u.streams.values()}
+
+
+def _offer_drop(state: ShellState, upmu: Upmu, lines: list[str]) -> Reply:
+    """After the queued-files offer: offer to delete the removed uPMU's streams (and all
+    their data) from BTrDB when the removal is saved. Needs a typed yes; --yes never
+    answers it. Streams whose UUIDs another uPMU of the list has are left out."""
+    if state.btrdb is None:
+        return ok("\n".join(lines))
+    used = _in_use(state.upmus)
+    mine = [(name, info.uuid) for name, info in upmu.streams.items()]
+    shared = sorted({used[u] for _, u in mine if u in used})
+    drop = StreamDrop(upmu.describe(), tuple((n, u) for n, u in mine if u not in used))
+    note = (f"its streams whose UUIDs {', '.join(shared)} also has are kept"
+            if shared else "")
+    if not drop.streams:
+        return ok("\n".join(lines + [f"Its data stored in BTrDB is kept ("
+                                     + (note or "it has no stream UUIDs") + ")"]))
+    what = state.btrdb.what
+    try:
+        stored = state.btrdb.stored(drop.uuids)
+    except StoredDataError as exc:
+        short = f"{count(len(drop.streams), 'stream')}, not counted"
+        found = (f"{count(len(drop.streams), 'stream')} in upmuconfig.ini, not counted "
+                 f"in BTrDB ({exc.reason})")
+    else:
+        if not stored.existing:
+            return ok("\n".join(lines + [f"It has no streams stored in {what}"
+                                         + (f"; {note}" if note else "")]))
+        points = ("" if stored.points is None
+                  else f" holding {number(stored.points, 'point')}")
+        found = short = f"{count(len(stored.existing), 'stream')} in {what}{points}"
+    details = [f"{upmu.describe()} has {found}."]
+    if note:
+        details.append(f"Of its streams, those whose UUIDs {', '.join(shared)} also has "
+                       f"are kept.")
+    details.append("WARNING: deleting them deletes all their data from BTrDB for good.")
+
+    def yes() -> Reply:
+        state.drops[upmu.ip] = drop
+        return ok("\n".join(lines + [
+            f"Its streams in BTrDB ({short}) will be deleted with all their data when "
+            f"you save"]))
+
+    return ok(confirm=Confirm(
+        "\n".join(details + ["Delete its streams and all their data from BTrDB when you "
+                             "save the removal?"]),
+        yes, lambda: ok("\n".join(lines + [f"Its streams and data stored in BTrDB are "
+                                           f"kept ({short})"])),
         word="yes", unattended=False))
 
 
@@ -351,7 +414,11 @@ streams of new and changed uPMUs are created or updated in BTrDB (collection, ta
 annotations from Metadata and Properties), and the list is recorded as applied in
 backupconfig.ini. If BTrDB does not answer, the file is still saved and backupconfig.ini
 left as it was: sync2q creates the streams itself once BTrDB is back, and save (even
-with nothing to save) retries. Removed uPMUs' streams and stored data are kept.
+with nothing to save) retries. Last, save deletes from BTrDB the streams of removed
+uPMUs you asked rem to delete (never a stream whose UUID a uPMU of the list has); if
+BTrDB does not answer, it names the streams still to delete, and the next save (even
+with nothing to save) retries; leaving upmu-adm forgets them. Other removed uPMUs'
+streams and stored data are kept.
 If someone changed upmuconfig.ini since upmu-adm read it, save writes nothing and says
 so: then save merge applies your changes on top of the file as it is now (new uPMUs get
 new UUIDs), or reload discards them.""")
@@ -360,7 +427,11 @@ def cmd_save(state: ShellState, args: Sequence[str]) -> Reply:
     if merge and args[0].lower() != "merge":
         return REGISTRY.get("save").usage_error(f"unexpected {args[0]!r}")
     if not state.unsaved:
-        return _record_applied(state)
+        reply = _record_applied(state)
+        if not state.pending_drops:
+            return reply
+        lines, done = _drop_streams(state, {})
+        return Reply("\n".join([reply.text] + lines), reply.ok and done)
     if merge:
         return _save_merge(state)
     before, after = state.saved, state.upmus
@@ -405,7 +476,7 @@ def _saved(state: ShellState, before: UpmuList, after: UpmuList,
     lines = [f"Saved {state.path}{how}:"]
     lines += ["  " + line for line in change_lines(changes, before, after)
               or ["(no uPMU changed)"]]
-    purges = dict(state.purges)
+    purges, drops = dict(state.purges), dict(state.drops)
     state.reset(after, fp)
     try:
         applied = load_backup(state.backup_path)
@@ -413,7 +484,7 @@ def _saved(state: ShellState, before: UpmuList, after: UpmuList,
         applied = UpmuList.parse("", state.backup_path)   # apply every uPMU's metadata
     good = True
     metadata, pending = _apply_metadata(state, diff(applied, state.saved))
-    lines += metadata + _kept_lines(changes)
+    lines += metadata + _kept_lines(state, changes, drops)
     if pending:
         lines += pending
         good = False
@@ -431,7 +502,8 @@ def _saved(state: ShellState, before: UpmuList, after: UpmuList,
         line, done = _purge(state, serial, described)
         lines.append(line)
         good = good and done
-    return Reply("\n".join(lines), good)
+    dropped, done = _drop_streams(state, drops)
+    return Reply("\n".join(lines + dropped), good and done)
 
 
 def _apply_metadata(state: ShellState, since: UpmuDiff) -> tuple[list[str], list[str]]:
@@ -467,10 +539,52 @@ def _apply_metadata(state: ShellState, since: UpmuDiff) -> tuple[list[str], list
             f"{'; '.join(a.describe() for a in done)}."], []
 
 
-def _kept_lines(changes: UpmuDiff) -> list[str]:
-    """One line per removed uPMU: what stays in BTrDB."""
-    return [f"Removed {u.describe()}: its streams and data stored in BTrDB are kept "
-            f"(this version of upmu-adm cannot delete stored data)." for u in changes.removed]
+def _kept_lines(state: ShellState, changes: UpmuDiff,
+                drops: dict[str, StreamDrop] | None = None) -> list[str]:
+    """One line per removed uPMU whose streams are not to be deleted: they stay in
+    BTrDB."""
+    why = (" (this version of upmu-adm cannot delete stored data)" if state.btrdb is None
+           else "")
+    return [f"Removed {u.describe()}: its streams and data stored in BTrDB are kept{why}."
+            for u in changes.removed if u.ip not in (drops or {})]
+
+
+def _drop_streams(state: ShellState, drops: dict[str, StreamDrop]) -> tuple[list[str], bool]:
+    """Delete from BTrDB the streams of saved-away uPMUs asked for at rem (``drops``) and
+    those an earlier save could not delete (``state.pending_drops``), except streams
+    whose UUIDs a uPMU of the saved list has; (lines, whether all went well). What BTrDB
+    does not let it delete stays in ``state.pending_drops`` for the next save."""
+    todo = {**state.pending_drops, **drops}
+    if not todo or state.btrdb is None:
+        return [], True
+    used = _in_use(state.saved)
+    lines, good = [], True
+    for ip, drop in todo.items():
+        state.pending_drops.pop(ip, None)
+        back = [n for n, u in drop.streams if u in used]
+        drop = drop.only(u for u in drop.uuids if u not in used)
+        if back:
+            lines.append(f"Kept {count(len(back), 'stream')} of {drop.described} in BTrDB: "
+                         f"their UUIDs are in the uPMU list again ({', '.join(back)}).")
+        if not drop.streams:
+            continue
+        try:
+            gone = state.btrdb.obliterate(drop.uuids)
+        except StoredDataError as exc:
+            left = drop.only(u for u in drop.uuids if u not in exc.done)
+            state.pending_drops[ip] = left
+            good = False
+            lines.append(
+                f"save: the streams of {drop.described} are not deleted from BTrDB: "
+                f"{exc.reason}; still to delete: {count(len(left.streams), 'stream')} ("
+                + ", ".join(f"{n} {u}" for n, u in left.streams)
+                + "); type save again to retry (leaving upmu-adm forgets this).")
+            continue
+        already = len(drop.streams) - len(gone)
+        lines.append(f"Deleted the streams of {drop.described} from {state.btrdb.what}: "
+                     f"{count(len(gone), 'stream')} and all their data"
+                     + (f" ({already} already gone)." if already else "."))
+    return lines, good
 
 
 def _purge(state: ShellState, serial: str, described: str) -> tuple[str, bool]:
@@ -482,8 +596,9 @@ def _purge(state: ShellState, serial: str, described: str) -> tuple[str, bool]:
     except QueueError as exc:
         return (f"save: the queued files of {described} were not deleted: {exc}; delete "
                 f"them with: delbackup {serial} all", False)
-    return (f"Deleted the queued files of {described}: {tally(gone.files, gone.bytes)}; "
-            f"{_BTRDB_KEPT}.", True)
+    kept = f"; {_BTRDB_KEPT}" if state.btrdb is None else ""
+    return (f"Deleted the queued files of {described}: {tally(gone.files, gone.bytes)}"
+            f"{kept}.", True)
 
 
 def _record_applied(state: ShellState) -> Reply:
@@ -511,7 +626,7 @@ def _record_applied(state: ShellState) -> Reply:
                                           f"applied: {exc}"]))
     lines = [f"Nothing to save in {state.path}; recorded it as the last applied list in "
              f"{state.backup_path}, which differed:"]
-    return ok("\n".join(lines + changes + metadata + _kept_lines(since)))
+    return ok("\n".join(lines + changes + metadata + _kept_lines(state, since)))
 
 
 @REGISTRY.command(
@@ -588,10 +703,14 @@ leave (asks if changes are unsaved)
 With unsaved changes, asks before discarding them.
 Ctrl+C on an empty line and Ctrl+D do the same.""")
 def cmd_exit(state: ShellState, args: Sequence[str]) -> Reply:
+    forgotten = "".join(
+        f"\nwarning: forgetting the deletion of {count(len(d.streams), 'stream')} of "
+        f"{d.described} from BTrDB that save could not do; they stay in BTrDB"
+        for d in state.pending_drops.values())
     if not state.unsaved:
-        return ok("Clean exit - no unsaved changes", exit=True)
+        return ok("Clean exit - no unsaved changes" + forgotten, exit=True)
     changes, details = state.describe_unsaved()
     return ok(confirm=Confirm(
         f"Not saved: {details}.\nDiscard {changes} and exit?",
-        lambda: ok("Abort - Not saving changes...", exit=True),
+        lambda: ok("Abort - Not saving changes..." + forgotten, exit=True),
         lambda: ok("Not exiting; type save to keep your changes, exit to leave")))

@@ -7,15 +7,21 @@ disagree about a stream. The operator is waiting, so every call gets a short dea
 (:data:`DEADLINE`) instead of sync2q's minute, and nothing is retried here: ``save``
 reports what is pending and the operator (or sync2q, which ensures the streams of every
 new or changed uPMU itself once BTrDB answers) retries.
+
+The same connection code counts and deletes a removed uPMU's streams (:meth:`BtrdbMetadata.
+stored`, :meth:`BtrdbMetadata.obliterate`) when the operator asked for it at ``rem``;
+streams are deleted through the official client (``Stream.obliterate``).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from qss.upmuconfig import Upmu
 
-__all__ = ["DEADLINE", "Applied", "BtrdbMetadata", "MetadataError"]
+__all__ = ["DEADLINE", "Applied", "BtrdbMetadata", "MetadataError", "Stored",
+           "StoredDataError"]
 
 #: Seconds each BTrDB call of save may take.
 DEADLINE = 3.0
@@ -46,6 +52,24 @@ class MetadataError(Exception):
                  pending: list[Upmu]) -> None:
         super().__init__(reason)
         self.reason, self.refused, self.done, self.pending = reason, refused, done, pending
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What BTrDB holds of some streams: those that exist, and their points (None when
+    not counted)."""
+
+    existing: tuple[UUID, ...]
+    points: int | None
+
+
+class StoredDataError(Exception):
+    """BTrDB is unreachable or failing while counting or deleting streams; ``done``: the
+    streams deleted before it failed."""
+
+    def __init__(self, reason: str, done: Sequence[UUID] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.done = reason, list(done)
 
 
 def _quiet_client_logging() -> None:
@@ -83,6 +107,69 @@ class BtrdbMetadata:
     def what(self) -> str:
         """``BTrDB 127.0.0.1:4410``, for messages."""
         return f"BTrDB {','.join(self.endpoints)}"
+
+    def _connection(self):
+        _quiet_client_logging()
+        from sync2q.connection import Btrdb, connect
+        return Btrdb(list(self.endpoints), self.apikey, deadline=self.deadline,
+                     opener=self.opener or connect)
+
+    def _failure(self, btrdb, exc: BaseException, done: Sequence[UUID] = ()
+                 ) -> StoredDataError:
+        from sync2q.connection import describe_error
+        return StoredDataError(f"{btrdb.what} is unreachable or failing "
+                               f"({describe_error(_rpc_error(exc))})", done)
+
+    def stored(self, uuids: Sequence[UUID]) -> Stored:
+        """Which of these streams exist, and how many points they hold (the client's
+        ``Stream.count()``: aligned windows, cheap; None if counting fails).
+
+        Raises:
+            StoredDataError: BTrDB does not answer.
+        """
+        btrdb = self._connection()          # first: it quiets the client's logging
+        from btrdb.exceptions import StreamNotFoundError
+        try:
+            db = btrdb.get()
+            existing = [u for u in uuids if db.stream_from_uuid(u).exists()]
+            points: int | None = 0
+            for u in existing:
+                try:
+                    points += db.stream_from_uuid(u).count()
+                except StreamNotFoundError:
+                    pass                        # deleted meanwhile
+                except Exception:  # noqa: BLE001 - a count is a nicety
+                    points = None
+                    break
+            return Stored(tuple(existing), points)
+        except Exception as exc:  # noqa: BLE001 - reported to the operator
+            raise self._failure(btrdb, exc) from exc
+        finally:
+            btrdb.close()
+
+    def obliterate(self, uuids: Sequence[UUID]) -> list[UUID]:
+        """Delete these streams and all their data (``Stream.obliterate()``); returns
+        those deleted (a stream already gone is skipped).
+
+        Raises:
+            StoredDataError: BTrDB failed; ``done`` lists the streams deleted before.
+        """
+        btrdb = self._connection()          # first: it quiets the client's logging
+        from btrdb.exceptions import StreamNotFoundError
+        done: list[UUID] = []
+        try:
+            db = btrdb.get()
+            for u in uuids:
+                try:
+                    db.stream_from_uuid(u).obliterate()
+                except StreamNotFoundError:
+                    continue
+                done.append(u)
+        except Exception as exc:  # noqa: BLE001 - reported to the operator
+            raise self._failure(btrdb, exc, done) from exc
+        finally:
+            btrdb.close()
+        return done
 
     def apply(self, upmus: Sequence[Upmu]) -> list[Applied]:
         """Make the streams of ``upmus`` exist with their metadata, one uPMU after the

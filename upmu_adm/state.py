@@ -10,11 +10,16 @@ Besides the list, the state carries :class:`~upmu_adm.services.Services` (the qu
 the probes the data commands use) and the queued files to delete when a removal is
 saved (``purges``, serial -> the uPMU as described when removed), and where ``save``
 applies the streams' metadata (``btrdb``; None: no BTrDB step, for library use and the
-tests of the list commands).
+tests of the list commands). The streams to delete from BTrDB when a removal is saved
+are ``drops`` (asked for at ``rem``; forgotten, like ``purges``, by ``reload``); those a
+save could not delete because BTrDB failed are ``pending_drops``, kept (through reloads
+too: the removal is saved) until a later save deletes them; leaving the shell forgets
+them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from qss.upmuconfig import (Fingerprint, UpmuConfigError, UpmuDiff, UpmuList,
                             UpmuNotFoundError, diff, fingerprint)
@@ -23,7 +28,24 @@ from .metadata import BtrdbMetadata
 from .services import Services
 from .views import count, unsaved_summary
 
-__all__ = ["Edit", "ShellState"]
+__all__ = ["Edit", "ShellState", "StreamDrop"]
+
+
+@dataclass(frozen=True)
+class StreamDrop:
+    """A removed uPMU's streams to delete from BTrDB: (stream name, UUID) pairs."""
+
+    described: str                # the uPMU as described when removed
+    streams: tuple[tuple[str, UUID], ...]
+
+    @property
+    def uuids(self) -> tuple[UUID, ...]:
+        return tuple(u for _, u in self.streams)
+
+    def only(self, uuids) -> StreamDrop:
+        """The same, keeping the streams whose UUIDs are in ``uuids``."""
+        keep = set(uuids)
+        return StreamDrop(self.described, tuple(s for s in self.streams if s[1] in keep))
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,10 @@ class ShellState:
     services: Services = field(default_factory=Services)
     # Serial -> description: delete its queued files when its removal is saved (rem).
     purges: dict[str, str] = field(default_factory=dict)
+    # IP -> streams to delete from BTrDB when its removal is saved (rem).
+    drops: dict[str, StreamDrop] = field(default_factory=dict)
+    # IP -> streams a save could not delete from BTrDB yet (retried by every save).
+    pending_drops: dict[str, StreamDrop] = field(default_factory=dict)
     # Where save applies the streams' metadata; None: no BTrDB step.
     btrdb: BtrdbMetadata | None = None
     # The on-disk fingerprint already reported as a concurrent change (report once).
@@ -116,6 +142,7 @@ class ShellState:
         self.upmus = _copy(saved, self.path)
         self.edits.clear()
         self.purges.clear()
+        self.drops.clear()
         self._noted = None
 
     def reload(self) -> None:

@@ -2,10 +2,12 @@
 
 Commands are thin: they parse arguments, call one library function, print, and map
 errors to an exit status here, so an operator never sees a traceback for a mistake
-(`--traceback` shows one for support).
+(`--traceback` shows one for support: every parser declares it with
+:func:`add_traceback_argument`, and :func:`run` acts on it).
 """
 from __future__ import annotations
 
+import argparse
 import enum
 import sys
 import traceback
@@ -29,17 +31,31 @@ class CommandError(Exception):
         self.status = status
 
 
+TRACEBACK = "--traceback"
+
+
+def add_traceback_argument(parser: argparse.ArgumentParser, **kwargs) -> None:
+    """Declare ``--traceback`` (``args.traceback``), which :func:`run` acts on.
+
+    ``kwargs`` go to ``add_argument``: a subcommand's parser takes
+    ``default=argparse.SUPPRESS`` so that it does not undo the flag given before it.
+    """
+    parser.add_argument(TRACEBACK, action="store_true",
+                        help="on an internal error, show the Python traceback (for support)",
+                        **kwargs)
+
+
 def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None,
         prog: str | None = None) -> int:
     """Run a command's `main(argv)`, mapping exceptions to an exit status.
 
     A :class:`CommandError` or OSError is printed as ``prog: error: message``; anything else
     is printed as an internal error, with the traceback only when ``--traceback`` is given.
+    ``argv`` reaches ``main`` whole: its parser declares ``--traceback``
+    (:func:`add_traceback_argument`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    show_tb = "--traceback" in args
-    if show_tb:
-        args.remove("--traceback")
+    show_tb = TRACEBACK in args
     prog = prog or sys.argv[0].rsplit("/", 1)[-1]
     try:
         return int(main(args))
@@ -62,6 +78,11 @@ def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None,
     except Exception as exc:  # noqa: BLE001 - the last line of defence for operators
         if show_tb:
             traceback.print_exc()
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
-              f"(run again with --traceback and report it)", file=sys.stderr)
+        print(internal_error(prog, exc), file=sys.stderr)
         return int(ExitStatus.ERROR)
+
+
+def internal_error(prog: str, exc: BaseException) -> str:
+    """The one line that reports a bug (an unexpected exception) to the operator."""
+    return (f"{prog}: internal error: {type(exc).__name__}: {exc} "
+            f"(run again with {TRACEBACK} and report it)")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .. import dat, generator, naming
 from ..streams import EXTENDED_STREAMS, UNITS
-from . import CommandError, ExitStatus, run
+from . import CommandError, ExitStatus, add_traceback_argument, run
 
 # Skips caused by damage to the file, as opposed to what devices do (records dated 2000
 # before GPS lock, repeated seconds): only these make `info` and `csv` exit non-zero.
@@ -43,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qss-dat", description=_DESCRIPTION, epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--traceback", action="store_true",
-                   help="on an internal error, show the Python traceback (for support)")
+    add_traceback_argument(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     info = sub.add_parser(
@@ -98,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seconds-per-file", type=_positive_int, default=60, metavar="S",
                      help="seconds per file: 60 (default) or 120 as older firmware wrote")
     gen.add_argument("outdir", metavar="OUTDIR", type=Path, help="where to write the files")
+    for command in (info, csv, gen):    # also after the command: qss-dat csv F --traceback
+        add_traceback_argument(command, default=argparse.SUPPRESS)
     return p
 
 

@@ -2,7 +2,8 @@
 
 A thin command. Its actions are one mutually exclusive group of flags; each is a row of
 :data:`ACTIONS` (the flag, its argparse options, and a function ``action(env, args) ->
-ExitStatus``), so a new action is a new row. Actions do their work through the
+ExitStatus``, which may raise :class:`installer.files.DeployError`: :func:`main` makes
+its reason a one-line error), so a new action is a new row. Actions do their work through the
 ``installer`` library and see the world only through an
 :class:`installer.environment.Environment` (root prefix, streams, clock, routing table,
 system tools), which tests replace.
@@ -24,7 +25,7 @@ from installer.files import DeployError
 from installer.services import tools_for
 from qss import __version__
 
-from . import CommandError, ExitStatus, run
+from . import CommandError, ExitStatus, add_traceback_argument, run
 
 _DESCRIPTION = """\
 Set up and maintain the MicroPMU Quickstart Server. Run it with sudo: it writes the
@@ -145,17 +146,12 @@ def action_config(env: Environment, args: argparse.Namespace) -> ExitStatus:
         return ExitStatus.ERROR
     except BadInterface as exc:
         raise CommandError(str(exc), ExitStatus.USAGE) from None
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
     return ExitStatus.OK if ok else ExitStatus.ERROR
 
 
 def action_indexes(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Create the queue's missing indexes and say which (manual ch. 16)."""
-    try:
-        database.ensure_indexes(env, tools_for(env))
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
+    database.ensure_indexes(env, tools_for(env))
     return ExitStatus.OK
 
 
@@ -166,26 +162,18 @@ def action_newdb(env: Environment, args: argparse.Namespace) -> ExitStatus:
     except database.Cancelled as exc:
         env.say(str(exc))
         return ExitStatus.ERROR
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
     return ExitStatus.OK
 
 
 def action_data_import(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Gather a uPMU's .dat files into upmu_data_import for importdat (manual ch. 4.2)."""
-    try:
-        dataimport.data_import(env, args.data_import or None)
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
+    dataimport.data_import(env, args.data_import or None)
     return ExitStatus.OK
 
 
 def action_backup(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Back up the data, the queue and the settings into DEST (manual ch. 5.3)."""
-    try:
-        backup.backup(env, tools_for(env), args.backup)
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
+    backup.backup(env, tools_for(env), args.backup)
     return ExitStatus.OK
 
 
@@ -196,35 +184,24 @@ def action_restore(env: Environment, args: argparse.Namespace) -> ExitStatus:
     except backup.Cancelled as exc:
         env.say(str(exc))
         return ExitStatus.ERROR
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
     return ExitStatus.OK
 
 
 def action_status(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Services, disk and per-uPMU backlog, as upmu-adm status; --watch: until Ctrl+C."""
-    try:
-        housekeeping.status(env, tools_for(env), args.watch)
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
+    housekeeping.status(env, tools_for(env), args.watch)
     return ExitStatus.OK
 
 
 def action_clean_synced(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """clean_synced (manual ch. 12): delete the synced queued files after "delete"."""
-    try:
-        done = housekeeping.clean_synced(env, tools_for(env), assume_yes=args.yes)
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
+    done = housekeeping.clean_synced(env, tools_for(env), assume_yes=args.yes)
     return ExitStatus.OK if done else ExitStatus.ERROR
 
 
 def action_mount_ddrive(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Mount the file system labeled DATA at /ssd, now and at boot (fstab, by UUID)."""
-    try:
-        ddrive.mount_ddrive(env, tools_for(env))
-    except DeployError as exc:
-        raise CommandError(str(exc)) from None
+    ddrive.mount_ddrive(env, tools_for(env))
     return ExitStatus.OK
 
 
@@ -304,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--interface", metavar="NAME",
                       help="network interface of the uPMUs' network for nic and shorewall "
                            "(default: the interface of this machine's default route)")
-    opts.add_argument("--traceback", action="store_true",
-                      help="on an internal error, show the Python traceback (for support)")
+    add_traceback_argument(opts)
     return p
 
 
@@ -332,7 +308,10 @@ def main(argv: Sequence[str], env: Environment | None = None) -> int:
                            ExitStatus.USAGE)
     env = replace(env, root=root)
     action = next(a for a in ACTIONS if getattr(args, a.name) not in (None, False))
-    return int(action.run(env, args))
+    try:
+        return int(action.run(env, args))
+    except DeployError as exc:     # the reason an action failed: one line
+        raise CommandError(str(exc)) from None
 
 
 def entry() -> None:

@@ -8,9 +8,7 @@ error and exit status 1, never a traceback.
 from __future__ import annotations
 
 import argparse
-import errno
 import faulthandler
-import fcntl
 import logging
 import os
 import signal
@@ -22,7 +20,8 @@ from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 
-from qss.cli import CommandError, ExitStatus, run
+from qss import lockfile
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.settings import HostPort, SettingsError, add_settings_arguments, settings_from_args
 
 from . import db as dbmod
@@ -36,6 +35,9 @@ LOCK_FILE = "qss-btrdb.lock"
 #: Seconds in-flight requests get to finish after SIGTERM (supervisor's stopwaitsecs
 #: defaults to 10, after which it sends SIGKILL; inserts are durable either way).
 GRACE = 8.0
+#: The range of --summary: a shorter interval floods the log (and spins), a longer one
+#: than a day is no summary (and an infinite one overflows threading's timeout).
+MIN_SUMMARY, MAX_SUMMARY = 1.0, 86400.0
 
 _DESCRIPTION = """\
 The embedded BTrDB-compatible server of the MicroPMU Quickstart Server: BTrDB's v5 gRPC
@@ -67,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "streams, refused requests and a summary per request class every "
                         "--summary seconds")
     p.add_argument("--summary", type=float, default=60.0, metavar="SECONDS",
-                   help="interval of the per-request-class summary lines (default 60)")
+                   help="interval of the per-request-class summary lines, from "
+                        f"{MIN_SUMMARY:g} to {MAX_SUMMARY:g} (default 60)")
     p.add_argument("--no-fsync", action="store_true",
                    help="commit without fsync (synchronous=NORMAL): acknowledged writes "
                         "survive a crash of the server but not a power loss; faster")
-    p.add_argument("--traceback", action="store_true",
-                   help="on an internal error, show the Python traceback (for support)")
+    add_traceback_argument(p)
     return p
 
 
@@ -98,21 +100,17 @@ def open_data_dir(path: str, durable: bool = True) -> tuple[Store, int]:
             raise CommandError(f"{what} cannot be created: {exc.strerror}") from None
         log.info("created %s", what)
     try:
-        lock = os.open(d / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
+        lock = lockfile.hold(d / LOCK_FILE)
+    except lockfile.LockError as exc:
+        if exc.step == "held":
+            raise CommandError(f"{what} is in use by another qss-btrdb (pid {exc.holder})"
+                               ) from None
+        if exc.step == "lock":
+            raise CommandError(f"{what}: cannot lock: {exc.strerror}") from None
+        raise CommandError(f"{what} is not writable: {exc.strerror}") from None
+    except OSError as exc:      # recording the pid
         raise CommandError(f"{what} is not writable: {exc.strerror}") from None
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        holder = os.pread(lock, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(lock)
-        if exc.errno in (errno.EAGAIN, errno.EACCES):
-            raise CommandError(f"{what} is in use by another qss-btrdb (pid {holder})"
-                               ) from None
-        raise CommandError(f"{what}: cannot lock: {exc.strerror}") from None
-    try:
-        os.ftruncate(lock, 0)
-        os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
         store = Store(d, durable=durable)
         store.db.conn().execute("SELECT count(*) FROM streams").fetchone()
     except (OSError, sqlite3.Error, TsdbError) as exc:
@@ -210,9 +208,9 @@ def _hostport(text: str | None) -> tuple[str | None, bool]:
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
-    if not args.summary > 0:
-        raise CommandError(f"--summary must be a positive number of seconds, not "
-                           f"{args.summary!r}", ExitStatus.USAGE)
+    if not MIN_SUMMARY <= args.summary <= MAX_SUMMARY:
+        raise CommandError(f"--summary must be a number of seconds from {MIN_SUMMARY:g} to "
+                           f"{MAX_SUMMARY:g}, not {args.summary:g}", ExitStatus.USAGE)
     args.grpc, grpc_any = _hostport(args.grpc)
     args.http, http_any = _hostport(args.http)
     try:
