@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
 from qss.queue import Queue, QueueError, SerialStats, Tally, open_queue
-from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+from qss.settings import add_settings_arguments
 
 __all__ = ["CleanPlan", "build_parser", "clean_synced", "entry", "main", "plan"]
 
@@ -137,10 +137,7 @@ def _ask(prompt: str) -> str:
 def main(argv: Sequence[str]) -> int:
     """Entry point without exception mapping (see :func:`entry`)."""
     args = build_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        raise CommandError(str(exc)) from None
+    settings = load_settings(args)
     for warning in settings.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     try:

@@ -29,9 +29,9 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
 from qss.queue import Queue, QueueError, open_queue
-from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+from qss.settings import add_settings_arguments
 
 from .intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
 from .protocol import (FAILURE_REPLY, NEED_DATA, Connection, ConnectionClosed, FileMessage,
@@ -287,10 +287,7 @@ def main(argv: Sequence[str]) -> int:
                                ExitStatus.USAGE)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        raise CommandError(str(exc), ExitStatus.USAGE) from None
+    settings = load_settings(args)
     for warning in settings.warnings:
         log.warning("%s", warning)
     try:

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from qss import lockfile
-from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
 from qss.queue import QueueError, open_queue
-from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
 from .config import ConfigWatcher
@@ -124,10 +124,7 @@ def main(argv: Sequence[str]) -> int:
     if not 1 <= args.insert_threads <= 16:
         raise CommandError(f"--insert-threads must be 1 to 16, not {args.insert_threads}",
                            ExitStatus.USAGE)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        raise CommandError(str(exc), ExitStatus.USAGE) from None
+    settings = load_settings(args)
     for warning in settings.warnings:
         print(f"qss-sync2q: warning: {warning}", file=sys.stderr)
     try:

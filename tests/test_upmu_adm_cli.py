@@ -173,8 +173,9 @@ def test_a_damaged_list_is_one_line_and_exit_1(env, cfg):
     assert len(proc.stderr.splitlines()) == 1
 
 
-def test_a_missing_settings_file_is_an_error(env, cfg, tmp_path):
-    proc = adm(env, cfg, "--config", str(tmp_path / "nope.ini"), "-c", "list", status=1)
+def test_a_missing_settings_file_is_a_usage_error(env, cfg, tmp_path):
+    # Exit 2 as for every command of the suite (qss.cli.load_settings).
+    proc = adm(env, cfg, "--config", str(tmp_path / "nope.ini"), "-c", "list", status=2)
     assert proc.stderr == (f"upmu-adm: error: {tmp_path / 'nope.ini'}: no such settings "
                            f"file (named by --config)\n")
 

@@ -18,8 +18,9 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TextIO
 
-from qss.cli import CommandError, ExitStatus, add_traceback_argument, internal_error, run
-from qss.settings import SettingsError, add_settings_arguments, settings_from_args
+from qss.cli import (CommandError, ExitStatus, add_traceback_argument, internal_error,
+                     load_settings, run)
+from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError
 
 from .commands import KEYS_HELP, REGISTRY, command_table
@@ -85,7 +86,7 @@ exit status:
   1  a command failed (importdat: a file was invalid or refused), a question could
      not be asked, unsaved changes were discarded at the end of the commands or
      because the terminal closed, or upmuconfig.ini cannot be read
-  2  invalid command line
+  2  invalid command line, or unusable appliance settings (qss.ini, --config, flags)
 """
 
 
@@ -160,10 +161,7 @@ def _discard(state: ShellState, err: TextIO) -> bool:
 def main(argv: Sequence[str]) -> int:
     """Entry point without exception mapping (see :func:`entry`)."""
     args = build_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        raise CommandError(str(exc)) from None
+    settings = load_settings(args)
     for warning in settings.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     services = Services(queue_url=settings.queue.url, srv=settings.paths.srv,

@@ -13,6 +13,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
+from qss.settings import Settings, SettingsError, settings_from_args
+
 
 class ExitStatus(enum.IntEnum):
     """Exit statuses shared by every command of the suite."""
@@ -86,3 +88,16 @@ def internal_error(prog: str, exc: BaseException) -> str:
     """The one line that reports a bug (an unexpected exception) to the operator."""
     return (f"{prog}: internal error: {type(exc).__name__}: {exc} "
             f"(run again with {TRACEBACK} and report it)")
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """The appliance settings for a command's parsed arguments
+    (:func:`qss.settings.settings_from_args`); the caller reports ``Settings.warnings``.
+
+    Raises:
+        CommandError: the file, a variable or a flag cannot be used (exit status 2, one line).
+    """
+    try:
+        return settings_from_args(args)
+    except SettingsError as exc:
+        raise CommandError(str(exc), ExitStatus.USAGE) from None

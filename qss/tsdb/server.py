@@ -21,8 +21,8 @@ from concurrent import futures
 from pathlib import Path
 
 from qss import lockfile
-from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
-from qss.settings import HostPort, SettingsError, add_settings_arguments, settings_from_args
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
+from qss.settings import HostPort, add_settings_arguments
 
 from . import db as dbmod
 from .errors import StorageFailure, TsdbError
@@ -213,10 +213,7 @@ def main(argv: Sequence[str]) -> int:
                            f"{MAX_SUMMARY:g}, not {args.summary:g}", ExitStatus.USAGE)
     args.grpc, grpc_any = _hostport(args.grpc)
     args.http, http_any = _hostport(args.http)
-    try:
-        settings = settings_from_args(args)
-    except SettingsError as exc:
-        raise CommandError(str(exc), ExitStatus.USAGE) from None
+    settings = load_settings(args)
     _configure_logging(args.log_level)
     for warning in settings.warnings:
         log.warning("%s", warning)
