@@ -11,6 +11,8 @@ import io
 import os
 import re
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,18 @@ class Shell:
     def prompt(self) -> None:
         # The prompt's trailing space is drawn as a cursor move, so match without it.
         self.expect("upmu-adm>")
+        self.wait_raw()
+
+    def wait_raw(self, timeout: float = 10.0) -> None:
+        """Wait until the shell reads keys one by one (a prompt is active). Between two
+        prompts the terminal is in line mode, where a Ctrl+D typed on an empty line is
+        an end-of-file marker and never reaches the next prompt."""
+        deadline = time.monotonic() + timeout
+        while termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no prompt read keys within {timeout} s; screen "
+                                     f"log:\n{self.screen()}")
+            time.sleep(0.01)
 
     def line(self, text: str) -> None:
         self.child.send(text + "\r")
@@ -139,7 +153,8 @@ def test_ctrl_c_with_text_clears_the_line_and_ctrl_d_exits(sh):
     sh.child.send("add 10.0.0.5 P3001234 u1")
     sh.expect("u1")
     sh.child.sendcontrol("c")
-    sh.prompt()
+    sh.expect("u1")   # the cancelled line drawn once more as it is left
+    sh.prompt()       # then a new, empty prompt
     sh.child.sendcontrol("d")
     sh.expect("Clean exit - no unsaved changes")
     assert sh.exit_status() == 0
