@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from qss.generator import write_tree
-from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
 from upmu_adm import REGISTRY, ShellState
 from upmu_adm.cli import build_parser, run_script
@@ -21,16 +20,6 @@ from test_upmu_adm_commands import ORIGINAL, PICKED_UP
 
 ADDED = ("Added u1 (10.0.0.5, P3001234) in extended mode with 19 streams under /upmu/u1/ - "
          "not saved yet; type save to apply")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real BTrDB for save's metadata step (the tests share uPMU UUIDs and paths)."""
-    proc = testing.start(tmp_path_factory.mktemp("btrdb") / "data")
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from qss.generator import write_tree
-from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
 
 from test_upmu_adm_commands import ORIGINAL
@@ -89,16 +88,6 @@ def cfg(tmp_path: Path) -> Path:
     path = tmp_path / "upmuconfig.ini"
     path.write_text(ORIGINAL)
     return path
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real BTrDB for save's metadata step."""
-    proc = testing.start(tmp_path_factory.mktemp("btrdb") / "data")
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -11,14 +11,12 @@ Each test uses its own aliases and UUIDs, so one server serves the module.
 from __future__ import annotations
 
 import secrets
-import uuid
 import warnings
 from pathlib import Path
 
 import pytest
 
 from qss.streams import BASE_STREAMS, EXTENDED_STREAMS, UNITS
-from qss.tsdb import testing
 from qss.upmuconfig import UpmuList
 from upmu_adm import ShellState
 from upmu_adm.commands import REGISTRY
@@ -28,15 +26,6 @@ from test_sync2q_support import reserve_port, start_btrdb_on
 from test_upmu_adm_commands import PICKED_UP, one, run, section
 
 SIX = [s for s in EXTENDED_STREAMS if s not in BASE_STREAMS]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc = testing.start(tmp_path_factory.mktemp("btrdb") / "data")
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
