@@ -2,11 +2,20 @@
 
 Console scripts are added here as each command becomes real.
 """
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# One version, in qss/__init__.py: the archive builder (python -m installer build) sets it
+# in a copy of the checkout, so the wheel and `qss-get --version` agree.
+VERSION = re.search(r'^__version__ = "([^"]+)"$',
+                    Path(__file__).with_name("qss").joinpath("__init__.py").read_text(),
+                    re.M).group(1)
 
 setup(
     name="qss",
-    version="0.1.0",
+    version=VERSION,
     description="MicroPMU Quickstart Server: receiver, sync2q, upmu-adm, qss-get and friends",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -31,6 +40,8 @@ setup(
         "prompt_toolkit>=3.0.36,<4",
         "pymongo>=4.0,<5",
         "psutil>=5.9,<8",
+        # Versions and requirements of the offline archives (qss-get -u, python -m installer).
+        "packaging>=23,<27",
     ],
     extras_require={
         "test": [
@@ -53,6 +64,7 @@ setup(
             "qss-sync2q = sync2q.cli:entry",
             "qss-get = qss.cli.get:entry",
             "clean_synced = qss.clean:entry",
+            "qss-sim = qss.cli.sim:entry",
         ],
     },
 )

@@ -39,6 +39,20 @@ def _net_devices() -> list[str]:
         return []
 
 
+def _base_python() -> str:
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+def _default_bindir() -> str:
+    """Where supervisord finds the suite's commands: ``/opt/qss/current/bin`` when this
+    program runs from a version installed by qss-get (so a switch of versions needs no
+    new configuration), else this environment's scripts folder."""
+    scripts = sysconfig.get_path("scripts")
+    if "/opt/qss/versions/" in scripts:      # also a tree made under --root
+        return "/opt/qss/current/bin"
+    return scripts
+
+
 def _user_exists(name: str) -> bool:
     try:
         pwd.getpwnam(name)
@@ -60,20 +74,24 @@ def _in_group(user: str, group: str) -> bool:
         return False
 
 
-def run_tool(argv: Sequence[str], stdout: bool = False) -> tuple[int, str]:
+def run_tool(argv: Sequence[str], stdout: bool = False,
+             timeout: float = 120, combined: bool = False) -> tuple[int, str]:
     """Run a system tool: (its exit status, its message), 127 when it cannot be started
-    and 124 when it does not answer in 120 s.
+    and 124 when it does not answer in ``timeout`` seconds.
 
     The message is its standard error, or standard output when that is empty, stripped;
     with ``stdout``, a tool that succeeds returns its standard output as it is (lsblk -J
-    prints JSON).
+    prints JSON); with ``combined`` the message is both streams as the tool interleaved
+    them (another qss-get's report).
     """
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(list(argv), stdout=subprocess.PIPE, text=True, timeout=timeout,
+                              stderr=subprocess.STDOUT if combined else subprocess.PIPE,
+                              stdin=subprocess.DEVNULL)
     except OSError as exc:
         return 127, f"{argv[0]}: {exc.strerror or exc}"
     except subprocess.TimeoutExpired:
-        return 124, f"{argv[0]}: no answer in 120 s"
+        return 124, f"{argv[0]}: no answer in {timeout:g} s"
     if stdout and proc.returncode == 0:
         return proc.returncode, proc.stdout
     return proc.returncode, (proc.stderr or proc.stdout).strip()
@@ -100,9 +118,14 @@ class Environment:
     sleep: Callable[[float], None] = time.sleep
     route_table: Callable[[], str] = lambda: _read("/proc/net/route")
     net_devices: Callable[[], list[str]] = _net_devices
-    bindir: str = field(default_factory=lambda: sysconfig.get_path("scripts"))
+    bindir: str = field(default_factory=_default_bindir)
     euid: Callable[[], int] = os.geteuid
     run: Callable[[Sequence[str]], tuple[int, str]] = run_tool
+    #: Long steps (creating a Python environment, pip, apt-get): up to 30 minutes.
+    run_long: Callable[[Sequence[str]], tuple[int, str]] = lambda argv: run_tool(
+        argv, timeout=1800, combined=True)
+    #: The interpreter new versions' environments are made from (this one's base).
+    python: str = field(default_factory=_base_python)
     user_exists: Callable[[str], bool] = _user_exists
     in_group: Callable[[str, str], bool] = _in_group
     #: Hooks of the data actions (service control, locks, block devices); None: the real

@@ -51,16 +51,23 @@ class ServiceControl(Protocol):
     def start_all(self) -> None:
         """Raises :class:`Unreachable` or :class:`DeployError`."""
 
+    def restart_all(self) -> None:
+        """Read the configuration again and restart every program (after an update).
+        Raises :class:`Unreachable` or :class:`DeployError`."""
+
 
 @dataclass
 class Supervisor:
-    """:class:`ServiceControl` through Debian's ``supervisorctl`` (run by ``run``)."""
+    """:class:`ServiceControl` through Debian's ``supervisorctl`` (run by ``run``);
+    ``options`` go before the verb (``-c FILE`` for a supervisord of one's own)."""
 
     run: Callable[[Sequence[str]], tuple[int, str]]
     command: str = "supervisorctl"
+    options: tuple[str, ...] = ()
 
-    def _do(self, verb: str) -> None:
-        code, output = self.run([self.command, verb, "all"])
+    def _do(self, verb: str, *args: str) -> None:
+        args = args or ("all",)
+        code, output = self.run([self.command, *self.options, verb, *args])
         if code == 0:
             return
         text = " ".join(output.split()) or f"exit status {code}"
@@ -74,6 +81,12 @@ class Supervisor:
 
     def start_all(self) -> None:
         self._do("start")
+
+    def restart_all(self) -> None:
+        # update: programs whose configuration changed are restarted with the new one;
+        # restart all: the others run the new version's code too.
+        self._do("update")
+        self._do("restart")
 
 
 @dataclass(frozen=True)

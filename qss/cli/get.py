@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from installer.components import COMPONENTS
-from installer import backup, database, dataimport, ddrive, housekeeping
+from installer import backup, database, dataimport, ddrive, housekeeping, update
 from installer.configure import BadInterface, Cancelled, configure
 from installer.environment import Environment
 from installer.files import DeployError
@@ -60,6 +60,26 @@ that differs is shown as a diff and, once confirmed (or with --yes), copied to
 one file: created, unchanged, replaced (with its backup) or kept; then what to run for
 the changes to take effect.
 
+install and update (docs/install-update.md): archives from the PSL, e.g. on a USB
+drive mounted at /mnt, named qss-install-X.Y.Z.tar.gz, qss-update-X.Y.Z.tar.gz and
+qss-packages-X.Y.Z.tar.gz; PATH is the archive or the folder holding it (the newest
+version there is taken). Each archive is checked whole against its manifest (SHA-256 of
+every member) before anything is changed; a damaged or altered one is refused with the
+member named. The suite lives in /opt/qss/versions/X.Y.Z, one Python environment per
+version; /opt/qss/current names the one in use (supervisord runs
+/opt/qss/current/bin/...), /opt/qss/previous the one before, and /usr/local/bin links
+each command to /opt/qss/current/bin.
+  -u             builds the new version beside the running one, saves the configuration
+                 files, lets the new version bring them to its format, switches current
+                 in one step and restarts the services, which must reach RUNNING within
+                 60 s; a failure at any step restores the files and the old version
+  --rollback     puts back the files saved by the last update, switches current to the
+                 previous version and restarts the services
+  -i             for a server without the suite: packages first, then the suite, then
+                 --config all (--yes: no reboot question)
+  -p             required packages: supervisor, shorewall, python3-venv; optional:
+                 apcupsd, mongodb (when the archive holds them)
+
 data actions (docs/operations.md; paths from qss.ini under --root):
   --indexes      SQLite or MongoDB queue: create the missing indexes, name each one
   --newdb        ask (y or Y goes ahead, anything else cancels), stop the services
@@ -87,6 +107,10 @@ data actions (docs/operations.md; paths from qss.ini under --root):
   sync2q holds its lock (and, on /, no process has the queue open).
 
 examples:
+  sudo qss-get -u /mnt                  update from the USB drive at /mnt
+  sudo qss-get -i /mnt -a --ups         fresh install with every package and the UPS
+  sudo qss-get -p /mnt apcupsd          add the UPS daemon later
+  sudo qss-get --rollback               back to the version before the last update
   sudo qss-get --config all             set up a new server
   sudo qss-get --config shorewall --interface eno2
   qss-get --config all --root /tmp/img --yes --interface eno1
@@ -134,6 +158,33 @@ def action_version(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Print the version of the Quickstart Server software."""
     env.say(f"MicroPMU Quickstart Server {__version__}")
     return ExitStatus.OK
+
+
+def action_install(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Fresh install from a qss-install archive (manual ch. 14.1)."""
+    update.install(env, tools_for(env), args.install or None, all_=args.all, ups=args.ups,
+                   assume_yes=args.yes, interface=args.interface)
+    return ExitStatus.OK
+
+
+def action_update(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Update from a qss-update archive, rolling back by itself on failure (ch. 14.2)."""
+    update.update(env, tools_for(env), args.update or None)
+    return ExitStatus.OK
+
+
+def action_packages(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Install or update Debian packages from a qss-packages archive (ch. 14.3)."""
+    update.install_packages(env, args.packages, args.all)
+    return ExitStatus.OK
+
+
+def action_rollback(env: Environment, args: argparse.Namespace) -> ExitStatus:
+    """Go back to the version before the last update."""
+    done = update.rollback(env, tools_for(env), assume_yes=args.yes)
+    if not done:
+        env.say("cancelled: nothing changed")
+    return ExitStatus.OK if done else ExitStatus.ERROR
 
 
 def action_config(env: Environment, args: argparse.Namespace) -> ExitStatus:
@@ -206,6 +257,26 @@ def action_mount_ddrive(env: Environment, args: argparse.Namespace) -> ExitStatu
 
 
 ACTIONS: tuple[Action, ...] = (
+    Action("install", ("-i", "--install"), action_install, dict(
+        nargs="?", const="", metavar="PATH",
+        help="fresh install from qss-install-X.Y.Z.tar.gz in PATH (a file or a folder; "
+             "default: the current directory): packages (required; -a all; --ups "
+             "apcupsd), the suite in /opt/qss, --config all; then asks to reboot")),
+    Action("update", ("-u", "--update"), action_update, dict(
+        nargs="?", const="", metavar="PATH",
+        help="update from the newest qss-update-X.Y.Z.tar.gz in PATH (default: the "
+             "current directory): checked whole first, installed beside the running "
+             "version, switched in one step, services restarted; any failure goes back "
+             "to the running version by itself")),
+    Action("packages", ("-p", "--packages"), action_packages, dict(
+        nargs="*", metavar="ARG",
+        help="[PATH] PKG... : install or update Debian packages from "
+             "qss-packages-X.Y.Z.tar.gz in PATH (default: the current directory); -a: "
+             "all of them; an unknown name lists the archive's")),
+    Action("rollback", ("--rollback",), action_rollback, dict(
+        action="store_true",
+        help="go back to the version in use before the last update (its configuration "
+             "files too) and restart the services, after asking")),
     Action("config", ("--config",), action_config, dict(
         nargs="+", metavar="COMPONENT", choices=(*COMPONENTS, "all"),
         help="write the default configuration of one or more components: "
@@ -278,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
                       help="with --status: show the report again every SECONDS (default "
                            "2) until Ctrl+C")
+    opts.add_argument("-a", "--all", action="store_true",
+                      help="with -i: install every optional package too; with -p: every "
+                           "package of the archive")
+    opts.add_argument("--ups", action="store_true",
+                      help="with -i: install apcupsd for an uninterruptible power supply")
     opts.add_argument("--interface", metavar="NAME",
                       help="network interface of the uPMUs' network for nic and shorewall "
                            "(default: the interface of this machine's default route)")
@@ -301,12 +377,17 @@ def main(argv: Sequence[str], env: Environment | None = None) -> int:
     if args.watch is not None and not 0 < args.watch < 86400:
         raise CommandError(f"--watch {args.watch:g}: give the seconds between refreshes "
                            f"(more than 0, e.g. --watch 5)", ExitStatus.USAGE)
+    if (args.all and args.install is None and args.packages is None) or (
+            args.ups and args.install is None):
+        raise CommandError("-a goes with -i or -p, --ups with -i (qss-get -i /mnt -a --ups)",
+                           ExitStatus.USAGE)
     env = env or Environment.from_system()
     root = Path(os.path.abspath(args.root))
     if not root.is_dir():
         raise CommandError(f"--root {args.root!r}: no such directory; create it first",
                            ExitStatus.USAGE)
     env = replace(env, root=root)
+    # Unused actions are None or False; -p with no arguments at all is [], still chosen.
     action = next(a for a in ACTIONS if getattr(args, a.name) not in (None, False))
     try:
         return int(action.run(env, args))
