@@ -202,8 +202,12 @@ def update(env: Environment, tools: DataTools, path: str | None) -> None:
                           f"back to the version before this one: qss-get --rollback")
     with _locked(env), _staging(env, archive, manifest) as staging:
         began = _step(env, f"installing {new} beside {old} ...")
-        folder = versions.create(env, new, staging / "wheels", manifest.requirement,
-                                 env.python, env.run_long)
+        try:
+            folder = versions.create(env, new, staging / "wheels", manifest.requirement,
+                                     env.python, env.run_long)
+        except DeployError as exc:
+            raise DeployError(f"update to {new} failed: {exc}; rolled back, {old} is in "
+                              f"use (nothing of it was changed)") from None
         env.say(f"  {folder} ready ({time.monotonic() - began:.0f} s)")
         save_config(env, new, old)
         switched, prior = False, versions.previous(env)
