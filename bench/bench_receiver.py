@@ -41,8 +41,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from qss.generator import UpmuSimulator  # noqa: E402
 from qss.naming import device_path  # noqa: E402
+from qss.simulator import EXAMPLE_START as START  # noqa: E402
 from receiver.protocol import encode_message  # noqa: E402
-from sim_upmu import START, serial_of, write_upmus  # noqa: E402
+from sim_upmu import serial_of, write_upmus  # noqa: E402
 
 DEVICES = 100          # configured uPMUs (the most any phase uses)
 POOL = 16              # distinct contents reused under distinct names (storage is the same)

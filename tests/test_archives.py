@@ -240,3 +240,9 @@ def test_write_members_round_trips(tmp_path):
     info = tarfile.TarInfo("a/b")
     out = write_members(tmp_path / "t.tar.gz", [(info, b"xyz")])
     assert [(i.name, d) for i, d in read_members(out)] == [("a/b", b"xyz")]
+
+
+def test_a_packages_archive_is_reproducible(packages_archive, tmp_path):
+    debs = packages_archive.parent.parent / "debs"
+    again = build("packages", "1.0.0", tmp_path, debs=debs, say=lambda _: None)
+    assert again.read_bytes() == packages_archive.read_bytes()

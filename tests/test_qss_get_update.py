@@ -280,3 +280,8 @@ def test_install_update_rollback_with_real_archives(usb, tmp_path, capsys):
         assert code == 1 and "nothing to roll back to: no previous version" in out
     finally:
         services.stop()
+
+
+def test_archives_are_reproducible_from_a_checkout(usb, tmp_path):
+    again = build("update", "1.1.0", tmp_path, wheelhouse=WHEELHOUSE, say=_say)
+    assert again.read_bytes() == (usb / "qss-update-1.1.0.tar.gz").read_bytes()

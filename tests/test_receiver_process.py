@@ -17,10 +17,24 @@ import time
 
 import pytest
 
+from qss.generator import UpmuSimulator
 from qss.queue import open_queue
-from sim_upmu import BlockingDevice, device_files, serial_of, write_upmus
+from qss.simulator import Device, Plan, device_files, run_blocking
+from sim_upmu import START, serial_of, write_upmus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def devices_for(serials: list[str], count: int) -> list[Device]:
+    """Devices pushing ``count`` files each (those of :func:`device_files`) back to back,
+    resending and reconnecting after 50 ms."""
+    plan = Plan(first=START, interval=None, count=count)
+    return [Device(s, plan, sim=UpmuSimulator(s, extended=True), gap=0, retry=0.05,
+                   reconnect=0.05) for s in serials]
+
+
+def failures(device: Device) -> int:
+    return device.stats.refused + device.stats.unanswered + device.stats.connect_failures
 
 
 class Receiver:
@@ -81,9 +95,10 @@ def test_sigkill_mid_transfers_then_restart_keeps_exactly_one_copy(tmp_path, lis
 
     receiver = Receiver(tmp_path, listener)
     receivers = [receiver]
-    devices = [BlockingDevice(listener.getsockname(), s, files[s]) for s in serials]
+    devices = devices_for(serials, files_n)
     deadline = time.monotonic() + 40
-    threads = [threading.Thread(target=d.run, args=(deadline,)) for d in devices]
+    threads = [threading.Thread(target=run_blocking,
+                                args=(devices, *listener.getsockname(), 40))]
     try:
         for t in threads:
             t.start()
@@ -109,7 +124,7 @@ def test_sigkill_mid_transfers_then_restart_keeps_exactly_one_copy(tmp_path, lis
         receivers.append(receiver)
         for t in threads:
             t.join(max(0.1, deadline - time.monotonic()))
-        assert all(not d.pending for d in devices), [len(d.pending) for d in devices]
+        assert all(d.finished() for d in devices), [d.stats for d in devices]
     finally:
         for t in threads:
             t.join(0.1)
@@ -122,7 +137,7 @@ def test_sigkill_mid_transfers_then_restart_keeps_exactly_one_copy(tmp_path, lis
             assert [f.name for f in stored] == [p for p, _ in files[s]]   # each exactly once
             for file in stored:
                 assert bytes(queue.read(file)) == expected[(s, file.name)]
-    assert sum(d.failures for d in devices) > 0   # devices did have to resend
+    assert sum(failures(d) for d in devices) > 0   # devices did have to resend
 
 
 def test_sigterm_exits_cleanly(tmp_path, listener):
@@ -130,9 +145,9 @@ def test_sigterm_exits_cleanly(tmp_path, listener):
     receiver = Receiver(tmp_path, listener)
     try:
         assert receiver.ready.wait(15), receiver.log
-        device = BlockingDevice(listener.getsockname(), serial_of(0), device_files(serial_of(0), 2))
-        device.run(time.monotonic() + 15)
-        assert not device.pending
+        device, = devices_for([serial_of(0)], 2)
+        run_blocking([device], *listener.getsockname(), 15)
+        assert device.finished()
     finally:
         code = receiver.stop(signal.SIGTERM)
     assert code == 0, receiver.log

@@ -13,8 +13,8 @@ import pytest
 
 from qss.queue import open_queue
 from receiver.protocol import FAILURE_REPLY, HEADER, MAX_DATA_LEN, encode_message, encode_reply
-from sim_upmu import (closed_without_reply, device_files, push, running, serial_of,
-                      write_upmus)
+from qss.simulator import device_files, push
+from sim_upmu import closed_without_reply, running, serial_of, write_upmus
 
 
 @pytest.fixture
