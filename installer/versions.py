@@ -174,7 +174,9 @@ def link_commands(env: Environment, names: Sequence[str], stamp: str) -> list[st
     """``/usr/local/bin/<name>`` -> ``/opt/qss/current/bin/<name>`` for each name, so the
     commands follow ``current``. A file already there that is not such a link is moved to
     ``<name>.qss-bak-<stamp>`` (said in the returned lines)."""
-    lines = []
+    lines: list[str] = []
+    if not names:
+        return lines
     linkdir = env.root / LINKDIR
     linkdir.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(home(env) / "current" / "bin", linkdir)

@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = actions.add_mutually_exclusive_group(required=True)
     for action in ACTIONS:
         group.add_argument(*action.flags, dest=action.name, **action.options)
-    actions.add_argument("-h", "--help", action="help",
+    actions.add_argument("-h", "--help", "-help", action="help",
                          help="show this help (also shown, in short, after an invalid call)")
     opts = p.add_argument_group("options")
     opts.add_argument("--root", metavar="DIR", default="/",
@@ -352,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("-a", "--all", action="store_true",
                       help="with -i: install every optional package too; with -p: every "
                            "package of the archive")
-    opts.add_argument("--ups", action="store_true",
+    opts.add_argument("--ups", "-ups", action="store_true",   # -ups: the manual's spelling
                       help="with -i: install apcupsd for an uninterruptible power supply")
     opts.add_argument("--interface", metavar="NAME",
                       help="network interface of the uPMUs' network for nic and shorewall "
