@@ -19,6 +19,7 @@ from installer.environment import Environment
 from qss import __version__
 from qss.cli import ExitStatus, run
 from installer.configure import service_user_steps
+from qss.cli import run
 from qss.cli.get import ACTIONS, build_parser, main
 from qss.settings import HostPort, Settings, load_settings
 
@@ -103,9 +104,11 @@ def test_help_covers_the_manuals_config_and_version(capsys):
     for data in ("--newdb", "--indexes", "--backup DEST", "--restore SRC",
                  "--data-import [PATH]", "--mount-ddrive"):
         assert data in out, data
-    # Only what works is offered: the manual's other actions come with their issues.
-    for later in ("--install", "--update", "--packages"):
-        assert later not in out
+    # The manual's chapter 14: -i, -u, -p with their options, and the rollback.
+    for archive in ("-i [PATH], --install [PATH]", "-u [PATH], --update [PATH]",
+                    "-p [ARG ...], --packages [ARG ...]", "--rollback", "-a, --all",
+                    "--ups, -ups", "sudo qss-get -u /mnt", "sudo qss-get -p /mnt apcupsd"):
+        assert archive in out, archive
 
 
 def test_every_option_has_help():
@@ -114,8 +117,9 @@ def test_every_option_has_help():
 
 
 def test_actions_are_a_table_of_mutually_exclusive_flags():
-    names = ["config", "backup", "restore", "data_import", "indexes", "mount_ddrive", "newdb",
-             "status", "clean_synced", "version"]
+    names = ["install", "update", "packages", "rollback", "config", "backup", "restore",
+             "data_import", "indexes", "mount_ddrive", "newdb", "status", "clean_synced",
+             "version"]
     assert [a.name for a in ACTIONS] == names
     parser = build_parser()
     (group,) = parser._mutually_exclusive_groups
@@ -124,19 +128,24 @@ def test_actions_are_a_table_of_mutually_exclusive_flags():
 
 
 @pytest.mark.parametrize("argv, error", [
-    ([], "qss-get: error: choose an action: --config, --backup, --restore, --data-import, "
-         "--indexes, --mount-ddrive, --newdb, --status, --clean-synced, --version or --help"),
+    ([], "qss-get: error: choose an action: -i, -u, -p, --rollback, --config, --backup, "
+         "--restore, --data-import, --indexes, --mount-ddrive, --newdb, --status, "
+         "--clean-synced, --version or --help"),
     (["--config"], "qss-get: error: argument --config: expected at least one argument"),
     (["--config", "firewall"], "qss-get: error: argument --config: invalid choice: 'firewall' "
                                "(choose from 'qss', 'nic', 'shorewall', 'apcupsd', 'all')"),
     (["--config", "qss", "--version"],
      "qss-get: error: argument --version: not allowed with argument --config"),
-    (["--yes"], "qss-get: error: choose an action: --config, --backup, --restore, "
-                "--data-import, --indexes, --mount-ddrive, --newdb, --status, --clean-synced, "
-                "--version or --help"),
+    (["--yes"], "qss-get: error: choose an action: -i, -u, -p, --rollback, --config, "
+                "--backup, --restore, --data-import, --indexes, --mount-ddrive, --newdb, "
+                "--status, --clean-synced, --version or --help"),
     (["--version", "--newdb"], "qss-get: error: argument --newdb: not allowed with argument "
                                "--version"),
-    (["--version", "--install"], "qss-get: error: unrecognized arguments: --install"),
+    (["--version", "--install"], "qss-get: error: argument -i/--install: not allowed with "
+                                 "argument --version"),
+    (["-u", "/mnt", "-p", "apcupsd"], "qss-get: error: argument -p/--packages: not allowed "
+                                      "with argument -u/--update"),
+    (["--version", "--upgrade"], "qss-get: error: unrecognized arguments: --upgrade"),
 ])
 def test_an_invalid_call_prints_usage_and_exits_2(capsys, argv, error):
     assert main(argv) == ExitStatus.USAGE
@@ -144,6 +153,14 @@ def test_an_invalid_call_prints_usage_and_exits_2(capsys, argv, error):
     assert lines(err)[0] == "usage: qss-get ACTION [OPTIONS]"
     assert error in lines(err)
     assert lines(err)[-1] == "(run 'qss-get --help' for the actions and options)"
+
+
+@pytest.mark.parametrize("argv", [["-u", "/mnt", "-a"], ["--rollback", "--ups"],
+                                  ["-p", "x", "--ups"]])
+def test_archive_options_out_of_place_are_usage_errors(argv, capsys):
+    assert run(main, argv, prog="qss-get") == ExitStatus.USAGE
+    assert capsys.readouterr().err == ("qss-get: error: -a goes with -i or -p, --ups with -i "
+                                       "(qss-get -i /mnt -a --ups)\n")
 
 
 def test_version_prints_the_software_version(tmp_path):
