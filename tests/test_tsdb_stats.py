@@ -68,3 +68,58 @@ def test_level_kernels_replace_and_combine():
     coarse = st.Stats(*kernels.combine_windows(*merged.columns(), 4, wanted))
     sel = np.isin(t2 >> 10, wanted)
     assert_matches(coarse, reference(t2[sel], v2[sel], 10))
+
+
+def test_insert_kernels_window_starts_and_stats():
+    """The insert path's kernels: where windows begin (negative times included), the
+    distinct windows, and the statistics of selected windows, against numpy."""
+    from qss.tsdb import kernels
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.integers(-(2**20), 2**20, 6000))
+    v = 7060 + rng.normal(0, 2, len(t))
+    w = t >> 8
+    starts = kernels.window_starts(t, 8)
+    assert np.array_equal(starts, np.flatnonzero(np.r_[True, w[1:] != w[:-1]]))
+    assert np.array_equal(kernels.unique_windows(t, 8), np.unique(w))
+    assert len(kernels.window_starts(t[:0], 8)) == 0
+    wanted = np.unique(w)[[0, 3, 4, 5, 40, -1]]
+    sel = np.isin(w, wanted)
+    got = st.Stats(*kernels.window_stats(t, v, starts, 8, wanted))
+    assert_matches(got, reference(t[sel], v[sel], 8))
+
+
+@pytest.mark.parametrize("values,bad", [([1.0, 2.0], 0), ([1.0, np.inf], 2),
+                                        ([-np.inf, 1.0], 2), ([np.inf, np.nan], 1),
+                                        ([np.nan, 1.0], 1), ([1.7976931348623157e308, 0], 0)])
+def test_check_batch_values(values, bad):
+    from qss.tsdb import kernels
+    t = np.array([5, 3], np.int64)
+    assert kernels.check_batch(t, np.array(values)) == (bad, 3, 5, False, False)
+
+
+@pytest.mark.parametrize("t,ascending,repeats", [([1, 2, 3], True, False),
+                                                 ([1, 1, 3], True, True),
+                                                 ([1, 3, 2], False, False),
+                                                 ([7], True, False)])
+def test_check_batch_order(t, ascending, repeats):
+    from qss.tsdb import kernels
+    t = np.array(t, np.int64)
+    got = kernels.check_batch(t, np.zeros(len(t)))
+    assert got == (0, t.min(), t.max(), ascending, repeats)
+
+
+def test_statistics_blocks_of_every_size_and_level_round_trip():
+    """Coarse levels store small blocks as plain zstd and large ones with the column
+    codec; both decode to the records written (and old plain blocks stay readable)."""
+    from qss.tsdb import levels
+    rng = np.random.default_rng(3)
+    for n in (1, 127, 128, 1024):
+        win = np.sort(rng.choice(1024, n, replace=False)).astype(np.int64) + (5 << 10)
+        s = st.Stats(win, rng.integers(1, 200, n), rng.normal(size=n),
+                     rng.normal(size=n), rng.normal(size=n), rng.random(n))
+        for level in levels.LEVELS:
+            blob = levels.encode_block(level, 5, s)
+            assert (blob[:2] == b"P1") == (level != levels.LEVEL0 and n < 128)
+            back = levels.decode_block(5, blob)
+            for a, b in zip(back.columns(), s.columns()):
+                assert np.array_equal(a, b)

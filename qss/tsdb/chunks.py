@@ -14,7 +14,7 @@ import sqlite3
 
 import numpy as np
 
-from . import codec
+from . import codec, kernels
 
 ALIGN = 30
 #: Target points per chunk: big enough to compress well and keep row overhead small,
@@ -68,19 +68,21 @@ def floor_align(t: int) -> int:
     return (t >> ALIGN) << ALIGN
 
 
-def split(t: np.ndarray, first_start: int, target: int = CHUNK_POINTS
-          ) -> list[tuple[int, int, int]]:
+def split(t: np.ndarray, first_start: int, target: int = CHUNK_POINTS,
+          window_starts: np.ndarray | None = None) -> list[tuple[int, int, int]]:
     """Cut sorted times into chunks of at most ``target`` points where windows allow.
 
     Returns (chunk start, lo, hi) index ranges; the first chunk keeps ``first_start``,
     later ones start at the aligned boundary they were cut at. A single 2^ALIGN window
-    holding more than ``target`` points stays whole.
+    holding more than ``target`` points stays whole. ``window_starts``: the indices where
+    a 2^ALIGN window begins (``kernels.window_starts(t, ALIGN)``), when the caller has them.
     """
     n = len(t)
     if n <= target:
         return [(first_start, 0, n)]
-    win = t >> ALIGN
-    bounds = np.flatnonzero(win[1:] != win[:-1]) + 1  # index where a new window begins
+    if window_starts is None:
+        window_starts = kernels.window_starts(t, ALIGN)
+    bounds = window_starts[1:]  # index where a new window begins
     out, lo, start = [], 0, first_start
     while lo < n:
         if n - lo <= target:
@@ -93,7 +95,7 @@ def split(t: np.ndarray, first_start: int, target: int = CHUNK_POINTS
             hi = int(bounds[k]) if k < len(bounds) else n
         out.append((start, lo, hi))
         if hi < n:
-            start = int(win[hi]) << ALIGN
+            start = floor_align(int(t[hi]))
         lo = hi
     return out
 

@@ -93,7 +93,7 @@ def encode(columns: Sequence[np.ndarray], kinds: Sequence[int]) -> bytes:
         used.append(k)
         plan.append((a, k))
         total += a.nbytes
-    buf = np.empty(total, np.uint8)
+    buf = np.zeros(total, np.uint8)  # shuffle_delta64 writes only non-zero bytes
     pos = 0
     for a, k in plan:
         out = buf[pos:pos + a.nbytes]

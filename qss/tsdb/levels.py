@@ -42,14 +42,19 @@ def level_for(pw: int) -> int | None:
 
 _PLAIN = b"P1"
 _EMPTY = st.empty()
+#: Blocks of coarser levels with fewer records than this are stored as plain zstd, which
+#: encodes them faster than the column codec; from about this size on (measured, codec
+#: vs plain: 128 records 34 vs 38 us, 1024 records 74 vs 198 us) the codec is faster
+#: and smaller.
+_PLAIN_BELOW = 128
 
 
 def encode_block(level: int, block: int, s: st.Stats) -> bytes:
     """Level 30, nearly all of the statistics' bytes, gets the compact column codec;
-    coarser levels (1/16 of the size and rewritten by most writes) get plain zstd,
-    which encodes ten times faster."""
+    small blocks of coarser levels (rewritten by most writes) get plain zstd, which
+    encodes them faster. :func:`decode_block` reads either."""
     off = s.win - (block << BLOCK_BITS)
-    if level == LEVEL0:
+    if level == LEVEL0 or len(s) >= _PLAIN_BELOW:
         return codec.encode([off, s.count, s.min, s.mean, s.max, s.m2], _KINDS)
     body = b"".join(c.astype("<f8" if c.dtype.kind == "f" else "<i8", copy=False).tobytes()
                     for c in (off, s.count, s.min, s.mean, s.max, s.m2))

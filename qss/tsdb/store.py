@@ -29,6 +29,8 @@ from .meta import StreamInfo
 
 __all__ = ["Store", "Windows", "MergePolicy", "StreamInfo"]
 
+assert chunks.ALIGN == levels.LEVEL0  # the insert path cuts chunks at level-30 windows
+
 
 @dataclasses.dataclass(frozen=True)
 class Windows:
@@ -146,13 +148,16 @@ class Store:
             sid, version = meta.stream_id(self.db, uuid)
             if len(t) == 0:
                 return version
-            if not np.isfinite(v).all():
-                kind = "NaN" if np.isnan(v).any() else "Inf"
-                raise BadValue(f"insert contains {kind} values")
-            if t.min() < MINIMUM_TIME or t.max() >= MAXIMUM_TIME - 1:
+            bad, tmin, tmax, ascending, repeats = kernels.check_batch(t, v)  # one pass
+            if bad:
+                raise BadValue(f"insert contains {'NaN' if bad == 1 else 'Inf'} values")
+            if tmin < MINIMUM_TIME or tmax >= MAXIMUM_TIME - 1:
                 raise InvalidTimeRange("insert contains points outside valid time interval")
-            t, v = merge.sort_batch(t, v)
-            t, v = merge.dedupe_batch(t, v, policy)
+            if not ascending:
+                t, v = merge.sort_batch(t, v)
+                repeats = True  # not known for the sorted batch: let dedupe_batch look
+            if repeats:
+                t, v = merge.dedupe_batch(t, v, policy)
             return self._insert_sorted(sid, version, t, v, policy)
 
     def _insert_sorted(self, sid: int, version: int, t: np.ndarray, v: np.ndarray,
@@ -180,15 +185,14 @@ class Store:
             if len(kept) == 0:
                 continue
             merged = chunks.Points(mt, mv, mver)
-            for start, a, b in chunks.split(mt, base, self.chunk_points):
+            # Level-30 windows are the chunks' alignment windows (ALIGN == LEVEL0): one
+            # pass finds where they begin, for cutting chunks and for their statistics.
+            wstarts = kernels.window_starts(mt, levels.LEVEL0)
+            for start, a, b in chunks.split(mt, base, self.chunk_points, wstarts):
                 writes.append((start, merged.slice(a, b)))
-            wins = levels.sorted_unique(kept >> levels.LEVEL0)
-            mw = mt >> levels.LEVEL0
-            if wins[-1] - wins[0] + 1 == len(wins):  # one run of windows: a slice
-                inside = slice(*np.searchsorted(mw, [wins[0], wins[-1] + 1]))
-            else:
-                inside = np.isin(mw, wins)
-            fresh.append(st.from_keyed(mw[inside], mv[inside]))
+            wins = kernels.unique_windows(kept, levels.LEVEL0)  # the dirty windows
+            fresh.append(st.Stats(*kernels.window_stats(mt, mv, wstarts, levels.LEVEL0,
+                                                        wins)))
             dirty.append(wins)
             changes.append((int(kept[0]), int(kept[-1]) + 1, int(replaced > 0)))
         if not writes:
