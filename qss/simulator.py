@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,9 +47,9 @@ from .generator import UpmuSimulator
 from receiver.protocol import FAILURE_REPLY, encode_message, encode_reply
 
 __all__ = [
-    "EXAMPLE_START", "FINISHED", "Connect", "Device", "DeviceStats", "Outcome", "Plan", "Send", "SimFile",
-    "Wait", "device_files", "next_send_id", "plan_from_now", "push", "run_device",
-    "run_blocking", "serial_range", "simulate", "totals",
+    "EXAMPLE_START", "FINISHED", "Connect", "Device", "DeviceStats", "Outcome", "Plan",
+    "ReplyTimes", "Send", "SimFile", "Wait", "device_files", "next_send_id", "plan_from_now",
+    "push", "run_device", "run_blocking", "serial_range", "simulate", "totals",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -205,11 +206,60 @@ class _State(enum.Enum):
     AWAITING_REPLY = "awaiting reply"
 
 
+class ReplyTimes:
+    """Reply latencies (message out to its reply), as a histogram of buckets 2^(1/8)
+    wide (9 %) from 0.1 ms up, so that memory stays bounded however long a device runs.
+    A quantile is its bucket's upper edge (at most 9 % high), never above the maximum."""
+
+    _FLOOR = 1e-4               # seconds: bucket 0 holds every latency up to 0.1 ms
+    _STEP = math.log(2) / 8
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.max = 0.0
+
+    def add(self, seconds: float) -> None:
+        """Count one reply that took ``seconds``."""
+        k = 0 if seconds <= self._FLOOR else math.ceil(math.log(seconds / self._FLOOR)
+                                                       / self._STEP - 1e-9)
+        self.buckets[k] = self.buckets.get(k, 0) + 1
+        self.count += 1
+        self.max = max(self.max, seconds)
+
+    def merge(self, other: ReplyTimes) -> None:
+        """Add ``other``'s replies to these."""
+        for k, n in other.buckets.items():
+            self.buckets[k] = self.buckets.get(k, 0) + n
+        self.count += other.count
+        self.max = max(self.max, other.max)
+
+    def quantile(self, q: float) -> float | None:
+        """The latency (seconds) that a fraction ``q`` of the replies did not exceed;
+        None before the first reply."""
+        if not self.count:
+            return None
+        rank, seen = max(1, math.ceil(q * self.count)), 0
+        for k in sorted(self.buckets):
+            seen += self.buckets[k]
+            if seen >= rank:
+                return min(self.max, self._FLOOR * math.exp(k * self._STEP))
+        return self.max
+
+    def as_dict(self) -> dict:
+        """``count`` and ``p50``, ``p99``, ``max`` in milliseconds (None before a reply)."""
+        def ms(s: float | None) -> float | None:
+            return None if s is None else round(s * 1000, 3)
+        return {"count": self.count, "p50": ms(self.quantile(0.5)),
+                "p99": ms(self.quantile(0.99)), "max": ms(self.max if self.count else None)}
+
+
 @dataclass
 class DeviceStats:
     """A device's counters. ``made`` files exist on the device so far; ``sent``
     messages went out (resends included); each got one of ``acknowledged``,
-    ``refused`` (failure reply), or was ``unanswered`` (connection lost first)."""
+    ``refused`` (failure reply), or was ``unanswered`` (connection lost first).
+    ``reply_times``: how long the replies took."""
 
     serial: str
     made: int = 0
@@ -219,6 +269,8 @@ class DeviceStats:
     unanswered: int = 0
     connects: int = 0
     connect_failures: int = 0
+    reply_times: ReplyTimes = dataclasses.field(default_factory=ReplyTimes, compare=False,
+                                                repr=False)
 
     @property
     def waiting(self) -> int:
@@ -226,8 +278,11 @@ class DeviceStats:
         return self.made - self.acknowledged
 
     def as_dict(self) -> dict:
-        """The counters and ``waiting``, for JSON."""
-        return {**dataclasses.asdict(self), "waiting": self.waiting}
+        """The counters, ``waiting`` and ``reply_ms`` (:meth:`ReplyTimes.as_dict`), for
+        JSON."""
+        counters = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if f.name != "reply_times"}
+        return {**counters, "waiting": self.waiting, "reply_ms": self.reply_times.as_dict()}
 
 
 class Device:
@@ -253,6 +308,7 @@ class Device:
         self._started: float | None = None
         self._send_id = 0
         self._in_flight: Send | None = None
+        self._sent_at = 0.0             # when the message in flight went out
         self._not_before = 0.0          # no connect or send before this time
         self._last_refused = False
 
@@ -311,6 +367,7 @@ class Device:
         self._send_id = next_send_id(self._send_id)
         step = Send(self.file(self.head), self._send_id)
         self._in_flight = step
+        self._sent_at = now
         self._state = _State.AWAITING_REPLY
         self.stats.sent += 1
         return step
@@ -328,8 +385,10 @@ class Device:
         self.stats.connect_failures += 1
         self._not_before = now + self.reconnect
 
-    def replied(self, reply: bytes, now: float) -> Outcome:
-        """The 4-byte reply to the message in flight arrived.
+    def replied(self, reply: bytes, now: float, sent: float | None = None) -> Outcome:
+        """The 4-byte reply to the message in flight arrived. ``sent``: when the
+        message's first byte went out (default: when :meth:`next_step` returned it);
+        the reply's latency is counted from there in ``stats.reply_times``.
 
         Raises:
             RuntimeError: no message is in flight.
@@ -339,6 +398,9 @@ class Device:
         send_id = self._in_flight.send_id
         self._in_flight = None
         self._state = _State.CONNECTED
+        if reply in (encode_reply(send_id), FAILURE_REPLY):
+            self.stats.reply_times.add(max(0.0, now - (self._sent_at if sent is None
+                                                       else sent)))
         if reply == encode_reply(send_id):
             self.stats.acknowledged += 1
             self.acknowledged.append(self.file(self.head - 1).path)
@@ -416,6 +478,7 @@ async def run_device(device: Device, host: str, port: int, stop: asyncio.Event, 
                 cache = (step.file.index,
                          await asyncio.to_thread(device.content, step.file))
             try:
+                sent = loop.time()
                 writer.write(encode_message(step.send_id, step.file.path, device.serial,
                                             cache[1]))
                 reply = await _reply(writer, reader, stop, timeout, grace)
@@ -429,7 +492,7 @@ async def run_device(device: Device, host: str, port: int, stop: asyncio.Event, 
                 down_reason = reason
                 continue
             was_refused = device.refusing
-            outcome = device.replied(reply, loop.time())
+            outcome = device.replied(reply, loop.time(), sent)
             if outcome is Outcome.ACKNOWLEDGED:
                 cache = None
             elif outcome is Outcome.REFUSED and not was_refused:
@@ -539,11 +602,15 @@ async def push(port: int, serial: str, files: list[tuple[str, bytes]], *,
     return replies
 
 
-def totals(devices: Iterable[Device]) -> dict[str, int]:
-    """Every counter of :class:`DeviceStats` (and ``waiting``) summed over ``devices``."""
-    out: dict[str, int] = {}
+def totals(devices: Iterable[Device]) -> dict:
+    """Every counter of :class:`DeviceStats` (and ``waiting``) summed over ``devices``,
+    and ``reply_ms`` over all their replies."""
+    out: dict = {}
+    replies = ReplyTimes()
     for d in devices:
         for key, value in d.stats.as_dict().items():
-            if key != "serial":
+            if key not in ("serial", "reply_ms"):
                 out[key] = out.get(key, 0) + value
+        replies.merge(d.stats.reply_times)
+    out["reply_ms"] = replies.as_dict()
     return out

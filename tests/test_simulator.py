@@ -18,8 +18,8 @@ import pytest
 
 from qss.generator import UpmuSimulator
 from qss.queue import open_queue
-from qss.simulator import (FINISHED, Connect, Device, Outcome, Plan, Send, Wait,
-                           device_files, next_send_id, plan_from_now, serial_range)
+from qss.simulator import (FINISHED, Connect, Device, Outcome, Plan, ReplyTimes, Send, Wait,
+                           device_files, next_send_id, plan_from_now, serial_range, totals)
 from receiver.protocol import FAILURE_REPLY, encode_reply
 from sim_upmu import START, write_upmus
 from test_sync2q_support import reserve_port
@@ -140,6 +140,42 @@ def test_after_its_backlog_a_device_waits_for_its_next_live_file():
     assert d.next_step(101.2) == Wait(160.0)            # live file 1 exists at 100 + 60
     assert d.stats.made == 1
     assert _send(d, 160.0).file.index == 1 and d.stats.made == 2
+
+
+def test_reply_latencies_are_counted_from_the_send_to_the_reply():
+    d = _device(count=4)
+    d.next_step(0.0)
+    d.connected_at(0.0)
+    _send(d, 0.0)
+    d.replied(encode_reply(1), 0.25)                    # 250 ms after next_step's Send
+    _send(d, 10.0)
+    d.replied(FAILURE_REPLY, 12.0, sent=11.0)           # a refusal counts: 1 s after sent
+    _send(d, 20.0)
+    d.connection_lost(30.0)                             # no reply: nothing to count
+    assert d.stats.reply_times.count == 2 and d.stats.reply_times.max == 1.0
+    ms = d.stats.as_dict()["reply_ms"]
+    assert ms["count"] == 2 and ms["max"] == 1000.0
+    assert 250.0 <= ms["p50"] <= 250.0 * 2 ** (1 / 8) and ms["p99"] == 1000.0
+    other = _device()
+    other.next_step(0.0)
+    other.connected_at(0.0)
+    _send(other, 0.0)
+    other.replied(encode_reply(1), 3.0)
+    both = totals([d, other])
+    assert both["reply_ms"]["count"] == 3 and both["reply_ms"]["max"] == 3000.0
+    assert (both["sent"], both["acknowledged"], both["refused"]) == (4, 2, 1)
+
+
+def test_reply_time_quantiles_are_within_a_bucket_of_the_truth():
+    times = ReplyTimes()
+    assert times.quantile(0.99) is None and times.as_dict()["p99"] is None
+    for i in range(1, 1001):                            # 1 ms .. 1 s
+        times.add(i / 1000)
+    times.add(0.0)                                      # below the first bucket's edge
+    for q, true in ((0.5, 0.5), (0.99, 0.99)):
+        assert true * 0.999 <= times.quantile(q) <= true * 2 ** (1 / 8) * 1.001
+    assert times.quantile(1.0) == 1.0 and times.count == 1001
+    assert len(times.buckets) < 100                     # bounded: log buckets
 
 
 def test_contents_are_the_generators_files():

@@ -55,7 +55,9 @@ examples:
   one JSON object per line: {"event": "progress", ...} every --progress seconds and
   {"event": "summary", "devices": [...], "totals": {...}, "stopped": ...} at the end;
   counters: made, sent, acknowledged, refused, unanswered, waiting, connects,
-  connect_failures. State-change lines are not printed.
+  connect_failures, and reply_ms {count, p50, p99, max}: the time from a message
+  going out to its reply (a histogram's bucket edges, at most 9 % high). State-change
+  lines are not printed.
 
 exit status:
   0  every file of --files/--minutes acknowledged, or stopped by --duration, SIGTERM
