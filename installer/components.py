@@ -206,7 +206,7 @@ def qss_files(settings: Settings, layout: Layout,
     if settings.queue.scheme == "mongodb" and mongo is None:
         notes = (f";\n; [queue] url = {_sv(_without_password(settings.queue.url))} is a "
                  f"MongoDB on another machine:\n; no mongo program here.\n")
-    blocks = "".join("\n" + _program_block(p, layout, log_dir).rstrip("\n") for p in progs)
+    blocks = "".join("\n" + program_block(p, layout, log_dir).rstrip("\n") for p in progs)
     budget = stop_budget(progs)
     return [
         FileSpec(QSS_INI, appliance_ini(), "qss", keep_existing=True),
@@ -314,7 +314,9 @@ def _sv(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def _program_block(p: Program, layout: Layout, log_dir: str) -> str:
+def program_block(p: Program, layout: Layout, log_dir: str) -> str:
+    """The ``[program:NAME]`` section of supervisord's configuration for ``p`` (also used
+    by the demo for its simulated uPMUs, so they behave as the appliance's programs)."""
     environment = ",".join(f'{k}="{_sv(v)}"' for k, v in p.environment.items())
     return templating.render(
         "supervisor/program.conf", name=p.name, purpose=p.purpose, command=_sv(p.command),

@@ -32,8 +32,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from installer import files, templating
-from installer.components import Layout, programs, qss_files
+from installer import files
+from installer.components import Layout, Program, program_block, programs, qss_files
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.settings import load_settings
 from qss.status import Probes, report, supervisor_programs, watch
@@ -247,13 +247,10 @@ class Demo:
 
     def _program(self, name: str, command: str) -> str:
         # The appliance's own program template, so the devices behave as its programs do.
-        layout = self.layout()
-        env = f'HOME="{self.root}/var/lib/qss",LANG="C.UTF-8",PYTHONUNBUFFERED="1"'
-        return templating.render(
-            "supervisor/program.conf", name=name, purpose=f"simulated uPMU ({name})",
-            command=command.replace("%", "%%"), user=layout.user, group=layout.group,
-            environment=env, priority=SIM_PRIORITY, startsecs=layout.startsecs,
-            startretries=10, stopwaitsecs=10, log_dir=str(self.root / "var/log"))
+        env = {"HOME": f"{self.root}/var/lib/qss", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+        return program_block(Program(name, f"simulated uPMU ({name})", command, SIM_PRIORITY,
+                                     stopwaitsecs=10, environment=env),
+                             self.layout(), str(self.root / "var/log"))
 
     # -- look ---------------------------------------------------------------------------
 
