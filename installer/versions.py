@@ -31,8 +31,8 @@ BINDIR = "/opt/qss/current/bin"     # the commands as the appliance names them
 LINKDIR = "usr/local/bin"
 INCOMPLETE = ".incomplete"
 UPDATE_DIR = ".qss-update"          # inside a version: how it was installed, for rollback
-#: Console scripts of the suite: linked into /usr/local/bin (read from the installed
-#: version's own metadata, so a new command appears with the version that brings it).
+#: The suite's distribution: its console scripts, read from the installed version's own
+#: metadata, are linked into /usr/local/bin (a new command appears with its version).
 DIST = "qss"
 
 
