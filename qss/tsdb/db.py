@@ -1,8 +1,17 @@
 """The SQLite database under the data directory: schema, pragmas, connections.
 
 One file, ``<data>/btrdb.sqlite3``, in WAL mode. Every insert, delete and metadata change is
-one transaction, committed before the call returns: with ``synchronous=FULL`` (the default)
-it survives power loss, with ``NORMAL`` it survives a crash or SIGKILL of the server.
+one transaction, committed before the call returns, so it survives a crash or SIGKILL of
+the server; with ``durable=True`` (the default) it also survives power loss: the call
+returns only after an fsync of the WAL that began after its COMMIT.
+
+That fsync runs after the write lock is released (SQLite itself runs with
+``synchronous=NORMAL``, which in WAL mode syncs only at checkpoints), and concurrent
+writers share it (group commit, :meth:`Db._make_durable`). Inside the lock SQLite's own
+fsync (``synchronous=FULL``) kept every other writer waiting for the disk and for this
+thread to get the GIL back afterwards. A reader may see a commit before its fsync ends
+(the writer has not been answered yet); a power loss then takes it back, never anything
+already acknowledged.
 
 Connections are per thread (sqlite3 objects must not be used by two threads at once);
 writes are serialised by :attr:`Db.write_lock` so that transactions never wait on SQLite's
@@ -11,9 +20,9 @@ busy handler.
 Checkpoints (copying the WAL into the main file, with an fsync of it) run on a background
 thread instead of inside whichever commit crosses SQLite's threshold: measured, that
 halves the wall time of an insert on this appliance's disk. Durability is unchanged:
-each commit still fsyncs the WAL before it returns. The WAL is checkpointed once it
-holds CHECKPOINT_BYTES, and truncated when writes pause; a bulk load that outruns the
-checkpointer is held back briefly at WAL_LIMIT_BYTES.
+each commit's WAL frames are still fsynced before it returns. The WAL is checkpointed
+once it holds CHECKPOINT_BYTES, and truncated when writes pause; a bulk load that
+outruns the checkpointer is held back briefly at WAL_LIMIT_BYTES.
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import storage_error
+from .errors import StorageFailure, storage_error
 
 FILENAME = "btrdb.sqlite3"
 CHECKPOINT_BYTES = 32 << 20
@@ -85,8 +94,18 @@ class Db:
         # on a full disk. For tests of that path, and for operators who want a cap.
         self.max_bytes = max_bytes
         self.path = self.directory / FILENAME
-        self.synchronous = "FULL" if durable else "NORMAL"
+        # Durable commits fsync the WAL themselves, after the write lock is released
+        # (see :meth:`_make_durable`); SQLite itself runs with synchronous=NORMAL, which
+        # in WAL mode syncs only at checkpoints.
+        self.durable = durable
+        self.synchronous = "NORMAL"
         self.write_lock = threading.Lock()
+        self._sync = threading.Condition(threading.Lock())
+        self._commits = 0        # commits whose WAL frames have been written
+        self._synced = 0         # commits known to be on disk
+        self._syncing = False    # a thread is running an fsync of the WAL
+        self._sync_error: OSError | None = None
+        self._wal_fd: int | None = None  # see _fsync_wal
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -94,6 +113,8 @@ class Db:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self.write_lock:
             self.conn().executescript(SCHEMA)
+        if durable:
+            self._fsync_wal()  # the schema, and the WAL file's directory entry
         self._committed = threading.Event()
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
@@ -169,12 +190,19 @@ class Db:
             StorageFailure: an I/O error or a damaged file.
         """
         c = self.conn()
+        commit = 0
         with self.write_lock:
+            if self._sync_error is not None:
+                raise StorageFailure(f"writes refused after a failed fsync of the WAL: "
+                                     f"{self._sync_error}")
             try:
                 c.execute("BEGIN IMMEDIATE")
                 try:
                     yield c
                     c.execute("COMMIT")
+                    with self._sync:
+                        self._commits += 1
+                        commit = self._commits
                     self._committed.set()
                 except BaseException:
                     # SQLite may already have rolled back (e.g. SQLITE_FULL on COMMIT).
@@ -189,6 +217,61 @@ class Db:
                 if mapped is None:
                     raise
                 raise mapped from exc
+        if self.durable:
+            self._make_durable(commit)
+
+    def _make_durable(self, commit: int) -> None:
+        """Return once commit number ``commit`` is on disk (group commit of the fsync).
+
+        The COMMIT has written its WAL frames (to the page cache: a SIGKILL of the server
+        can no longer lose them); an fsync of the WAL started after that makes them
+        survive power loss too. Threads that commit while an fsync runs wait for it and
+        then share the next one, so concurrent inserts need fewer fsyncs than commits,
+        and none runs under the write lock. Each caller still returns only after an
+        fsync that began after its own commit. After a failed fsync the durability of
+        recent commits is unknown: this and every later write raises StorageFailure.
+        """
+        with self._sync:
+            while self._synced < commit:
+                if self._sync_error is not None:
+                    raise StorageFailure(f"fsync of the WAL failed: {self._sync_error}")
+                if self._syncing:
+                    self._sync.wait()
+                    continue
+                self._syncing = True
+                target = self._commits  # every commit counted here has written its frames
+                self._sync.release()
+                try:
+                    self._fsync_wal()
+                except OSError as exc:
+                    error = exc
+                else:
+                    error = None
+                finally:
+                    self._sync.acquire()
+                    self._syncing = False
+                    self._sync.notify_all()
+                if error is not None:
+                    self._sync_error = error
+                    raise StorageFailure(f"fsync of the WAL failed: {error}") from error
+                self._synced = max(self._synced, target)
+
+    def _fsync_wal(self) -> None:
+        """fdatasync the WAL file.
+
+        The descriptor is opened once (with an fsync of the directory, making the WAL's
+        name durable): SQLite deletes the WAL only when the last connection closes, and
+        this object's connections stay open until :meth:`close` (a checkpoint truncates
+        the file, it does not replace it)."""
+        if self._wal_fd is None:
+            fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
+            dfd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self._wal_fd = fd
+        os.fdatasync(self._wal_fd)
 
     def close(self) -> None:
         """Close every connection (checkpointing the WAL into the main file)."""
@@ -201,6 +284,9 @@ class Db:
             for c in self._all:
                 c.close()
             self._all.clear()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
         self._local = threading.local()
 
 
