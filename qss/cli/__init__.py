@@ -8,6 +8,7 @@ errors to an exit status here, so an operator never sees a traceback for a mista
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import enum
 import sys
 import traceback
@@ -101,3 +102,28 @@ def load_settings(args: argparse.Namespace) -> Settings:
         return settings_from_args(args)
     except SettingsError as exc:
         raise CommandError(str(exc), ExitStatus.USAGE) from None
+
+
+# -- argument types shared by the commands ---------------------------------------------
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def iso_time(text: str) -> dt.datetime:
+    """argparse type: an ISO 8601 time, UTC when it names no zone."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use ISO 8601, e.g. 2015-12-18T08:14:57Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .. import dat, generator, naming
 from ..streams import EXTENDED_STREAMS, UNITS
-from . import CommandError, ExitStatus, add_traceback_argument, run
+from . import CommandError, ExitStatus, add_traceback_argument, iso_time, positive_int, run
 
 # Skips caused by damage to the file, as opposed to what devices do (records dated 2000
 # before GPS lock, repeated seconds): only these make `info` and `csv` exit non-zero.
@@ -81,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("--serial", required=True,
                      help="device serial number, e.g. P3001276 (letters and digits)")
-    gen.add_argument("--start", required=True, type=_iso_time, metavar="ISO8601",
+    gen.add_argument("--start", required=True, type=iso_time, metavar="ISO8601",
                      help="UTC time of the first sample, e.g. 2015-12-18T08:14:57Z "
                           "(a time without a zone is taken as UTC)")
-    gen.add_argument("--minutes", required=True, type=_positive_int, metavar="N",
+    gen.add_argument("--minutes", required=True, type=positive_int, metavar="N",
                      help="minutes of data to generate")
     gen.add_argument("--extended", action="store_true",
                      help="write extended records (19 streams, ~552 KB a minute) instead "
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--site", choices=sorted(generator.SITES), default="feeder",
                      help="what the uPMU measures: a 12 kV-class feeder (default), a "
                           "substation, a building's low-voltage bus, or a small PV array")
-    gen.add_argument("--seconds-per-file", type=_positive_int, default=60, metavar="S",
+    gen.add_argument("--seconds-per-file", type=positive_int, default=60, metavar="S",
                      help="seconds per file: 60 (default) or 120 as older firmware wrote")
     gen.add_argument("outdir", metavar="OUTDIR", type=Path, help="where to write the files")
     for command in (info, csv, gen):    # also after the command: qss-dat csv F --traceback
@@ -251,9 +251,9 @@ def _report_skipped(path: Path, parsed: dat.DatFile) -> bool:
 
 
 def _add_window_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--earliest", type=_iso_time, metavar="ISO8601",
+    p.add_argument("--earliest", type=iso_time, metavar="ISO8601",
                    help="skip records dated before this UTC time (default 2010-01-01)")
-    p.add_argument("--latest", type=_iso_time, metavar="ISO8601",
+    p.add_argument("--latest", type=iso_time, metavar="ISO8601",
                    help="skip records dated after this UTC time (default: a day from now)")
 
 
@@ -264,25 +264,6 @@ def _window(args: argparse.Namespace) -> dat.DateWindow:
     return dat.DateWindow(start, end)
 
 
-def _iso_time(text: str) -> dt.datetime:
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r}: use ISO 8601, e.g. 2015-12-18T08:14:57Z") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.astimezone(dt.timezone.utc)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def _to_ns(when: dt.datetime) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .. import generator, simulator
-from . import CommandError, ExitStatus, add_traceback_argument, run
+from . import CommandError, ExitStatus, add_traceback_argument, iso_time, positive_int, run
 
 PROG = "qss-sim"
 _SERIAL = re.compile(r"^[A-Za-z0-9]{1,32}$")
@@ -95,15 +95,6 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
 
 def _port(text: str) -> int:
     try:
@@ -122,14 +113,6 @@ def _serial(text: str) -> str:
     return text
 
 
-def _iso_time(text: str) -> dt.datetime:
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid time {text!r}: use ISO 8601, e.g. 2015-12-18T08:14:57Z") from None
-    return when.replace(tzinfo=when.tzinfo or dt.timezone.utc)
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of qss-sim (also used by the help-text tests)."""
@@ -142,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the receiver's port (default %(default)s)")
 
     devices = p.add_argument_group("devices")
-    devices.add_argument("--devices", type=_positive_int, metavar="N",
+    devices.add_argument("--devices", type=positive_int, metavar="N",
                          help="how many devices (default 1, or as many as --serial)")
     devices.add_argument("--serial-base", type=_serial, default="P3000001", metavar="SERIAL",
                          help="the first device's serial; the others count up from it "
@@ -165,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--interval", type=_positive_float, default=None, metavar="S",
                       help="seconds between a device's live files (default: --file-seconds, "
                            "so data keeps pace with the clock)")
-    pace.add_argument("--file-seconds", type=_positive_int, default=simulator.FILE_SECONDS,
+    pace.add_argument("--file-seconds", type=positive_int, default=simulator.FILE_SECONDS,
                       metavar="S", help="seconds of data per file (default %(default)s; "
                                         "older firmware: 120)")
     pace.add_argument("--fast", action="store_true",
@@ -174,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--backlog", type=_non_negative_float, default=0.0, metavar="HOURS",
                       help="hours the devices were offline: their files wait and go first, "
                            "in name order (default 0)")
-    pace.add_argument("--start", type=_iso_time, metavar="ISO8601",
+    pace.add_argument("--start", type=iso_time, metavar="ISO8601",
                       help="time of the first file's first sample (default: now minus "
                            "--backlog), e.g. 2015-12-18T08:14:57Z")
     pace.add_argument("--gap", type=_non_negative_float, default=simulator.GAP_SECONDS,
@@ -183,10 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     stop = p.add_argument_group("when to stop (default: never; SIGTERM or Ctrl+C)")
     count = stop.add_mutually_exclusive_group()
-    count.add_argument("--files", type=_positive_int, metavar="N",
+    count.add_argument("--files", type=positive_int, metavar="N",
                        help="each device stops once its first N files (backlog included) "
                             "are acknowledged")
-    count.add_argument("--minutes", type=_positive_int, metavar="N",
+    count.add_argument("--minutes", type=positive_int, metavar="N",
                        help="as --files, for N minutes of data")
     stop.add_argument("--duration", type=_positive_float, metavar="S",
                       help="stop after S seconds whatever is left")
