@@ -123,3 +123,50 @@ def test_statistics_blocks_of_every_size_and_level_round_trip():
             back = levels.decode_block(5, blob)
             for a, b in zip(back.columns(), s.columns()):
                 assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("cleared", [False, True])
+def test_all_levels_kernels_against_numpy(cleared):
+    """kernels.level_windows (every level's dirty windows and blocks) and
+    kernels.update_levels (every level's records of those blocks after a write, in one
+    call) against numpy sets and statistics of the final points."""
+    from qss.tsdb import kernels
+    rng = np.random.default_rng(11 + cleared)
+    fine, stride, bits, nlev = 4, 2, 3, 4
+    t = np.sort(rng.integers(0, 2**15, 6000))
+    v = 7060 + rng.normal(0, 2, len(t))
+    dirty = np.array([*range(100, 140), 400, 401, 1500], np.int64)
+    lo, hi = (600, 700) if cleared else (1, 0)
+    w = t >> fine
+    keep = ~np.isin(w, [401]) & ~((w >= lo) & (w <= hi))
+    t2, v2 = t[keep], np.where(np.isin(w, dirty), v * 1.5, v)[keep]
+    if cleared:
+        dirty = np.union1d(dirty, [lo, hi])  # the cleared range's ends, partly kept
+    sel = np.isin(t2 >> fine, dirty)
+    fresh = st.from_points(t2[sel], v2[sel], fine)
+    dflat, doff, bflat, boff = kernels.level_windows(dirty, cleared, lo, hi, nlev, stride,
+                                                     bits)
+    parts, ooff = [], [0]
+    for k in range(nlev):
+        s = k * stride
+        want = np.unique(dirty >> s)
+        if cleared and k:
+            want = np.union1d(want, [lo >> s, hi >> s])
+        assert np.array_equal(dflat[doff[k]:doff[k + 1]], want)
+        blocks = np.unique(want >> bits)
+        if cleared:
+            blocks = np.union1d(blocks, [(lo >> s) >> bits, (hi >> s) >> bits])
+        assert np.array_equal(bflat[boff[k]:boff[k + 1]], blocks)
+        old = st.from_points(t, v, fine + s)
+        parts.append(old.take(np.isin(old.win >> bits, blocks)))
+        ooff.append(ooff[-1] + len(parts[-1]))
+    old = [np.concatenate(c) for c in zip(*(p.columns() for p in parts))]
+    *cols, off = kernels.update_levels(dflat, doff, cleared, lo, hi, stride,
+                                       *fresh.columns(), *old, np.array(ooff, np.int64))
+    for k in range(nlev):
+        got = st.Stats(*(c[off[k]:off[k + 1]] for c in cols))
+        level = fine + k * stride
+        blocks = bflat[boff[k]:boff[k + 1]]
+        sel = np.isin((t2 >> level) >> bits, blocks)
+        assert len(got) > 0
+        assert_matches(got, reference(t2[sel], v2[sel], level))

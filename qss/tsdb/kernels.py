@@ -321,6 +321,125 @@ def window_stats(t, v, starts, shift, wanted):
     return win[:g], count[:g], mn[:g], mean[:g], mx[:g], m2[:g]
 
 
+@njit(**_OPTS)
+def _add_pair(a, lo, hi):
+    """The sorted unique ``a`` with lo <= hi added."""
+    n = a.shape[0]
+    out = np.empty(n + 2, np.int64)
+    m = 0
+    i = 0
+    extra = (lo, hi)
+    for e in range(2):
+        x = extra[e]
+        if e == 1 and hi == lo:
+            break
+        while i < n and a[i] < x:
+            out[m] = a[i]
+            m += 1
+            i += 1
+        if i < n and a[i] == x:
+            continue
+        out[m] = x
+        m += 1
+    while i < n:
+        out[m] = a[i]
+        m += 1
+        i += 1
+    return out[:m]
+
+
+@njit(**_OPTS)
+def _shift_unique(a, shift):
+    n = a.shape[0]
+    out = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        x = a[i] >> shift
+        if m == 0 or out[m - 1] != x:
+            out[m] = x
+            m += 1
+    return out[:m]
+
+
+@njit(**_OPTS)
+def level_windows(dirty, cleared, clear_lo, clear_hi, nlevels, stride, block_bits):
+    """For statistics levels k = 0 .. nlevels-1 (windows 2^(stride*k) times those of
+    ``dirty``): the dirty windows of each (``dirty`` at level 0; each next one the
+    previous ones shifted by ``stride``, plus, when ``cleared``, the shifted ends of the
+    cleared range) and the blocks (windows >> block_bits, plus the cleared range's end
+    blocks) to rewrite. Returns (dirty, dirty offsets, blocks, block offsets), flat."""
+    nd = dirty.shape[0]
+    dflat = np.empty(nlevels * (nd + 2), np.int64)
+    bflat = np.empty(nlevels * (nd + 2), np.int64)
+    doff = np.zeros(nlevels + 1, np.int64)
+    boff = np.zeros(nlevels + 1, np.int64)
+    cur = dirty
+    lo, hi = clear_lo, clear_hi
+    dm = 0
+    bm = 0
+    for k in range(nlevels):
+        if k > 0:
+            cur = _shift_unique(cur, stride)
+            lo, hi = lo >> stride, hi >> stride
+            if cleared:
+                cur = _add_pair(cur, lo, hi)
+        for i in range(cur.shape[0]):
+            dflat[dm] = cur[i]
+            dm += 1
+        doff[k + 1] = dm
+        blocks = _shift_unique(cur, block_bits)
+        if cleared:
+            blocks = _add_pair(blocks, lo >> block_bits, hi >> block_bits)
+        for i in range(blocks.shape[0]):
+            bflat[bm] = blocks[i]
+            bm += 1
+        boff[k + 1] = bm
+    return dflat[:dm], doff, bflat[:bm], boff
+
+
+@njit(**_OPTS)
+def update_levels(dflat, doff, cleared, clear_lo, clear_hi, stride,
+                  fwin, fcount, fmn, fmean, fmx, fm2,
+                  win, count, mn, mean, mx, m2, ooff):
+    """Every level's records after a write, finest first: at level k the old records
+    ``win[ooff[k]:ooff[k+1]]`` ... less those of the dirty windows
+    ``dflat[doff[k]:doff[k+1]]`` and of the cleared range (clear_lo, clear_hi shifted by
+    stride*k; none unless ``cleared``), merged with the fresh records, which are the
+    given ones at level 0 and above it the level below's result combined into this
+    level's dirty windows (:func:`replace_windows`, :func:`combine_windows`). Returns
+    the six columns of all levels, flat, and the offsets of each level in them."""
+    nlevels = doff.shape[0] - 1
+    total = (ooff[nlevels] - ooff[0]) + dflat.shape[0]
+    ow = np.empty(total, np.int64)
+    oc = np.empty(total, np.int64)
+    omn = np.empty(total, np.float64)
+    ome = np.empty(total, np.float64)
+    omx = np.empty(total, np.float64)
+    om2 = np.empty(total, np.float64)
+    off = np.zeros(nlevels + 1, np.int64)
+    lo, hi = clear_lo, clear_hi
+    if not cleared:
+        lo, hi = 1, 0  # lo > hi: nothing
+    nw, nc, nmn, nme, nmx, nm2 = fwin, fcount, fmn, fmean, fmx, fm2
+    m = 0
+    for k in range(nlevels):
+        if k > 0 and cleared:
+            lo, hi = lo >> stride, hi >> stride
+        a, b = ooff[k], ooff[k + 1]
+        rw, rc, rmn, rme, rmx, rm2 = replace_windows(
+            win[a:b], count[a:b], mn[a:b], mean[a:b], mx[a:b], m2[a:b],
+            dflat[doff[k]:doff[k + 1]], lo, hi, nw, nc, nmn, nme, nmx, nm2)
+        for i in range(rw.shape[0]):
+            ow[m], oc[m], omn[m], ome[m], omx[m], om2[m] = \
+                rw[i], rc[i], rmn[i], rme[i], rmx[i], rm2[i]
+            m += 1
+        off[k + 1] = m
+        if k + 1 < nlevels:
+            nw, nc, nmn, nme, nmx, nm2 = combine_windows(
+                rw, rc, rmn, rme, rmx, rm2, stride, dflat[doff[k + 1]:doff[k + 2]])
+    return ow[:m], oc[:m], omn[:m], ome[:m], omx[:m], om2[:m], off
+
+
 def warm_up() -> None:
     """Load (or compile, the first time) every kernel for the array types the write path
     passes, so that the first request does not wait for it (~0.2 s from the disk cache,
@@ -339,6 +458,9 @@ def warm_up() -> None:
     s = keyed_stats(i, f)
     replace_windows(*s, i[:2], 1, 0, *s)
     combine_windows(*s, 4, i[:1])
+    for c in (False, True):
+        d, do, _, _ = level_windows(i[:2], c, 0, 1, 3, 1, 1)
+        update_levels(d, do, c, 0, 1, 1, *s, *s, np.array([0, 4, 4, 4], np.int64))
     # Insert batches arrive read-only (Arrow buffers) and become writable once merged
     # with stored points: every combination occurs.
     for a in (i, ro_i):

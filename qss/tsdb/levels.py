@@ -110,6 +110,19 @@ class BlockCache:
                 self._blocks.move_to_end((sid, level, block))
             return s
 
+    def get_many(self, sid: int, keys: list[tuple[int, int]]
+                 ) -> dict[tuple[int, int], st.Stats]:
+        """The cached blocks among ``keys`` (level, block)."""
+        out = {}
+        with self._lock:
+            blocks = self._blocks
+            for level, block in keys:
+                s = blocks.get((sid, level, block))
+                if s is not None:
+                    blocks.move_to_end((sid, level, block))
+                    out[(level, block)] = s
+        return out
+
     def commit(self, sid: int, plan: Plan) -> None:
         if plan.range_deletes:
             self.drop(sid)
@@ -129,16 +142,9 @@ class BlockCache:
                 del self._blocks[key]
 
 
-def _load_blocks(conn: sqlite3.Connection, sid: int, level: int, blocks: np.ndarray,
-                 cache: BlockCache | None = None) -> dict[int, st.Stats]:
+def _load_blocks(conn: sqlite3.Connection, sid: int, level: int, missing: list[int]
+                 ) -> dict[int, st.Stats]:
     out: dict[int, st.Stats] = {}
-    missing = []
-    for b in (int(x) for x in blocks):
-        s = cache.get(sid, level, b) if cache is not None else None
-        if s is None:
-            missing.append(b)
-        else:
-            out[b] = s
     for i in range(0, len(missing), 500):  # stay under SQLite's parameter limit
         part = missing[i:i + 500]
         marks = ",".join("?" * len(part))
@@ -148,11 +154,18 @@ def _load_blocks(conn: sqlite3.Connection, sid: int, level: int, blocks: np.ndar
     return out
 
 
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique for an already sorted array, without the sort."""
-    if len(a) < 2:
-        return a
-    return a[np.concatenate(([True], a[1:] != a[:-1]))]
+def _load_all(conn: sqlite3.Connection, sid: int, wanted: list[tuple[int, int]],
+              cache: BlockCache | None = None) -> dict[tuple[int, int], st.Stats]:
+    """The stored blocks among ``wanted`` (level, block) pairs, decoded."""
+    out = cache.get_many(sid, wanted) if cache is not None else {}
+    missing: dict[int, list[int]] = {}
+    for level, b in wanted:
+        if (level, b) not in out:
+            missing.setdefault(level, []).append(b)
+    for level, blocks in missing.items():
+        for b, s in _load_blocks(conn, sid, level, blocks).items():
+            out[(level, b)] = s
+    return out
 
 
 class Plan:
@@ -170,8 +183,9 @@ class Plan:
         for level, b0, b1 in self.range_deletes:
             conn.execute("DELETE FROM stats WHERE stream=? AND level=? AND block BETWEEN ? AND ?",
                          (sid, level, b0, b1))
-        conn.executemany("DELETE FROM stats WHERE stream=? AND level=? AND block=?",
-                         [(sid, lv, b) for lv, b in self.deletes])
+        if self.deletes:
+            conn.executemany("DELETE FROM stats WHERE stream=? AND level=? AND block=?",
+                             [(sid, lv, b) for lv, b in self.deletes])
         conn.executemany("INSERT OR REPLACE INTO stats(stream, level, block, data)"
                          " VALUES (?,?,?,?)", [(sid, lv, b, d) for lv, b, d in self.upserts])
 
@@ -185,43 +199,53 @@ def plan_update(conn: sqlite3.Connection, sid: int, dirty: np.ndarray, fresh: st
     new records (windows of ``dirty`` missing from it are now empty); ``cleared``: an
     inclusive range of level-30 windows whose records all go (a delete), its two end
     windows being listed in ``dirty`` when partly kept.
+
+    The window arithmetic of all levels is one kernel call (:func:`kernels.level_windows`:
+    each level's dirty windows and blocks), the blocks of all levels are looked up
+    together, and the records of all levels are recomputed by one more
+    (:func:`kernels.update_levels`): Python is left with the lookups and the encoding.
     """
     plan = Plan()
     clear_lo, clear_hi = cleared if cleared is not None else (1, 0)  # 1 > 0: nothing
     dirty = np.ascontiguousarray(dirty, dtype=np.int64)
-    for level in LEVELS:
-        blocks = dirty >> BLOCK_BITS
-        if cleared is not None:
-            ba, bb = clear_lo >> BLOCK_BITS, clear_hi >> BLOCK_BITS
+    nlev = len(LEVELS)
+    dflat, doff, bflat, boff = kernels.level_windows(
+        dirty, cleared is not None, clear_lo, clear_hi, nlev, STRIDE, BLOCK_BITS)
+    bflat, boff = bflat.tolist(), boff.tolist()
+    if cleared is not None:
+        lo, hi = clear_lo, clear_hi
+        for k, level in enumerate(LEVELS):
+            ba, bb = lo >> BLOCK_BITS, hi >> BLOCK_BITS
             if bb - ba > 1:  # blocks strictly inside the range hold nothing afterwards
                 plan.range_deletes.append((level, ba + 1, bb - 1))
-            blocks = np.union1d(blocks, [ba, bb])
+            lo, hi = lo >> STRIDE, hi >> STRIDE
+    wanted = [(level, b) for k, level in enumerate(LEVELS)
+              for b in bflat[boff[k]:boff[k + 1]]]
+    loaded = _load_all(conn, sid, wanted, cache)
+    parts = [loaded[key] for key in wanted if key in loaded]
+    ooff = np.zeros(nlev + 1, np.int64)
+    for key, s in loaded.items():
+        ooff[LEVELS.index(key[0]) + 1] += len(s)
+    np.cumsum(ooff, out=ooff)
+    old = [np.concatenate(c) for c in zip(*(p.columns() for p in parts))] if parts \
+        else _EMPTY.columns()
+    *cols, off = kernels.update_levels(dflat, doff, cleared is not None, clear_lo,
+                                       clear_hi, STRIDE, *fresh.columns(), *old, ooff)
+    off = off.tolist()
+    for k, level in enumerate(LEVELS):
+        a, b = off[k], off[k + 1]
+        blocks = bflat[boff[k]:boff[k + 1]]
+        if len(blocks) == 1:
+            cuts = [a, b]
         else:
-            blocks = sorted_unique(blocks)
-        loaded = _load_blocks(conn, sid, level, blocks, cache)
-        after: list[st.Stats] = []
-        fresh_block = fresh.win >> BLOCK_BITS
-        for blk in (int(x) for x in blocks):
-            old = loaded.get(blk, _EMPTY)
-            lo, hi = (0, len(fresh)) if len(blocks) == 1 else \
-                np.searchsorted(fresh_block, [blk, blk + 1])
-            merged = st.Stats(*kernels.replace_windows(
-                *old.columns(), dirty, clear_lo, clear_hi,
-                *(c[lo:hi] for c in fresh.columns())))
-            if len(merged):
+            cuts = (np.searchsorted(cols[0][a:b] >> BLOCK_BITS, blocks + [blocks[-1] + 1])
+                    + a).tolist()
+        for i, blk in enumerate(blocks):
+            lo, hi = cuts[i], cuts[i + 1]
+            if hi > lo:
+                merged = st.Stats(*(c[lo:hi] for c in cols))
                 plan.upserts.append((level, blk, encode_block(level, blk, merged)))
                 plan.decoded[(level, blk)] = merged
-                after.append(merged)
-            elif blk in loaded:
+            elif (level, blk) in loaded:
                 plan.deletes.append((level, blk))
-        if level == LEVELS[-1]:
-            break
-        # The next level's dirty windows, recomputed from this level's updated blocks
-        # (each next-level window lies inside one of them, as BLOCK_BITS >= STRIDE).
-        dirty = sorted_unique(dirty >> STRIDE)
-        if cleared is not None:
-            clear_lo, clear_hi = clear_lo >> STRIDE, clear_hi >> STRIDE
-            dirty = np.union1d(dirty, [clear_lo, clear_hi])
-        cur = st.concat(after)  # sorted: blocks in order, each sorted
-        fresh = st.Stats(*kernels.combine_windows(*cur.columns(), STRIDE, dirty))
     return plan
