@@ -74,6 +74,27 @@ def float32_bits(v, out):
 
 
 @njit(**_OPTS)
+def _range_stats(values, lo, hi):
+    """(min, mean, max, m2) of ``values[lo:hi]`` (hi > lo), two passes for an exact m2."""
+    s = 0.0
+    a = values[lo]
+    b = values[lo]
+    for j in range(lo, hi):
+        x = values[j]
+        s += x
+        if x < a:
+            a = x
+        if x > b:
+            b = x
+    m = s / (hi - lo)
+    q = 0.0
+    for j in range(lo, hi):
+        d = values[j] - m
+        q += d * d
+    return a, m, b, q
+
+
+@njit(**_OPTS)
 def keyed_stats(keys, values):
     """Window statistics of points with sorted window keys: (win, count, min, mean, max,
     m2), m2 from the deviations from each window's mean (two passes, as numpy did)."""
@@ -93,24 +114,9 @@ def keyed_stats(keys, values):
     for i in range(n + 1):
         if i == n or (i > 0 and keys[i] != keys[i - 1]):
             g += 1
-            s = 0.0
-            a = values[lo]
-            b = values[lo]
-            for j in range(lo, i):
-                x = values[j]
-                s += x
-                if x < a:
-                    a = x
-                if x > b:
-                    b = x
-            c = i - lo
-            m = s / c
-            q = 0.0
-            for j in range(lo, i):
-                d = values[j] - m
-                q += d * d
+            a, m, b, q = _range_stats(values, lo, i)
             win[g] = keys[lo]
-            count[g] = c
+            count[g] = i - lo
             mn[g] = a
             mean[g] = m
             mx[g] = b
@@ -295,24 +301,9 @@ def window_stats(t, v, starts, shift, wanted):
         if wanted[d] != key:
             continue
         hi = starts[k + 1] if k + 1 < ns else n
-        s = 0.0
-        a = v[lo]
-        b = v[lo]
-        for j in range(lo, hi):
-            x = v[j]
-            s += x
-            if x < a:
-                a = x
-            if x > b:
-                b = x
-        c = hi - lo
-        m = s / c
-        q = 0.0
-        for j in range(lo, hi):
-            e = v[j] - m
-            q += e * e
+        a, m, b, q = _range_stats(v, lo, hi)
         win[g] = key
-        count[g] = c
+        count[g] = hi - lo
         mn[g] = a
         mean[g] = m
         mx[g] = b
