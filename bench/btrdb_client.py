@@ -3,7 +3,10 @@
     .venv/bin/python bench/btrdb_client.py [--hours 1] [--days 1,7,30]
 
 Prints: arrow_insert points/s for the 19 extended streams of one simulated uPMU (serially,
-stream by stream, and with StreamSet.arrow_insert's thread pool); raw query of one hour
+stream by stream; with StreamSet.arrow_insert's thread pool; with two threads as sync2q),
+each timed up to the flush of every stream (the client inserts without BTrDB's sync flag:
+the flush is what puts the points on disk, and sync2q flushes before marking files synced;
+``--no-fsync`` starts the server without any fsync); raw query of one hour
 (432,000 points) with arrow_values, ms; aligned windows at pw=36 and 46 over 1/7/30 days
 of one 120 Hz stream (data inserted by repeating the generated day), ms.
 """
@@ -83,6 +86,7 @@ def main() -> None:
             t0 = time.perf_counter()
             for s, tb in zip(streams, tables):
                 s.arrow_insert(tb)
+                s.flush()
             el = time.perf_counter() - t0
             n = t.size * len(streams)
             rates.append(n / el / 1e6)
@@ -95,15 +99,20 @@ def main() -> None:
         ss = StreamSet(par)
         t0 = time.perf_counter()
         ss.arrow_insert({s.uuid: tb for s, tb in zip(par, tables)})
+        for s in par:
+            s.flush()
         el = time.perf_counter() - t0
         print(f"StreamSet.arrow_insert (client thread pool): {n / el / 1e6:.2f} M points/s")
         # As sync2q inserts (sync2q/insert.py): two threads, a stream each, merge REPLACE.
         from concurrent.futures import ThreadPoolExecutor
         two = [db.create(uuid.uuid4(), "bench/P4", {"name": n}, {}) for n in EXTENDED_STREAMS]
+
+        def insert_and_flush(stream, tb):
+            stream.arrow_insert(tb, merge="replace")
+            stream.flush()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda st: st[0].arrow_insert(st[1], merge="replace"),
-                          zip(two, tables)))
+            list(pool.map(insert_and_flush, two, tables))
         el = time.perf_counter() - t0
         print(f"arrow_insert, 2 threads, merge=replace (as sync2q): {n / el / 1e6:.2f} M points/s")
         if args.insert_only:

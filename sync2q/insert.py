@@ -4,7 +4,11 @@ Each stream of a :class:`~sync2q.batch.Batch` goes in with one ``Stream.arrow_in
 (Arrow IPC, when the server reports v5.30 or later) or ``Stream.insert`` (RawPoints,
 otherwise), merge policy REPLACE: inserting a file again (after a crash between insert
 and marking it synced, or a BTrDB outage mid-batch) rewrites the same points instead of
-duplicating them. The client cuts each call into RPCs of 50,000 points.
+duplicating them. The client cuts each call into RPCs of 50,000 points. Each stream's
+insert is followed by ``Stream.flush``: the client inserts without BTrDB's ``sync`` flag,
+so only a flush says the points are on disk (a real BTrDB buffers them in memory; the
+embedded server has committed them, and fsyncs at the flush). A file is marked synced
+only after every stream's insert and flush returned.
 
 The streams of one batch are independent, so they are inserted by a small pool of
 threads: the server prepares one stream's chunks while it commits another's, and the
@@ -123,6 +127,7 @@ class Inserter:
             stream.arrow_insert(arrow_table(t, v), merge=MERGE)
         else:
             stream.insert(list(zip(t.tolist(), v.tolist())), merge=MERGE)
+        stream.flush()  # on disk, not only in the server's buffers or page cache
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

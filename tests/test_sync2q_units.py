@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -264,6 +265,50 @@ def test_the_rawpoint_path_inserts_the_same_points(server, site):
         np.testing.assert_array_equal(t, want[name][0])
         np.testing.assert_array_equal(v, want[name][1])
     conn.close()
+
+
+def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
+        server, site, monkeypatch):
+    """The client inserts without BTrDB's sync flag: only a flush says the points are
+    on disk, so it comes between every stream's insert and the files' marking."""
+    from btrdb.stream import Stream
+
+    events, lock = [], threading.Lock()
+
+    def recording(kind, real):
+        def wrapper(self, *args, **kwargs):
+            result = real(self, *args, **kwargs)
+            with lock:
+                events.append((kind, self.uuid))
+            return result
+        return wrapper
+
+    monkeypatch.setattr(Stream, "arrow_insert", recording("insert", Stream.arrow_insert))
+    monkeypatch.setattr(Stream, "flush", recording("flush", Stream.flush))
+    files = device_files("P3700002", 2)
+    site.add_upmu("P3700002", "flushed")
+    site.put("P3700002", files)
+    real_mark = site.queue.mark_synced
+
+    def mark(file):
+        with lock:
+            events.append(("marked", file.name))
+        return real_mark(file)
+
+    monkeypatch.setattr(site.queue, "mark_synced", mark)
+    conn = Btrdb([server.grpc])
+    worker = Worker(site.queue, ConfigWatcher(site.upmuconfig), conn,
+                    Quarantine.beside(str(site.dir)), Options(once=True, poll=0.05))
+    assert worker.run() == 0
+    worker.quarantine.close()
+    conn.close()
+    marks = [i for i, (kind, _) in enumerate(events) if kind == "marked"]
+    assert len(marks) == 2 and site.unsynced("P3700002") == []
+    streams = {info.uuid for info in site.upmu("P3700002").streams.values()}
+    assert len(streams) == 19
+    for u in streams:  # one batch: one insert, then one flush, before any marking
+        assert [kind for kind, x in events[:marks[0]] if x == u] == ["insert", "flush"]
+        assert all(x != u for _, x in events[marks[0]:])
 
 
 def test_a_upmu_whose_streams_btrdb_refuses_waits_and_once_says_so(server, site, caplog):

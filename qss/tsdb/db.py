@@ -2,16 +2,25 @@
 
 One file, ``<data>/btrdb.sqlite3``, in WAL mode. Every insert, delete and metadata change is
 one transaction, committed before the call returns, so it survives a crash or SIGKILL of
-the server; with ``durable=True`` (the default) it also survives power loss: the call
-returns only after an fsync of the WAL that began after its COMMIT.
+the server (the COMMIT has written its WAL frames to the page cache). Surviving power loss
+as well needs an fsync of the WAL that began after the COMMIT (``durable=True``, the
+default, makes those fsyncs; ``durable=False`` is for tests and scratch data):
 
-That fsync runs after the write lock is released (SQLite itself runs with
+- a durable transaction (deletes, metadata, inserts with BTrDB's ``sync`` flag) returns
+  only after such an fsync;
+- an insert without ``sync`` (what the official client sends) returns after its COMMIT;
+  :meth:`Db.sync` (BTrDB's Flush) returns once every commit so far is on disk, and a
+  background thread makes sure of that within SYNC_DELAY_SECONDS of any commit anyway.
+  The real server keeps such inserts in memory until a flush; here a SIGKILL cannot lose
+  them and a power loss at most the last SYNC_DELAY_SECONDS of them.
+
+The fsync runs after the write lock is released (SQLite itself runs with
 ``synchronous=NORMAL``, which in WAL mode syncs only at checkpoints), and concurrent
 writers share it (group commit, :meth:`Db._make_durable`). Inside the lock SQLite's own
 fsync (``synchronous=FULL``) kept every other writer waiting for the disk and for this
 thread to get the GIL back afterwards. A reader may see a commit before its fsync ends
 (the writer has not been answered yet); a power loss then takes it back, never anything
-already acknowledged.
+already acknowledged as durable.
 
 Connections are per thread (sqlite3 objects must not be used by two threads at once);
 writes are serialised by :attr:`Db.write_lock` so that transactions never wait on SQLite's
@@ -19,8 +28,7 @@ busy handler.
 
 Checkpoints (copying the WAL into the main file, with an fsync of it) run on a background
 thread instead of inside whichever commit crosses SQLite's threshold: measured, that
-halves the wall time of an insert on this appliance's disk. Durability is unchanged:
-each commit's WAL frames are still fsynced before it returns. The WAL is checkpointed
+halves the wall time of an insert on this appliance's disk. The WAL is checkpointed
 once it holds CHECKPOINT_BYTES, and truncated when writes pause; a bulk load that
 outruns the checkpointer is held back briefly at WAL_LIMIT_BYTES.
 """
@@ -40,6 +48,9 @@ FILENAME = "btrdb.sqlite3"
 CHECKPOINT_BYTES = 32 << 20
 WAL_LIMIT_BYTES = 512 << 20
 IDLE_SECONDS = 1.0  # no commit for this long: checkpoint and truncate the WAL
+#: A commit nobody asked to be durable is fsynced within about this long (the power-loss
+#: exposure of inserts that are never flushed); the wait lets a burst share one fsync.
+SYNC_DELAY_SECONDS = 1.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -116,10 +127,15 @@ class Db:
         if durable:
             self._fsync_wal()  # the schema, and the WAL file's directory entry
         self._committed = threading.Event()
+        self._unsynced = threading.Event()  # a commit was not made durable by its writer
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
                                               name="tsdb-checkpoint")
         self._checkpointer.start()
+        self._syncer = threading.Thread(target=self._sync_loop, daemon=True,
+                                        name="tsdb-sync")
+        if durable:
+            self._syncer.start()
 
     @property
     def wal_path(self) -> Path:
@@ -182,8 +198,12 @@ class Db:
         return c
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction, committed on exit (rolled back on an exception).
+
+        With ``durable`` (and a durable Db) the exit waits for an fsync that began after
+        the COMMIT; without, it returns after the COMMIT and the background thread fsyncs
+        within SYNC_DELAY_SECONDS (or :meth:`sync` does, sooner).
 
         Raises:
             ResourceDepleted: the disk is full (nothing of the transaction is kept).
@@ -218,7 +238,36 @@ class Db:
                     raise
                 raise mapped from exc
         if self.durable:
-            self._make_durable(commit)
+            if durable:
+                self._make_durable(commit)
+            else:
+                self._unsynced.set()
+
+    def sync(self) -> None:
+        """Return once every commit made so far is on disk (BTrDB's Flush).
+
+        Raises:
+            StorageFailure: the fsync failed, now or in the background since the last
+                successful one (the durability of recent commits is unknown).
+        """
+        if not self.durable:
+            return
+        with self._sync:
+            target = self._commits
+        self._make_durable(target)
+
+    def _sync_loop(self) -> None:
+        log = logging.getLogger("qss.tsdb.db")
+        while True:
+            self._unsynced.wait()
+            if self._stop.wait(SYNC_DELAY_SECONDS):
+                break  # close() syncs what is left
+            self._unsynced.clear()  # a commit from now on sets it again
+            try:
+                self.sync()
+            except StorageFailure as exc:
+                log.error("%s; writes are refused until the server is restarted", exc)
+                return
 
     def _make_durable(self, commit: int) -> None:
         """Return once commit number ``commit`` is on disk (group commit of the fsync).
@@ -277,8 +326,15 @@ class Db:
         """Close every connection (checkpointing the WAL into the main file)."""
         self._stop.set()
         self._committed.set()
-        if self._checkpointer.is_alive() and self._checkpointer is not threading.current_thread():
-            self._checkpointer.join()
+        self._unsynced.set()
+        for thread in (self._checkpointer, self._syncer):
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join()
+        if self.durable and not self._closed:
+            try:
+                self.sync()  # commits not yet made durable (SQLite's close may not sync)
+            except StorageFailure as exc:
+                logging.getLogger("qss.tsdb.db").error("at close: %s", exc)
         with self._all_lock:
             self._closed = True
             for c in self._all:

@@ -210,9 +210,10 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
             policy = MergePolicy(request.merge_policy)
         except ValueError:
             raise WrongArgs(f"unknown merge policy {request.merge_policy}") from None
-        # ``sync`` needs nothing extra: every insert is committed before it returns.
+        # Committed either way; ``sync`` (never set by the official client) also waits for
+        # the fsync that Flush would wait for (db.py).
         _items(len(t))
-        version = self.store.insert(_uuid(request.uuid), t, v, policy)
+        version = self.store.insert(_uuid(request.uuid), t, v, policy, sync=request.sync)
         return pb.InsertResponse(versionMajor=version, versionMinor=0)
 
     @_unary(pb.InsertResponse)

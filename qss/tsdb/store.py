@@ -132,10 +132,12 @@ class Store:
 
     # ---- writes ---------------------------------------------------------------------
     def insert(self, uuid: uuidlib.UUID, times, values,
-               policy: MergePolicy = MergePolicy.NEVER) -> int:
+               policy: MergePolicy = MergePolicy.NEVER, *, sync: bool = True) -> int:
         """Insert points (any order) and return the new data version.
 
-        An insert that stores nothing (empty, or every point merged away) returns the
+        The points are committed when it returns (a SIGKILL cannot lose them); with
+        ``sync`` also on disk (a power loss cannot), else within db.SYNC_DELAY_SECONDS or
+        at the next :meth:`flush`. An insert that stores nothing (empty, or every point merged away) returns the
         current version. Raises StreamNotFound, BadValue (NaN/Inf), InvalidTimeRange,
         WrongArgs (arrays of different shapes).
         """
@@ -158,10 +160,10 @@ class Store:
                 repeats = True  # not known for the sorted batch: let dedupe_batch look
             if repeats:
                 t, v = merge.dedupe_batch(t, v, policy)
-            return self._insert_sorted(sid, version, t, v, policy)
+            return self._insert_sorted(sid, version, t, v, policy, sync)
 
     def _insert_sorted(self, sid: int, version: int, t: np.ndarray, v: np.ndarray,
-                       policy: MergePolicy) -> int:
+                       policy: MergePolicy, sync: bool) -> int:
         conn = self.db.conn()
         new_version = version + 1
         rows = chunks.rows_between(conn, sid, int(t[0]), int(t[-1]))
@@ -202,7 +204,7 @@ class Store:
         chunk_rows = [(sid, start, int(p.t[0]), int(p.t[-1]), len(p), chunks.encode(p))
                       for start, p in writes]
         try:
-            with self.db.transaction() as c:
+            with self.db.transaction(durable=sync) as c:
                 c.executemany("INSERT OR REPLACE INTO chunks(stream, start, first, last,"
                               " count, data) VALUES (?,?,?,?,?,?)", chunk_rows)
                 plan.apply(c, sid)
@@ -289,8 +291,13 @@ class Store:
             return new_version
 
     def flush(self, uuid: uuidlib.UUID) -> int:
-        """Every write is committed when it returns, so this only reports the version."""
-        return meta.stream_id(self.db, uuid)[1]
+        """Make the stream's inserts survive power loss (every write is committed when it
+        returns already): returns, with the version, once every commit so far is on disk.
+
+        Raises StreamNotFound, StorageFailure (the fsync failed)."""
+        version = meta.stream_id(self.db, uuid)[1]
+        self.db.sync()
+        return version
 
     def obliterate(self, uuid: uuidlib.UUID) -> None:
         """Delete the stream, its data and metadata; its uuid can never be used again."""
