@@ -90,10 +90,12 @@ def main() -> None:
             el = time.perf_counter() - t0
             n = t.size * len(streams)
             rates.append(n / el / 1e6)
-            print(f"arrow_insert, streams one after another: {n:,} points in {el:.2f} s"
+            print("arrow_insert + flush, streams one after another: "
+                  f"{n:,} points in {el:.2f} s"
                   f" = {rates[-1]:.2f} M points/s")
         if args.repeat > 1:
-            print(f"arrow_insert median of {args.repeat}: {np.median(rates):.2f} M points/s")
+            print(f"arrow_insert + flush, median of {args.repeat}: "
+                  f"{np.median(rates):.2f} M points/s")
         par = [db.create(uuid.uuid4(), "bench/P2", {"name": n}, {}) for n in EXTENDED_STREAMS]
         from btrdb.stream import StreamSet
         ss = StreamSet(par)
@@ -102,7 +104,7 @@ def main() -> None:
         for s in par:
             s.flush()
         el = time.perf_counter() - t0
-        print(f"StreamSet.arrow_insert (client thread pool): {n / el / 1e6:.2f} M points/s")
+        print(f"StreamSet.arrow_insert + flush (client thread pool): {n / el / 1e6:.2f} M points/s")
         # As sync2q inserts (sync2q/insert.py): two threads, a stream each, merge REPLACE.
         from concurrent.futures import ThreadPoolExecutor
         two = [db.create(uuid.uuid4(), "bench/P4", {"name": n}, {}) for n in EXTENDED_STREAMS]
@@ -114,7 +116,8 @@ def main() -> None:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(insert_and_flush, two, tables))
         el = time.perf_counter() - t0
-        print(f"arrow_insert, 2 threads, merge=replace (as sync2q): {n / el / 1e6:.2f} M points/s")
+        print("arrow_insert + flush, 2 threads, merge=replace (as sync2q): "
+              f"{n / el / 1e6:.2f} M points/s")
         if args.insert_only:
             return
         s = streams[0]

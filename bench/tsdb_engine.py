@@ -1,6 +1,6 @@
 """Storage-engine figures without gRPC: insert rate, bytes/point, query latencies.
 
-    .venv/bin/python bench/tsdb_engine.py --hours 1 [--data DIR] [--normal]
+    .venv/bin/python bench/tsdb_engine.py --hours 1 [--data DIR] [--no-fsync]
 
 Inserts ``--hours`` of the 19 extended streams of one simulated uPMU (qss.generator, through
 the real .dat encoder and parser) in 50,000-point batches, as the official client's
@@ -34,11 +34,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--data", default=None)
-    ap.add_argument("--normal", action="store_true", help="synchronous=NORMAL")
+    ap.add_argument("--no-fsync", "--normal", dest="no_fsync", action="store_true",
+                    help="a store that never fsyncs (durable=False)")
     ap.add_argument("--policy", default="NEVER", choices=[p.name for p in MergePolicy])
     args = ap.parse_args()
     data = args.data or tempfile.mkdtemp(prefix="tsdb-bench-")
-    store = Store(data, durable=not args.normal)
+    store = Store(data, durable=not args.no_fsync)
     ids = [uuid.uuid4() for _ in EXTENDED_STREAMS]
     for u, name in zip(ids, EXTENDED_STREAMS):
         store.create(u, "bench/P3001276", {"name": name}, {})
@@ -55,7 +56,7 @@ def main() -> None:
         total += t.size * len(ids)
     print(f"insert: {total:,} points in {busy:.2f} s = {total / busy / 1e6:.2f} M points/s"
           f" (one thread, {BATCH}-point batches, policy {args.policy},"
-          f" synchronous={'NORMAL' if args.normal else 'FULL'})")
+          f" {'no fsync' if args.no_fsync else 'each insert fsynced (sync)'})")
     c = store.db.conn()
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = os.path.getsize(Path(data) / "btrdb.sqlite3")

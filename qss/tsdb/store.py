@@ -137,9 +137,9 @@ class Store:
 
         The points are committed when it returns (a SIGKILL cannot lose them); with
         ``sync`` also on disk (a power loss cannot), else within db.SYNC_DELAY_SECONDS or
-        at the next :meth:`flush`. An insert that stores nothing (empty, or every point merged away) returns the
-        current version. Raises StreamNotFound, BadValue (NaN/Inf), InvalidTimeRange,
-        WrongArgs (arrays of different shapes).
+        at the next :meth:`flush`. An insert that stores nothing (empty, or every point
+        merged away) returns the current version. Raises StreamNotFound, BadValue
+        (NaN/Inf), InvalidTimeRange, WrongArgs (arrays of different shapes).
         """
         t = np.ascontiguousarray(times, dtype=np.int64)
         v = np.ascontiguousarray(values, dtype=np.float64)
