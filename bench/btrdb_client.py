@@ -13,8 +13,6 @@ of one 120 Hz stream (data inserted by repeating the generated day), ms.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ import pyarrow as pa  # noqa: E402
 from btrdb.conn import BTrDB, Connection  # noqa: E402
 from btrdb.endpoint import Endpoint  # noqa: E402
 
+import _server  # noqa: E402
 from _data import upmu_streams  # noqa: E402
 from qss.streams import EXTENDED_STREAMS  # noqa: E402
 
@@ -62,19 +61,9 @@ def main() -> None:
     ap.add_argument("--insert-only", action="store_true", help="skip the query figures")
     args = ap.parse_args()
     data = tempfile.mkdtemp(prefix="btrdb-bench-")
-    cmd = [sys.executable, "-m", "qss.tsdb", "--data", data, "--grpc", "127.0.0.1:0",
-           "--http", "127.0.0.1:0"]
-    if args.no_fsync:
-        cmd.append("--no-fsync")
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    server, addr = _server.start(["--data", data, "--grpc", "127.0.0.1:0", "--http",
+                                  "127.0.0.1:0"] + (["--no-fsync"] if args.no_fsync else []))
     try:
-        for line in server.stdout:  # "... serving gRPC on HOST:PORT, REST on ..."
-            if " serving gRPC on " in line:
-                addr = line.split(" serving gRPC on ")[1].split(",")[0]
-                break
-        else:
-            raise SystemExit("the server did not start")
         channel = Connection(addr).channel
         db = BTrDB(Endpoint(channel))
         t, vals = upmu_streams(START, int(args.hours * 3600))

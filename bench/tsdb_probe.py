@@ -175,6 +175,7 @@ def main() -> None:
     from btrdb.grpcinterface import btrdb_pb2
     from concurrent.futures import ThreadPoolExecutor
 
+    import _server
     from _data import upmu_streams
     from qss.streams import EXTENDED_STREAMS
     from btrdb_client import table
@@ -200,21 +201,14 @@ def main() -> None:
 
     data = tempfile.mkdtemp(prefix="btrdb-probe-")
     trace = os.path.join(data, "trace.json")
-    cmd = [sys.executable, __file__, "--serve", trace, "--data", data, "--grpc",
-           "127.0.0.1:0", "--http", "127.0.0.1:0"] + (["--no-fsync"] if args.no_fsync else [])
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                              env=dict(os.environ, PYTHONPATH=str(ROOT), **(
-                                  {"PROBE_SWITCH_INTERVAL": str(args.switch_interval)}
-                                  if args.switch_interval else {}),
-                                  **({"PROBE_FSYNC_IN_LOCK": "1"} if args.fsync_in_lock
-                                     else {})))
+    env = {"PROBE_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
+    if args.fsync_in_lock:
+        env["PROBE_FSYNC_IN_LOCK"] = "1"
+    server, addr = _server.start(
+        ["--data", data, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"]
+        + (["--no-fsync"] if args.no_fsync else []),
+        env=env, command=[sys.executable, __file__, "--serve", trace])
     try:
-        for line in server.stdout:
-            if " serving gRPC on " in line:
-                addr = line.split(" serving gRPC on ")[1].split(",")[0]
-                break
-        else:
-            raise SystemExit("the server did not start")
         channel = Connection(addr).channel
         db = BTrDB(Endpoint(channel))
         t, vals = upmu_streams(1_500_000_000, int(args.hours * 3600))
