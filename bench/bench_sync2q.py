@@ -10,8 +10,9 @@ SQLite queue, then prints, in one run:
    exactly as sync2q's reader does (:func:`sync2q.batch.prepare`), one thread;
 2. the server's raw ``arrow_insert`` rate: the same points, already parsed and in Arrow
    tables, inserted by the official client into a fresh embedded server (``qss-btrdb``,
-   own process) in sync2q's batches (six files, 43,200 points per stream per call), one
-   stream after another and two at a time; and, for comparison, the same calls into the
+   own process) in sync2q's batches (six files, 43,200 points per stream per call), each
+   followed by the stream's flush as sync2q does, one stream after another and two at a
+   time; and, for comparison, the same calls into the
    storage engine in this process (no gRPC, no Arrow);
 3. end-to-end drain: ``qss-sync2q --once`` (a subprocess) against another fresh server,
    from the start of the process to its exit, with every count checked afterwards; and
@@ -122,7 +123,8 @@ def engine_insert(workdir: str, works) -> tuple[int, float]:
 
 
 def raw_insert(server, works, threads: int) -> tuple[int, float]:
-    """arrow_insert the parsed points in sync2q's batches; (points, seconds)."""
+    """arrow_insert the parsed points in sync2q's batches, each call followed by the
+    stream's flush (as sync2q inserts); (points, seconds)."""
     import btrdb
     from sync2q.insert import arrow_table
     db = btrdb.connect(server.grpc)
@@ -134,9 +136,14 @@ def raw_insert(server, works, threads: int) -> tuple[int, float]:
                                               {"name": name}, {})
         calls.append((streams[serial, name], arrow_table(t, v)))
     points = sum(tb.num_rows for _, tb in calls)
+
+    def insert(stream, table) -> None:
+        stream.arrow_insert(table, merge="replace")
+        stream.flush()
+
     pool = futures.ThreadPoolExecutor(threads)
     t0 = time.perf_counter()
-    list(pool.map(lambda c: c[0].arrow_insert(c[1], merge="replace"), calls))
+    list(pool.map(insert, *zip(*calls)))
     seconds = time.perf_counter() - t0
     pool.shutdown()
     return points, seconds
@@ -230,7 +237,7 @@ def main() -> None:
             with testing.running(os.path.join(workdir, f"raw{threads}")) as server:
                 p, s = raw_insert(server, works, threads)
             raw_rates.append(p / s)
-            print(f"2. server raw arrow_insert, {threads} stream(s) at a time, "
+            print(f"2. server raw arrow_insert + flush, {threads} stream(s) at a time, "
                   f"{FILES_PER_BATCH} files per call: {p:,} points in {s:.2f} s = "
                   f"{p / s / 1e6:.2f} M points/s")
 
