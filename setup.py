@@ -13,6 +13,10 @@ VERSION = re.search(r'^__version__ = "([^"]+)"$',
                     Path(__file__).with_name("qss").joinpath("__init__.py").read_text(),
                     re.M).group(1)
 
+#: The top-level packages: the shared core, the services, the tools, the demo.
+PACKAGES = ["qss", "tsdb", "receiver", "sync2q", "simulator", "dattool", "installer",
+            "upmu_adm", "demokit"]
+
 setup(
     name="qss",
     version=VERSION,
@@ -20,9 +24,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["qss", "qss.*", "upmu_adm", "upmu_adm.*", "receiver",
-                                    "receiver.*", "sync2q", "sync2q.*", "installer",
-                                    "installer.*"]),
+    # The core and the packages standing on it (docs/architecture.md, "Layout").
+    packages=find_packages(include=[f"{top}{sub}" for top in PACKAGES for sub in ("", ".*")]),
     install_requires=[
         "numpy>=1.24,<3",
         "configobj>=5.0.8,<6",
@@ -57,14 +60,14 @@ setup(
     package_data={"installer": ["templates/*/*"]},
     entry_points={
         "console_scripts": [
-            "qss-dat = qss.cli.dat:entry",
+            "qss-dat = dattool.cli:entry",
             "upmu-adm = upmu_adm.cli:entry",
             "qss-receiver = receiver.server:entry",
-            "qss-btrdb = qss.tsdb.server:entry",
+            "qss-btrdb = tsdb.server:entry",
             "qss-sync2q = sync2q.cli:entry",
-            "qss-get = qss.cli.get:entry",
-            "clean_synced = qss.clean:entry",
-            "qss-sim = qss.cli.sim:entry",
+            "qss-get = installer.cli:entry",
+            "clean_synced = installer.clean:entry",
+            "qss-sim = simulator.cli:entry",
         ],
     },
 )

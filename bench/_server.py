@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start(args: list[str], *, env: dict[str, str] | None = None,
           command: list[str] | None = None) -> tuple[subprocess.Popen, str]:
-    """Start ``command`` (default ``python -m qss.tsdb``) with ``args`` from the checkout
+    """Start ``command`` (default ``python -m tsdb``) with ``args`` from the checkout
     and wait for its "serving gRPC on HOST:PORT" line; returns the process and HOST:PORT.
     The caller terminates the process."""
-    cmd = (command or [sys.executable, "-m", "qss.tsdb"]) + args
+    cmd = (command or [sys.executable, "-m", "tsdb"]) + args
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                               env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})))
     for line in server.stdout:  # "... serving gRPC on HOST:PORT, REST on ..."

@@ -4,7 +4,7 @@
                                               [--fault-devices 4] [--kills 15] [--seed N]
                                               [--skip-load] [--skip-faults]
 
-Each scenario brings the appliance up as the demo does (``qss.demo.Demo``: btrdb,
+Each scenario brings the appliance up as the demo does (``demokit.demo.Demo``: btrdb,
 receiver and sync2q under a real supervisord in a folder under /tmp, loopback only),
 registers the devices with ``upmu-adm -c "add ...; save"`` and pushes with a real
 ``qss-sim`` (``tests/appliance_support.py`` has the machinery, shared with the

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_backup.py [--gb 2] [--dir DIR]
 
 Builds an appliance under a temporary ``--root`` (in DIR, default the system's temporary
-directory): the default ``qss.ini``, a real qss-btrdb data directory (``qss.tsdb.Store``,
+directory): the default ``qss.ini``, a real qss-btrdb data directory (``tsdb.Store``,
 19 streams of 120 Hz points) and a real SQLite queue of one-minute extended ``.dat`` files
 from :class:`qss.generator.UpmuSimulator`, about half of ``--gb`` each. Then runs the
 same library functions as the command, :func:`installer.backup.backup` into
@@ -35,12 +35,12 @@ import numpy as np
 
 from installer import backup as backup_lib
 from installer.environment import Environment
-from installer.services import DataTools
+from installer.hooks import DataTools
 from qss.generator import UpmuSimulator
 from qss.naming import device_path
 from qss.queue import open_queue
 from qss.settings import render_default_ini
-from qss.tsdb import Store
+from tsdb import Store
 
 SERIAL = "P3001276"
 START_S = 1_700_000_000

@@ -41,8 +41,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from qss.generator import UpmuSimulator  # noqa: E402
 from qss.naming import device_path  # noqa: E402
-from qss.simulator import EXAMPLE_START as START  # noqa: E402
-from receiver.protocol import encode_message  # noqa: E402
+from simulator.devices import EXAMPLE_START as START  # noqa: E402
+from qss.protocol import encode_message  # noqa: E402
 from sim_upmu import serial_of, write_upmus  # noqa: E402
 
 DEVICES = 100          # configured uPMUs (the most any phase uses)

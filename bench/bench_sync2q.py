@@ -43,7 +43,7 @@ import psutil  # noqa: E402
 from qss import generator  # noqa: E402
 from qss.naming import DEVICE_ROOT  # noqa: E402
 from qss.queue import open_queue  # noqa: E402
-from qss.tsdb import testing  # noqa: E402
+from tsdb import testing  # noqa: E402
 from qss.upmuconfig import UpmuList  # noqa: E402
 
 START = 1450426440      # 2015-12-18 08:14:00 UTC
@@ -74,7 +74,7 @@ def build_backlog(workdir: str, files: int, upmus: int) -> tuple[str, str, list[
 def parse_only(url: str, config: str):
     """Read + prepare every queued file as sync2q's reader does; (points, seconds, works)."""
     from sync2q.batch import prepare
-    from sync2q.streams import specs_of
+    from qss.streammeta import specs_of
     queue = open_queue(url)
     upmus = {u.serial: u for u in UpmuList.load(config).upmus}
     listed = [(s, f) for s in queue.serials() for f in queue.unsynced(s)]
@@ -105,7 +105,7 @@ def _batches(works):
 
 def engine_insert(workdir: str, works) -> tuple[int, float]:
     """The same calls straight into the storage engine (no gRPC, no Arrow), one thread."""
-    from qss.tsdb import MergePolicy, Store
+    from tsdb import MergePolicy, Store
     store = Store(os.path.join(workdir, "engine"))
     ids: dict[tuple[str, str], uuid.UUID] = {}
     calls = []
@@ -242,7 +242,7 @@ def main() -> None:
                   f"{p / s / 1e6:.2f} M points/s")
 
         p, s = engine_insert(workdir, works)
-        print(f"   for comparison, the storage engine alone (qss.tsdb.Store.insert in one "
+        print(f"   for comparison, the storage engine alone (tsdb.Store.insert in one "
               f"thread, same calls, no gRPC or Arrow): {p / s / 1e6:.2f} M points/s")
 
         with testing.running(os.path.join(workdir, "drain")) as server:

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from _data import upmu_streams  # noqa: E402
 from qss.streams import EXTENDED_STREAMS  # noqa: E402
-from qss.tsdb import MergePolicy, Store  # noqa: E402
+from tsdb import MergePolicy, Store  # noqa: E402
 
 START = 1_500_000_000  # 2017-07-14, seconds
 BATCH = 50_000

@@ -28,8 +28,8 @@ import pyarrow as pa  # noqa: E402
 from btrdb.grpcinterface import btrdb_pb2 as pb  # noqa: E402
 
 from _data import upmu_streams  # noqa: E402
-from qss.tsdb import Store  # noqa: E402
-from qss.tsdb.grpc_service import BTrDBServicer  # noqa: E402
+from tsdb import Store  # noqa: E402
+from tsdb.grpc_service import BTrDBServicer  # noqa: E402
 
 SCHEMA = pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
                     pa.field("value", pa.float64(), nullable=False)])

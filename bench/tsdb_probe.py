@@ -45,7 +45,7 @@ def now() -> float:
 # ---- server side ----------------------------------------------------------------------
 
 def serve(argv: list[str], trace_path: str) -> None:
-    from qss.tsdb import arrowio, db as dbmod, grpc_service, server, store as storemod
+    from tsdb import arrowio, db as dbmod, grpc_service, server, store as storemod
     if os.environ.get("PROBE_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["PROBE_SWITCH_INTERVAL"]))
     if os.environ.get("PROBE_WORKERS"):  # the gRPC server's thread pool size

@@ -55,8 +55,9 @@ from qss.settings import load_settings
 from .configure import target_settings
 from .environment import Environment
 from .files import DeployError
-from .services import (BTRDB_LOCK, SYNC2Q_LOCK, DataPaths, DataTools, confirm, data_paths,
-                       human, plural, stopped)
+from .hooks import DataTools
+from .services import (BTRDB_LOCK, SYNC2Q_LOCK, DataPaths, confirm, data_paths, human, plural,
+                       stopped)
 
 MANIFEST = "MANIFEST.sha256"
 PREFIX = "qss-backup-"

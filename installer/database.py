@@ -25,7 +25,8 @@ from qss.queue import QueueError
 from .configure import target_settings
 from .environment import Environment
 from .files import DeployError
-from .services import (BTRDB_LOCK, DataPaths, DataTools, confirm, data_paths, human, plural, stopped,
+from .hooks import DataTools
+from .services import (BTRDB_LOCK, DataPaths, confirm, data_paths, human, plural, stopped,
                        tree_size)
 
 QUARANTINE = "sync2q-quarantine.db"   # sync2q.quarantine.FILENAME: entries of the old queue

@@ -16,7 +16,7 @@ import stat
 
 from .environment import Environment
 from .files import DeployError, atomic_write, target_path
-from .services import DataTools
+from .hooks import DataTools
 
 LABEL = "DATA"
 MOUNT_POINT = "/ssd"

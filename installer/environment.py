@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from installer.services import DataTools
+    from installer.hooks import DataTools
 
 
 def _read(path: str) -> str:
@@ -129,7 +129,7 @@ class Environment:
     user_exists: Callable[[str], bool] = _user_exists
     in_group: Callable[[str, str], bool] = _in_group
     #: Hooks of the data actions (service control, locks, block devices); None: the real
-    #: ones (see :func:`installer.services.tools_for`).
+    #: ones (:class:`installer.hooks.DataTools`).
     data_tools: DataTools | None = None
 
     @classmethod

@@ -3,9 +3,9 @@ also has as ``upmu-adm status`` and ``clean_synced``, on the appliance's own set
 (``qss.ini`` under ``--root``).
 
 Neither is written twice: the report is :func:`qss.status.report` (upmu-adm's
-``status`` shows the same lines), the clean-up is :func:`qss.clean.clean_synced` (the
+``status`` shows the same lines), the clean-up is :func:`installer.clean.clean_synced` (the
 ``clean_synced`` command). What is added here: the probes from the environment's
-:class:`~installer.services.DataTools`, a header with the time, the refresh loop of
+:class:`~installer.hooks.DataTools`, a header with the time, the refresh loop of
 ``--watch``, and after a clean-up how much the SQLite queue file gave back to the file
 system (:meth:`~qss.queue.Queue.delete_synced` already runs its incremental vacuum and
 truncates the WAL; MongoDB reuses the space itself).
@@ -17,7 +17,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from qss.clean import clean_synced as _clean_synced
+from installer.clean import clean_synced as _clean_synced
 from qss.queue import Queue, QueueError
 from qss.status import Probes, report, watch
 from qss.upmuconfig import UpmuConfigError, UpmuList
@@ -25,7 +25,8 @@ from qss.upmuconfig import UpmuConfigError, UpmuList
 from .configure import target_settings
 from .environment import Environment
 from .files import DeployError
-from .services import DataPaths, DataTools, data_paths, human
+from .hooks import DataTools
+from .services import DataPaths, data_paths, human
 
 __all__ = ["clean_synced", "probes_for", "status", "status_text"]
 
@@ -112,7 +113,7 @@ def _file_size(path: Path) -> int:
 
 
 def clean_synced(env: Environment, tools: DataTools, assume_yes: bool = False) -> bool:
-    """``--clean-synced``: :func:`qss.clean.clean_synced` on the appliance's queue (count
+    """``--clean-synced``: :func:`installer.clean.clean_synced` on the appliance's queue (count
     the synced files, ask for ``delete``, delete them, report), then what the queue file
     gave back to the file system. Returns False when the operator did not confirm.
 

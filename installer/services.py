@@ -18,133 +18,21 @@ The hooks are read from ``env.data_tools`` when the environment has them
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from qss import lockfile
-from qss.queue import Queue, open_queue
 from qss.settings import Settings
-from qss.status import DiskUsage, ProbeError, Program, disk_usage, supervisor_programs
+from qss.status import supervisor_programs
 
 from .environment import Environment, run_tool
 from .files import DeployError, target_path
+from .hooks import DataTools, Supervisor, Unreachable, lsblk_devices
 
-BTRDB_LOCK = "qss-btrdb.lock"        # qss.tsdb.server.LOCK_FILE
+BTRDB_LOCK = "qss-btrdb.lock"        # tsdb.server.LOCK_FILE
 SYNC2Q_LOCK = "sync2q.lock"          # sync2q.cli.LOCK_FILE
-
-
-class Unreachable(DeployError):
-    """supervisord cannot be asked (not running, no permission on its socket)."""
-
-
-class ServiceControl(Protocol):
-    """Stops and starts every program of the appliance (``supervisorctl stop/start all``)."""
-
-    def stop_all(self) -> None:
-        """Raises :class:`Unreachable` or :class:`DeployError`."""
-
-    def start_all(self) -> None:
-        """Raises :class:`Unreachable` or :class:`DeployError`."""
-
-    def restart_all(self) -> None:
-        """Read the configuration again and restart every program (after an update).
-        Raises :class:`Unreachable` or :class:`DeployError`."""
-
-
-@dataclass
-class Supervisor:
-    """:class:`ServiceControl` through Debian's ``supervisorctl`` (run by ``run``);
-    ``options`` go before the verb (``-c FILE`` for a supervisord of one's own)."""
-
-    run: Callable[[Sequence[str]], tuple[int, str]]
-    command: str = "supervisorctl"
-    options: tuple[str, ...] = ()
-
-    def _do(self, verb: str, *args: str) -> None:
-        args = args or ("all",)
-        code, output = self.run([self.command, *self.options, verb, *args])
-        if code == 0:
-            return
-        text = " ".join(output.split()) or f"exit status {code}"
-        if code == 127 or any(s in text.lower() for s in (
-                "no such file", "refused", "permission denied", ".sock")):
-            raise Unreachable(f"{self.command} {verb} all: {text}")
-        raise DeployError(f"{self.command} {verb} all failed (exit status {code}): {text}")
-
-    def stop_all(self) -> None:
-        self._do("stop")
-
-    def start_all(self) -> None:
-        self._do("start")
-
-    def restart_all(self) -> None:
-        # update: programs whose configuration changed are restarted with the new one;
-        # restart all: the others run the new version's code too.
-        self._do("update")
-        self._do("restart")
-
-
-@dataclass(frozen=True)
-class BlockDevice:
-    """A file system on a block device, as ``lsblk`` reports it."""
-
-    path: str
-    label: str | None
-    uuid: str | None
-    fstype: str | None
-    mountpoints: tuple[str, ...] = ()
-
-
-def lsblk_devices(run: Callable[[Sequence[str]], tuple[int, str]]) -> list[BlockDevice]:
-    """The machine's file systems (``lsblk -J -p -o PATH,LABEL,UUID,FSTYPE,MOUNTPOINTS``).
-
-    Raises:
-        DeployError: lsblk failed or printed something else than JSON.
-    """
-    code, out = run(["lsblk", "-J", "-p", "-o", "PATH,LABEL,UUID,FSTYPE,MOUNTPOINTS"])
-    if code != 0:
-        raise DeployError(f"lsblk failed (exit status {code}): {out}")
-    try:
-        doc = json.loads(out)
-    except ValueError:
-        raise DeployError(f"lsblk printed something unexpected: {out[:80]!r}") from None
-    found: list[BlockDevice] = []
-
-    def walk(items: list[dict]) -> None:
-        for d in items:
-            points = d.get("mountpoints") or [d.get("mountpoint")]
-            found.append(BlockDevice(d.get("path") or "", d.get("label"), d.get("uuid"),
-                                     d.get("fstype"), tuple(p for p in points if p)))
-            walk(d.get("children") or [])
-    walk(doc.get("blockdevices") or [])
-    return found
-
-
-@dataclass
-class DataTools:
-    """The hooks of the data actions; ``services`` None: nothing to stop (``--root``)."""
-
-    services: ServiceControl | None = None
-    open_queue: Callable[[str], Queue] = open_queue
-    disk_free: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free
-    block_devices: Callable[[], list[BlockDevice]] = list
-    mount: Callable[[str], tuple[int, str]] | None = None
-    chown: bool = False            # hand restored files to the service user (live only)
-    proc_dir: Path | None = None   # /proc, to find processes holding the queue (live only)
-    #: --status: the use of the file system holding a path, and supervisor's programs
-    #: (``supervisorctl status``; under ``--root`` not asked: not that root's services).
-    disk_usage: Callable[[str], DiskUsage] = disk_usage
-    programs: Callable[[], list[Program]] = lambda: _not_asked()
-
-
-def _not_asked() -> list[Program]:
-    raise ProbeError("not asked under --root: this machine's services are not that "
-                     "root's")
 
 
 def tools_for(env: Environment) -> DataTools:
@@ -330,6 +218,5 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-__all__ = ["BTRDB_LOCK", "SYNC2Q_LOCK", "BlockDevice", "DataPaths", "DataTools", "ServiceControl", "Supervisor",
-           "Unreachable", "confirm", "data_paths", "human", "lsblk_devices", "plural",
+__all__ = ["BTRDB_LOCK", "SYNC2Q_LOCK", "DataPaths", "confirm", "data_paths", "human", "plural",
            "stopped", "tools_for", "tree_size"]

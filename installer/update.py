@@ -30,7 +30,8 @@ from .components import QSS_INI, Layout, component_files
 from .configure import target_settings
 from .environment import Environment
 from .files import DeployError, target_path
-from .services import DataTools, confirm
+from .hooks import DataTools
+from .services import confirm
 
 #: How long the restarted services have to reach RUNNING before the update is undone.
 HEALTH_TIMEOUT = 60.0

@@ -1,4 +1,4 @@
-"""The uPMU `.dat` format: bytes in, per-stream arrays out, and back (DESIGN §4).
+"""The uPMU `.dat` format: bytes in, per-stream arrays out, and back (architecture §4).
 
 How this works
 --------------

@@ -1,4 +1,4 @@
-"""How a uPMU names and files its `.dat` files (DESIGN §3).
+"""How a uPMU names and files its `.dat` files (architecture §3).
 
 A device writes ``upmu_data/<YYYY>/Month_<MM>/Day_<DD>/Hour_<HH>/<SERIAL>_<YYYY-MM-DD-HH-MM-SS>.dat``
 and pushes it under its device path, ``/root/upmu_data/...``. Name order is time order.

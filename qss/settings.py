@@ -1,4 +1,4 @@
-"""Appliance settings: ``qss.ini`` (DESIGN §5), the environment, and command-line flags.
+"""Appliance settings: ``qss.ini`` (architecture §5), the environment, and command-line flags.
 
 Keys (a contract; flags of the same name override them)::
 

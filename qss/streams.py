@@ -1,4 +1,4 @@
-"""The uPMU's streams: names, order and units (DESIGN §4).
+"""The uPMU's streams: names, order and units (architecture §4).
 
 Every part of the suite names streams through this module so that the order a `.dat`
 file yields, the subsections of `upmuconfig.ini` and the BTrDB stream names agree.

@@ -1,6 +1,6 @@
 """The uPMU list, ``upmuconfig.ini``, and the last applied copy, ``backupconfig.ini``.
 
-The file is what the original tools wrote (DESIGN §5), and stays readable by them::
+The file is what the original tools wrote (architecture §5), and stays readable by them::
 
     [192.168.1.24]
     %serial_number = P3112233
@@ -71,7 +71,7 @@ __all__ = [
     "load_backup", "looks_like_psl_serial", "write_backup",
 ]
 
-MAX_SERIAL_LEN = 32   # the push protocol's limit (DESIGN §3): a longer one never arrives
+MAX_SERIAL_LEN = 32   # the push protocol's limit (architecture §3): a longer one never arrives
 MAX_ALIAS_LEN = 64    # keeps /upmu/<alias>/<STREAM> well inside BTrDB's 255-byte names
 # Path separators, section brackets, and what the original tools' list-mode configobj
 # would read as comment, quote or list syntax.

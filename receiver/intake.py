@@ -26,7 +26,7 @@ from collections.abc import Callable
 from qss.queue import PutResult, Queue, QueueError
 from qss.upmuconfig import Upmu, UpmuConfigError, UpmuList, fingerprint
 
-from .protocol import FAILURE_REPLY, FileMessage, encode_reply
+from qss.protocol import FAILURE_REPLY, FileMessage, encode_reply
 
 __all__ = ["DiskGuard", "Intake", "RefusalLog", "UpmuDirectory", "disk_percent"]
 

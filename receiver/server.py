@@ -1,7 +1,7 @@
-"""``qss-receiver``: accepts uPMU pushes on TCP 1883 and queues them (DESIGN §1, §3).
+"""``qss-receiver``: accepts uPMU pushes on TCP 1883 and queues them (architecture §1, §3).
 
 The asyncio layer only moves bytes. Each connection feeds a sans-IO
-:class:`receiver.protocol.Connection`; each complete file goes to :class:`receiver.intake.Intake`
+:class:`qss.protocol.Connection`; each complete file goes to :class:`receiver.intake.Intake`
 in a writer thread (several: the SQLite queue commits the files waiting together in one
 transaction, MongoDB takes them in parallel), and the reply is written only when the intake returns, i.e. after the queue's commit.
 While a connection's file is being stored its reading is paused (back-pressure: a device
@@ -34,7 +34,7 @@ from qss.queue import Queue, QueueError, open_queue
 from qss.settings import add_settings_arguments
 
 from .intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
-from .protocol import (FAILURE_REPLY, NEED_DATA, Connection, ConnectionClosed, FileMessage,
+from qss.protocol import (FAILURE_REPLY, NEED_DATA, Connection, ConnectionClosed, FileMessage,
                        ProtocolError)
 
 __all__ = ["DeviceConnection", "ReceiverServer", "entry", "main"]

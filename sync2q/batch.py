@@ -23,7 +23,7 @@ from qss.queue import QueuedFile
 from qss.streams import EXTENDED_ONLY_STREAMS, EXTENDED_STREAMS
 from qss.upmuconfig import Upmu
 
-from .streams import StreamSpec
+from qss.streammeta import StreamSpec
 
 # Damage to the file, as opposed to device behaviour (records dated 2000 before GPS
 # lock, repeated seconds): damage makes the file's note a warning.

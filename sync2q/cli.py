@@ -21,7 +21,7 @@ from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
 from .config import ConfigWatcher
-from .connection import Btrdb
+from qss.btrdbclient import Btrdb
 from .quarantine import FILENAME, Quarantine, QuarantineError
 from .worker import Options, Worker
 

@@ -26,8 +26,8 @@ from concurrent import futures
 import numpy as np
 
 from .batch import Batch
-from .connection import Btrdb
-from .streams import StreamRegistry
+from qss.btrdbclient import Btrdb
+from qss.streammeta import StreamRegistry
 
 log = logging.getLogger("sync2q")
 

@@ -13,7 +13,7 @@ Three threads and a pipeline between them, so that parsing overlaps inserting:
 - the **writer** inserts batches (:class:`sync2q.insert.Inserter`: two streams at a
   time, the next batch starting as the last streams of one finish, each stream's inserts
   in order), first making sure the uPMU's streams exist with the right metadata
-  (:mod:`sync2q.streams`);
+  (:mod:`qss.streammeta`);
 - the **marker** marks the files of each inserted batch synced, in order, and logs one
   line per file, so the queue's fsyncs do not hold up the next insert.
 
@@ -50,10 +50,10 @@ from qss.upmuconfig import Upmu
 
 from .batch import Batch, FileWork, max_batch_samples, prepare
 from .config import ConfigWatcher
-from .connection import Backoff, Btrdb, ErrorKind, Outage, classify, describe_error
+from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describe_error
 from .insert import Inserter
 from .quarantine import Quarantine, QuarantineError
-from .streams import StreamConflict, StreamRegistry, specs_of
+from qss.streammeta import StreamConflict, StreamRegistry, specs_of
 
 log = logging.getLogger("sync2q")
 

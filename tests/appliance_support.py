@@ -1,7 +1,7 @@
 """Support for the appliance's end-to-end, fault and load suites (``tests/test_e2e_*.py``)
 and ``bench/bench_appliance.py``; no tests here.
 
-:class:`Appliance` is the demo's appliance (:class:`qss.demo.Demo`: btrdb, receiver and
+:class:`Appliance` is the demo's appliance (:class:`demokit.demo.Demo`: btrdb, receiver and
 sync2q under a real supervisord, in a folder under /tmp, 127.0.0.1 only) with uPMUs
 registered through ``upmu-adm -c``. :class:`SimRun` is a real ``qss-sim --json`` pushing
 to its receiver. :func:`check_exactly_once` compares the queue with the files the
@@ -35,10 +35,10 @@ import numpy as np
 import psutil
 
 from qss import dat, naming
-from qss.demo import Demo, choose_ports
+from demokit.demo import Demo, choose_ports
 from qss.generator import UpmuSimulator
 from qss.queue import open_queue
-from qss.simulator import EXAMPLE_START
+from simulator.devices import EXAMPLE_START
 from qss.streams import EXTENDED_STREAMS
 from qss.upmuconfig import UpmuList
 from test_sync2q_support import connect, read_stream

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from qss.tsdb import testing
+from tsdb import testing
 
 
 @pytest.fixture(scope="module")

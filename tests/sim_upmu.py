@@ -1,6 +1,6 @@
-"""Test-only helpers around the simulated uPMUs of :mod:`qss.simulator`: serial numbers,
+"""Test-only helpers around the simulated uPMUs of :mod:`simulator.devices`: serial numbers,
 a uPMU list, an in-process receiver, and a check for a connection closed unanswered.
-The devices themselves (``device_files``, ``push``, :class:`qss.simulator.Device`) are
+The devices themselves (``device_files``, ``push``, :class:`simulator.devices.Device`) are
 the library's, as ``qss-sim`` uses them.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from qss import simulator
+from simulator import devices as simulator
 from qss.queue import Queue
 from qss.upmuconfig import UpmuList
 from receiver.intake import DiskGuard, Intake, RefusalLog, UpmuDirectory

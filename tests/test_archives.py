@@ -19,7 +19,7 @@ import pytest
 from installer.archive import ArchiveError, extract, find_archive, verify
 from installer.build import build
 from qss.cli import run
-from qss.cli.get import main
+from installer.cli import main
 
 from archive_support import make_deb, read_members, snapshot, tampered, write_members
 

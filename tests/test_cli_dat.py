@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from qss import dat
-from qss.cli.dat import build_parser
+from dattool.cli import build_parser
 
 QSS_DAT = shutil.which("qss-dat", path=os.path.dirname(sys.executable)) or "qss-dat"
 NAME = "P3001276_2015-12-18-08-14-57.dat"

@@ -1,4 +1,4 @@
-"""The .dat format: parser and writer (DESIGN §4).
+"""The .dat format: parser and writer (architecture §4).
 
 Test records are packed here with `struct`, independently of the production dtypes, so a
 mistake in the layout cannot hide on both sides.
@@ -25,7 +25,7 @@ INTERVAL = struct.unpack("<f", struct.pack("<f", 1000 / 120))[0]  # as float32 s
 
 def pack_record(when, *, ext=False, interval=INTERVAL, status=None, phasors=None,
                 extra=None, pll=(1, 2, 3, 4), gps=(1, 2, 3, 4, 5, 6, 7)) -> bytes:
-    """One record, by the book: DESIGN §4, field by field.
+    """One record, by the book: architecture §4, field by field.
 
     ``phasors[c]`` is a list of 120 (angle, mag) pairs for channel c (L1..C3).
     """

@@ -1,4 +1,4 @@
-"""The demo's library (qss.demo, behind ``./dev demo``): the whole appliance in a temporary
+"""The demo's library (demokit.demo, behind ``./dev demo``): the whole appliance in a temporary
 folder under a real supervisord, with simulated uPMUs registered through upmu-adm; points
 arrive in BTrDB (read with the official client), and stopping leaves no process behind.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qss.demo import Demo, choose_ports, first_stream
+from demokit.demo import Demo, choose_ports, first_stream
 from qss.naming import parse_dat_filename
 from qss.queue import open_queue
 from qss.upmuconfig import UpmuList

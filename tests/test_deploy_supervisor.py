@@ -53,7 +53,7 @@ SOCKET_GROUP = "nogroup" if ROOT else grp.getgrgid(os.getegid()).gr_name
 
 # The function each program's console script runs, for when the script is not
 # installed in the venv yet (setup.py lists the scripts once they land).
-REAL_ENTRIES = {"qss-btrdb": "qss.tsdb.server:entry", "qss-receiver": "receiver.server:entry",
+REAL_ENTRIES = {"qss-btrdb": "tsdb.server:entry", "qss-receiver": "receiver.server:entry",
                 "qss-sync2q": "sync2q.cli:entry"}
 
 # How supervisord reports a program that stopped because of its SIGTERM: it exited by

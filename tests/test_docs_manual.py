@@ -2,7 +2,7 @@
 
 Every ``sh``, ``upmu-adm`` and ``python`` block of the manual is run, in the manual's
 order, against a whole appliance in a temporary folder: the demo's real supervisord
-(qss.demo.Demo) with the real ``btrdb``, ``receiver`` and ``sync2q`` on 127.0.0.1, and
+(demokit.demo.Demo) with the real ``btrdb``, ``receiver`` and ``sync2q`` on 127.0.0.1, and
 ``qss-sim`` as the uPMUs. What the test changes, and nothing else:
 
 - paths of the appliance (``/home/manager``, ``/ssd``, ``/mnt``, ``/media/external``,
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from qss.demo import Demo, choose_ports
+from demokit.demo import Demo, choose_ports
 from qss.queue import open_queue
 
 ROOT = Path(__file__).resolve().parents[1]

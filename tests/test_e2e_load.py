@@ -38,7 +38,7 @@ def test_a_hundred_devices_for_two_minutes_are_taken_in_and_synced_in_bounded_me
     # Memory: generous bounds that catch a leak or an unbounded buffer, not a few MB.
     # Each program is one Python process; numpy, grpc, pyarrow and the btrdb client take
     # 60-150 MB at rest. On top of that, by design:
-    # - btrdb: SQLite's page cache, 64 MiB per connection (qss/tsdb/db.py), one
+    # - btrdb: SQLite's page cache, 64 MiB per connection (tsdb/db.py), one
     #   connection per thread: 8 gRPC workers, REST, the checkpointer (~640 MiB when all
     #   are full), the decoded statistics blocks (<= ~50 MB) and last chunks of 256
     #   streams (<= ~50 MB): about 900 MB at most; bound 1 GiB;

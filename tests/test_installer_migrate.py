@@ -115,7 +115,7 @@ def test_a_failure_after_saving_the_configuration_puts_everything_back(
                 raise DeployError("supervisorctl restart all failed: btrdb: ERROR (spawn error)")
 
     monkeypatch.setattr(versions, "create", fake_create)
-    from installer.services import DataTools
+    from installer.hooks import DataTools
     from qss.status import Program
     tools = DataTools(services=Services(),
                       programs=lambda: [Program("btrdb", "RUNNING", "pid 1, uptime 0:00:05")])

@@ -1,4 +1,4 @@
-"""The uPMU push protocol state machine (receiver.protocol, DESIGN §3).
+"""The uPMU push protocol state machine (qss.protocol, architecture §3).
 
 Frames are built by `frame()` below, independently of the production encoder, which is
 only checked against it.
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.protocol import (
+from qss.protocol import (
     FAILURE_REPLY, MAX_DATA_LEN, MAX_PATH_LEN, MAX_SERIAL_LEN, NEED_DATA, Connection,
     ConnectionClosed, FileMessage, ProtocolError, encode_message, encode_reply,
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qss.clean import clean_synced
+from installer.clean import clean_synced
 from qss.naming import device_path
 from qss.queue import open_queue
 
@@ -37,7 +37,7 @@ def clean(tmp_path: Path, url: str, *args: str, stdin: str = "",
     settings = tmp_path / "qss.ini"
     settings.write_text("")
     env = {k: v for k, v in os.environ.items() if k not in ("MONGO_ADDR", "QSS_CONFIG")}
-    proc = subprocess.run([sys.executable, "-m", "qss.clean", "--config", str(settings),
+    proc = subprocess.run([sys.executable, "-m", "installer.clean", "--config", str(settings),
                            "--queue", url, *args], input=stdin, capture_output=True,
                           text=True, env=env, timeout=60)
     assert proc.returncode == status, (proc.stdout, proc.stderr)

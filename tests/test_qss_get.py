@@ -20,7 +20,7 @@ from qss import __version__
 from qss.cli import ExitStatus, run
 from installer.configure import service_user_steps
 from qss.cli import run
-from qss.cli.get import ACTIONS, build_parser, main
+from installer.cli import ACTIONS, build_parser, main
 from qss.settings import HostPort, Settings, load_settings
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9)

@@ -14,9 +14,9 @@ import mongomock
 import pytest
 
 from installer.environment import Environment
-from installer.services import DataTools, Unreachable
+from installer.hooks import DataTools, Unreachable
 from qss.cli import run
-from qss.cli.get import main
+from installer.cli import main
 from qss.queue import open_queue
 from qss.queue.mongo import MongoQueue
 from qss.settings import load_settings, render_default_ini
@@ -134,7 +134,7 @@ def make_store(root: Path, points: int = 1000):
 
     import numpy as np
 
-    from qss.tsdb import Store
+    from tsdb import Store
     u = uuid.uuid4()
     t = np.arange(points, dtype=np.int64) * 10**6 + 1_700_000_000 * 10**9
     with Store(root / "ssd/data", durable=False) as s:
@@ -189,7 +189,7 @@ def test_newdb_yes_answers_for_scripts(tmp_path):
 
 
 def test_newdb_refuses_while_btrdb_runs_and_supervisor_is_unreachable(tmp_path, capsys):
-    from qss.tsdb.testing import running
+    from tsdb.testing import running
     root = make_root(tmp_path)
     fill_queue(root)
     make_store(root)
@@ -352,7 +352,7 @@ def queue_contents(root: Path) -> dict:
 
 
 def test_backup_newdb_restore_brings_back_every_point_and_the_config_byte_for_byte(tmp_path):
-    from qss.tsdb.testing import running
+    from tsdb.testing import running
     root = make_root(tmp_path)
     fill_queue(root)
     u, t = make_store(root, 5000)
@@ -470,12 +470,12 @@ def test_backup_refuses_a_missing_destination(tmp_path, capsys):
 # -- --mount-ddrive ----------------------------------------------------------------------
 
 def devices(*extra):
-    from installer.services import BlockDevice
+    from installer.hooks import BlockDevice
     return lambda: [BlockDevice("/dev/sda1", "root", "1111", "ext4", ("/",)), *extra]
 
 
 def test_mount_ddrive_adds_the_fstab_line_by_uuid_mounts_and_is_idempotent(tmp_path):
-    from installer.services import BlockDevice
+    from installer.hooks import BlockDevice
     root = tmp_path
     (root / "etc").mkdir()
     (root / "etc/fstab").write_text("UUID=1111 / ext4 errors=remount-ro 0 1\n")
@@ -509,7 +509,7 @@ def test_mount_ddrive_without_a_DATA_drive_says_so(tmp_path, capsys):
 
 
 def test_mount_ddrive_keeps_an_operators_other_ssd_line(tmp_path, capsys):
-    from installer.services import BlockDevice
+    from installer.hooks import BlockDevice
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/fstab").write_text("/dev/sdc1 /ssd ext4 defaults 0 2\n")
     probe = devices(BlockDevice("/dev/sdb1", "DATA", "abcd", "ext4"))

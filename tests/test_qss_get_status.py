@@ -249,7 +249,7 @@ def test_clean_synced_without_a_queue_is_one_line(tmp_path, capsys):
 
 
 def test_status_and_clean_synced_are_in_the_help(capsys):
-    from qss.cli.get import main
+    from installer.cli import main
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for text in ("--status", "--clean-synced", "--watch [SECONDS]", "upmu-adm status"):

@@ -28,9 +28,9 @@ import pytest
 
 from installer.build import build
 from installer.environment import Environment, run_tool
-from installer.services import DataTools, Supervisor
+from installer.hooks import DataTools, Supervisor
 from qss.cli import run
-from qss.cli.get import main
+from installer.cli import main
 from qss.status import supervisor_programs
 
 from archive_support import make_deb, read_members, snapshot, write_members

@@ -1,4 +1,4 @@
-"""One interface suite for every queue backend (qss.queue, DESIGN §5).
+"""One interface suite for every queue backend (qss.queue, architecture §5).
 
 Backends: SQLite on tmp_path; MongoDB through mongomock, once with server-side sizes
 (``$binarySize``, taught to mongomock below) and once with the client-side fallback of
@@ -327,7 +327,7 @@ def test_files_and_delete_of_a_period(queue):
 def test_ensure_indexes_is_idempotent(queue):
     first = queue.ensure_indexes()
     assert queue.ensure_indexes() == []
-    if queue.storage_dir is None:   # MongoDB: both indexes of DESIGN §5 on a new database
+    if queue.storage_dir is None:   # MongoDB: both indexes of architecture §5 on a new database
         assert len(first) == 2
         assert any("(serial_number, ytag, name)" in line for line in first)
         assert any("(serial_number, name)" in line for line in first)

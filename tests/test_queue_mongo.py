@@ -1,4 +1,4 @@
-"""The MongoDB queue against what appliances in the field hold (DESIGN §5), via mongomock."""
+"""The MongoDB queue against what appliances in the field hold (architecture §5), via mongomock."""
 from __future__ import annotations
 
 import datetime as dt

@@ -10,7 +10,7 @@ import pytest
 from qss.queue import QueueError, open_queue
 from qss.upmuconfig import UpmuList
 from receiver.intake import DiskGuard, Intake, RefusalLog, UpmuDirectory, disk_percent
-from receiver.protocol import FAILURE_REPLY, FileMessage, encode_reply
+from qss.protocol import FAILURE_REPLY, FileMessage, encode_reply
 from sim_upmu import write_upmus
 
 PATH = "/root/upmu_data/2015/Month_12/Day_18/Hour_08/P3001276_2015-12-18-08-14-57.dat"

@@ -19,7 +19,7 @@ import pytest
 
 from qss.generator import UpmuSimulator
 from qss.queue import open_queue
-from qss.simulator import Device, Plan, device_files, run_blocking
+from simulator.devices import Device, Plan, device_files, run_blocking
 from sim_upmu import START, serial_of, write_upmus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from qss.queue import open_queue
-from receiver.protocol import FAILURE_REPLY, HEADER, MAX_DATA_LEN, encode_message, encode_reply
-from qss.simulator import device_files, push
+from qss.protocol import FAILURE_REPLY, HEADER, MAX_DATA_LEN, encode_message, encode_reply
+from simulator.devices import device_files, push
 from sim_upmu import closed_without_reply, running, serial_of, write_upmus
 
 

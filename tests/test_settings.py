@@ -1,4 +1,4 @@
-"""Appliance settings (qss.settings, DESIGN §5): defaults < file < environment < flags."""
+"""Appliance settings (qss.settings, architecture §5): defaults < file < environment < flags."""
 from __future__ import annotations
 
 import argparse

@@ -18,9 +18,9 @@ import pytest
 
 from qss.generator import UpmuSimulator
 from qss.queue import open_queue
-from qss.simulator import (FINISHED, Connect, Device, Outcome, Plan, ReplyTimes, Send, Wait,
+from simulator.devices import (FINISHED, Connect, Device, Outcome, Plan, ReplyTimes, Send, Wait,
                            device_files, next_send_id, plan_from_now, serial_range, totals)
-from receiver.protocol import FAILURE_REPLY, encode_reply
+from qss.protocol import FAILURE_REPLY, encode_reply
 from sim_upmu import START, write_upmus
 from test_sync2q_support import reserve_port
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from qss.dat import parse
-from receiver.protocol import encode_message
+from qss.protocol import encode_message
 from test_sync2q_support import (ROOT, connect, device_files, expected, read_stream,
                                  run_once, server, site)  # noqa: F401 - fixtures
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qss.tsdb import testing
+from tsdb import testing
 from qss.upmuconfig import UpmuList
 from test_sync2q_support import (ROOT, Sync2q, connect, device_files, expected, read_stream,
                                  run_once, server, site,  # noqa: F401 - fixtures

@@ -1,7 +1,7 @@
 """Support for sync2q's tests (no tests here): a ``qss-sync2q`` child process, a
 ``.dat`` decoder written independently of :mod:`qss.dat`, and read-back helpers.
 
-The decoder follows DESIGN §4 with ``struct``, record by record, so the end-to-end tests
+The decoder follows architecture §4 with ``struct``, record by record, so the end-to-end tests
 check the whole path (parser, inserts, server) against the spec, not against itself.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from qss.generator import UpmuSimulator
 from qss.naming import DEVICE_ROOT
 from qss.queue import open_queue
-from qss.tsdb import testing
+from tsdb import testing
 from qss.upmuconfig import UpmuList
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ EXT_NAMES = ["FUND_W", "FUND_VAR", "FUND_VA", "FUND_DPF", "FREQ_L1_1S", "FREQ_L1
 
 def decode_spec(data: bytes, window: tuple[int, int] | None = None, names=None
                 ) -> dict[str, tuple[list, list]]:
-    """{stream: (times ns, values)} of a file per DESIGN §4, record by record: base 6,312
+    """{stream: (times ns, values)} of a file per architecture §4, record by record: base 6,312
     or extended 9,192 bytes by the status words' 0xE0 bits; sample i at
     second_ns + round(i * interval_ms * 1e6) with the float32 interval; records whose
     second (epoch seconds) is outside ``window`` (default 2010 to now + 1 day) or repeats

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from btrdb import exceptions as bx
 
+from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify
 from qss.generator import UpmuSimulator
 from qss.queue import QueuedFile
+from qss.streammeta import StreamRegistry, specs_of
 from qss.upmuconfig import UpmuList
-from sync2q import (Backoff, Batch, Btrdb, ConfigWatcher, ErrorKind, Options, Outage,
-                    Quarantine, StreamRegistry, Worker, classify, prepare, specs_of)
+from sync2q import Batch, ConfigWatcher, Options, Quarantine, Worker, prepare
 from sync2q.cli import build_parser
 from test_sync2q_support import (ROOT, START, connect, device_files, expected, read_stream,
                                  server, site)  # noqa: F401 - fixtures

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qss.tsdb.testing import running
+from tsdb.testing import running
 
 SPEC = importlib.util.find_spec("btrdb")
 SUITE = Path(SPEC.origin).parent.parent / "tests" / "btrdb_integration" if SPEC else None

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 
-from qss.tsdb import codec
+from tsdb import codec
 
 int64s = hnp.arrays(np.int64, hs.integers(0, 300))
 float64s = hnp.arrays(np.float64, hs.integers(0, 300),

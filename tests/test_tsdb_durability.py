@@ -13,14 +13,14 @@ import uuid
 import numpy as np
 import pytest
 
-from qss.tsdb import MAXIMUM_TIME, MINIMUM_TIME, Store, errors
+from tsdb import MAXIMUM_TIME, MINIMUM_TIME, Store, errors
 
 BATCH = 5000
 
 CHILD = textwrap.dedent("""
     import sys, uuid
     import numpy as np
-    from qss.tsdb import Store
+    from tsdb import Store
     store = Store(sys.argv[1], chunk_points=4096)
     u = uuid.UUID(sys.argv[2])
     batch = 0
@@ -75,7 +75,7 @@ def test_each_insert_returns_after_an_fsync_begun_after_its_commit(tmp_path, mon
     """Group commit of the WAL's fsync: concurrent inserts share fsyncs, none runs under
     the write lock, and none returns before an fsync that began once its commit had
     written its frames."""
-    from qss.tsdb import db as dbmod
+    from tsdb import db as dbmod
 
     events = []  # ("fsync", commits counted at its start, end order) / ("ack", commit, order)
     order = iter(range(10**9))
@@ -128,7 +128,7 @@ def test_each_insert_returns_after_an_fsync_begun_after_its_commit(tmp_path, mon
 
 
 def test_a_failed_fsync_fails_the_insert_and_refuses_later_writes(tmp_path, monkeypatch):
-    from qss.tsdb import db as dbmod
+    from tsdb import db as dbmod
 
     with Store(tmp_path) as store:
         u = uuid.uuid4()
@@ -151,7 +151,7 @@ def test_a_failed_fsync_fails_the_insert_and_refuses_later_writes(tmp_path, monk
 def fsyncs(monkeypatch):
     """The WAL fsyncs made from now on: (commits counted when it began, thread name).
     The background fsync waits an hour unless a test shortens it."""
-    from qss.tsdb import db as dbmod
+    from tsdb import db as dbmod
 
     made = []
     real = dbmod.Db._fsync_wal
@@ -201,7 +201,7 @@ def test_an_insert_without_sync_waits_for_no_fsync_and_flush_makes_it_durable(tm
 
 def test_unflushed_inserts_are_fsynced_in_the_background_and_at_close(tmp_path, fsyncs,
                                                                       monkeypatch):
-    from qss.tsdb import db as dbmod
+    from tsdb import db as dbmod
 
     monkeypatch.setattr(dbmod, "SYNC_DELAY_SECONDS", 0.05)
     with Store(tmp_path) as store:
@@ -222,7 +222,7 @@ def test_unflushed_inserts_are_fsynced_in_the_background_and_at_close(tmp_path, 
 
 def test_a_failed_background_fsync_refuses_later_writes_and_flushes(tmp_path, monkeypatch,
                                                                     caplog):
-    from qss.tsdb import db as dbmod
+    from tsdb import db as dbmod
 
     monkeypatch.setattr(dbmod, "SYNC_DELAY_SECONDS", 0.01)
     with Store(tmp_path) as store:
@@ -250,7 +250,7 @@ def test_the_official_client_inserts_without_fsync_and_its_flush_fsyncs(tmp_path
     from btrdb.endpoint import Endpoint
     from btrdb.grpcinterface import btrdb_pb2 as pb
 
-    from qss.tsdb.grpc_service import make_server
+    from tsdb.grpc_service import make_server
 
     store = Store(tmp_path)
     server, port = make_server(store, "127.0.0.1:0")

@@ -12,8 +12,8 @@ from btrdb.exceptions import (BadValue, BTRDBServerError, InvalidPointWidth, Inv
 from btrdb.grpcinterface import btrdb_pb2 as pb
 from btrdb.stream import StreamSet
 
-from qss.tsdb import MAXIMUM_TIME, Store
-from qss.tsdb.grpc_service import make_server
+from tsdb import MAXIMUM_TIME, Store
+from tsdb.grpc_service import make_server
 
 SCHEMA = pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
                     pa.field("value", pa.float64(), nullable=False)])

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from qss.tsdb.merge import MergePolicy, dedupe_batch, merge, sort_batch
+from tsdb.merge import MergePolicy, dedupe_batch, merge, sort_batch
 
 # The client's integration test test_arrow_insert_duplicate_timestamps.
 T = np.array([100, 105, 110, 110, 120])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import requests
 
-from qss.tsdb import Store
-from qss.tsdb.rest import go_float
-from qss.tsdb.testing import running
+from tsdb import Store
+from tsdb.rest import go_float
+from tsdb.testing import running
 
 # The manual's stream, times and point widths (appendix 17.1.2.2.2).
 UUID = "f0896731-0e43-4ed5-a97f-19266d8e732c"

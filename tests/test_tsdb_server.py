@@ -15,10 +15,10 @@ from btrdb.conn import BTrDB, Connection
 from btrdb.endpoint import Endpoint
 from btrdb.exceptions import BTRDBServerError
 
-from qss.tsdb import Store
-from qss.tsdb.grpc_service import make_server
-from qss.tsdb.server import build_parser
-from qss.tsdb.testing import ROOT, command, running
+from tsdb import Store
+from tsdb.grpc_service import make_server
+from tsdb.server import build_parser
+from tsdb.testing import ROOT, command, running
 
 SCHEMA = pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
                     pa.field("value", pa.float64(), nullable=False)])
@@ -139,7 +139,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_logs_per_request_class(tmp_p
     assert "http GET /data/uuid/: 1 requests, 300,000 items" in log
     assert "grpc RawValues: 1 requests, 300,000 items" in log
     assert "grpc Info: 2 requests" in log  # the client's connect
-    assert log.rstrip().endswith("INFO qss.tsdb.server: stopped")
+    assert log.rstrip().endswith("INFO tsdb.server: stopped")
     assert "Traceback" not in log
     assert stream.uuid == u
 
@@ -176,7 +176,7 @@ def test_disk_full_is_a_server_error_and_nothing_half_written(tmp_path):
 
 def test_python_m_qss_tsdb_is_the_same_command():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "qss.tsdb", "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "tsdb", "--help"], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("usage: qss-btrdb ")
 

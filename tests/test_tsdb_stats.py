@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from qss.tsdb import stats as st
+from tsdb import stats as st
 
 
 def reference(t, v, pw):
@@ -50,7 +50,7 @@ def test_population_stddev_examples_from_the_client_docs():
 def test_level_kernels_replace_and_combine():
     """The write path's kernels: a block's records with dirty windows replaced, and the
     coarser level's records of the wanted windows, against numpy on the final points."""
-    from qss.tsdb import kernels
+    from tsdb import kernels
     rng = np.random.default_rng(7)
     t = np.sort(rng.integers(0, 2**16, 4000))
     v = 7060 + rng.normal(0, 2, len(t))
@@ -73,7 +73,7 @@ def test_level_kernels_replace_and_combine():
 def test_insert_kernels_window_starts_and_stats():
     """The insert path's kernels: where windows begin (negative times included), the
     distinct windows, and the statistics of selected windows, against numpy."""
-    from qss.tsdb import kernels
+    from tsdb import kernels
     rng = np.random.default_rng(11)
     t = np.sort(rng.integers(-(2**20), 2**20, 6000))
     v = 7060 + rng.normal(0, 2, len(t))
@@ -92,7 +92,7 @@ def test_insert_kernels_window_starts_and_stats():
                                         ([-np.inf, 1.0], 2), ([np.inf, np.nan], 1),
                                         ([np.nan, 1.0], 1), ([1.7976931348623157e308, 0], 0)])
 def test_check_batch_values(values, bad):
-    from qss.tsdb import kernels
+    from tsdb import kernels
     t = np.array([5, 3], np.int64)
     assert kernels.check_batch(t, np.array(values)) == (bad, 3, 5, False, False)
 
@@ -102,7 +102,7 @@ def test_check_batch_values(values, bad):
                                                  ([1, 3, 2], False, False),
                                                  ([7], True, False)])
 def test_check_batch_order(t, ascending, repeats):
-    from qss.tsdb import kernels
+    from tsdb import kernels
     t = np.array(t, np.int64)
     got = kernels.check_batch(t, np.zeros(len(t)))
     assert got == (0, t.min(), t.max(), ascending, repeats)
@@ -111,7 +111,7 @@ def test_check_batch_order(t, ascending, repeats):
 def test_statistics_blocks_of_every_size_and_level_round_trip():
     """Coarse levels store small blocks as plain zstd and large ones with the column
     codec; both decode to the records written (and old plain blocks stay readable)."""
-    from qss.tsdb import levels
+    from tsdb import levels
     rng = np.random.default_rng(3)
     for n in (1, 127, 128, 1024):
         win = np.sort(rng.choice(1024, n, replace=False)).astype(np.int64) + (5 << 10)
@@ -130,7 +130,7 @@ def test_all_levels_kernels_against_numpy(cleared):
     """kernels.level_windows (every level's dirty windows and blocks) and
     kernels.update_levels (every level's records of those blocks after a write, in one
     call) against numpy sets and statistics of the final points."""
-    from qss.tsdb import kernels
+    from tsdb import kernels
     rng = np.random.default_rng(11 + cleared)
     fine, stride, bits, nlev = 4, 2, 3, 4
     t = np.sort(rng.integers(0, 2**15, 6000))

@@ -4,7 +4,7 @@ import uuid
 import numpy as np
 import pytest
 
-from qss.tsdb import MAXIMUM_TIME, MINIMUM_TIME, MergePolicy, Store, errors
+from tsdb import MAXIMUM_TIME, MINIMUM_TIME, MergePolicy, Store, errors
 
 # Small chunks so that tests cross many chunk boundaries and splits.
 CHUNK = 200

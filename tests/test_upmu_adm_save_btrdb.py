@@ -194,15 +194,15 @@ def test_save_with_btrdb_down_keeps_the_file_and_the_next_save_applies_it(tmp_pa
 
 
 def test_save_uses_sync2qs_streams_code(tmp_path, monkeypatch):
-    """No second copy of the metadata rules: save goes through sync2q.streams."""
-    import sync2q.streams
+    """No second copy of the metadata rules: save goes through qss.streammeta."""
+    import qss.streammeta
     calls = []
 
     def ensure(self, upmu, specs, names=None, done=None):
         calls.append((upmu.alias, sorted(specs) == sorted(upmu.streams)))
         raise ConnectionError("no")
 
-    monkeypatch.setattr(sync2q.streams.StreamRegistry, "ensure", ensure)
+    monkeypatch.setattr(qss.streammeta.StreamRegistry, "ensure", ensure)
     site = Site(tmp_path, "127.0.0.1:1")
     reply = one(site.state, "save")
     assert calls == [(site.alias, True)]

@@ -1,4 +1,4 @@
-"""The uPMU list (qss.upmuconfig, DESIGN §5): format, edits, locking, atomic writes.
+"""The uPMU list (qss.upmuconfig, architecture §5): format, edits, locking, atomic writes.
 
 Files are built here by hand in the original tools' layout, independently of the
 production renderer, and compared as whole texts.

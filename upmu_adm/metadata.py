@@ -1,8 +1,8 @@
 """save's BTrDB step: create or update the streams' metadata of new and changed uPMUs.
 
 This is the old ``manager2lite.ipy`` step, done by ``save`` itself with sync2q's own code
-(:mod:`sync2q.streams` decides what each stream must look like and makes it so,
-:mod:`sync2q.connection` connects with deadlines), so upmu-adm and sync2q can never
+(:mod:`qss.streammeta` decides what each stream must look like and makes it so,
+:mod:`qss.btrdbclient` connects with deadlines), so upmu-adm and sync2q can never
 disagree about a stream. The operator is waiting, so every call gets a short deadline
 (:data:`DEADLINE`) instead of sync2q's minute, and nothing is retried here: ``save``
 reports what is pending and the operator (or sync2q, which ensures the streams of every
@@ -110,13 +110,13 @@ class BtrdbMetadata:
 
     def _connection(self):
         _quiet_client_logging()
-        from sync2q.connection import Btrdb, connect
+        from qss.btrdbclient import Btrdb, connect
         return Btrdb(list(self.endpoints), self.apikey, deadline=self.deadline,
                      opener=self.opener or connect)
 
     def _failure(self, btrdb, exc: BaseException, done: Sequence[UUID] = ()
                  ) -> StoredDataError:
-        from sync2q.connection import describe_error
+        from qss.btrdbclient import describe_error
         return StoredDataError(f"{btrdb.what} is unreachable or failing "
                                f"({describe_error(_rpc_error(exc))})", done)
 
@@ -179,9 +179,10 @@ class BtrdbMetadata:
             MetadataError: what failed, what was done, what is pending.
         """
         _quiet_client_logging()
-        # sync2q (and the btrdb client, grpc) only when there is something to apply.
-        from sync2q.connection import Btrdb, ErrorKind, classify, connect, describe_error
-        from sync2q.streams import StreamConflict, StreamRegistry, specs_of
+        # The BTrDB client code (and grpc, 0.1 s to import) only when there is something
+        # to apply: upmu-adm starts fast.
+        from qss.btrdbclient import Btrdb, ErrorKind, classify, connect, describe_error
+        from qss.streammeta import StreamConflict, StreamRegistry, specs_of
         btrdb = Btrdb(list(self.endpoints), self.apikey, deadline=self.deadline,
                       opener=self.opener or connect)
         registry = StreamRegistry(btrdb)

@@ -1,4 +1,4 @@
-"""The queue of received files (DESIGN §5): one interface, :class:`Queue`, and two
+"""The queue of received files (architecture §5): one interface, :class:`Queue`, and two
 backends chosen by ``[queue] url``: ``sqlite:////PATH`` (embedded, the default) and
 ``mongodb://HOST[:PORT]`` (the ``upmu_database`` of appliances in the field).
 

@@ -1,4 +1,4 @@
-"""The queue of received files: one interface, two backends (DESIGN §5).
+"""The queue of received files: one interface, two backends (architecture §5).
 
 Model
 -----
@@ -48,7 +48,7 @@ log = logging.getLogger("qss.queue")
 
 #: The ``ytagbase`` of a queue that never stored one (see the module docstring).
 DEFAULT_YTAGBASE = 1
-# The push protocol's limits (DESIGN §3), with headroom for imported names.
+# The push protocol's limits (architecture §3), with headroom for imported names.
 _MAX_SERIAL_LEN = 32
 _MAX_NAME_BYTES = 4096
 

@@ -1,5 +1,5 @@
 """The MongoDB queue (``[queue] url = mongodb://HOST[:PORT]``), as appliances in the field
-have it (DESIGN §5), so an existing ``upmu_database`` keeps working:
+have it (architecture §5), so an existing ``upmu_database`` keeps working:
 
     received_files  {name, data (binary), serial_number, time_received, published, ytag}
     latest_times    {serial_number, time_received}
@@ -52,7 +52,7 @@ from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, Que
 __all__ = ["DATABASE", "INDEXES", "MongoQueue"]
 
 DATABASE = "upmu_database"
-#: (collection, key) of every index the suite relies on (DESIGN §5).
+#: (collection, key) of every index the suite relies on (architecture §5).
 INDEXES = [
     ("received_files", (("serial_number", 1), ("ytag", 1), ("name", 1))),
     ("received_files", (("serial_number", 1), ("name", 1))),

@@ -1,6 +1,6 @@
 """The embedded queue: one SQLite file (``[queue] url = sqlite:////ssd/srv/queue.db``).
 
-The same model as MongoDB's ``upmu_database`` (DESIGN §5), in four tables::
+The same model as MongoDB's ``upmu_database`` (architecture §5), in four tables::
 
     received_files  id, serial_number, name, size, time_received (µs since 1970, UTC),
                     ytag, published, generation;  UNIQUE (serial_number, name)

@@ -2,7 +2,7 @@
 
 How this works
 --------------
-A real uPMU's transfer agent (DESIGN §3) pushes its ``.dat`` files in name order, one
+A real uPMU's transfer agent (architecture §3) pushes its ``.dat`` files in name order, one
 message at a time, and deletes a file only when the reply equals the message's send_id.
 On a failure reply (four zero bytes) it keeps the file and tries again later; on a lost
 connection it reconnects every few seconds and resends the unanswered file under a new
@@ -42,9 +42,9 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from . import naming
-from .generator import UpmuSimulator
-from receiver.protocol import FAILURE_REPLY, encode_message, encode_reply
+from qss import naming
+from qss.generator import UpmuSimulator
+from qss.protocol import FAILURE_REPLY, encode_message, encode_reply
 
 __all__ = [
     "EXAMPLE_START", "FINISHED", "Connect", "Device", "DeviceStats", "Outcome", "Plan",
@@ -56,7 +56,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
 #: Seconds of data per file on current firmware (older firmware: 120).
 FILE_SECONDS = 60
-#: The transfer agent's pause between two files (DESIGN §3: about 1 s).
+#: The transfer agent's pause between two files (architecture §3: about 1 s).
 GAP_SECONDS = 1.0
 #: How long a device waits before resending a file the server refused.
 RETRY_SECONDS = 5.0

@@ -1,4 +1,4 @@
-"""BTrDB v3's HTTP API (port 9000) over :class:`qss.tsdb.Store`, as the uPMU manual uses it.
+"""BTrDB v3's HTTP API (port 9000) over :class:`tsdb.Store`, as the uPMU manual uses it.
 
 How this works. :class:`RestApi` is the whole protocol without sockets: ``handle(method,
 target, body)`` returns a :class:`Response` whose body is bytes or, for answers that may
@@ -42,7 +42,7 @@ from .errors import MAXIMUM_TIME, MINIMUM_TIME, NoSuchPoint, StreamNotFound, Tsd
 from .reqlog import FAILED, OK, REFUSED, RequestLog
 from .store import Store, Windows
 
-log = logging.getLogger("qss.tsdb.rest")
+log = logging.getLogger("tsdb.rest")
 
 #: Most rows one answer may have when rows are due for empty windows too (``win`` on
 #: /data, gap rows of /directcsv): 10 M rows is about 0.5 GB of text.

@@ -11,9 +11,9 @@ from typing import TextIO
 import numpy as np
 from tqdm import tqdm
 
-from .. import dat, generator, naming
-from ..streams import EXTENDED_STREAMS, UNITS
-from . import CommandError, ExitStatus, add_traceback_argument, iso_time, positive_int, run
+from qss import dat, generator, naming
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, iso_time, positive_int, run
+from qss.streams import EXTENDED_STREAMS, UNITS
 
 # Skips caused by damage to the file, as opposed to what devices do (records dated 2000
 # before GPS lock, repeated seconds): only these make `info` and `csv` exit non-zero.

@@ -1,4 +1,4 @@
-"""The uPMU push protocol (DESIGN §3) as a sans-IO state machine: bytes in, events out.
+"""The uPMU push protocol (architecture §3) as a sans-IO state machine: bytes in, events out.
 
 How this works
 --------------
@@ -54,7 +54,7 @@ _UINT32_MAX = 0xFFFF_FFFF
 #: The reply to a message the server did not store; the device keeps the file and retries.
 FAILURE_REPLY = b"\0\0\0\0"
 
-# The original server's sanity limits (DESIGN §3). Real paths are under 100 bytes and
+# The original server's sanity limits (architecture §3). Real paths are under 100 bytes and
 # serials are 8 ('P' and seven digits); the data limit equals 200 base files of 378,720 bytes.
 # A header over a limit is garbage or hostile, so the connection is closed rather than
 # answered: a failure reply would only make the device resend the same thing.

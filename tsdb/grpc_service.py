@@ -1,4 +1,4 @@
-"""BTrDB v5 gRPC service over :class:`qss.tsdb.Store`, from the official client's stubs.
+"""BTrDB v5 gRPC service over :class:`tsdb.Store`, from the official client's stubs.
 
 Using ``btrdb.grpcinterface.btrdb_pb2_grpc`` (the client's own generated code) means the
 wire format cannot drift from what the client speaks. Errors travel in-band in each
@@ -29,7 +29,7 @@ from .multi import multi_values
 from .reqlog import OK, RequestLog, outcome
 from .store import Store, Windows
 
-log = logging.getLogger("qss.tsdb.grpc")
+log = logging.getLogger("tsdb.grpc")
 
 #: Reported server version: the client enables its Arrow paths for major 5, minor >= 30.
 VERSION = (5, 30)

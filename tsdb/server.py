@@ -29,7 +29,7 @@ from .errors import StorageFailure, TsdbError
 from .reqlog import RequestLog
 from .store import Store
 
-log = logging.getLogger("qss.tsdb.server")
+log = logging.getLogger("tsdb.server")
 
 LOCK_FILE = "qss-btrdb.lock"
 #: Seconds in-flight requests get to finish after SIGTERM (supervisor's stopwaitsecs

@@ -49,7 +49,7 @@ class RequestLog:
     """Counts requests per class ("grpc ArrowInsert", "http GET /data/uuid") and logs them."""
 
     def __init__(self, logger: logging.Logger | None = None):
-        self.log = logger or logging.getLogger("qss.tsdb.requests")
+        self.log = logger or logging.getLogger("tsdb.requests")
         self._lock = threading.Lock()
         self._classes: dict[str, _Class] = {}
 

@@ -148,7 +148,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def entry() -> int:
-    """Console-script entry point (``clean_synced = qss.clean:entry``)."""
+    """Console-script entry point (``clean_synced = installer.clean:entry``)."""
     return run(main, prog=PROG)
 
 

@@ -1,6 +1,6 @@
 """The whole appliance on one machine, in one folder, under a real supervisord: ``./dev demo``.
 
-``python -m qss.demo up [--dir DIR]`` lays out a folder as the appliance's root (its
+``python -m demokit up [--dir DIR]`` lays out a folder as the appliance's root (its
 ``etc/qss/qss.ini``, ``etc/supervisor/``, ``ssd/data``, ``ssd/srv``, ``home/manager``,
 ``var/log``, ``var/run``), renders supervisord's files with the same library code as
 ``qss-get --config qss`` (:mod:`installer.components`, for a :class:`Layout` whose prefix
@@ -43,7 +43,7 @@ __all__ = ["Demo", "Ports", "choose_ports", "main"]
 
 PROG = "qss-demo"
 BIN = Path(sys.executable).parent
-#: The appliance's own ports (DESIGN §5), used when free, so the manual's examples work.
+#: The appliance's own ports (architecture §5), used when free, so the manual's examples work.
 PREFERRED = {"receiver": 1883, "grpc": 4410, "http": 9000}
 SERIAL_BASE = 3000001
 SIM_PRIORITY = 500      # after sync2q (400): supervisord starts the devices last
@@ -128,7 +128,7 @@ class Demo:
             (r / d).mkdir(parents=True, exist_ok=True)
         self.sim_conf.unlink(missing_ok=True)
         self.ini.write_text(
-            "# The demo appliance's settings (python -m qss.demo): everything in this folder,\n"
+            "# The demo appliance's settings (python -m demokit): everything in this folder,\n"
             "# on 127.0.0.1 only.\n"
             f"[paths]\nupmuconfig = {r}/home/manager/upmuconfig.ini\n"
             f"backupconfig = {r}/home/manager/backupconfig.ini\n"
@@ -238,7 +238,7 @@ class Demo:
                        + " ".join(extra)).strip()
             blocks.append(self._program(f"upmu{i + 1}", command))
         self.sim_conf.write_text(
-            "; Simulated uPMUs of the demo (python -m qss.demo): each pushes over the real\n"
+            "; Simulated uPMUs of the demo (python -m demokit): each pushes over the real\n"
             "; protocol to the receiver; logs in var/log/upmuN.log.\n\n" + "\n".join(blocks))
         done = self.ctl("update")
         if done.returncode != 0:
@@ -417,7 +417,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m qss.demo``."""
+    """The argument parser of ``python -m demokit``."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--dir", default="demo", help="the demo's folder (default ./demo)")
     add_traceback_argument(p)
@@ -443,5 +443,6 @@ def main(argv: Sequence[str]) -> int:
             "stop": cmd_stop}[args.command](args)
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """``python -m demokit``."""
     sys.exit(run(main, prog=PROG))

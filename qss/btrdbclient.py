@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-log = logging.getLogger("sync2q")
+log = logging.getLogger(__name__)
 
 #: Seconds an RPC may take before it counts as failed (and is retried: inserts are
 #: REPLACE, so an insert that did land meanwhile is harmless to repeat).

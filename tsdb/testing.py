@@ -48,7 +48,7 @@ class ServerProcess:
 
 def command(data: str | os.PathLike, *extra: str) -> list[str]:
     """The command line of a server on 127.0.0.1 with free ports and no settings file."""
-    return [sys.executable, "-m", "qss.tsdb", "--config", os.devnull, "--data", str(data),
+    return [sys.executable, "-m", "tsdb", "--config", os.devnull, "--data", str(data),
             "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", *extra]
 
 

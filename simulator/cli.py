@@ -1,4 +1,4 @@
-"""qss-sim: simulated uPMUs pushing realistic .dat files to a receiver (qss.simulator)."""
+"""qss-sim: simulated uPMUs pushing realistic .dat files to a receiver (simulator.devices)."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +12,10 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from .. import generator, simulator
-from . import CommandError, ExitStatus, add_traceback_argument, iso_time, positive_int, run
+from qss import generator
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, iso_time, positive_int, run
+
+from . import devices as simulator
 
 PROG = "qss-sim"
 _SERIAL = re.compile(r"^[A-Za-z0-9]{1,32}$")

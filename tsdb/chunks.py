@@ -1,7 +1,7 @@
 """Raw points of a stream, stored as compressed chunks of up to CHUNK_POINTS points.
 
 A chunk row covers [start, next chunk's start) of its stream and holds the sorted (time,
-value, version) columns of its points, encoded by :mod:`qss.tsdb.codec`. Chunk starts are
+value, version) columns of its points, encoded by :mod:`tsdb.codec`. Chunk starts are
 multiples of 2^ALIGN ns and chunks are only cut at such boundaries, so every level-30
 statistics window lies inside a single chunk: a write can recompute the statistics of
 the windows it touches from the chunks it rewrote. The version column records which data

@@ -152,7 +152,7 @@ class Db:
             c.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _checkpoint_loop(self) -> None:
-        log = logging.getLogger("qss.tsdb.db")
+        log = logging.getLogger("tsdb.db")
         last_error = None
         # Never wait long for readers while holding writers back (a TRUNCATE checkpoint
         # waits for them); an unfinished checkpoint is simply tried again later.
@@ -257,7 +257,7 @@ class Db:
         self._make_durable(target)
 
     def _sync_loop(self) -> None:
-        log = logging.getLogger("qss.tsdb.db")
+        log = logging.getLogger("tsdb.db")
         while True:
             self._unsynced.wait()
             if self._stop.wait(SYNC_DELAY_SECONDS):
@@ -334,7 +334,7 @@ class Db:
             try:
                 self.sync()  # commits not yet made durable (SQLite's close may not sync)
             except StorageFailure as exc:
-                logging.getLogger("qss.tsdb.db").error("at close: %s", exc)
+                logging.getLogger("tsdb.db").error("at close: %s", exc)
         with self._all_lock:
             self._closed = True
             for c in self._all:

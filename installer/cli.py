@@ -17,15 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from installer.components import COMPONENTS
-from installer import backup, database, dataimport, ddrive, housekeeping, update
-from installer.configure import BadInterface, Cancelled, configure
-from installer.environment import Environment
-from installer.files import DeployError
-from installer.services import tools_for
 from qss import __version__
+from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 
-from . import CommandError, ExitStatus, add_traceback_argument, run
+from . import backup, database, dataimport, ddrive, housekeeping, update
+from .components import COMPONENTS
+from .configure import BadInterface, Cancelled, configure
+from .environment import Environment
+from .files import DeployError
+from .services import tools_for
 
 _DESCRIPTION = """\
 Set up and maintain the MicroPMU Quickstart Server. Run it with sudo: it writes the

@@ -1,6 +1,6 @@
 """Making sure a uPMU's streams exist in BTrDB with the metadata ``upmuconfig.ini`` gives.
 
-For each stream with a UUID in the uPMU's section (DESIGN §5, §6):
+For each stream with a UUID in the uPMU's section (architecture §5, §6):
 
 - collection: ``Path`` without the stream name and the leading slash (``upmu/uPMU1``);
 - tags: ``name`` (the last element of ``Path``) and ``unit``;
@@ -27,9 +27,9 @@ import uuid as uuidlib
 
 from qss.upmuconfig import Upmu
 
-from .connection import Btrdb, ErrorKind, classify, describe_error
+from .btrdbclient import Btrdb, ErrorKind, classify, describe_error
 
-log = logging.getLogger("sync2q")
+log = logging.getLogger(__name__)
 
 #: Annotation key prefixes sync2q owns (see the module docstring).
 OWN_PREFIXES = ("Metadata/", "Properties/")
@@ -98,7 +98,7 @@ class StreamRegistry:
         Raises:
             StreamConflict: BTrDB refuses one of them as configured.
             Exception: from the client when BTrDB is unavailable (see
-                :func:`~sync2q.connection.classify`).
+                :func:`~qss.btrdbclient.classify`).
         """
         db = self._btrdb.get()
         generation = self._btrdb.generation

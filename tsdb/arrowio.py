@@ -95,7 +95,7 @@ def multi_table(t: np.ndarray, columns: list[np.ndarray], names: list[str]) -> p
 
 
 def windows_table(w) -> pa.Table:
-    """Table of a :class:`qss.tsdb.Windows`."""
+    """Table of a :class:`tsdb.Windows`."""
     return pa.Table.from_arrays(
         [pa.array(w.time, TIME), pa.array(w.min), pa.array(w.mean), pa.array(w.max),
          pa.array(w.count, pa.uint64()), pa.array(w.stddev)], schema=WINDOWS_SCHEMA)

@@ -1,0 +1,4 @@
+"""``python -m demokit``: the demo appliance (``./dev demo``)."""
+from demokit.demo import entry
+
+entry()
