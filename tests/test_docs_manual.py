@@ -38,6 +38,7 @@ import pytest
 
 from demokit.demo import Demo, choose_ports
 from qss.queue import open_queue
+from test_layers import FLOORS
 
 ROOT = Path(__file__).resolve().parents[1]
 MANUAL = ROOT / "docs" / "manual"
@@ -357,11 +358,15 @@ def test_manual_block_runs(sandbox, block):
 
 # -- the troubleshooting chapter's quoted lines -------------------------------------------
 
+#: Every package of the programs (not the benchmarks), as tests/test_layers.py lists them.
+PROGRAM_PACKAGES = sorted(set(FLOORS) - {"bench"})
+
+
 def _code_pieces() -> list[str]:
     """The literal parts of every string in the programs' code (f-string and %-format
     placeholders cut out)."""
     pieces = []
-    for package in ("receiver", "sync2q", "qss", "upmu_adm", "installer"):
+    for package in PROGRAM_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             tree = ast.parse(path.read_text(encoding="utf-8"))
             in_fstring = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
