@@ -124,6 +124,14 @@ class Appliance:
                                      stdin=subprocess.DEVNULL, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=self.prefix)
         log.close()
+        # supervisorctl fails ("sock no such file") until supervisord has made its socket.
+        sock = self.prefix / "var/run/supervisor.sock"
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                out = (self.prefix / "supervisord.out").read_text(errors="replace")
+                pytest.fail(f"supervisord made no socket at {sock}: {out}")
+            time.sleep(0.05)
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([SUPERVISORCTL, "-c", str(self.conf), *args],
@@ -331,6 +339,9 @@ def test_shutdown_stops_programs_one_at_a_time_in_reverse_start_order(appliance)
     names = [p.name for p in appliance.programs]
     assert appliance.ctl("start", "all").returncode == 0
     appliance.wait_for(all_running(names), "every program RUNNING")
+    # RUNNING means up for startsecs; BTrDB logs the signal only once it serves (its
+    # imports take seconds on a busy machine).
+    appliance.wait_for(lambda _: "serving gRPC" in appliance.log("btrdb"), "btrdb serving")
     log_path = appliance.prefix / "var/log/supervisor/supervisord.log"
     offset = len(log_path.read_text())
     btrdb_offset = len(appliance.log("btrdb"))
