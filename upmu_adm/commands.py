@@ -1,16 +1,12 @@
 """upmu-adm's commands (manual chapter 3), registered on :data:`REGISTRY`.
 
 Each command takes the :class:`~upmu_adm.state.ShellState` and its arguments and returns
-a :class:`~upmu_adm.registry.Reply`; none prints or asks (see :mod:`upmu_adm.registry`).
-Edits change the working copy only; ``save`` writes ``upmuconfig.ini`` (and deletes the
-queued files of removed uPMUs when the operator asked for it at ``rem``). The commands on
-queued files and the server are in :mod:`upmu_adm.datafiles` and :mod:`upmu_adm.status`.
-
-``save`` then applies the streams' metadata of new and changed uPMUs in BTrDB with
-sync2q's code (:mod:`upmu_adm.metadata`) and only then records ``backupconfig.ini``, the
-base of the next metadata diff. Last, it deletes from BTrDB the streams of removed uPMUs
-the operator asked to delete at ``rem`` (never a stream whose UUID a uPMU in the list
-still has); those BTrDB did not let it delete stay pending for the next ``save``.
+a :class:`~upmu_adm.registry.Reply`, or raises :class:`~upmu_adm.registry.Refusal`; none
+prints or asks (see :mod:`upmu_adm.registry`). Edits change the working copy only;
+``save`` is :func:`upmu_adm.saving.save` (write ``upmuconfig.ini``, apply the streams'
+metadata in BTrDB, record ``backupconfig.ini``, delete what ``rem`` was told to), and the
+command only words its result. The commands on queued files and the server are in
+:mod:`upmu_adm.datafiles` and :mod:`upmu_adm.status`.
 """
 from __future__ import annotations
 
@@ -18,14 +14,15 @@ from collections.abc import Callable, Sequence
 
 from qss.naming import looks_like_psl_serial
 from qss.queue import QueueError, SerialStats
-from qss.upmuconfig import (Fingerprint, Upmu, UpmuConfigError, UpmuConflictError, UpmuDiff,
-                            UpmuList, UpmuListError, UpmuNotFoundError, diff, load_backup,
-                            write_backup)
+from qss.upmuconfig import (Upmu, UpmuConfigError, UpmuConflictError, UpmuListError,
+                            UpmuNotFoundError)
 
-from .metadata import MetadataError, StoredDataError
-from .registry import BOOL, COMMAND, UPMU, Confirm, Registry, Reply, fail, ok
+from .metadata import StoredDataError
+from .registry import BOOL, COMMAND, UPMU, Confirm, Refusal, Registry, Reply, fail, ok
+from .saving import ReplayError, in_use, save
+from .savereport import save_lines
 from .state import Edit, ShellState, StreamDrop
-from .views import change_lines, count, mode, number, size, table, tally, when
+from .views import BTRDB_KEPT, count, mode, number, size, table, tally, when
 
 __all__ = ["GROUPS", "REGISTRY", "command_table", "parse_bool", "queue_stats"]
 
@@ -39,8 +36,6 @@ GROUPS = {
 REGISTRY = Registry(groups=tuple(GROUPS))
 
 _NOT_SAVED = "not saved yet; type save to apply"
-_PICKED_UP = ("receiver and sync2q pick up the new list by themselves; no restart is "
-              "needed")
 
 
 def parse_bool(word: str) -> bool | None:
@@ -49,14 +44,18 @@ def parse_bool(word: str) -> bool | None:
     return {"true": True, "false": False}.get(word.lower())
 
 
-def _find(state: ShellState, name: str, key: str) -> Upmu | Reply:
-    """The uPMU named by IP, serial or alias, or a failed reply saying why not."""
+def _find(state: ShellState, name: str, key: str) -> Upmu:
+    """The uPMU named by IP, serial or alias.
+
+    Raises:
+        Refusal: no such uPMU, or the key is ambiguous (the text says which and why).
+    """
     try:
         return state.upmus.find(key)
     except UpmuNotFoundError as exc:
-        return fail(f"{name}: {exc}; type list to see the uPMUs")
+        raise Refusal(f"{name}: {exc}; type list to see the uPMUs") from None
     except UpmuListError as exc:
-        return fail(f"{name}: {exc}")
+        raise Refusal(f"{name}: {exc}") from None
 
 
 # -- add -------------------------------------------------------------------------------
@@ -102,10 +101,6 @@ def cmd_add(state: ShellState, args: Sequence[str]) -> Reply:
 
 # -- rem -------------------------------------------------------------------------------
 
-_BTRDB_KEPT = ("its data stored in BTrDB is kept (this version of upmu-adm cannot delete "
-               "stored data)")
-
-
 @REGISTRY.command(
     "rem", usage="rem IP|SERIAL|ALIAS", complete=(UPMU,), group="list",
     help="""
@@ -125,12 +120,13 @@ Examples:
   rem uPMU1""")
 def cmd_rem(state: ShellState, args: Sequence[str]) -> Reply:
     key = args[0]
-    upmu = _find(state, "rem", key)
-    if isinstance(upmu, Reply):
+    try:
+        upmu = _find(state, "rem", key)
+    except Refusal:
         # A section the list leaves out as unusable can still be removed by its IP.
         found = [u for u in state.upmus.excluded if u.ip == key.strip()]
         if not found:
-            return upmu
+            raise
         upmu = found[0]
 
     def yes() -> Reply:
@@ -148,7 +144,7 @@ def _offer_purge(state: ShellState, upmu: Upmu, removed: str,
     """After a removal: offer to delete the uPMU's queued files when it is saved, then
     continue with ``then(lines so far)`` (the offer to delete its streams)."""
     # Without a BTrDB step (library use) the stored data is simply kept, and said so.
-    kept = f"; {_BTRDB_KEPT}" if state.btrdb is None else ""
+    kept = f"; {BTRDB_KEPT}" if state.btrdb is None else ""
     if state.services.queue_url is None or not upmu.serial:
         return then([removed, "Its queued files and its data stored in BTrDB are kept"
                      if state.btrdb is None else "Its queued files are kept"])
@@ -164,7 +160,7 @@ def _offer_purge(state: ShellState, upmu: Upmu, removed: str,
     if stats.unsynced_files:
         details.append(f"WARNING: {tally(stats.unsynced_files, stats.unsynced_bytes)} of "
                        f"them are not synced to BTrDB yet: deleting them loses their data.")
-    details.append(f"Either way {_BTRDB_KEPT}." if state.btrdb is None else
+    details.append(f"Either way {BTRDB_KEPT}." if state.btrdb is None else
                    "Deleting them does not delete its data stored in BTrDB (asked next).")
 
     def purge() -> Reply:
@@ -178,26 +174,20 @@ def _offer_purge(state: ShellState, upmu: Upmu, removed: str,
         word="yes", unattended=False))
 
 
-def _in_use(upmus: UpmuList) -> dict:
-    """UUID -> the uPMU of the list (excluded sections too) whose section has it."""
-    return {info.uuid: u.describe() for u in (*upmus, *upmus.excluded)
-            for info in u.streams.values()}
-
-
 def _offer_drop(state: ShellState, upmu: Upmu, lines: list[str]) -> Reply:
     """After the queued-files offer: offer to delete the removed uPMU's streams (and all
     their data) from BTrDB when the removal is saved. Needs a typed yes; --yes never
     answers it. Streams whose UUIDs another uPMU of the list has are left out."""
     if state.btrdb is None:
         return ok("\n".join(lines))
-    used = _in_use(state.upmus)
+    used = in_use(state.upmus)
     mine = [(name, info.uuid) for name, info in upmu.streams.items()]
     shared = sorted({used[u] for _, u in mine if u in used})
     drop = StreamDrop(upmu.describe(), tuple((n, u) for n, u in mine if u not in used))
     note = (f"its streams whose UUIDs {', '.join(shared)} also has are kept"
             if shared else "")
     if not drop.streams:
-        return ok("\n".join(lines + [f"Its data stored in BTrDB is kept ("
+        return ok("\n".join(lines + ["Its data stored in BTrDB is kept ("
                                      + (note or "it has no stream UUIDs") + ")"]))
     what = state.btrdb.what
     try:
@@ -325,8 +315,6 @@ Streams kept for extended mode while the uPMU is in base mode are listed too: th
 their UUIDs, so a switch back with setext reuses them.""")
 def cmd_show(state: ShellState, args: Sequence[str]) -> Reply:
     upmu = _find(state, "show", args[0])
-    if isinstance(upmu, Reply):
-        return upmu
     active = [s for s in upmu.active_streams if s in upmu.streams]
     kept = [s for s in upmu.streams if s not in upmu.active_streams]
     missing = [s for s in upmu.active_streams if s not in upmu.streams]
@@ -367,8 +355,6 @@ def cmd_setext(state: ShellState, args: Sequence[str]) -> Reply:
         return REGISTRY.get("setext").usage_error(
             f"mode must be true (extended) or false (base), not {args[1]!r}")
     upmu = _find(state, "setext", args[0])
-    if isinstance(upmu, Reply):
-        return upmu
     if upmu.extended == extended and all(s in upmu.streams for s in upmu.active_streams):
         return ok(f"{upmu.describe()} is already in {mode(extended)} mode; nothing changed")
     try:
@@ -393,17 +379,6 @@ def cmd_setext(state: ShellState, args: Sequence[str]) -> Reply:
 
 # -- save, reload ------------------------------------------------------------------------
 
-class _ReplayError(Exception):
-    def __init__(self, edit: Edit, error: UpmuListError):
-        super().__init__(str(error))
-        self.edit = edit
-        self.error = error
-
-
-def _copy(upmus: UpmuList, path: str) -> UpmuList:
-    return UpmuList.parse(upmus.render(), path)
-
-
 @REGISTRY.command(
     "save", usage="save [merge]", complete=("merge",), group="list",
     help="""
@@ -426,207 +401,22 @@ def cmd_save(state: ShellState, args: Sequence[str]) -> Reply:
     merge = bool(args)
     if merge and args[0].lower() != "merge":
         return REGISTRY.get("save").usage_error(f"unexpected {args[0]!r}")
-    if not state.unsaved:
-        reply = _record_applied(state)
-        if not state.pending_drops:
-            return reply
-        lines, done = _drop_streams(state, {})
-        return Reply("\n".join([reply.text] + lines), reply.ok and done)
-    if merge:
-        return _save_merge(state)
-    before, after = state.saved, state.upmus
+    name = "save merge" if merge else "save"
     try:
-        fp = after.save(state.path, expect=state.fingerprint)
+        result = save(state, merge)
     except UpmuConflictError:
         changes = state.describe_unsaved()[0]
-        return fail(f"save: {state.path} was changed by someone else since upmu-adm read "
-                    f"it; nothing saved. Type save merge to apply your {changes} on top "
-                    f"of it as it is now, or reload to discard them and read it again")
+        raise Refusal(f"save: {state.path} was changed by someone else since upmu-adm read "
+                      f"it; nothing saved. Type save merge to apply your {changes} on top "
+                      f"of it as it is now, or reload to discard them and read it "
+                      f"again") from None
+    except ReplayError as exc:
+        raise Refusal(f"save merge: cannot apply {exc.edit.line!r} to {state.path} as it "
+                      f"is now: {exc.error}; nothing saved. Type reload to discard your "
+                      f"unsaved changes and read the file again") from None
     except UpmuConfigError as exc:
-        return fail(f"save: {exc}; nothing saved")
-    return _saved(state, before, _copy(after, state.path), fp, "")
-
-
-def _save_merge(state: ShellState) -> Reply:
-    try:
-        with UpmuList.edit(state.path) as current:
-            before = _copy(current, state.path)
-            for edit in state.edits:
-                try:
-                    edit.apply(current)
-                except UpmuListError as exc:
-                    raise _ReplayError(edit, exc) from None
-            text = current.render()
-    except _ReplayError as exc:
-        return fail(f"save merge: cannot apply {exc.edit.line!r} to {state.path} as it is "
-                    f"now: {exc.error}; nothing saved. Type reload to discard your "
-                    f"unsaved changes and read the file again")
-    except UpmuConfigError as exc:
-        return fail(f"save merge: {exc}; nothing saved")
-    return _saved(state, before, UpmuList.parse(text, state.path), current.fingerprint,
-                  ", merged with the changes made to it meanwhile")
-
-
-def _saved(state: ShellState, before: UpmuList, after: UpmuList,
-           fp: Fingerprint | None, how: str) -> Reply:
-    """Report a written file, make it the state's saved list, apply the streams'
-    metadata in BTrDB, record the backup (only once the metadata is applied), and delete
-    the queued files of removed uPMUs the operator asked to delete."""
-    changes = diff(before, after)
-    lines = [f"Saved {state.path}{how}:"]
-    lines += ["  " + line for line in change_lines(changes, before, after)
-              or ["(no uPMU changed)"]]
-    purges, drops = dict(state.purges), dict(state.drops)
-    state.reset(after, fp)
-    try:
-        applied = load_backup(state.backup_path)
-    except UpmuConfigError:
-        applied = UpmuList.parse("", state.backup_path)   # apply every uPMU's metadata
-    good = True
-    metadata, pending = _apply_metadata(state, diff(applied, state.saved))
-    lines += metadata + _kept_lines(state, changes, drops)
-    if pending:
-        lines += pending
-        good = False
-    else:
-        try:
-            write_backup(state.saved, state.backup_path)
-        except UpmuConfigError as exc:
-            lines.append(f"save: {state.backup_path}: not recorded as applied: {exc}; "
-                         f"{state.path} is saved; type save to try recording it again")
-            good = False
-        else:
-            lines.append(f"Recorded it as the last applied list in {state.backup_path}.")
-            lines.append(_PICKED_UP + ".")
-    for serial, described in purges.items():
-        line, done = _purge(state, serial, described)
-        lines.append(line)
-        good = good and done
-    dropped, done = _drop_streams(state, drops)
-    return Reply("\n".join(lines + dropped), good and done)
-
-
-def _apply_metadata(state: ShellState, since: UpmuDiff) -> tuple[list[str], list[str]]:
-    """Create or update the streams of the uPMUs added or changed since the last applied
-    list, in BTrDB; (lines saying what was done, lines saying what is pending - empty
-    when all was applied). Nothing to do without a BTrDB (library use) or such uPMUs."""
-    upmus = list(since.added) + [new for _, new in since.changed]
-    if state.btrdb is None or not upmus:
-        return [], []
-    what = state.btrdb.what
-    try:
-        done = state.btrdb.apply(upmus)
-    except MetadataError as exc:
-        lines = []
-        if exc.done:
-            lines.append(f"Applied the streams' metadata in {what}: "
-                         f"{'; '.join(a.describe() for a in exc.done)}.")
-        lines.append(f"save: the streams' metadata is not applied: {exc.reason}; "
-                     f"{state.path} is saved, {state.backup_path} is left as it was.")
-        lines.append("Pending in BTrDB: create or update the streams of "
-                     + "; ".join(f"{u.describe()} ({count(len(u.streams), 'stream')})"
-                                 for u in exc.pending) + ".")
-        if exc.refused:
-            lines.append("The receiver picks up the new list now (no restart needed); "
-                         "sync2q stores no data of that uPMU until its streams are right: "
-                         "fix upmuconfig.ini or the stream in BTrDB, then type save again.")
-        else:
-            lines.append("The receiver picks up the new list now (no restart needed); "
-                         "sync2q creates the streams itself once BTrDB answers; type save "
-                         "again to retry the metadata now.")
-        return [], lines
-    return [f"Applied the streams' metadata in {what}: "
-            f"{'; '.join(a.describe() for a in done)}."], []
-
-
-def _kept_lines(state: ShellState, changes: UpmuDiff,
-                drops: dict[str, StreamDrop] | None = None) -> list[str]:
-    """One line per removed uPMU whose streams are not to be deleted: they stay in
-    BTrDB."""
-    why = (" (this version of upmu-adm cannot delete stored data)" if state.btrdb is None
-           else "")
-    return [f"Removed {u.describe()}: its streams and data stored in BTrDB are kept{why}."
-            for u in changes.removed if u.ip not in (drops or {})]
-
-
-def _drop_streams(state: ShellState, drops: dict[str, StreamDrop]) -> tuple[list[str], bool]:
-    """Delete from BTrDB the streams of saved-away uPMUs asked for at rem (``drops``) and
-    those an earlier save could not delete (``state.pending_drops``), except streams
-    whose UUIDs a uPMU of the saved list has; (lines, whether all went well). What BTrDB
-    does not let it delete stays in ``state.pending_drops`` for the next save."""
-    todo = {**state.pending_drops, **drops}
-    if not todo or state.btrdb is None:
-        return [], True
-    used = _in_use(state.saved)
-    lines, good = [], True
-    for ip, drop in todo.items():
-        state.pending_drops.pop(ip, None)
-        back = [n for n, u in drop.streams if u in used]
-        drop = drop.only(u for u in drop.uuids if u not in used)
-        if back:
-            lines.append(f"Kept {count(len(back), 'stream')} of {drop.described} in BTrDB: "
-                         f"their UUIDs are in the uPMU list again ({', '.join(back)}).")
-        if not drop.streams:
-            continue
-        try:
-            gone = state.btrdb.obliterate(drop.uuids)
-        except StoredDataError as exc:
-            left = drop.only(u for u in drop.uuids if u not in exc.done)
-            state.pending_drops[ip] = left
-            good = False
-            lines.append(
-                f"save: the streams of {drop.described} are not deleted from BTrDB: "
-                f"{exc.reason}; still to delete: {count(len(left.streams), 'stream')} ("
-                + ", ".join(f"{n} {u}" for n, u in left.streams)
-                + "); type save again to retry (leaving upmu-adm forgets this).")
-            continue
-        already = len(drop.streams) - len(gone)
-        lines.append(f"Deleted the streams of {drop.described} from {state.btrdb.what}: "
-                     f"{count(len(gone), 'stream')} and all their data"
-                     + (f" ({already} already gone)." if already else "."))
-    return lines, good
-
-
-def _purge(state: ShellState, serial: str, described: str) -> tuple[str, bool]:
-    """Delete a saved-away uPMU's queued files; (what happened, whether it worked)."""
-    if state.saved.by_serial(serial) is not None:
-        return (f"Kept the queued files of {serial}: it is in the uPMU list again", True)
-    try:
-        gone = state.services.queue().delete(serial)
-    except QueueError as exc:
-        return (f"save: the queued files of {described} were not deleted: {exc}; delete "
-                f"them with: delbackup {serial} all", False)
-    kept = f"; {_BTRDB_KEPT}" if state.btrdb is None else ""
-    return (f"Deleted the queued files of {described}: {tally(gone.files, gone.bytes)}"
-            f"{kept}.", True)
-
-
-def _record_applied(state: ShellState) -> Reply:
-    """No unsaved changes: bring backupconfig.ini up to the file (changed by hand, or a
-    save whose metadata or backup was not applied), applying the streams' metadata of
-    what differs first."""
-    try:
-        applied = load_backup(state.backup_path)
-    except UpmuConfigError as exc:
-        return fail(f"save: {state.backup_path}: not recorded as applied: {exc}")
-    if applied.render() == state.saved.render():
-        return ok("Nothing to save - no unsaved changes")
-    since = diff(applied, state.saved)
-    changes = ["  " + line for line in change_lines(since, applied, state.saved)
-               or ["(comments only)"]]
-    metadata, pending = _apply_metadata(state, since)
-    if pending:
-        return fail("\n".join(
-            [f"Nothing to save in {state.path}, but it differs from the last applied list "
-             f"in {state.backup_path}:"] + changes + metadata + pending))
-    try:
-        write_backup(state.saved, state.backup_path)
-    except UpmuConfigError as exc:
-        return fail("\n".join(metadata + [f"save: {state.backup_path}: not recorded as "
-                                          f"applied: {exc}"]))
-    lines = [f"Nothing to save in {state.path}; recorded it as the last applied list in "
-             f"{state.backup_path}, which differed:"]
-    return ok("\n".join(lines + changes + metadata + _kept_lines(state, since)))
+        raise Refusal(f"{name}: {exc}; nothing saved") from None
+    return Reply("\n".join(save_lines(result)), result.ok)
 
 
 @REGISTRY.command(

@@ -18,7 +18,7 @@ from qss.upmuconfig import Upmu, UpmuListError, UpmuNotFoundError
 from .commands import REGISTRY
 from .importer import Found, ImportReport, Item, assign, find_dat_files, import_items
 from .periods import Period, parse_period
-from .registry import DIR, QUEUED, UPMU, YEAR, Choice, Confirm, Reply, fail, ok
+from .registry import DIR, QUEUED, UPMU, YEAR, Choice, Confirm, Refusal, Reply, fail, ok
 from .state import ShellState
 from .views import number, tally
 
@@ -83,8 +83,6 @@ def cmd_importdat(state: ShellState, args: Sequence[str]) -> Reply:
     target = None
     if len(words) == 2:
         target = _upmu(state, words[1])
-        if isinstance(target, Reply):
-            return target
     directory = Path(state.services.path(words[0]))
     if not directory.is_dir():
         why = "not a directory" if directory.exists() else "no such directory"
@@ -118,9 +116,10 @@ def cmd_importdat(state: ShellState, args: Sequence[str]) -> Reply:
         return _import(state, queue, directory, found, items, unknown, unnamed, None, "")
 
     def pick(answer: str) -> Reply:
-        chosen = _upmu(state, answer)
-        if isinstance(chosen, Reply):
-            return fail(f"{chosen.text}; nothing imported")
+        try:
+            chosen = _upmu(state, answer)
+        except Refusal as exc:
+            raise Refusal(f"{exc.text}; nothing imported") from None
         again, unknown2, _ = assign(found.files, state.upmus, chosen)
         return _import(state, queue, directory, found, again, unknown2, [], chosen, "")
 
@@ -137,13 +136,18 @@ def cmd_importdat(state: ShellState, args: Sequence[str]) -> Reply:
         hint=f"name their uPMU: importdat {words[0]} IP|SERIAL|ALIAS"))
 
 
-def _upmu(state: ShellState, key: str) -> Upmu | Reply:
+def _upmu(state: ShellState, key: str) -> Upmu:
+    """The uPMU importdat is told the files are from.
+
+    Raises:
+        Refusal: no such uPMU, or the key is ambiguous.
+    """
     try:
         return state.upmus.find(key)
     except UpmuNotFoundError as exc:
-        return fail(f"importdat: {exc}; type list to see the uPMUs")
+        raise Refusal(f"importdat: {exc}; type list to see the uPMUs") from None
     except UpmuListError as exc:
-        return fail(f"importdat: {exc}")
+        raise Refusal(f"importdat: {exc}") from None
 
 
 def _import(state: ShellState, queue: Queue, directory: Path, found: Found,
@@ -218,26 +222,29 @@ def _import_summary(r: ImportReport, directory: Path, found: Found,
 
 # -- the serial of exportdat and delbackup -----------------------------------------------
 
-def resolve_serial(state: ShellState, name: str, key: str
-                   ) -> tuple[Queue, str, str] | Reply:
+def resolve_serial(state: ShellState, name: str, key: str) -> tuple[Queue, str, str]:
     """(queue, serial as queued, description) for a uPMU named by IP, serial or alias, or
-    for a serial that has queued files but is not in the list; else a failed reply."""
+    for a serial that has queued files but is not in the list.
+
+    Raises:
+        Refusal: the queue fails, or nothing has that name (the text says which).
+    """
     try:
         queue = state.services.queue()
         queued = queue.serials()
     except QueueError as exc:
-        return fail(f"{name}: {exc}")
+        raise Refusal(f"{name}: {exc}") from None
     by_fold = {s.casefold(): s for s in queued}
     try:
         upmu = state.upmus.find(key)
     except UpmuNotFoundError:
         serial = by_fold.get(key.strip().casefold())
         if serial is None:
-            return fail(f"{name}: no uPMU and no queued files have IP address, serial "
-                        f"number or alias {key!r}; type list to see the uPMUs")
+            raise Refusal(f"{name}: no uPMU and no queued files have IP address, serial "
+                          f"number or alias {key!r}; type list to see the uPMUs") from None
         return queue, serial, f"serial {serial} (not in the uPMU list)"
     except UpmuListError as exc:
-        return fail(f"{name}: {exc}")
+        raise Refusal(f"{name}: {exc}") from None
     return queue, by_fold.get(upmu.serial.casefold(), upmu.serial), upmu.describe()
 
 
@@ -274,10 +281,7 @@ def cmd_exportdat(state: ShellState, args: Sequence[str]) -> Reply:
         period = parse_period(args[2:])
     except ValueError as exc:
         return REGISTRY.get("exportdat").usage_error(str(exc))
-    found = resolve_serial(state, "exportdat", args[1])
-    if isinstance(found, Reply):
-        return found
-    queue, serial, who = found
+    queue, serial, who = resolve_serial(state, "exportdat", args[1])
     directory = Path(state.services.path(args[0]))
     try:
         files = list(queue.files(serial, **_bounds(period)))
@@ -400,10 +404,7 @@ def cmd_delbackup(state: ShellState, args: Sequence[str]) -> Reply:
         period = parse_period(args[1:])
     except ValueError as exc:
         return REGISTRY.get("delbackup").usage_error(str(exc))
-    found = resolve_serial(state, "delbackup", args[0])
-    if isinstance(found, Reply):
-        return found
-    queue, serial, who = found
+    queue, serial, who = resolve_serial(state, "delbackup", args[0])
     try:
         base = queue.ytagbase
         files = list(queue.files(serial, **_bounds(period)))

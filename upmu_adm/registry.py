@@ -6,7 +6,10 @@ never asks; when it needs the operator's consent it returns a :class:`Reply` car
 (pick one of several, e.g. which uPMU), and the driver, :meth:`Registry.execute`, asks
 through callables it is given. So every command runs in tests without a terminal, and
 the same driver serves the prompt_toolkit shell (which asks on the terminal), ``-c`` and
-piped scripts (which answer from ``--yes`` or refuse).
+piped scripts (which answer from ``--yes`` or refuse). When a command refuses (an
+operator's mistake, a file or a queue that fails), it, a helper it calls or a
+question's continuation raises :class:`Refusal` with the reply's text, and the registry
+turns it into the failed reply.
 
 A line holds one or more commands separated by ``;``; ``#`` starts a comment. After a
 failed command the rest of the line is not run (``add ...; save`` must not save half).
@@ -20,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = ["BOOL", "COMMAND", "DIR", "QUEUED", "YEAR", "Choice", "Command", "Confirm",
-           "Registry", "Reply", "UPMU", "fail", "is_yes", "ok", "prompt_suffix",
-           "split_commands"]
+           "Refusal", "Registry", "Reply", "UPMU", "fail", "is_yes", "ok",
+           "prompt_suffix", "split_commands"]
 
 # What an argument position completes to (see upmu_adm.completion).
 UPMU = "upmu"          # a known uPMU's IP address, serial number or alias
@@ -91,6 +94,29 @@ def ok(text: str = "", **kw: Any) -> Reply:
 def fail(text: str, **kw: Any) -> Reply:
     """A failed reply; the rest of the line is not run."""
     return Reply(text, False, **kw)
+
+
+class Refusal(Exception):
+    """A command refuses: ``text`` is the failed reply's (one line naming the command,
+    the object and the reason). Raised by a command, a helper it calls, or the
+    continuation of a question; :meth:`Registry.run` and :meth:`Registry.execute` turn
+    it into :func:`fail` ``(text)``, so the rest of the line is not run."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    @property
+    def reply(self) -> Reply:
+        return fail(self.text)
+
+
+def _refused(func: Callable[..., Reply], *args: Any) -> Reply:
+    """``func(*args)``, or the failed reply of the :class:`Refusal` it raises."""
+    try:
+        return func(*args)
+    except Refusal as exc:
+        return exc.reply
 
 
 class _State(Protocol):
@@ -192,8 +218,8 @@ class Registry:
         return [n for c in self for n in (c.name, *c.aliases)]
 
     def run(self, state: Any, words: Sequence[str]) -> Reply:
-        """Run one command, given as its words (name first). Unknown commands and wrong
-        argument counts are failed replies, not exceptions."""
+        """Run one command, given as its words (name first). Unknown commands, wrong
+        argument counts and refusals are failed replies, not exceptions."""
         name, args = words[0], list(words[1:])
         cmd = self.get(name)
         if cmd is None:
@@ -205,7 +231,7 @@ class Registry:
             return cmd.usage_error(f"missing {missing}")
         if len(args) > cmd.max_args:
             return cmd.usage_error(f"unexpected {args[cmd.max_args]!r}")
-        return cmd.func(state, args)
+        return _refused(cmd.func, state, args)
 
     def execute(self, state: _State, line: str, confirm: ConfirmFn | None = None,
                 choose: ChooseFn | None = None) -> Iterator[Reply]:
@@ -246,10 +272,10 @@ def _resolve(reply: Reply, confirm: ConfirmFn | None, choose: ChooseFn | None) -
         c = reply.confirm
         if confirm is None:
             if not c.unattended:
-                return c.no()
+                return _refused(c.no)
             return fail(f"{c.question} {prompt_suffix(c)} not asked: standard input is not "
                         f"a terminal; run upmu-adm with --yes to answer yes")
-        return c.yes() if confirm(c) else c.no()
+        return _refused(c.yes if confirm(c) else c.no)
     c = reply.choice
     assert c is not None
     if choose is None:
@@ -257,7 +283,7 @@ def _resolve(reply: Reply, confirm: ConfirmFn | None, choose: ChooseFn | None) -
         question = c.question.replace("\n", " ")
         return fail(f"{question} not asked: standard input is not a terminal{hint}")
     answer = choose(c)
-    return c.pick(answer) if answer else c.cancel()
+    return _refused(c.pick, answer) if answer else _refused(c.cancel)
 
 
 def prompt_suffix(c: Confirm) -> str:

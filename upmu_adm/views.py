@@ -4,8 +4,12 @@ from __future__ import annotations
 from qss.status import age, number, size, table, tally, when  # shared with qss-get --status
 from qss.upmuconfig import Upmu, UpmuDiff, UpmuList
 
-__all__ = ["age", "change_lines", "count", "describe_change", "mode", "number", "size",
-           "table", "tally", "unsaved_summary", "when"]
+__all__ = ["BTRDB_KEPT", "age", "change_lines", "count", "describe_change", "mode",
+           "number", "size", "table", "tally", "unsaved_summary", "when"]
+
+#: Said of a removed uPMU's stored data when there is no BTrDB step (library use).
+BTRDB_KEPT = ("its data stored in BTrDB is kept (this version of upmu-adm cannot delete "
+              "stored data)")
 
 
 def count(n: int, noun: str) -> str:
@@ -65,3 +69,4 @@ def unsaved_summary(d: UpmuDiff, old: UpmuList, new: UpmuList) -> tuple[str, str
     lines = change_lines(d, old, new) or ["edits to the file"]
     return (count(len(lines), "unsaved change"),
             "; ".join(" ".join(line.split()) for line in lines))
+
