@@ -55,7 +55,7 @@ def test_backoff_doubles_up_to_the_cap_with_jitter_and_never_near_zero():
 def test_an_outage_is_one_line_down_and_one_line_back(caplog):
     now = [100.0]
     outage = Outage("BTrDB 127.0.0.1:4410", clock=lambda: now[0])
-    with caplog.at_level(logging.DEBUG, logger="sync2q"):
+    with caplog.at_level(logging.DEBUG, logger="qss.btrdbclient"):
         outage.succeeded()
         for _ in range(3):
             outage.failed("gRPC UNAVAILABLE: connection refused", "files wait in the queue")
