@@ -51,11 +51,12 @@ class Import:
     path: Path         # the importing file
     line: int
     text: str          # the statement as written
+    several: bool = False   # the statement imports more than one module
 
     def where(self) -> str:
         """``file:line: statement``, and the module meant when one line imports several."""
         text = f"{self.path.relative_to(ROOT)}:{self.line}: {self.text}"
-        return f"{text}  [{self.target}]" if "," in self.text else text
+        return f"{text}  [{self.target}]" if self.several else text
 
 
 def module_files(packages=FLOORS) -> dict[str, Path]:
@@ -99,9 +100,10 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> Iterator[Im
                 targets.append(sub if sub in modules else base)
         else:
             continue
-        for target in dict.fromkeys(targets):
-            if target.split(".")[0] in FLOORS and target != module:
-                yield Import(module, target, path, node.lineno, lines[node.lineno - 1].strip())
+        targets = [t for t in dict.fromkeys(targets) if t.split(".")[0] in FLOORS and t != module]
+        for target in targets:
+            yield Import(module, target, path, node.lineno, lines[node.lineno - 1].strip(),
+                         len(targets) > 1)
 
 
 def import_graph() -> list[Import]:
