@@ -54,7 +54,7 @@ from qss.settings import load_settings
 
 from .configure import target_settings
 from .environment import Environment
-from .files import DeployError
+from .files import Cancelled, DeployError
 from .hooks import DataTools
 from .services import (BTRDB_LOCK, SYNC2Q_LOCK, DataPaths, confirm, data_paths, human, plural,
                        stopped)
@@ -67,10 +67,6 @@ _CHUNK = 1 << 20
 _MARGIN = 64 << 20          # free space kept on DEST beyond the estimate
 _SQLITE_MAGIC = b"SQLite format 3\0"
 SERVICE_USER = SERVICE_GROUP = "qss"
-
-
-class Cancelled(DeployError):
-    """The operator did not answer y."""
 
 
 # -- what is backed up ------------------------------------------------------------------

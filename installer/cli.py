@@ -3,7 +3,8 @@
 A thin command. Its actions are one mutually exclusive group of flags; each is a row of
 :data:`ACTIONS` (the flag, its argparse options, and a function ``action(env, args) ->
 ExitStatus``, which may raise :class:`installer.files.DeployError`: :func:`main` makes
-its reason a one-line error), so a new action is a new row. Actions do their work through the
+its reason a one-line error, or prints a :class:`installer.files.Cancelled` as is with
+exit status 1), so a new action is a new row. Actions do their work through the
 ``installer`` library and see the world only through an
 :class:`installer.environment.Environment` (root prefix, streams, clock, routing table,
 system tools), which tests replace.
@@ -22,9 +23,9 @@ from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 
 from . import backup, database, dataimport, ddrive, housekeeping, update
 from .components import COMPONENTS
-from .configure import BadInterface, Cancelled, configure
+from .configure import BadInterface, configure
 from .environment import Environment
-from .files import DeployError
+from .files import Cancelled, DeployError
 from .services import tools_for
 
 _DESCRIPTION = """\
@@ -192,9 +193,6 @@ def action_config(env: Environment, args: argparse.Namespace) -> ExitStatus:
     components = COMPONENTS if "all" in args.config else tuple(dict.fromkeys(args.config))
     try:
         ok = configure(env, components, interface=args.interface, assume_yes=args.yes)
-    except Cancelled as exc:
-        env.say(str(exc))
-        return ExitStatus.ERROR
     except BadInterface as exc:
         raise CommandError(str(exc), ExitStatus.USAGE) from None
     return ExitStatus.OK if ok else ExitStatus.ERROR
@@ -208,11 +206,7 @@ def action_indexes(env: Environment, args: argparse.Namespace) -> ExitStatus:
 
 def action_newdb(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Delete the BTrDB data and the queue, after the manual's question (manual ch. 6)."""
-    try:
-        database.newdb(env, tools_for(env), assume_yes=args.yes)
-    except database.Cancelled as exc:
-        env.say(str(exc))
-        return ExitStatus.ERROR
+    database.newdb(env, tools_for(env), assume_yes=args.yes)
     return ExitStatus.OK
 
 
@@ -230,11 +224,7 @@ def action_backup(env: Environment, args: argparse.Namespace) -> ExitStatus:
 
 def action_restore(env: Environment, args: argparse.Namespace) -> ExitStatus:
     """Restore a backup made by --backup, after checking it and asking (manual ch. 5.4)."""
-    try:
-        backup.restore(env, tools_for(env), args.restore, assume_yes=args.yes)
-    except backup.Cancelled as exc:
-        env.say(str(exc))
-        return ExitStatus.ERROR
+    backup.restore(env, tools_for(env), args.restore, assume_yes=args.yes)
     return ExitStatus.OK
 
 
@@ -391,6 +381,9 @@ def main(argv: Sequence[str], env: Environment | None = None) -> int:
     action = next(a for a in ACTIONS if getattr(args, a.name) not in (None, False))
     try:
         return int(action.run(env, args))
+    except Cancelled as exc:       # the operator's answer, not a failure: said on stdout
+        env.say(str(exc))
+        return int(ExitStatus.ERROR)
     except DeployError as exc:     # the reason an action failed: one line
         raise CommandError(str(exc)) from None
 

@@ -16,12 +16,8 @@ from . import files
 from .components import (APPLIANCE_STORE, COMPONENTS, QSS_INI, SERVICE_USER, Layout,
                          component_files, missing_programs, next_steps)
 from .environment import Environment
-from .files import DeployError, Outcome
+from .files import Cancelled, DeployError, Outcome
 from .netif import check_interface_name, default_route_interface
-
-
-class Cancelled(DeployError):
-    """The operator declined to replace the files shown."""
 
 
 class BadInterface(DeployError):

@@ -24,16 +24,12 @@ from qss.queue import QueueError
 
 from .configure import target_settings
 from .environment import Environment
-from .files import DeployError
+from .files import Cancelled, DeployError
 from .hooks import DataTools
 from .services import (BTRDB_LOCK, DataPaths, confirm, data_paths, human, plural, stopped,
                        tree_size)
 
 QUARANTINE = "sync2q-quarantine.db"   # sync2q.quarantine.FILENAME: entries of the old queue
-
-
-class Cancelled(DeployError):
-    """The operator did not answer y."""
 
 
 def _sqlite_indexes(path: Path) -> set[str] | None:

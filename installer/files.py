@@ -26,6 +26,11 @@ class DeployError(Exception):
     object, the reason and the fix."""
 
 
+class Cancelled(DeployError):
+    """The operator did not answer yes (to replacing files, deleting the data, restoring
+    a backup); nothing was changed. The message says so and how to go ahead."""
+
+
 class Outcome(enum.Enum):
     """What happens to a file (the word is what the operator reads)."""
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import enum
 import itertools
 import logging
 import queue as queuemod
@@ -77,6 +78,15 @@ class Options:
     backoff_cap: float = 30.0
     grace: float = 8.0            # seconds the threads get to finish after a stop
     window: dat.DateWindow | None = None   # plausible record dates (None: 2010 .. now+1d)
+
+
+class Outcome(enum.Enum):
+    """How the writer's retries of one action ended (:meth:`Worker._retrying`)."""
+
+    OK = "ok"               # the action succeeded
+    REFUSED = "refused"     # BTrDB refused the batch's data (narrowed down to a file)
+    PARKED = "parked"       # the uPMU's streams cannot be made: it waits for its config
+    STOPPED = "stopped"     # the worker is stopping; the batch stays unsynced
 
 
 @dataclasses.dataclass
@@ -522,23 +532,23 @@ class Worker:
             return
         outcome, reason = self._retrying(lambda: self.inserter.insert(batch), batch.upmu,
                                          batch)
-        if outcome == "ok":
+        if outcome is Outcome.OK:
             self._inserted_ok(batch)
-        elif outcome == "refused" and len(batch.files) > 1:
+        elif outcome is Outcome.REFUSED and len(batch.files) > 1:
             for single in batch.split():    # find the file BTrDB refuses
                 self._write(single)
-        elif outcome == "refused":
+        elif outcome is Outcome.REFUSED:
             self._quarantine(batch.files[0].file, batch.upmu,
                              f"BTrDB refused its data: {reason}")
             self._abandon(batch)
-        else:
+        else:                               # PARKED, STOPPED: the files stay unsynced
             self._abandon(batch)
 
     def _retrying(self, action: Callable[[], object], upmu: Upmu,
-                  batch: Batch | None) -> tuple[str, str]:
-        """Run ``action`` until it succeeds ("ok"), BTrDB refuses a batch ("refused"), the
-        uPMU's streams cannot be made ("parked"), or the worker stops ("stopped");
-        returns that and the reason."""
+                  batch: Batch | None) -> tuple[Outcome, str]:
+        """Run ``action`` until it succeeds (OK), BTrDB refuses ``batch`` (REFUSED), the
+        uPMU's streams cannot be made (PARKED), or the worker stops (STOPPED); returns
+        that :class:`Outcome` and the reason."""
         backoff = self._backoff()
         missing = 0
         while not self._stop.is_set():
@@ -548,7 +558,7 @@ class Worker:
             except StreamConflict as exc:
                 self.outage.succeeded()
                 self._park(upmu.serial.casefold(), upmu, str(exc))
-                return "parked", str(exc)
+                return Outcome.PARKED, str(exc)
             except Exception as exc:  # noqa: BLE001 - sorted by classify()
                 kind, reason = classify(exc), describe_error(exc)
                 if kind is ErrorKind.STREAM_MISSING:
@@ -564,14 +574,14 @@ class Worker:
                     self.outage.succeeded()
                     log.warning("uPMU %s: BTrDB refused a batch of %d files (%s)",
                                 upmu.describe(), len(batch.files), reason)
-                    return "refused", reason
+                    return Outcome.REFUSED, reason
                 self.outage.failed(reason, self._waiting)
                 self.btrdb.reset(db)
                 self._stop.wait(backoff.next())
                 continue
             self.outage.succeeded()
-            return "ok", ""
-        return "stopped", ""
+            return Outcome.OK, ""
+        return Outcome.STOPPED, ""
 
     def _abandon(self, batch: Batch | None) -> None:
         """Forget a batch that will not be marked (stopping, parked): its files stay

@@ -1,11 +1,12 @@
 """sync2q's parts: backoff and outage lines, error sorting, preparing files, quarantine,
 reloading upmuconfig.ini, stream metadata against a real server, the RawPoint path, a
-refused uPMU, and the command line."""
+refused uPMU, a refused file, and the command line."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 from btrdb import exceptions as bx
 
+from qss import dat
 from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify
 from qss.generator import UpmuSimulator
 from qss.queue import QueuedFile
@@ -330,6 +332,39 @@ def test_a_upmu_whose_streams_btrdb_refuses_waits_and_once_says_so(server, site,
     assert "its files wait in the queue until upmuconfig.ini is fixed" in errors[0]
     assert len(site.unsynced("P3800001")) == 2
     conn.close()
+
+
+def test_a_file_whose_data_btrdb_refuses_is_found_in_its_batch_and_quarantined(
+        server, site, caplog):
+    """BTrDB refuses points after 2079 (InvalidTimeRange): the batch is split, its other
+    files are synced and the refused one is quarantined, still unsynced."""
+    good = device_files("P3800002", 2, extended=False)
+    late = device_files("P3800002", 1, extended=False, start=4102444800)   # 2100-01-01
+    site.add_upmu("P3800002", "late", extended=False)
+    site.put("P3800002", good + late)
+    window = dat.DateWindow(0, 4200000000 * 10**9)       # lets 2100 through to BTrDB
+    conn = Btrdb([server.grpc])
+    worker = Worker(site.queue, ConfigWatcher(site.upmuconfig), conn,
+                    Quarantine.beside(str(site.dir)),
+                    Options(once=True, poll=0.05, window=window))
+    with caplog.at_level(logging.INFO, logger="sync2q"):
+        assert worker.run() == 0
+    entries = worker.quarantine.entries()
+    worker.quarantine.close()
+    conn.close()
+    refusals = [m for r in caplog.records
+                for m in re.findall(r"BTrDB refused a batch of (\d+) files", r.getMessage())]
+    assert refusals == ["3", "1"]           # the batch, then the one file of it refused
+    assert [(e.name, e.reason.split(": ")[0]) for e in entries] == \
+        [(late[0][0], "BTrDB refused its data")]
+    assert "InvalidTimeRange" in entries[0].reason
+    assert site.unsynced("P3800002") == [late[0][0]] and worker.stats.files == 2
+    db = connect(server.grpc)
+    want = expected([d for _, d in good])
+    for name, info in site.upmu("P3800002").streams.items():
+        t, v = read_stream(db, info.uuid)
+        np.testing.assert_array_equal(t, want[name][0], err_msg=name)
+        np.testing.assert_array_equal(v, want[name][1], err_msg=name)
 
 
 # -- the command line --------------------------------------------------------------------
