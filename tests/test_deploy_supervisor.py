@@ -40,6 +40,7 @@ from installer.components import Layout, programs, qss_files
 from qss.settings import load_settings
 
 from test_sync2q_support import reserve_port
+from waiting import wait_until
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = shutil.which("supervisord", path=str(BIN)) or shutil.which("supervisord")
@@ -141,17 +142,14 @@ class Appliance:
         return out
 
     def wait_for(self, check, what: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if check(status):
-                return status
-            if time.monotonic() > deadline:
-                logs = self.logs()
-                taken = ("; a port was in use by another process (ports: "
-                         f"{self.ports})" if "Address already in use" in logs else "")
-                pytest.fail(f"timed out waiting for {what}{taken}: {status}\n{logs}")
-            time.sleep(0.1)
+        """The programs' status once ``check(status)`` holds."""
+        def detail() -> str:
+            logs = self.logs()
+            taken = ("a port was in use by another process (ports: "
+                     f"{self.ports})\n" if "Address already in use" in logs else "")
+            return taken + logs
+        return wait_until(self.status, until=check, timeout=timeout, interval=0.1, what=what,
+                          detail=detail)
 
     def log(self, name: str) -> str:
         path = self.prefix / "var/log" / f"{name}.log"
@@ -215,10 +213,9 @@ def test_every_program_reaches_running(appliance):
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout
     # the real programs serve: BTrDB's gRPC and REST ports, the receiver's uPMU port
-    deadline = time.monotonic() + 20
-    while not all(_accepting(port) for port in appliance.ports.values()):
-        assert time.monotonic() < deadline, appliance.logs()
-        time.sleep(0.1)
+    wait_until(lambda: {name: _accepting(port) for name, port in appliance.ports.items()},
+               until=lambda accepting: all(accepting.values()), timeout=20, interval=0.1,
+               what="every port accepting connections", detail=appliance.logs)
 
 
 def test_every_program_runs_with_umask_007(appliance):
@@ -271,11 +268,10 @@ def test_tail_shows_a_programs_log(appliance):
         _read_until(follow, lambda text: proc.stdout.strip().splitlines()[-1] in text)
         before = appliance.log("receiver")
         _accepting(appliance.ports["receiver"])
-        deadline = time.monotonic() + 10
-        while appliance.log("receiver") == before:
-            assert time.monotonic() < deadline, "the receiver logged nothing on a connection"
-            time.sleep(0.05)
-        new = appliance.log("receiver")[len(before):].strip().splitlines()
+        logged = wait_until(lambda: appliance.log("receiver"),
+                            until=lambda log: log != before, timeout=10,
+                            what="the receiver to log a connection")
+        new = logged[len(before):].strip().splitlines()
         _read_until(follow, lambda text: new[0] in text)
     finally:
         follow.kill()
