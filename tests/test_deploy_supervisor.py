@@ -206,6 +206,14 @@ def _accepting(port: int) -> bool:
         return False
 
 
+def _wait_serving(appliance, timeout: float = 20.0) -> None:
+    """Until BTrDB's gRPC and REST ports and the receiver's uPMU port accept connections
+    (RUNNING only means up for startsecs: a loaded machine may still be importing)."""
+    wait_until(lambda: {name: _accepting(port) for name, port in appliance.ports.items()},
+               until=lambda accepting: all(accepting.values()), timeout=timeout,
+               interval=0.1, what="every port accepting connections", detail=appliance.logs)
+
+
 def test_every_program_reaches_running(appliance):
     names = [p.name for p in appliance.programs]
     assert names == ["btrdb", "receiver", "sync2q"]
@@ -213,9 +221,7 @@ def test_every_program_reaches_running(appliance):
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout
     # the real programs serve: BTrDB's gRPC and REST ports, the receiver's uPMU port
-    wait_until(lambda: {name: _accepting(port) for name, port in appliance.ports.items()},
-               until=lambda accepting: all(accepting.values()), timeout=20, interval=0.1,
-               what="every port accepting connections", detail=appliance.logs)
+    _wait_serving(appliance)
 
 
 def test_every_program_runs_with_umask_007(appliance):
@@ -327,6 +333,7 @@ def test_shutdown_stops_programs_one_at_a_time_in_reverse_start_order(appliance)
     names = [p.name for p in appliance.programs]
     assert appliance.ctl("start", "all").returncode == 0
     appliance.wait_for(all_running(names), "every program RUNNING")
+    _wait_serving(appliance)   # BTrDB logs a SIGTERM once it listens, not before
     log_path = appliance.prefix / "var/log/supervisor/supervisord.log"
     offset = len(log_path.read_text())
     btrdb_offset = len(appliance.log("btrdb"))
