@@ -42,6 +42,7 @@ from simulator.devices import EXAMPLE_START
 from qss.streams import EXTENDED_STREAMS
 from qss.upmuconfig import UpmuList
 from test_sync2q_support import connect, read_stream
+from waiting import wait_until
 
 BIN = Path(sys.executable).parent
 #: The appliance's programs and the console script each runs.
@@ -296,18 +297,15 @@ class Appliance:
         Raises:
             AssertionError: not after ``timeout`` seconds (with the status report).
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            now = self.queued(list(counts))
-            if all((now[s][0] >= n if at_least else now[s][0] == n) and now[s][1] == 0
-                   for s, n in counts.items()):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not every file synced after {timeout:g} s: {now} (want {counts}, all "
-                    f"synced)\n{self.demo.status_text()}\nsync2q: "
-                    f"{_tail(self.demo.log('sync2q'))}")
-            time.sleep(0.5)
+        def synced(now: dict[str, tuple[int, int]]) -> bool:
+            return all((now[s][0] >= n if at_least else now[s][0] == n) and now[s][1] == 0
+                       for s, n in counts.items())
+
+        wait_until(lambda: self.queued(list(counts)), until=synced, timeout=timeout,
+                   interval=0.5, what=f"{'at least' if at_least else 'exactly'} {counts} "
+                   "files queued, all synced ({serial: (queued, unsynced)})",
+                   detail=lambda: f"{self.demo.status_text()}\nsync2q: "
+                                  f"{_tail(self.demo.log('sync2q'))}")
 
     # The end.
 
@@ -431,10 +429,9 @@ def kill_at_random(app: Appliance, rng: random.Random, kills: int, *,
         os.kill(pid, signal.SIGKILL)
         done.append(Kill(round(time.monotonic() - began, 2), program, pid))
         log(f"kill {len(done)}: SIGKILL {program} (pid {pid}) at {done[-1].at:.2f} s")
-        deadline = time.monotonic() + 60
-        while app.program_pids().get(program) in (None, pid):
-            assert time.monotonic() < deadline, f"{program} was not restarted"
-            time.sleep(0.1)
+        wait_until(lambda: app.program_pids().get(program),
+                   until=lambda now: now not in (None, pid), timeout=60, interval=0.1,
+                   what=f"{program} restarted with a new pid (killed: {pid})")
         app.wait_running([program], 60)
     return done
 

@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from qss.naming import parse_dat_filename
 from qss.queue import open_queue
 from qss.upmuconfig import UpmuList
 from test_sync2q_support import connect
+from waiting import wait_until
 
 PROGRAMS = ["btrdb", "receiver", "sync2q", "upmu1", "upmu2"]
 POINTS_PER_FILE = 60 * 120
@@ -79,11 +79,8 @@ def test_the_demo_brings_the_appliance_up_and_points_arrive_in_btrdb(demo):
     demo.pids.update(int(m[1]) for p in programs.values()
                      if (m := re.match(r"pid (\d+)", p.description)))
 
-    deadline = time.monotonic() + 120
-    while (names := _synced(demo, serials, 6)) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the backlog did not arrive and sync:\n{demo.status_text()}")
-        time.sleep(0.5)
+    names = wait_until(lambda: _synced(demo, serials, 6), timeout=120, interval=0.5,
+                       what="the backlog to arrive and sync", detail=demo.status_text)
 
     # Every point of every synced file is in BTrDB exactly once (official client).
     db = connect(f"127.0.0.1:{ports.grpc}")

@@ -40,6 +40,7 @@ from installer.components import Layout, programs, qss_files
 from qss.settings import load_settings
 
 from test_sync2q_support import reserve_port
+from waiting import wait_until
 
 BIN = Path(sys.executable).parent
 SUPERVISORD = shutil.which("supervisord", path=str(BIN)) or shutil.which("supervisord")
@@ -126,12 +127,9 @@ class Appliance:
         log.close()
         # supervisorctl fails ("sock no such file") until supervisord has made its socket.
         sock = self.prefix / "var/run/supervisor.sock"
-        deadline = time.monotonic() + 30
-        while not sock.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out = (self.prefix / "supervisord.out").read_text(errors="replace")
-                pytest.fail(f"supervisord made no socket at {sock}: {out}")
-            time.sleep(0.05)
+        wait_until(lambda: sock.exists() or self.proc.poll() is not None,
+                   what=f"supervisord's socket {sock}")
+        assert sock.exists(), (self.prefix / "supervisord.out").read_text(errors="replace")
 
     def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([SUPERVISORCTL, "-c", str(self.conf), *args],
@@ -149,17 +147,14 @@ class Appliance:
         return out
 
     def wait_for(self, check, what: str, timeout: float = 30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if check(status):
-                return status
-            if time.monotonic() > deadline:
-                logs = self.logs()
-                taken = ("; a port was in use by another process (ports: "
-                         f"{self.ports})" if "Address already in use" in logs else "")
-                pytest.fail(f"timed out waiting for {what}{taken}: {status}\n{logs}")
-            time.sleep(0.1)
+        """The programs' status once ``check(status)`` holds."""
+        def detail() -> str:
+            logs = self.logs()
+            taken = ("a port was in use by another process (ports: "
+                     f"{self.ports})\n" if "Address already in use" in logs else "")
+            return taken + logs
+        return wait_until(self.status, until=check, timeout=timeout, interval=0.1, what=what,
+                          detail=detail)
 
     def log(self, name: str) -> str:
         path = self.prefix / "var/log" / f"{name}.log"
@@ -216,6 +211,14 @@ def _accepting(port: int) -> bool:
         return False
 
 
+def _wait_serving(appliance, timeout: float = 20.0) -> None:
+    """Until BTrDB's gRPC and REST ports and the receiver's uPMU port accept connections
+    (RUNNING only means up for startsecs: a loaded machine may still be importing)."""
+    wait_until(lambda: {name: _accepting(port) for name, port in appliance.ports.items()},
+               until=lambda accepting: all(accepting.values()), timeout=timeout,
+               interval=0.1, what="every port accepting connections", detail=appliance.logs)
+
+
 def test_every_program_reaches_running(appliance):
     names = [p.name for p in appliance.programs]
     assert names == ["btrdb", "receiver", "sync2q"]
@@ -223,10 +226,7 @@ def test_every_program_reaches_running(appliance):
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout
     # the real programs serve: BTrDB's gRPC and REST ports, the receiver's uPMU port
-    deadline = time.monotonic() + 20
-    while not all(_accepting(port) for port in appliance.ports.values()):
-        assert time.monotonic() < deadline, appliance.logs()
-        time.sleep(0.1)
+    _wait_serving(appliance)
 
 
 def test_every_program_runs_with_umask_007(appliance):
@@ -279,11 +279,10 @@ def test_tail_shows_a_programs_log(appliance):
         _read_until(follow, lambda text: proc.stdout.strip().splitlines()[-1] in text)
         before = appliance.log("receiver")
         _accepting(appliance.ports["receiver"])
-        deadline = time.monotonic() + 10
-        while appliance.log("receiver") == before:
-            assert time.monotonic() < deadline, "the receiver logged nothing on a connection"
-            time.sleep(0.05)
-        new = appliance.log("receiver")[len(before):].strip().splitlines()
+        logged = wait_until(lambda: appliance.log("receiver"),
+                            until=lambda log: log != before, timeout=10,
+                            what="the receiver to log a connection")
+        new = logged[len(before):].strip().splitlines()
         _read_until(follow, lambda text: new[0] in text)
     finally:
         follow.kill()
@@ -339,9 +338,7 @@ def test_shutdown_stops_programs_one_at_a_time_in_reverse_start_order(appliance)
     names = [p.name for p in appliance.programs]
     assert appliance.ctl("start", "all").returncode == 0
     appliance.wait_for(all_running(names), "every program RUNNING")
-    # RUNNING means up for startsecs; BTrDB logs the signal only once it serves (its
-    # imports take seconds on a busy machine).
-    appliance.wait_for(lambda _: "serving gRPC" in appliance.log("btrdb"), "btrdb serving")
+    _wait_serving(appliance)   # BTrDB logs a SIGTERM once it listens, not before
     log_path = appliance.prefix / "var/log/supervisor/supervisord.log"
     offset = len(log_path.read_text())
     btrdb_offset = len(appliance.log("btrdb"))

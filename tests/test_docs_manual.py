@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +38,7 @@ import pytest
 from demokit.demo import Demo, choose_ports
 from qss.queue import open_queue
 from test_layers import FLOORS
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 MANUAL = ROOT / "docs" / "manual"
@@ -301,13 +301,12 @@ def sandbox():
 
 def _wait_synced(box: Sandbox, timeout: float = 30.0) -> None:
     """Until sync2q has stored every queued file (an operator reads slower than it syncs)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def unsynced() -> dict[str, int]:
         with open_queue(f"sqlite:///{box.root}/ssd/srv/queue.db") as q:
-            if not any(s.unsynced_files for s in q.stats().values()):
-                return
-        time.sleep(0.2)
-    raise AssertionError("sync2q did not store the queued files in time")
+            return {serial: s.unsynced_files for serial, s in q.stats().items()
+                    if s.unsynced_files}
+    wait_until(unsynced, until=lambda left: not left, timeout=timeout, interval=0.2,
+               what="sync2q to store every queued file (unsynced files by serial)")
 
 
 def _run(box: Sandbox, block: Block) -> tuple[int, str]:

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from qss.status import supervisor_programs
 
 from archive_support import make_deb, read_members, snapshot, write_members
 from test_sync2q_support import reserve_port
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 WHEELHOUSE = Path(os.environ.get("QSS_WHEELHOUSE", REPO / ".venv" / "wheelhouse"))
@@ -124,15 +124,13 @@ class Services:
         return supervisor_programs(self.ctl + ("status",))
 
     def wait_running(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def states():
             try:
-                if [p.state for p in self.programs()] == ["RUNNING"]:
-                    return
-            except Exception:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"btrdb not RUNNING: {self.log()}")
+                return [p.state for p in self.programs()]
+            except Exception as exc:   # supervisord not answering yet
+                return f"no status: {exc}"
+        wait_until(states, until=lambda got: got == ["RUNNING"], timeout=timeout,
+                   interval=0.3, what="btrdb RUNNING", detail=self.log)
 
     def tools(self) -> DataTools:
         return DataTools(services=Supervisor(run_tool, command=self.ctl[0],
@@ -151,9 +149,8 @@ class Services:
     def stop(self) -> None:
         subprocess.run([*self.ctl, "shutdown"], capture_output=True, timeout=60)
         pid_file = self.tmp / "supervisord.pid"
-        deadline = time.monotonic() + 30
-        while pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: not pid_file.exists(), timeout=30, interval=0.2,
+                   what=f"supervisord to exit (its pid file {pid_file} gone)")
 
 
 def _stable(snap: dict[str, tuple]) -> dict[str, tuple]:

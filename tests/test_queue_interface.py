@@ -40,16 +40,10 @@ def _teach_mongomock_binary_size() -> None:
     agg._Parser._qss_binary_size = True
 
 
-# A real server joins the suite when QSS_TEST_MONGO_URL is set (one skip line otherwise,
-# from test_a_real_mongodb_server_is_tested_when_configured below).
+# Every test runs against a real MongoDB server too when QSS_TEST_MONGO_URL is set (the
+# README's "Tests"); else those runs skip, saying how to set it.
 REAL_MONGO = os.environ.get("QSS_TEST_MONGO_URL")
-BACKENDS = ["sqlite", "mongomock", "mongomock-old-server"] + (["mongodb"] if REAL_MONGO else [])
-
-
-def test_a_real_mongodb_server_is_tested_when_configured():
-    if not REAL_MONGO:
-        pytest.skip("set QSS_TEST_MONGO_URL=mongodb://HOST:PORT to run this suite against a "
-                    "real MongoDB server too")
+BACKENDS = ["sqlite", "mongomock", "mongomock-old-server", "mongodb"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -62,8 +56,11 @@ def queue(request, tmp_path):
         return
     from qss.queue.mongo import MongoQueue
     if kind == "mongodb":
+        if not REAL_MONGO:
+            pytest.skip("a real MongoDB server: set QSS_TEST_MONGO_URL=mongodb://HOST:PORT "
+                        "(a scratch database is made and dropped)")
         name = f"qss_test_{uuid.uuid4().hex[:12]}"
-        q = MongoQueue(os.environ["QSS_TEST_MONGO_URL"], database=name)
+        q = MongoQueue(REAL_MONGO, database=name)
         yield q
         q._client.drop_database(name)
         q.close()

@@ -21,6 +21,7 @@ from qss.generator import UpmuSimulator
 from qss.queue import open_queue
 from simulator.devices import Device, Plan, device_files, run_blocking
 from sim_upmu import START, serial_of, write_upmus
+from waiting import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,8 +103,10 @@ def test_sigkill_mid_transfers_then_restart_keeps_exactly_one_copy(tmp_path, lis
     try:
         for t in threads:
             t.start()
-        while sum(len(d.acknowledged) for d in devices) < 25 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: sum(len(d.acknowledged) for d in devices),
+                   until=lambda acknowledged: acknowledged >= 25,
+                   timeout=deadline - time.monotonic(), interval=0.005,
+                   what="25 files acknowledged before the kill")
         receiver.proc.kill()                       # SIGKILL, transfers in flight
         assert receiver.stop() == -signal.SIGKILL
         acknowledged = {(d.serial, p) for d in devices for p in d.acknowledged}

@@ -15,6 +15,7 @@ from qss.queue import open_queue
 from qss.protocol import FAILURE_REPLY, HEADER, MAX_DATA_LEN, encode_message, encode_reply
 from simulator.devices import device_files, push
 from sim_upmu import closed_without_reply, running, serial_of, write_upmus
+from waiting import wait_until_async
 
 
 @pytest.fixture
@@ -150,7 +151,10 @@ def test_closing_mid_message_stores_nothing(site):
             await writer.drain()
             writer.close()
             await writer.wait_closed()
-            await asyncio.sleep(0.2)
+            await wait_until_async(lambda: (len(server.connections), len(server.storing)),
+                                   until=lambda now: now == (0, 0),
+                                   what="the server done with the closed connection "
+                                        "(connections, files being stored)")
             return await push(server.port, serial_of(5), device_files(serial_of(5), 1))
 
     assert asyncio.run(scenario()) == [encode_reply(1)]
@@ -235,9 +239,12 @@ def test_stop_finishes_the_file_being_stored_and_replies(site):
             writer.write(encode_message(5, path, serial_of(8), data))
             await asyncio.to_thread(slow.entered.wait, 5)
             idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
-            await asyncio.sleep(0.05)
+            await wait_until_async(lambda: len(server.connections), until=lambda n: n == 2,
+                                   what="the server to accept the idle connection")
             stopping = asyncio.create_task(server.stop())
-            await asyncio.sleep(0.2)
+            # Once stop has closed the idle connection, only the store can hold it up.
+            await wait_until_async(lambda: len(server.connections), until=lambda n: n < 2,
+                                   what="stop to close the idle connection")
             assert not stopping.done()            # waits for the store
             slow.release.set()
             await stopping

@@ -23,6 +23,7 @@ from simulator.devices import (FINISHED, Connect, Device, Outcome, Plan, ReplyTi
 from qss.protocol import FAILURE_REPLY, encode_reply
 from sim_upmu import START, write_upmus
 from test_sync2q_support import reserve_port
+from waiting import wait_until
 
 BIN = Path(sys.executable).parent
 QSS_SIM = BIN / "qss-sim"
@@ -230,10 +231,15 @@ class ReceiverProcess:
                  "--queue", f"sqlite:///{tmp}/queue.db", "--upmuconfig",
                  str(tmp / "upmuconfig.ini"), "--listen", f"127.0.0.1:{port}"],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while "Listening on" not in self.log():
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.log()
-            time.sleep(0.05)
+
+        def listening() -> bool:
+            assert self.proc.poll() is None, f"the receiver exited:\n{self.log()}"
+            return "Listening on" in self.log()
+        try:
+            wait_until(listening, timeout=30, what="the receiver listening", detail=self.log)
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text()

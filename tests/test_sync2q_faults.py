@@ -19,6 +19,7 @@ from qss.upmuconfig import UpmuList
 from test_sync2q_support import (ROOT, Sync2q, connect, device_files, expected, read_stream,
                                  run_once, server, site,  # noqa: F401 - fixtures
                                  start_btrdb_on)
+from waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -30,13 +31,6 @@ RATE = r"INFO rate: \d+ files"
 
 def counts(db, upmu) -> dict[str, int]:
     return {name: db.stream_from_uuid(info.uuid).count() for name, info in upmu.streams.items()}
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_sigterm_finishes_the_batch_and_sigkill_leaves_no_duplicates(server, site):
@@ -93,7 +87,8 @@ def test_btrdb_going_away_and_coming_back_loses_and_doubles_nothing(site, tmp_pa
             assert site.unsynced("P3300001")
             btrdb = start_btrdb_on(data, port)        # back on the port sync2q knows
             proc.wait_for(r"available again after [\d.]+ s \(\d+ failed attempts\)")
-            wait_until(lambda: not site.unsynced("P3300001"), what="every file synced")
+            wait_until(lambda: site.unsynced("P3300001"), until=lambda left: not left,
+                       what="every file synced", detail=lambda: proc.log)
             assert proc.stop() == 0, proc.log
         # One line when it went down, one when it came back: not one per attempt.
         assert proc.count(r"unavailable \(") == 1, proc.log
@@ -248,7 +243,8 @@ def test_upmuconfig_changes_are_applied_while_running(server, site):
         # Added: synced without a restart.
         site.add_upmu("P3500002", "cfg-b", extended=False)
         proc.wait_for(r"uPMU cfg-b \(.*\): added \(base")
-        wait_until(lambda: not site.unsynced("P3500002"), what="the new uPMU's files synced")
+        wait_until(lambda: site.unsynced("P3500002"), until=lambda left: not left,
+                   what="the new uPMU's files synced", detail=lambda: proc.log)
 
         # Metadata changed: annotations updated in BTrDB, other annotations kept.
         db = connect(server.grpc)

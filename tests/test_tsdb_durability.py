@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tsdb import MAXIMUM_TIME, MINIMUM_TIME, Store, errors
+from waiting import wait_until
 
 BATCH = 5000
 
@@ -172,13 +173,6 @@ def _stream(store):
     return u
 
 
-def _wait_until(condition, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
-
-
 def test_an_insert_without_sync_waits_for_no_fsync_and_flush_makes_it_durable(tmp_path,
                                                                               fsyncs):
     with Store(tmp_path) as store:
@@ -208,7 +202,8 @@ def test_unflushed_inserts_are_fsynced_in_the_background_and_at_close(tmp_path, 
         u = _stream(store)
         store.insert(u, np.arange(10, dtype=np.int64), np.ones(10), sync=False)
         commit = store.db._commits
-        _wait_until(lambda: store.db._synced >= commit)
+        wait_until(lambda: store.db._synced, until=lambda synced: synced >= commit,
+                   timeout=20, interval=0.005, what=f"commit {commit} fsynced in the background")
         assert any(began >= commit and name == "tsdb-sync" for began, name in fsyncs)
     monkeypatch.setattr(dbmod, "SYNC_DELAY_SECONDS", 3600.0)
     store = Store(tmp_path)
@@ -233,13 +228,16 @@ def test_a_failed_background_fsync_refuses_later_writes_and_flushes(tmp_path, mo
 
         monkeypatch.setattr(dbmod.os, "fdatasync", broken)
         store.insert(u, np.arange(10, dtype=np.int64), np.ones(10), sync=False)
-        _wait_until(lambda: store.db._sync_error is not None)
+        wait_until(lambda: store.db._sync_error, until=lambda error: error is not None,
+                   timeout=20, interval=0.005, what="the background fsync to fail")
         monkeypatch.setattr(dbmod.os, "fdatasync", os.fdatasync)
         with pytest.raises(errors.StorageFailure, match="Input/output error"):
             store.flush(u)
         with pytest.raises(errors.StorageFailure, match="refused"):
             store.insert(u, np.arange(10, 20, dtype=np.int64), np.ones(10), sync=False)
-        _wait_until(lambda: "writes are refused until the server is restarted" in caplog.text)
+        wait_until(lambda: "writes are refused until the server is restarted" in caplog.text,
+                   timeout=20, interval=0.005, what="the refusal logged",
+                   detail=lambda: caplog.text)
 
 
 def test_the_official_client_inserts_without_fsync_and_its_flush_fsyncs(tmp_path, fsyncs):

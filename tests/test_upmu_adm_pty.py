@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import termios
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from qss.generator import write_tree
 from qss.upmuconfig import UpmuList
 
 from test_upmu_adm_commands import ORIGINAL
+from waiting import wait_until
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -63,12 +63,9 @@ class Shell:
         """Wait until the shell reads keys one by one (a prompt is active). Between two
         prompts the terminal is in line mode, where a Ctrl+D typed on an empty line is
         an end-of-file marker and never reaches the next prompt."""
-        deadline = time.monotonic() + timeout
-        while termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no prompt read keys within {timeout} s; screen "
-                                     f"log:\n{self.screen()}")
-            time.sleep(0.01)
+        wait_until(lambda: not termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON,
+                   timeout=timeout, interval=0.01, what="a prompt reading keys one by one",
+                   detail=lambda: f"screen log:\n{self.screen()}")
 
     def line(self, text: str) -> None:
         self.child.send(text + "\r")
