@@ -10,11 +10,11 @@ after a new database). See :mod:`qss.queue.base` for the model and ``ytagbase``.
 from __future__ import annotations
 
 from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
-                   SerialStats, Tally, check_identity, in_period)
+                   SerialStats, Tally, Upload, check_identity, in_period)
 
 __all__ = [
     "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError", "QueuedFile",
-    "SerialStats", "Tally", "check_identity", "in_period", "open_queue",
+    "SerialStats", "Tally", "Upload", "check_identity", "in_period", "open_queue",
 ]
 
 

@@ -37,11 +37,12 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from qss.logtext import escape
 from qss.naming import parse_dat_filename
 
 __all__ = [
     "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError", "QueuedFile",
-    "SerialStats", "Tally", "check_identity", "in_period", "utcnow",
+    "SerialStats", "Tally", "Upload", "check_identity", "in_period", "utcnow",
 ]
 
 log = logging.getLogger("qss.queue")
@@ -163,6 +164,93 @@ def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
+class Upload(abc.ABC):
+    """A file being stored piece by piece, as it arrives (see :meth:`Queue.open_upload`).
+
+    Call :meth:`write` with consecutive pieces, then :meth:`commit` once all ``size``
+    bytes are written, or :meth:`abort`. Until :meth:`commit` returns the file is not in
+    the queue: listings, reads and statistics do not see it, and a crash or an abort
+    leaves nothing behind. Not thread-safe: one thread at a time per upload.
+    """
+
+    #: True when the pieces stay in this process's memory until :meth:`commit` (a backend
+    #: that cannot store a file in pieces); the caller counts them as held meanwhile.
+    holds_data: bool = False
+
+    def __init__(self, serial: str, name: str, size: int) -> None:
+        self.serial = serial
+        self.name = name
+        self.size = size
+        self.written = 0
+
+    @abc.abstractmethod
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        """Store the next piece of the contents (not yet durable, not yet visible).
+
+        Raises:
+            ValueError: more than ``size`` bytes in all.
+            QueueError: the store failed; abort and let the device resend.
+        """
+
+    @abc.abstractmethod
+    def commit(self) -> PutResult:
+        """Make the file part of the queue, durably (as :meth:`Queue.put` would have).
+
+        Raises:
+            ValueError: fewer than ``size`` bytes were written.
+            QueueError: the store failed; nothing was acknowledged; abort.
+        """
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Forget the pieces written (the device will resend). Idempotent; never raises."""
+
+    def _check_piece(self, piece: bytes | bytearray | memoryview) -> int:
+        length = memoryview(piece).nbytes
+        if self.written + length > self.size:
+            raise ValueError(f"file {self.name!r}: {self.written + length} bytes written, "
+                             f"more than the {self.size} announced")
+        return length
+
+    def _check_complete(self) -> None:
+        if self.written != self.size:
+            raise ValueError(f"file {self.name!r}: {self.written} bytes written of "
+                             f"{self.size}")
+
+
+class _BufferedUpload(Upload):
+    """An upload kept in memory and stored with one :meth:`Queue.put` at commit."""
+
+    holds_data = True
+
+    def __init__(self, queue: Queue, serial: str, name: str, size: int,
+                 time_received: dt.datetime | None) -> None:
+        super().__init__(serial, name, size)
+        self._queue = queue
+        self._when = time_received
+        self._data: bytearray | None = bytearray(size)
+
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        length = self._check_piece(piece)
+        if self._data is None:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        self._data[self.written:self.written + length] = piece
+        self.written += length
+
+    def commit(self) -> PutResult:
+        self._check_complete()
+        if self._data is None:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        try:
+            return self._queue.put(self.serial, self.name, self._data,
+                                   time_received=self._when)
+        finally:
+            self._data = None
+
+    def abort(self) -> None:
+        self._data = None
+
+
 class Queue(abc.ABC):
     """The queue of received files. Open one with :func:`qss.queue.open_queue`.
 
@@ -192,6 +280,26 @@ class Queue(abc.ABC):
             ValueError: see :func:`check_identity`.
             QueueError: the store failed; nothing was acknowledged, retrying is safe.
         """
+
+    def open_upload(self, serial: str, name: str, size: int, *,
+                    time_received: dt.datetime | None = None) -> Upload:
+        """Start storing a file of ``size`` bytes piece by piece (the receiver's way, so
+        that no file need be held whole in memory); :meth:`Upload.commit` ends it as
+        :meth:`put` would. This default keeps the pieces in memory (``holds_data``).
+
+        Raises:
+            ValueError: see :func:`check_identity`, or a negative size.
+            QueueError: the store failed.
+        """
+        check_identity(serial, name)
+        if size < 0:
+            raise ValueError(f"size must not be negative, not {size}")
+        return _BufferedUpload(self, serial, name, size, time_received)
+
+    def discard_uploads(self) -> int:
+        """Delete what uploads left unfinished by a crash; return how many. Only the
+        receiver calls it, at its start (no upload of its own is open then)."""
+        return 0
 
     @abc.abstractmethod
     def mark_synced(self, file: QueuedFile) -> bool:
@@ -296,6 +404,6 @@ class Queue(abc.ABC):
 
 def log_replaced(url: str, serial: str, name: str, old_size: int, new_size: int) -> None:
     """The one warning line for :attr:`PutResult.REPLACED` (shared by the backends)."""
-    log.warning("queue %s: file %r of uPMU %s arrived again with different contents "
+    log.warning("queue %s: file '%s' of uPMU %s arrived again with different contents "
                 "(%d bytes, was %d); kept the newer and marked it unsynced",
-                url, name, serial, new_size, old_size)
+                url, escape(name), escape(serial), new_size, old_size)

@@ -8,6 +8,7 @@ The same model as MongoDB's ``upmu_database`` (architecture §5), in four tables
     file_data       id (= received_files.id), data BLOB
     latest_times    serial_number PRIMARY KEY, time_received (µs)
     meta            key PRIMARY KEY, value: schema version, ytagbase
+    uploads         id: file_data rows of uploads not committed yet
 
 Why it looks like this:
 
@@ -30,6 +31,14 @@ Why it looks like this:
   (a reader holding a snapshot for long would stop checkpoints and grow the WAL).
 - ``generation`` counts replacements, so marking a file synced after it was replaced by
   different bytes marks nothing.
+- Uploads (:meth:`SqliteQueue.open_upload`, the receiver's way for files that arrive in
+  several pieces): a ``file_data`` row is created with ``zeroblob(size)`` and listed in
+  ``uploads``, each piece is written into it in its own short transaction without an
+  fsync, and the commit adds the ``received_files`` row pointing at it (an fsync of the
+  WAL makes the earlier pieces durable too). A ``file_data`` row without a
+  ``received_files`` row is invisible, so an aborted or crashed upload is never seen; the
+  receiver deletes those listed in ``uploads`` at its start. ``file_data`` ids are
+  allocated first, so they never collide with a ``received_files`` id.
 
 Names are stored as text values, never as file-system paths.
 """
@@ -45,7 +54,8 @@ import threading
 from collections.abc import Iterator
 
 from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
-                   SerialStats, Tally, check_identity, in_period, log, log_replaced, utcnow)
+                   SerialStats, Tally, Upload, check_identity, in_period, log, log_replaced,
+                   utcnow)
 
 __all__ = ["SqliteQueue"]
 
@@ -80,6 +90,8 @@ _SCHEMA = [
          serial_number TEXT PRIMARY KEY, time_received INTEGER NOT NULL)"""),
     ("table meta", """
      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID"""),
+    ("table uploads", """
+     CREATE TABLE IF NOT EXISTS uploads (id INTEGER PRIMARY KEY)"""),
 ]
 _INDEXES = [
     ("received_files_sync", "received_files (serial_number, ytag, name)"),
@@ -204,10 +216,15 @@ class SqliteQueue(Queue):
         return created
 
     @contextlib.contextmanager
-    def _write(self, checkpoints: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(self, checkpoints: bool = True,
+               durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One short write transaction, taking the write lock up front (no upgrade
-        deadlocks between processes); starts the checkpointer at the first one."""
+        deadlocks between processes); starts the checkpointer at the first one.
+        ``durable=False``: no fsync at its commit (the next durable commit's fsync of
+        the WAL covers it, being later in the same file)."""
         with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
             if self._checkpointer is None:
                 if checkpoints:
                     self._checkpointer = _Checkpointer(self.path)
@@ -215,17 +232,21 @@ class SqliteQueue(Queue):
                 self._checkpointer.restart_wanted.clear()
                 with contextlib.suppress(sqlite3.Error):   # busy: the next write tries again
                     self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                # Also after a failed COMMIT (SQLITE_FULL): a transaction left open would
-                # make every later BEGIN fail until the process restarts.
-                if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                raise
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # Also after a failed COMMIT (SQLITE_FULL): a transaction left open
+                    # would make every later BEGIN fail until the process restarts.
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous = FULL")
 
     def _error(self, doing: str, exc: sqlite3.Error) -> QueueError:
         return QueueError(f"queue {self.url}: {doing}: {exc}")
@@ -288,10 +309,12 @@ class SqliteQueue(Queue):
                          "WHERE serial_number = ? AND name = ?", (r.serial, r.name)).fetchone()
         old_size = 0
         if row is None:
-            fid = db.execute("INSERT INTO received_files (serial_number, name, size, "
-                             "time_received) VALUES (?, ?, ?, ?)",
-                             (r.serial, r.name, size, r.when)).lastrowid
-            db.execute("INSERT INTO file_data (id, data) VALUES (?, zeroblob(?))", (fid, size))
+            # file_data first: its ids must never meet an open upload's (see above).
+            fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
+                             (size,)).lastrowid
+            db.execute("INSERT INTO received_files (id, serial_number, name, size, "
+                       "time_received) VALUES (?, ?, ?, ?, ?)",
+                       (fid, r.serial, r.name, size, r.when))
             self._write_blob(fid, r.view)
             result = PutResult.NEW
         elif row[1] == size and self._blob_equals(row[0], r.view):
@@ -305,11 +328,50 @@ class SqliteQueue(Queue):
             self._write_blob(fid, r.view)
             result = PutResult.REPLACED
         if r.update_latest:
-            db.execute("INSERT INTO latest_times (serial_number, time_received) VALUES (?, ?)"
-                       " ON CONFLICT (serial_number) DO UPDATE"
-                       " SET time_received = max(time_received, excluded.time_received)",
-                       (r.serial, r.when))
+            self._update_latest(db, r.serial, r.when)
         return result, old_size
+
+    @staticmethod
+    def _update_latest(db: sqlite3.Connection, serial: str, when: int) -> None:
+        db.execute("INSERT INTO latest_times (serial_number, time_received) VALUES (?, ?)"
+                   " ON CONFLICT (serial_number) DO UPDATE"
+                   " SET time_received = max(time_received, excluded.time_received)",
+                   (serial, when))
+
+    def open_upload(self, serial: str, name: str, size: int, *,
+                    time_received: dt.datetime | None = None) -> Upload:
+        check_identity(serial, name)
+        if size < 0:
+            raise ValueError(f"size must not be negative, not {size}")
+        try:
+            with self._write(durable=False) as db:
+                fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
+                                 (size,)).lastrowid
+                db.execute("INSERT INTO uploads (id) VALUES (?)", (fid,))
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot start storing file {name!r} of uPMU {serial}",
+                              exc) from None
+        return _SqliteUpload(self, serial, name, size, fid, time_received)
+
+    def discard_uploads(self) -> int:
+        try:
+            with self._write(durable=False) as db:
+                ids = db.execute("SELECT id FROM uploads").fetchall()
+                db.executemany("DELETE FROM file_data WHERE id = ?", ids)
+                db.execute("DELETE FROM uploads")
+        except sqlite3.Error as exc:
+            raise self._error("cannot delete unfinished uploads", exc) from None
+        return len(ids)
+
+    def _blobs_equal(self, a: int, b: int, size: int) -> bool:
+        if not size:
+            return True
+        with self._db.blobopen("file_data", "data", a, readonly=True) as blob_a, \
+                self._db.blobopen("file_data", "data", b, readonly=True) as blob_b:
+            for _ in range(0, size, _CHUNK):
+                if blob_a.read(_CHUNK) != blob_b.read(_CHUNK):
+                    return False
+        return True
 
     def _write_blob(self, fid: int, view: memoryview) -> None:
         if not view.nbytes:
@@ -577,6 +639,89 @@ class SqliteQueue(Queue):
                 self._checkpointer.stop()
                 self._checkpointer = None
             self._db.close()
+
+
+class _SqliteUpload(Upload):
+    """An upload into a ``file_data`` row listed in ``uploads`` (see the module docstring)."""
+
+    def __init__(self, queue: SqliteQueue, serial: str, name: str, size: int, fid: int,
+                 time_received: dt.datetime | None) -> None:
+        super().__init__(serial, name, size)
+        self._queue = queue
+        self._fid = fid
+        self._when = time_received
+        self._done = False
+
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        length = self._check_piece(piece)
+        if self._done:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        if not length:
+            return
+        view = _as_bytes_view(piece)
+        queue = self._queue
+        try:
+            with queue._write(durable=False) as db:
+                with db.blobopen("file_data", "data", self._fid) as blob:
+                    blob.seek(self.written)
+                    for offset in range(0, length, _CHUNK):
+                        blob.write(view[offset:offset + _CHUNK])
+        except sqlite3.Error as exc:
+            raise queue._error(f"cannot store file {self.name!r} of uPMU {self.serial}",
+                               exc) from None
+        self.written += length
+
+    def commit(self) -> PutResult:
+        self._check_complete()
+        if self._done:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        queue, fid, size = self._queue, self._fid, self.size
+        when = _to_us(self._when or utcnow())
+        old_size = 0
+        try:
+            with queue._write() as db:
+                row = db.execute("SELECT id, size FROM received_files "
+                                 "WHERE serial_number = ? AND name = ?",
+                                 (self.serial, self.name)).fetchone()
+                if row is None:
+                    db.execute("INSERT INTO received_files (id, serial_number, name, size, "
+                               "time_received) VALUES (?, ?, ?, ?, ?)",
+                               (fid, self.serial, self.name, size, when))
+                    result = PutResult.NEW
+                elif row[1] == size and queue._blobs_equal(row[0], fid, size):
+                    db.execute("DELETE FROM file_data WHERE id = ?", (fid,))
+                    result = PutResult.DUPLICATE
+                else:
+                    # The row moves to the new contents (a new id: a listing of the old
+                    # version then reads FileGone and marks nothing).
+                    old_id, old_size = row
+                    db.execute("UPDATE received_files SET id = ?, size = ?, time_received = ?,"
+                               " ytag = 0, published = 0, generation = generation + 1"
+                               " WHERE id = ?", (fid, size, when, old_id))
+                    db.execute("DELETE FROM file_data WHERE id = ?", (old_id,))
+                    result = PutResult.REPLACED
+                db.execute("DELETE FROM uploads WHERE id = ?", (fid,))
+                queue._update_latest(db, self.serial, when)
+        except sqlite3.Error as exc:
+            raise queue._error(f"cannot store file {self.name!r} of uPMU {self.serial}",
+                               exc) from None
+        self._done = True
+        if result is PutResult.REPLACED:
+            log_replaced(queue.url, self.serial, self.name, old_size, size)
+        return result
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            with self._queue._write(durable=False) as db:
+                db.execute("DELETE FROM file_data WHERE id = ? AND id IN "
+                           "(SELECT id FROM uploads)", (self._fid,))
+                db.execute("DELETE FROM uploads WHERE id = ?", (self._fid,))
+        except sqlite3.Error as exc:   # the next start of the receiver deletes it
+            log.warning("queue %s: cannot delete the unfinished upload of file %r: %s",
+                        self._queue.url, self.name, exc)
 
 
 class _Checkpointer:
