@@ -66,6 +66,7 @@ STALL_TIMEOUT = 60.0
 IDLE_TIMEOUT = 900.0
 # Queue work at once; each job holds at most one piece.
 WRITERS = 8
+PIECE_WRITERS = 2
 #: Contents gathered before they go to the queue: a whole file in one put for every file
 #: a uPMU sends (378,720 or 551,520 bytes), and the SQLite queue's blob piece size.
 PIECE = 1 << 20
@@ -177,11 +178,13 @@ class DeviceConnection(asyncio.Protocol):
                 self.close(None)
         self._account()
 
-    def _job(self, work: Callable, *args, done: Callable) -> None:
-        """Run ``work(*args)`` in a writer thread, then ``done(result)`` here."""
+    def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
+        """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
+        that write pieces of long files), then ``done(result)`` here."""
         self.busy = True
         self._update_reading()
-        future = self.server.loop.run_in_executor(self.server.writers, work, *args)
+        executor = self.server.piece_writers if piece else self.server.writers
+        future = self.server.loop.run_in_executor(executor, work, *args)
         self.server.storing.add(future)
 
         def finished(future: asyncio.Future) -> None:
@@ -226,7 +229,7 @@ class DeviceConnection(asyncio.Protocol):
                 file.failed = True   # the rest is dropped; zeros at the end
                 self._abort(file)
 
-        self._job(work, done=done)
+        self._job(work, done=done, piece=True)
 
     def _end_file(self) -> None:
         file = self.file
@@ -273,7 +276,7 @@ class DeviceConnection(asyncio.Protocol):
         upload, file.upload = file.upload, None
         self.kept = 0
         if upload is not None:
-            future = self.server.loop.run_in_executor(self.server.writers, upload.abort)
+            future = self.server.loop.run_in_executor(self.server.piece_writers, upload.abort)
             self.server.storing.add(future)
             future.add_done_callback(self.server.storing.discard)
 
@@ -361,6 +364,10 @@ class ReceiverServer:
         self.idle_timeout = idle_timeout
         self.max_buffer = max_buffer
         self.writers = concurrent.futures.ThreadPoolExecutor(writers, "receiver-writer")
+        # Pieces of long files (rare from real devices, the bulk of a flood) go through
+        # threads of their own, so that files devices wait for never queue behind them.
+        self.piece_writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS,
+                                                                   "receiver-pieces")
         self.connections: set[DeviceConnection] = set()
         self.storing: set[asyncio.Future] = set()
         self.held = 0              # bytes held by all connections
@@ -447,6 +454,7 @@ class ReceiverServer:
         if self._server is not None:
             await self._server.wait_closed()
         self.writers.shutdown(wait=True)
+        self.piece_writers.shutdown(wait=True)
         self.intake.refusals.flush(everything=True)
 
 
