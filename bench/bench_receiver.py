@@ -14,7 +14,14 @@ simulated uPMUs over loopback. Prints:
    devices pace themselves), from the last byte handed to the kernel to the reply.
    Goal: p99 < 100 ms;
 3. the receiver's resident memory (RSS) at rest and with 1,000 idle device connections.
-   Goal: < 200 MB.
+   Goal: < 200 MB;
+4. a hostile run (issue 22): 100 connections each send 70 MB of a 75.7 MB message and
+   stall, half of them with unknown serials, while a device pushes a file a second; the
+   receiver's peak RSS and the device's reply latency. Goal: < 400 MB, replies < 100 ms.
+
+Server CPU per file is the receiver process's user + system time over a phase divided by
+its files: on a machine shared with other work it is steadier than files/s. The last
+lines sum the figures up.
 """
 from __future__ import annotations
 
@@ -42,7 +49,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from qss.generator import UpmuSimulator  # noqa: E402
 from qss.naming import device_path  # noqa: E402
 from simulator.devices import EXAMPLE_START as START  # noqa: E402
-from qss.protocol import encode_message  # noqa: E402
+from qss.protocol import HEADER, encode_message  # noqa: E402
 from sim_upmu import serial_of, write_upmus  # noqa: E402
 
 DEVICES = 100          # configured uPMUs (the most any phase uses)
@@ -73,6 +80,10 @@ class Receiver:
 
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 1e6
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -172,6 +183,57 @@ async def idle_memory(port: int, receiver: Receiver, count: int) -> tuple[float,
     return before, with_idle
 
 
+async def hostile(port: int, receiver: Receiver, pool: list[bytes], connections: int,
+                  amount: int, phase: int) -> tuple[float, float, list[float]]:
+    """``connections`` senders announce 70 MB and send ``amount`` bytes of it, then stall
+    (half with unknown serials); a device pushes a file a second meanwhile. Returns the
+    peak RSS (MB) while they send, the RSS once all stalled, and the device's latencies."""
+    size = 70_000_000
+    piece = b"\xa5" * (1 << 20)
+    writers = []
+    peak = receiver.rss_mb()
+    done = asyncio.Event()
+
+    async def sender(i: int) -> None:
+        serial = serial_of(i // 2) if i % 2 else f"P39{i:05d}"
+        path = f"/root/upmu_data/hostile/{i}.dat"
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        empty = encode_message(1, path, serial, b"")
+        writer.write(HEADER.pack(1, len(path), len(serial), size) + empty[HEADER.size:])
+        for offset in range(0, amount, len(piece)):
+            writer.write(piece[:min(len(piece), amount - offset)])
+            await writer.drain()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, receiver.rss_mb())
+            await asyncio.sleep(0.02)
+
+    device = Device(port, serial_of(DEVICES - 1), pool, phase)
+    await device.connect()
+    samples: list[float] = []
+
+    async def pace() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            samples.append(await device.push_one())
+            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+    sampler = asyncio.create_task(sample())
+    pacer = asyncio.create_task(pace())
+    await asyncio.gather(*(sender(i) for i in range(connections)))
+    await asyncio.sleep(3.0)   # all stalled: the device keeps pushing
+    stalled = receiver.rss_mb()
+    done.set()
+    await asyncio.gather(sampler, pacer)
+    for writer in writers:
+        writer.close()
+    await device.close()
+    return max(peak, stalled), stalled, samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="directory for the queue (default: a new temporary one)")
@@ -193,21 +255,52 @@ def main() -> None:
     scale = 0.2 if args.quick else 1.0
     print(f"receiver pid {receiver.proc.pid}, queue {workdir}/queue.db, "
           f"{os.cpu_count()} CPUs, files of {len(pool[0]):,} bytes (extended)")
+    summary: list[str] = []
+    rates: dict[int, float] = {}
+    cpu_per_file: dict[int, float] = {}
     try:
         rest = receiver.rss_mb()
         print("\n== durable throughput, devices sending back to back")
         for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
+            cpu = receiver.cpu_s()
             rate, mbs = asyncio.run(throughput(port, pool, n, int(files * scale), phase))
-            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s")
+            per_device = int(files * scale) // n
+            cpu_per_file[n] = (receiver.cpu_s() - cpu) / (per_device * n)
+            rates[n] = rate
+            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
+                  f"{cpu_per_file[n] * 1e3:.2f} ms per file")
         print("\n== reply latency at 50 files/s (50 devices, one file a second each)")
         samples = asyncio.run(latency(port, pool, 50, 20 * scale, 3))
         q = statistics.quantiles(samples, n=100)
-        print(f"{len(samples)} files: p50 {q[49] * 1e3:.1f} ms  p99 {q[98] * 1e3:.1f} ms  "
+        p50, p99 = q[49] * 1e3, q[98] * 1e3
+        print(f"{len(samples)} files: p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
               f"max {max(samples) * 1e3:.1f} ms")
         print("\n== receiver memory (RSS)")
         before, idle = asyncio.run(idle_memory(port, receiver, 1000))
         print(f"at start {rest:.1f} MB; after the runs {before:.1f} MB; with 1,000 idle "
               f"connections {idle:.1f} MB ({(idle - before) * 1e3 / 1000:.1f} KB each)")
+        print("\n== hostile run: 100 connections send 70 MB each and stall, half with "
+              "unknown serials; a device pushes a file a second")
+        amount = int(70_000_000 * scale)
+        hostile_peak, hostile_end, during = asyncio.run(
+            hostile(port, receiver, pool, 100, amount, 4))
+        during_q = statistics.quantiles(during, n=100) if len(during) > 1 else during * 99
+        print(f"{100 * amount / 1e9:.1f} GB sent; receiver RSS peak {hostile_peak:.1f} MB, "
+              f"{hostile_end:.1f} MB once all stalled; the device's replies: "
+              f"{len(during)} files, p50 {during_q[49] * 1e3:.1f} ms, max "
+              f"{max(during) * 1e3:.1f} ms")
+        summary = [
+            "",
+            "== summary (a shared machine makes rates noisy; CPU per file is steadier)",
+            f"files/s: {rates[1]:.0f} (1 device), {rates[10]:.0f} (10), {rates[100]:.0f} (100)",
+            f"server CPU per file: {cpu_per_file[1] * 1e3:.2f} ms (1 device), "
+            f"{cpu_per_file[10] * 1e3:.2f} ms (10), {cpu_per_file[100] * 1e3:.2f} ms (100)",
+            f"reply latency at 50 files/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            f"RSS with 1,000 idle connections: {idle:.1f} MB",
+            f"RSS at the end of the hostile run: {hostile_end:.1f} MB (peak "
+            f"{hostile_peak:.1f} MB; a device's slowest reply meanwhile "
+            f"{max(during) * 1e3:.0f} ms)",
+        ]
     finally:
         receiver.stop()
         sock.close()
@@ -215,6 +308,7 @@ def main() -> None:
         print(f"\nqueue file {size / 1e6:.0f} MB; receiver log {workdir}/receiver.log")
         if not args.dir:
             shutil.rmtree(workdir)
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -174,7 +174,8 @@ def test_hostile_senders_stay_within_the_cap_and_a_device_is_served_meanwhile(tm
 
         def uploads_left() -> int:
             with contextlib.closing(sqlite3.connect(db)) as check:
-                return check.execute("SELECT count(*) FROM uploads").fetchone()[0]
+                return check.execute("SELECT (SELECT count(*) FROM uploads) + "
+                                     "(SELECT count(*) FROM upload_pieces)").fetchone()[0]
 
         assert wait_for(lambda: uploads_left() == 0)
         peak = rss.stop()

@@ -8,7 +8,8 @@ The same model as MongoDB's ``upmu_database`` (architecture §5), in four tables
     file_data       id (= received_files.id), data BLOB
     latest_times    serial_number PRIMARY KEY, time_received (µs)
     meta            key PRIMARY KEY, value: schema version, ytagbase
-    uploads         id: file_data rows of uploads not committed yet
+    uploads         id, file (its file_data row once assembled): uploads not committed
+    upload_pieces   upload, seq, data: their pieces as they arrived
 
 Why it looks like this:
 
@@ -32,13 +33,16 @@ Why it looks like this:
 - ``generation`` counts replacements, so marking a file synced after it was replaced by
   different bytes marks nothing.
 - Uploads (:meth:`SqliteQueue.open_upload`, the receiver's way for files that arrive in
-  several pieces): a ``file_data`` row is created with ``zeroblob(size)`` and listed in
-  ``uploads``, each piece is written into it in its own short transaction without an
-  fsync, and the commit adds the ``received_files`` row pointing at it (an fsync of the
-  WAL makes the earlier pieces durable too). A ``file_data`` row without a
-  ``received_files`` row is invisible, so an aborted or crashed upload is never seen; the
-  receiver deletes those listed in ``uploads`` at its start. ``file_data`` ids are
-  allocated first, so they never collide with a ``received_files`` id.
+  several pieces; uPMUs' own files fit in one piece and are put whole): each piece is
+  stored as it arrives, as a row of ``upload_pieces``, in a short transaction without an
+  fsync, so a sender costs the disk only what it really sent (a ``zeroblob`` of the
+  announced size would let a 44-byte header write 75 MB). At the commit the pieces are
+  copied into a ``file_data`` row, a piece per short transaction, and one durable
+  transaction adds the ``received_files`` row pointing at it (the fsync of the WAL makes
+  the earlier writes durable too). A ``file_data`` row without a ``received_files`` row
+  is invisible, so an aborted or crashed upload is never seen; the receiver deletes what
+  ``uploads`` lists at its start. ``file_data`` ids are allocated first, so they never
+  collide with a ``received_files`` id.
 
 Names are stored as text values, never as file-system paths.
 """
@@ -52,6 +56,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+
+from qss.logtext import escape
 
 from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
                    SerialStats, Tally, Upload, check_identity, in_period, log, log_replaced,
@@ -91,7 +97,11 @@ _SCHEMA = [
     ("table meta", """
      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID"""),
     ("table uploads", """
-     CREATE TABLE IF NOT EXISTS uploads (id INTEGER PRIMARY KEY)"""),
+     CREATE TABLE IF NOT EXISTS uploads (id INTEGER PRIMARY KEY, file INTEGER)"""),
+    ("table upload_pieces", """
+     CREATE TABLE IF NOT EXISTS upload_pieces (
+         upload INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+         PRIMARY KEY (upload, seq))"""),
 ]
 _INDEXES = [
     ("received_files_sync", "received_files (serial_number, ytag, name)"),
@@ -345,23 +355,29 @@ class SqliteQueue(Queue):
             raise ValueError(f"size must not be negative, not {size}")
         try:
             with self._write(durable=False) as db:
-                fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
-                                 (size,)).lastrowid
-                db.execute("INSERT INTO uploads (id) VALUES (?)", (fid,))
+                upload = db.execute("INSERT INTO uploads (file) VALUES (NULL)").lastrowid
         except sqlite3.Error as exc:
             raise self._error(f"cannot start storing file {name!r} of uPMU {serial}",
                               exc) from None
-        return _SqliteUpload(self, serial, name, size, fid, time_received)
+        return _SqliteUpload(self, serial, name, size, upload, time_received)
 
     def discard_uploads(self) -> int:
         try:
             with self._write(durable=False) as db:
-                ids = db.execute("SELECT id FROM uploads").fetchall()
-                db.executemany("DELETE FROM file_data WHERE id = ?", ids)
-                db.execute("DELETE FROM uploads")
+                rows = db.execute("SELECT id, file FROM uploads").fetchall()
+                for upload, file in rows:
+                    self._forget_upload(db, upload, file)
         except sqlite3.Error as exc:
             raise self._error("cannot delete unfinished uploads", exc) from None
-        return len(ids)
+        return len(rows)
+
+    @staticmethod
+    def _forget_upload(db: sqlite3.Connection, upload: int, file: int | None) -> None:
+        db.execute("DELETE FROM upload_pieces WHERE upload = ?", (upload,))
+        if file is not None:
+            db.execute("DELETE FROM file_data WHERE id = ? AND id NOT IN "
+                       "(SELECT id FROM received_files)", (file,))
+        db.execute("DELETE FROM uploads WHERE id = ?", (upload,))
 
     def _blobs_equal(self, a: int, b: int, size: int) -> bool:
         if not size:
@@ -642,15 +658,19 @@ class SqliteQueue(Queue):
 
 
 class _SqliteUpload(Upload):
-    """An upload into a ``file_data`` row listed in ``uploads`` (see the module docstring)."""
+    """An upload as rows of ``upload_pieces`` (see the module docstring)."""
 
-    def __init__(self, queue: SqliteQueue, serial: str, name: str, size: int, fid: int,
+    def __init__(self, queue: SqliteQueue, serial: str, name: str, size: int, upload: int,
                  time_received: dt.datetime | None) -> None:
         super().__init__(serial, name, size)
         self._queue = queue
-        self._fid = fid
+        self._id = upload
+        self._pieces = 0
         self._when = time_received
         self._done = False
+
+    def _failed(self, exc: sqlite3.Error) -> QueueError:
+        return self._queue._error(f"cannot store file {self.name!r} of uPMU {self.serial}", exc)
 
     def write(self, piece: bytes | bytearray | memoryview) -> None:
         length = self._check_piece(piece)
@@ -658,27 +678,44 @@ class _SqliteUpload(Upload):
             raise ValueError(f"file {self.name!r}: upload already finished")
         if not length:
             return
-        view = _as_bytes_view(piece)
-        queue = self._queue
         try:
-            with queue._write(durable=False) as db:
-                with db.blobopen("file_data", "data", self._fid) as blob:
-                    blob.seek(self.written)
-                    for offset in range(0, length, _CHUNK):
-                        blob.write(view[offset:offset + _CHUNK])
+            with self._queue._write(durable=False) as db:
+                db.execute("INSERT INTO upload_pieces (upload, seq, data) VALUES (?, ?, ?)",
+                           (self._id, self._pieces, _as_bytes_view(piece)))
         except sqlite3.Error as exc:
-            raise queue._error(f"cannot store file {self.name!r} of uPMU {self.serial}",
-                               exc) from None
+            raise self._failed(exc) from None
+        self._pieces += 1
         self.written += length
+
+    def _assemble(self) -> int:
+        """Copy the pieces into a new file_data row, a piece per short transaction."""
+        queue = self._queue
+        with queue._write(durable=False) as db:
+            fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
+                             (self.size,)).lastrowid
+            db.execute("UPDATE uploads SET file = ? WHERE id = ?", (fid, self._id))
+        offset = 0
+        for seq in range(self._pieces):
+            with queue._write(durable=False) as db:
+                data, = db.execute("SELECT data FROM upload_pieces WHERE upload = ? AND seq = ?",
+                                   (self._id, seq)).fetchone()
+                with db.blobopen("file_data", "data", fid) as blob:
+                    blob.seek(offset)
+                    blob.write(data)
+                db.execute("DELETE FROM upload_pieces WHERE upload = ? AND seq = ?",
+                           (self._id, seq))
+            offset += len(data)
+        return fid
 
     def commit(self) -> PutResult:
         self._check_complete()
         if self._done:
             raise ValueError(f"file {self.name!r}: upload already finished")
-        queue, fid, size = self._queue, self._fid, self.size
+        queue, size = self._queue, self.size
         when = _to_us(self._when or utcnow())
         old_size = 0
         try:
+            fid = self._assemble()
             with queue._write() as db:
                 row = db.execute("SELECT id, size FROM received_files "
                                  "WHERE serial_number = ? AND name = ?",
@@ -700,11 +737,10 @@ class _SqliteUpload(Upload):
                                " WHERE id = ?", (fid, size, when, old_id))
                     db.execute("DELETE FROM file_data WHERE id = ?", (old_id,))
                     result = PutResult.REPLACED
-                db.execute("DELETE FROM uploads WHERE id = ?", (fid,))
+                db.execute("DELETE FROM uploads WHERE id = ?", (self._id,))
                 queue._update_latest(db, self.serial, when)
         except sqlite3.Error as exc:
-            raise queue._error(f"cannot store file {self.name!r} of uPMU {self.serial}",
-                               exc) from None
+            raise self._failed(exc) from None
         self._done = True
         if result is PutResult.REPLACED:
             log_replaced(queue.url, self.serial, self.name, old_size, size)
@@ -714,14 +750,15 @@ class _SqliteUpload(Upload):
         if self._done:
             return
         self._done = True
+        queue = self._queue
         try:
-            with self._queue._write(durable=False) as db:
-                db.execute("DELETE FROM file_data WHERE id = ? AND id IN "
-                           "(SELECT id FROM uploads)", (self._fid,))
-                db.execute("DELETE FROM uploads WHERE id = ?", (self._fid,))
+            with queue._write(durable=False) as db:
+                row = db.execute("SELECT file FROM uploads WHERE id = ?", (self._id,)).fetchone()
+                if row is not None:
+                    queue._forget_upload(db, self._id, row[0])
         except sqlite3.Error as exc:   # the next start of the receiver deletes it
-            log.warning("queue %s: cannot delete the unfinished upload of file %r: %s",
-                        self._queue.url, self.name, exc)
+            log.warning("queue %s: cannot delete the unfinished upload of file '%s': %s",
+                        queue.url, escape(self.name), exc)
 
 
 class _Checkpointer:
