@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from qss.logtext import escape
 from qss.protocol import FAILURE_REPLY, FileHeader, encode_reply
-from qss.queue import PutResult, Queue, QueueError, Upload, check_identity
+from qss.queue import Contents, PutResult, Queue, QueueError, Upload, check_identity
 from qss.upmuconfig import Upmu, UpmuConfigError, UpmuList, fingerprint
 
 __all__ = ["DiskGuard", "Intake", "PushedFile", "RefusalLog", "UpmuDirectory",
@@ -254,11 +254,10 @@ class Intake:
             return None
         return upmu
 
-    def store(self, upmu: Upmu, header: FileHeader, data: bytes | bytearray | memoryview,
-              peer: str) -> bytes:
-        """Store a whole admitted file; return the reply: its send_id once stored
-        durably, else four zero bytes. Never raises for anything a device or the storage
-        can cause."""
+    def store(self, upmu: Upmu, header: FileHeader, data: Contents, peer: str) -> bytes:
+        """Store a whole admitted file (in one buffer or as a list of pieces); return the
+        reply: its send_id once stored durably, else four zero bytes. Never raises for
+        anything a device or the storage can cause."""
         try:
             result = self.queue.put(upmu.serial, header.path, data)
         except Exception as exc:   # noqa: BLE001 - sorted out in _failed

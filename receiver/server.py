@@ -240,9 +240,10 @@ class DeviceConnection(asyncio.Protocol):
             return
         intake, peer = self.server.intake, self.peer
         if file.upload is None:
-            data = file.take_piece() if file.pieces else b""
-            self.writing = len(data)
-            work = lambda: intake.store(file.upmu, header, data, peer)  # noqa: E731
+            # The pieces as received, unjoined: the queue writes them one after the other.
+            pieces, self.writing = file.pieces, file.piece_bytes
+            file.pieces, file.piece_bytes = [], 0
+            work = lambda: intake.store(file.upmu, header, pieces, peer)  # noqa: E731
         else:
             piece = file.take_piece() if file.pieces else None
             self.writing = len(piece) if piece is not None else 0

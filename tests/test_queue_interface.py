@@ -392,3 +392,15 @@ def test_an_upload_refuses_the_wrong_number_of_bytes(queue):
     with pytest.raises(ValueError, match="NUL"):
         queue.open_upload(SERIAL, "/a\0b", 1)
     assert queue.serials() == []
+
+
+def test_put_takes_the_contents_as_pieces_without_joining_them(queue):
+    name = name_of(SERIAL, 9)
+    data = bytes(range(256)) * 10
+    pieces = [memoryview(data)[:100], data[100:1000], bytearray(data[1000:])]
+    assert queue.put(SERIAL, name, pieces) is PutResult.NEW
+    assert bytes(queue.read(queue.get(SERIAL, name))) == data
+    assert queue.get(SERIAL, name).size == len(data)
+    assert queue.put(SERIAL, name, data) is PutResult.DUPLICATE
+    assert queue.put(SERIAL, name, [data[:5], b"!" + data[6:]]) is PutResult.REPLACED
+    assert queue.put(SERIAL, name_of(SERIAL, 10), []) is PutResult.NEW   # empty

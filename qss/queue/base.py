@@ -41,8 +41,8 @@ from qss.logtext import escape
 from qss.naming import parse_dat_filename
 
 __all__ = [
-    "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError", "QueuedFile",
-    "SerialStats", "Tally", "Upload", "check_identity", "in_period", "utcnow",
+    "Contents", "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError",
+    "QueuedFile", "SerialStats", "Tally", "Upload", "check_identity", "in_period", "utcnow",
 ]
 
 log = logging.getLogger("qss.queue")
@@ -52,6 +52,11 @@ DEFAULT_YTAGBASE = 1
 # The push protocol's limits (architecture §3), with headroom for imported names.
 _MAX_SERIAL_LEN = 32
 _MAX_NAME_BYTES = 4096
+
+
+#: A file's contents for :meth:`Queue.put`: one buffer, or a list of buffers to be stored
+#: one after the other (what a receiver got from the network, without joining them).
+Contents = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
 
 
 class QueueError(Exception):
@@ -265,10 +270,11 @@ class Queue(abc.ABC):
     # -- writing ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+    def put(self, serial: str, name: str, data: Contents, *,
             time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
         """Store a file durably; return only once it (and, with ``update_latest``, the
-        device's latest time) survives a crash.
+        device's latest time) survives a crash. ``data`` is the contents, in one buffer
+        or as a list of consecutive pieces.
 
         Same (serial, name) and same bytes: nothing is written but the latest time
         (:attr:`PutResult.DUPLICATE`). Different bytes: the newer replace the older, the

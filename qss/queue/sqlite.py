@@ -59,9 +59,9 @@ from collections.abc import Iterator
 
 from qss.logtext import escape
 
-from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
-                   SerialStats, Tally, Upload, check_identity, in_period, log, log_replaced,
-                   utcnow)
+from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
+                   QueuedFile, SerialStats, Tally, Upload, check_identity, in_period, log,
+                   log_replaced, utcnow)
 
 __all__ = ["SqliteQueue"]
 
@@ -130,13 +130,21 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
+def _as_views(data: Contents) -> list[memoryview]:
+    """The contents as byte views without a copy: one, or one per piece given."""
+    if isinstance(data, (list, tuple)):
+        return [_as_bytes_view(piece) for piece in data]
+    return [_as_bytes_view(data)]
+
+
 @dataclasses.dataclass(eq=False)
 class _Put:
     """One put waiting for (or done by) a group commit."""
 
     serial: str
     name: str
-    view: memoryview
+    views: list[memoryview]
+    size: int
     when: int
     update_latest: bool
     result: PutResult | None = None
@@ -263,10 +271,11 @@ class SqliteQueue(Queue):
 
     # -- writing --------------------------------------------------------------------
 
-    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+    def put(self, serial: str, name: str, data: Contents, *,
             time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
         check_identity(serial, name)
-        request = _Put(serial, name, _as_bytes_view(data),
+        views = _as_views(data)
+        request = _Put(serial, name, views, sum(v.nbytes for v in views),
                        _to_us(time_received or utcnow()), update_latest)
         with self._pending_lock:
             self._pending.append(request)
@@ -279,7 +288,7 @@ class SqliteQueue(Queue):
         if request.error is not None:
             raise request.error
         if request.result is PutResult.REPLACED:
-            log_replaced(self.url, serial, name, request.old_size, request.view.nbytes)
+            log_replaced(self.url, serial, name, request.old_size, request.size)
         return request.result
 
     def _take_batch(self) -> list[_Put]:
@@ -287,10 +296,10 @@ class SqliteQueue(Queue):
             batch: list[_Put] = []
             size = 0
             while self._pending and len(batch) < _BATCH_FILES:
-                if batch and size + self._pending[0].view.nbytes > _BATCH_BYTES:
+                if batch and size + self._pending[0].size > _BATCH_BYTES:
                     break
                 batch.append(self._pending.popleft())
-                size += batch[-1].view.nbytes
+                size += batch[-1].size
         return batch
 
     def _commit(self, batch: list[_Put]) -> None:
@@ -314,7 +323,7 @@ class SqliteQueue(Queue):
                                                f"{request.name!r} was interrupted")
 
     def _put_one(self, db: sqlite3.Connection, r: _Put) -> tuple[PutResult, int]:
-        size = r.view.nbytes
+        size = r.size
         row = db.execute("SELECT id, size FROM received_files "
                          "WHERE serial_number = ? AND name = ?", (r.serial, r.name)).fetchone()
         old_size = 0
@@ -325,9 +334,9 @@ class SqliteQueue(Queue):
             db.execute("INSERT INTO received_files (id, serial_number, name, size, "
                        "time_received) VALUES (?, ?, ?, ?, ?)",
                        (fid, r.serial, r.name, size, r.when))
-            self._write_blob(fid, r.view)
+            self._write_blob(fid, r.views)
             result = PutResult.NEW
-        elif row[1] == size and self._blob_equals(row[0], r.view):
+        elif row[1] == size and self._blob_equals(row[0], r.views):
             result = PutResult.DUPLICATE
         else:
             fid, old_size = row
@@ -335,7 +344,7 @@ class SqliteQueue(Queue):
                        " published = 0, generation = generation + 1 WHERE id = ?",
                        (size, r.when, fid))
             db.execute("UPDATE file_data SET data = zeroblob(?) WHERE id = ?", (size, fid))
-            self._write_blob(fid, r.view)
+            self._write_blob(fid, r.views)
             result = PutResult.REPLACED
         if r.update_latest:
             self._update_latest(db, r.serial, r.when)
@@ -389,20 +398,23 @@ class SqliteQueue(Queue):
                     return False
         return True
 
-    def _write_blob(self, fid: int, view: memoryview) -> None:
-        if not view.nbytes:
+    def _write_blob(self, fid: int, views: list[memoryview]) -> None:
+        if not any(v.nbytes for v in views):
             return
         with self._db.blobopen("file_data", "data", fid) as blob:
-            for offset in range(0, view.nbytes, _CHUNK):
-                blob.write(view[offset:offset + _CHUNK])
+            for view in views:   # the blob's position moves on with each write
+                for offset in range(0, view.nbytes, _CHUNK):
+                    blob.write(view[offset:offset + _CHUNK])
 
-    def _blob_equals(self, fid: int, view: memoryview) -> bool:
-        if not view.nbytes:
+    def _blob_equals(self, fid: int, views: list[memoryview]) -> bool:
+        if not any(v.nbytes for v in views):
             return True
         with self._db.blobopen("file_data", "data", fid, readonly=True) as blob:
-            for offset in range(0, view.nbytes, _CHUNK):
-                if blob.read(_CHUNK) != view[offset:offset + _CHUNK]:
-                    return False
+            for view in views:
+                for offset in range(0, view.nbytes, _CHUNK):
+                    piece = view[offset:offset + _CHUNK]
+                    if blob.read(piece.nbytes) != piece:
+                        return False
         return True
 
     def mark_synced(self, file: QueuedFile) -> bool:
