@@ -201,8 +201,8 @@ class DeviceConnection(asyncio.Protocol):
             if self.closed:
                 self._drop_file()
             else:
+                self._advance()          # may start the next job: then reading stays paused
                 self._update_reading()
-                self._advance()
             self._account()
 
         future.add_done_callback(finished)
