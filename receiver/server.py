@@ -273,10 +273,11 @@ class DeviceConnection(asyncio.Protocol):
             self.close(None)
 
     def _abort(self, file: _File) -> None:
-        """Forget an upload's pieces (in a writer thread: the queue may block)."""
+        """Forget an upload's pieces (in a writer thread: the queue may block). When the
+        receiver is stopping, the next start does it: a stop must not wait for that."""
         upload, file.upload = file.upload, None
         self.kept = 0
-        if upload is not None:
+        if upload is not None and not self.server.stopping:
             future = self.server.loop.run_in_executor(self.server.piece_writers, upload.abort)
             self.server.storing.add(future)
             future.add_done_callback(self.server.storing.discard)
@@ -512,17 +513,16 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _serve(queue: Queue, settings, args: argparse.Namespace) -> int:
+    stale: list = []
     try:
         created = await asyncio.to_thread(queue.ensure_indexes)
-        discarded = await asyncio.to_thread(queue.discard_uploads)
+        # Listed now, before any file is taken; deleted once listening (it can take a while).
+        stale = await asyncio.to_thread(queue.unfinished_uploads)
     except QueueError as exc:
         log.warning("%s; will try to store files anyway", exc)
     else:
         for index in created:
             log.info("queue %s: created index %s", queue.url, index)
-        if discarded:
-            log.info("queue %s: deleted %d files left half-received by the last run",
-                     queue.url, discarded)
     # MongoDB keeps its data on the appliance's data drive: /ssd/srv by default.
     disk = DiskGuard(queue.storage_dir or settings.paths.srv, settings.receiver.max_disk_percent)
     upmus = await asyncio.to_thread(UpmuDirectory, settings.paths.upmuconfig)
@@ -548,9 +548,21 @@ async def _serve(queue: Queue, settings, args: argparse.Namespace) -> int:
              "%g%% disk use of %s; holding at most %d MiB of received data", host, port,
              queue.url, settings.paths.upmuconfig, disk.limit, disk.path,
              settings.receiver.max_buffer_mb)
+    if stale:
+        server.piece_writers.submit(_discard, queue, stale)
     await server.serve()
     log.info("receiver stopped")
     return int(ExitStatus.OK)
+
+
+def _discard(queue: Queue, stale: list) -> None:
+    try:
+        queue.discard_uploads(stale)
+    except QueueError as exc:
+        log.warning("%s; the next start tries again", exc)
+    else:
+        log.info("queue %s: deleted %d files left half-received by the last run",
+                 queue.url, len(stale))
 
 
 def entry() -> None:

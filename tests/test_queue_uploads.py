@@ -28,12 +28,17 @@ def test_sqlite_pieces_go_to_disk_and_a_crash_leaves_them_to_the_next_receiver(t
     queue.close()   # as a crash would: neither committed nor aborted
     with open_queue(url) as queue:
         assert queue.serials() == []
+        stale = queue.unfinished_uploads()
+        assert len(stale) == 1
         queue.put(SERIAL, name_of(SERIAL, 6), b"a file")
-        assert queue.discard_uploads() == 1
+        newer = queue.open_upload(SERIAL, name_of(SERIAL, 7), 3)   # opened after the listing
+        newer.write(b"abc")
+        assert queue.discard_uploads(stale) == 1      # what the last run left, only
+        assert newer.commit() is PutResult.NEW
         assert queue.discard_uploads() == 0
-        assert [f.name for f in queue.files(SERIAL)] == [name_of(SERIAL, 6)]
+        assert [f.name for f in queue.files(SERIAL)] == [name_of(SERIAL, 6), name_of(SERIAL, 7)]
     assert db.execute("SELECT (SELECT count(*) FROM file_data), (SELECT count(*) FROM "
-                      "upload_pieces), (SELECT count(*) FROM uploads)").fetchone() == (1, 0, 0)
+                      "upload_pieces), (SELECT count(*) FROM uploads)").fetchone() == (2, 0, 0)
     db.close()
 
 

@@ -199,3 +199,33 @@ def test_hostile_senders_stay_within_the_cap_and_a_device_is_served_meanwhile(tm
                              "(SELECT count(*) FROM received_files)").fetchone() == (5, 5)
     print(f"receiver RSS at rest {rest / MB:.0f} MiB, peak {peak / MB:.0f} MiB; the device's "
           f"slowest reply {max(slowest, later_slowest) * 1e3:.0f} ms")
+
+
+def test_a_restart_deletes_what_a_killed_receiver_left_half_received(tmp_path, listener):
+    write_upmus(str(tmp_path / "upmuconfig.ini"), [serial_of(0)])
+    db = tmp_path / "queue.db"
+
+    def pieces() -> int:
+        with contextlib.closing(sqlite3.connect(db)) as check:
+            return check.execute("SELECT count(*) FROM upload_pieces").fetchone()[0]
+
+    receiver = start_receiver(tmp_path, listener)
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=30) as sock:
+            send_and_stall(sock, serial_of(0), 8 * MB)
+            assert wait_for(lambda: pieces() >= 4)
+            receiver.proc.kill()
+            assert receiver.stop() == -9
+    finally:
+        receiver.stop()
+    receiver = start_receiver(tmp_path, listener)
+    try:
+        assert wait_for(lambda: "deleted 1 files left half-received by the last run"
+                        in receiver.log), receiver.log
+        (path, data), = device_files(serial_of(0), 1)
+        replies, _ = push_blocking(listener.getsockname(), serial_of(0), [(path, data)])
+    finally:
+        receiver.stop()
+    assert replies == [encode_reply(1)] and pieces() == 0
+    with open_queue(f"sqlite:///{db}") as queue:
+        assert [f.name for f in queue.files(serial_of(0))] == [path]

@@ -302,9 +302,14 @@ class Queue(abc.ABC):
             raise ValueError(f"size must not be negative, not {size}")
         return _BufferedUpload(self, serial, name, size, time_received)
 
-    def discard_uploads(self) -> int:
-        """Delete what uploads left unfinished by a crash; return how many. Only the
-        receiver calls it, at its start (no upload of its own is open then)."""
+    def unfinished_uploads(self) -> list:
+        """The uploads left unfinished (by a crash or a stop), for
+        :meth:`discard_uploads`. Only the receiver calls it, before it takes any file."""
+        return []
+
+    def discard_uploads(self, uploads: list | None = None) -> int:
+        """Delete these unfinished uploads (None: all listed now; only safe while no
+        upload is open); return how many. Safe to run while new uploads go on."""
         return 0
 
     @abc.abstractmethod

@@ -72,6 +72,7 @@ _DELETE_BATCH = 256       # files per delete transaction: keeps write locks shor
 _VACUUM_STEP = 256        # pages (16 MiB) moved per incremental-vacuum transaction
 _WAL_LIMIT = 64 << 20     # WAL size kept after a checkpoint
 _CACHE_KIB = 4096         # page cache per connection (metadata pages; blobs stream past it)
+_FORGET_PIECES = 8        # pieces of an abandoned upload deleted per transaction
 _BATCH_FILES = 64         # group commit: at most this many files per transaction,
 _BATCH_BYTES = 64 << 20   # and this many bytes (a bigger file goes alone)
 _CHECKPOINT_S = 0.1       # how often the background thread copies the WAL into the file
@@ -370,23 +371,35 @@ class SqliteQueue(Queue):
                               exc) from None
         return _SqliteUpload(self, serial, name, size, upload, time_received)
 
-    def discard_uploads(self) -> int:
+    def unfinished_uploads(self) -> list[int]:
+        return [r[0] for r in self._query("SELECT id FROM uploads", ())]
+
+    def discard_uploads(self, uploads: list[int] | None = None) -> int:
+        if uploads is None:
+            uploads = self.unfinished_uploads()
         try:
-            with self._write(durable=False) as db:
-                rows = db.execute("SELECT id, file FROM uploads").fetchall()
-                for upload, file in rows:
-                    self._forget_upload(db, upload, file)
+            for upload in uploads:
+                self._forget_upload(upload)
         except sqlite3.Error as exc:
             raise self._error("cannot delete unfinished uploads", exc) from None
-        return len(rows)
+        return len(uploads)
 
-    @staticmethod
-    def _forget_upload(db: sqlite3.Connection, upload: int, file: int | None) -> None:
-        db.execute("DELETE FROM upload_pieces WHERE upload = ?", (upload,))
-        if file is not None:
-            db.execute("DELETE FROM file_data WHERE id = ? AND id NOT IN "
-                       "(SELECT id FROM received_files)", (file,))
-        db.execute("DELETE FROM uploads WHERE id = ?", (upload,))
+    def _forget_upload(self, upload: int) -> None:
+        """Delete an upload's pieces and rows, a few pieces per transaction: freeing a
+        blob reads its pages, and puts must not wait behind 75 MB of it."""
+        while True:
+            with self._write(durable=False) as db:
+                gone = db.execute(
+                    "DELETE FROM upload_pieces WHERE rowid IN (SELECT rowid FROM "
+                    f"upload_pieces WHERE upload = ? LIMIT {_FORGET_PIECES})", (upload,)).rowcount
+            if gone < _FORGET_PIECES:
+                break
+        with self._write(durable=False) as db:
+            row = db.execute("SELECT file FROM uploads WHERE id = ?", (upload,)).fetchone()
+            if row is not None and row[0] is not None:
+                db.execute("DELETE FROM file_data WHERE id = ? AND id NOT IN "
+                           "(SELECT id FROM received_files)", (row[0],))
+            db.execute("DELETE FROM uploads WHERE id = ?", (upload,))
 
     def _blobs_equal(self, a: int, b: int, size: int) -> bool:
         if not size:
@@ -764,10 +777,7 @@ class _SqliteUpload(Upload):
         self._done = True
         queue = self._queue
         try:
-            with queue._write(durable=False) as db:
-                row = db.execute("SELECT file FROM uploads WHERE id = ?", (self._id,)).fetchone()
-                if row is not None:
-                    queue._forget_upload(db, self._id, row[0])
+            queue._forget_upload(self._id)
         except sqlite3.Error as exc:   # the next start of the receiver deletes it
             log.warning("queue %s: cannot delete the unfinished upload of file '%s': %s",
                         queue.url, escape(self.name), exc)
