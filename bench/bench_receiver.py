@@ -22,6 +22,10 @@ simulated uPMUs over loopback. Prints:
 Server CPU per file is the receiver process's user + system time over a phase divided by
 its files: on a machine shared with other work it is steadier than files/s. The last
 lines sum the figures up.
+
+With ``--go-source PATH`` (``receiver.go``, or a checkout of SoftwareDefinedBuildings/
+uPMU-daemon) and Go installed, the original Go receiver is built and run through the same
+throughput phases in its dry-run mode (acknowledging without storing), side by side.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from _go_receiver import GoReceiver, GoUnavailable, build as build_go  # noqa: E402
 from qss.generator import UpmuSimulator  # noqa: E402
 from qss.naming import device_path  # noqa: E402
 from simulator.devices import EXAMPLE_START as START  # noqa: E402
@@ -236,10 +241,44 @@ async def hostile(port: int, receiver: Receiver, pool: list[bytes], connections:
     return max(peak, stalled), stalled, samples[:flooding], samples[flooding + 1:]
 
 
+def compare_go(source: str | None, workdir: str, pool: list[bytes], scale: float) -> str:
+    """Run the throughput phases against the original Go receiver's dry run; return the
+    summary line (or why it was not run)."""
+    print("\n== the original Go receiver, dry run (-m NULL: acknowledges, stores nothing)")
+    if source is None:
+        line = "original Go receiver: not compared (give --go-source PATH to receiver.go)"
+        print(line)
+        return line
+    try:
+        binary = build_go(source, workdir)
+        go = GoReceiver(binary, workdir)
+    except GoUnavailable as exc:
+        line = f"original Go receiver: not compared ({exc})"
+        print(line)
+        return line
+    figures = []
+    try:
+        for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
+            cpu = go.cpu_s()
+            rate, mbs = asyncio.run(throughput(go.port, pool, n, int(files * scale), phase))
+            per_file = (go.cpu_s() - cpu) / (int(files * scale) // n * n)
+            figures.append((n, rate, per_file))
+            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
+                  f"{per_file * 1e3:.2f} ms per file")
+    finally:
+        go.stop()
+    return ("original Go receiver (dry run, not storing): " +
+            ", ".join(f"{rate:.0f} files/s and {per_file * 1e3:.2f} ms CPU per file ({n})"
+                      for n, rate, per_file in figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="directory for the queue (default: a new temporary one)")
     parser.add_argument("--quick", action="store_true", help="fewer files (a smoke run)")
+    parser.add_argument("--go-source", metavar="PATH",
+                        help="receiver.go of the original uPMU-daemon (or a checkout of it): "
+                             "build it and compare its dry run side by side")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))   # inherited too
@@ -271,6 +310,7 @@ def main() -> None:
             rates[n] = rate
             print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
                   f"{cpu_per_file[n] * 1e3:.2f} ms per file")
+        go_line = compare_go(args.go_source, workdir, pool, scale)
         print("\n== reply latency at 50 files/s (50 devices, one file a second each)")
         samples = asyncio.run(latency(port, pool, 50, 20 * scale, 3))
         q = statistics.quantiles(samples, n=100)
@@ -301,6 +341,9 @@ def main() -> None:
             f"{cpu_per_file[10] * 1e3:.2f} ms (10), {cpu_per_file[100] * 1e3:.2f} ms (100)",
             f"reply latency at 50 files/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
             f"RSS with 1,000 idle connections: {idle:.1f} MB",
+            go_line if not go_line.startswith("original Go receiver (dry run") else
+            f"{go_line}; ours at 10 devices: {rates[10]:.0f} files/s, "
+            f"{cpu_per_file[10] * 1e3:.2f} ms",
             f"RSS at the end of the hostile run: {hostile_end:.1f} MB (peak "
             f"{hostile_peak:.1f} MB); a device's slowest reply once all stalled "
             f"{max(after, default=0) * 1e3:.0f} ms, while they sent "
