@@ -168,7 +168,7 @@ class DeviceConnection(asyncio.Protocol):
                 if file.piece_bytes >= PIECE:
                     self._write_piece()
             elif cls is FileHeader:
-                self.file = _File(event, self.server.intake.admit(event, self.peer))
+                self.file = _File(event, self._admit(event))
             elif cls is EndOfMessage:
                 self._end_file()
             elif cls is ProtocolError:
@@ -177,6 +177,13 @@ class DeviceConnection(asyncio.Protocol):
                 assert cls is ConnectionClosed
                 self.close(None)
         self._account()
+
+    def _admit(self, header: FileHeader) -> Upmu | None:
+        try:
+            return self.server.intake.admit(header, self.peer)
+        except Exception:   # noqa: BLE001 - a bug (or an unreadable uPMU list): refuse
+            log.exception("uPMU %s: checking a file failed", self.peer)
+            return None
 
     def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
         """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
