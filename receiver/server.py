@@ -457,7 +457,7 @@ class ReceiverServer:
             await asyncio.sleep(0)   # let the done callbacks write their replies
         for conn in list(self.connections):
             conn.close(None)
-        while self.storing:   # uploads of the connections just closed are aborted
+        while self.storing:   # anything the last callbacks started
             await asyncio.wait(list(self.storing))
             await asyncio.sleep(0)
         if self._server is not None:
