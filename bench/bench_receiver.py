@@ -14,7 +14,18 @@ simulated uPMUs over loopback. Prints:
    devices pace themselves), from the last byte handed to the kernel to the reply.
    Goal: p99 < 100 ms;
 3. the receiver's resident memory (RSS) at rest and with 1,000 idle device connections.
-   Goal: < 200 MB.
+   Goal: < 200 MB;
+4. a hostile run (issue 22): 100 connections each send 70 MB of a 75.7 MB message and
+   then stall, half of them with unknown serials, while a device pushes a file a second; the
+   receiver's peak RSS and the device's reply latency. Goal: < 400 MB, replies < 100 ms.
+
+Server CPU per file is the receiver process's user + system time over a phase divided by
+its files: on a machine shared with other work it is steadier than files/s. The last
+lines sum the figures up.
+
+With ``--go-source PATH`` (``receiver.go``, or a checkout of SoftwareDefinedBuildings/
+uPMU-daemon) and Go installed, the original Go receiver is built and run through the same
+throughput phases in its dry-run mode (acknowledging without storing), side by side.
 """
 from __future__ import annotations
 
@@ -39,10 +50,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from _go_receiver import GoReceiver, GoUnavailable, build as build_go  # noqa: E402
 from qss.generator import UpmuSimulator  # noqa: E402
 from qss.naming import device_path  # noqa: E402
 from simulator.devices import EXAMPLE_START as START  # noqa: E402
-from qss.protocol import encode_message  # noqa: E402
+from qss.protocol import HEADER, MAX_DATA_LEN, encode_message  # noqa: E402
 from sim_upmu import serial_of, write_upmus  # noqa: E402
 
 DEVICES = 100          # configured uPMUs (the most any phase uses)
@@ -73,6 +85,10 @@ class Receiver:
 
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 1e6
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return times.user + times.system
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -172,10 +188,97 @@ async def idle_memory(port: int, receiver: Receiver, count: int) -> tuple[float,
     return before, with_idle
 
 
+async def hostile(port: int, receiver: Receiver, pool: list[bytes], connections: int,
+                  amount: int, phase: int) -> tuple[float, float, list[float], list[float]]:
+    """``connections`` senders announce 70 MB and send ``amount`` bytes of it, then stall
+    (half with unknown serials); a device pushes a file a second meanwhile. Returns the
+    peak RSS (MB), the RSS once all stalled, and the device's latencies while the senders
+    send and once they all stalled."""
+    size = MAX_DATA_LEN   # 75.7 MB announced, ``amount`` of it sent
+    piece = b"\xa5" * (1 << 20)
+    writers = []
+    peak = receiver.rss_mb()
+    done = asyncio.Event()
+
+    async def sender(i: int) -> None:
+        serial = serial_of(i // 2) if i % 2 else f"P39{i:05d}"
+        path = f"/root/upmu_data/hostile/{i}.dat"
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+        empty = encode_message(1, path, serial, b"")
+        writer.write(HEADER.pack(1, len(path), len(serial), size) + empty[HEADER.size:])
+        for offset in range(0, amount, len(piece)):
+            writer.write(piece[:min(len(piece), amount - offset)])
+            await writer.drain()
+
+    async def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, receiver.rss_mb())
+            await asyncio.sleep(0.02)
+
+    device = Device(port, serial_of(DEVICES - 1), pool, phase)
+    await device.connect()
+    samples: list[float] = []
+
+    async def pace() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            samples.append(await device.push_one())
+            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+    sampler = asyncio.create_task(sample())
+    pacer = asyncio.create_task(pace())
+    await asyncio.gather(*(sender(i) for i in range(connections)))
+    flooding = len(samples)
+    await asyncio.sleep(10.0)   # all stalled: the device keeps pushing
+    stalled = receiver.rss_mb()
+    done.set()
+    await asyncio.gather(sampler, pacer)
+    for writer in writers:
+        writer.close()
+    await device.close()
+    return max(peak, stalled), stalled, samples[:flooding], samples[flooding + 1:]
+
+
+def compare_go(source: str | None, workdir: str, pool: list[bytes], scale: float) -> str:
+    """Run the throughput phases against the original Go receiver's dry run; return the
+    summary line (or why it was not run)."""
+    print("\n== the original Go receiver, dry run (-m NULL: acknowledges, stores nothing)")
+    if source is None:
+        line = "original Go receiver: not compared (give --go-source PATH to receiver.go)"
+        print(line)
+        return line
+    try:
+        binary = build_go(source, workdir)
+        go = GoReceiver(binary, workdir)
+    except GoUnavailable as exc:
+        line = f"original Go receiver: not compared ({exc})"
+        print(line)
+        return line
+    figures = []
+    try:
+        for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
+            cpu = go.cpu_s()
+            rate, mbs = asyncio.run(throughput(go.port, pool, n, int(files * scale), phase))
+            per_file = (go.cpu_s() - cpu) / (int(files * scale) // n * n)
+            figures.append((n, rate, per_file))
+            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
+                  f"{per_file * 1e3:.2f} ms per file")
+    finally:
+        go.stop()
+    return ("original Go receiver (dry run, not storing): " +
+            ", ".join(f"{rate:.0f} files/s and {per_file * 1e3:.2f} ms CPU per file ({n})"
+                      for n, rate, per_file in figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="directory for the queue (default: a new temporary one)")
     parser.add_argument("--quick", action="store_true", help="fewer files (a smoke run)")
+    parser.add_argument("--go-source", metavar="PATH",
+                        help="receiver.go of the original uPMU-daemon (or a checkout of it): "
+                             "build it and compare its dry run side by side")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))   # inherited too
@@ -193,21 +296,59 @@ def main() -> None:
     scale = 0.2 if args.quick else 1.0
     print(f"receiver pid {receiver.proc.pid}, queue {workdir}/queue.db, "
           f"{os.cpu_count()} CPUs, files of {len(pool[0]):,} bytes (extended)")
+    summary: list[str] = []
+    rates: dict[int, float] = {}
+    cpu_per_file: dict[int, float] = {}
     try:
         rest = receiver.rss_mb()
         print("\n== durable throughput, devices sending back to back")
         for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
+            cpu = receiver.cpu_s()
             rate, mbs = asyncio.run(throughput(port, pool, n, int(files * scale), phase))
-            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s")
+            per_device = int(files * scale) // n
+            cpu_per_file[n] = (receiver.cpu_s() - cpu) / (per_device * n)
+            rates[n] = rate
+            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
+                  f"{cpu_per_file[n] * 1e3:.2f} ms per file")
+        go_line = compare_go(args.go_source, workdir, pool, scale)
         print("\n== reply latency at 50 files/s (50 devices, one file a second each)")
         samples = asyncio.run(latency(port, pool, 50, 20 * scale, 3))
         q = statistics.quantiles(samples, n=100)
-        print(f"{len(samples)} files: p50 {q[49] * 1e3:.1f} ms  p99 {q[98] * 1e3:.1f} ms  "
+        p50, p99 = q[49] * 1e3, q[98] * 1e3
+        print(f"{len(samples)} files: p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
               f"max {max(samples) * 1e3:.1f} ms")
         print("\n== receiver memory (RSS)")
         before, idle = asyncio.run(idle_memory(port, receiver, 1000))
         print(f"at start {rest:.1f} MB; after the runs {before:.1f} MB; with 1,000 idle "
               f"connections {idle:.1f} MB ({(idle - before) * 1e3 / 1000:.1f} KB each)")
+        print("\n== hostile run: 100 connections send 70 MB each and stall, half with "
+              "unknown serials; a device pushes a file a second")
+        amount = int(70_000_000 * scale)
+        hostile_peak, hostile_end, during, after = asyncio.run(
+            hostile(port, receiver, pool, 100, amount, 4))
+        print(f"{100 * amount / 1e9:.1f} GB sent; receiver RSS peak {hostile_peak:.1f} MB, "
+              f"{hostile_end:.1f} MB once all stalled")
+        for what, values in (("while they sent", during), ("once all stalled", after)):
+            if values:
+                print(f"the device's replies {what}: {len(values)} files, median "
+                      f"{statistics.median(values) * 1e3:.1f} ms, max "
+                      f"{max(values) * 1e3:.1f} ms")
+        summary = [
+            "",
+            "== summary (a shared machine makes rates noisy; CPU per file is steadier)",
+            f"files/s: {rates[1]:.0f} (1 device), {rates[10]:.0f} (10), {rates[100]:.0f} (100)",
+            f"server CPU per file: {cpu_per_file[1] * 1e3:.2f} ms (1 device), "
+            f"{cpu_per_file[10] * 1e3:.2f} ms (10), {cpu_per_file[100] * 1e3:.2f} ms (100)",
+            f"reply latency at 50 files/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            f"RSS with 1,000 idle connections: {idle:.1f} MB",
+            go_line if not go_line.startswith("original Go receiver (dry run") else
+            f"{go_line}; ours at 10 devices: {rates[10]:.0f} files/s, "
+            f"{cpu_per_file[10] * 1e3:.2f} ms",
+            f"RSS at the end of the hostile run: {hostile_end:.1f} MB (peak "
+            f"{hostile_peak:.1f} MB); a device's slowest reply once all stalled "
+            f"{max(after, default=0) * 1e3:.0f} ms, while they sent "
+            f"{max(during, default=0) * 1e3:.0f} ms",
+        ]
     finally:
         receiver.stop()
         sock.close()
@@ -215,6 +356,7 @@ def main() -> None:
         print(f"\nqueue file {size / 1e6:.0f} MB; receiver log {workdir}/receiver.log")
         if not args.dir:
             shutil.rmtree(workdir)
+    print("\n".join(summary))
 
 
 if __name__ == "__main__":

@@ -17,17 +17,22 @@ failure (:data:`FAILURE_REPLY`). It deletes the file only when the reply equals 
 
 :class:`Connection` does no I/O and reads no clock (the h11 style). The caller feeds it
 whatever arrived with :meth:`Connection.receive_data` (``b""`` means EOF) and calls
-:meth:`Connection.next_event` until it returns :data:`NEED_DATA`. The events are a
-:class:`FileMessage` per complete message, :class:`ConnectionClosed` on EOF between
-messages, and :class:`ProtocolError` for anything else; the last two are terminal. On a
-protocol error the caller logs the reason and closes the connection without a reply, as
-the original server did; the device reconnects and resends. Any fragmentation works,
-from one byte per call to several messages per chunk: bytes after a message belong to
-the next one (the original Go receiver dropped them).
+:meth:`Connection.next_event` until it returns :data:`NEED_DATA`. A message comes out in
+pieces, so that no file is ever held whole by the protocol: a :class:`FileHeader` as soon
+as the header, path and serial are in (the caller can refuse the file there, before any
+of its data arrive), then a :class:`FileData` per received chunk of contents, then
+:class:`EndOfMessage`. :class:`ConnectionClosed` is EOF between messages and
+:class:`ProtocolError` anything else; the last two are terminal. On a protocol error the
+caller logs the reason and closes the connection without a reply, as the original server
+did; the device reconnects and resends. Any fragmentation works, from one byte per call
+to several messages per chunk: bytes after a message belong to the next one (the
+original Go receiver dropped them).
 
-The header's lengths are checked against the limits before anything is allocated, and
-the data buffer is allocated only when the first data byte arrives. Each data byte is
-copied once, into a bytearray of exactly ``data_len`` that the message then owns.
+The header's lengths are checked against the limits before anything is allocated. The
+header, path and serial are copied into buffers of their (limited) size; contents are not
+copied at all: each :class:`FileData` is a read-only view of the bytes the caller passed
+in, so what the protocol holds is only what was received and not yet returned as events
+(:attr:`Connection.buffered_bytes`).
 
 The path and serial are untrusted: they are only decoded (strict UTF-8). The path may be
 absolute, contain ``..``, NUL or anything else; the queue layer sanitises it before it
@@ -40,10 +45,12 @@ import struct
 from collections import deque
 from dataclasses import dataclass
 
+from qss.logtext import escape
+
 __all__ = [
     "FAILURE_REPLY", "HEADER", "MAX_DATA_LEN", "MAX_PATH_LEN", "MAX_SERIAL_LEN", "NEED_DATA",
-    "Connection", "ConnectionClosed", "Event", "FileMessage", "NeedData", "ProtocolError",
-    "encode_message", "encode_reply",
+    "Connection", "ConnectionClosed", "EndOfMessage", "Event", "FileData", "FileHeader",
+    "NeedData", "ProtocolError", "encode_message", "encode_reply",
 ]
 
 #: The fixed 16-byte header: send_id, path_len, serial_len, data_len.
@@ -83,29 +90,45 @@ NEED_DATA = NeedData.NEED_DATA
 
 
 @dataclass(frozen=True, slots=True)
-class FileMessage:
-    """One complete pushed file.
-
-    ``data`` is a read-only memoryview over a buffer that this message alone owns: the
-    connection never writes to it again, so it is safe to keep, and no copy was made to
-    hand it out. Call ``bytes(data)`` only where an API insists on bytes.
-    """
+class FileHeader:
+    """A message's header, path and serial have arrived; ``data_len`` bytes of contents
+    follow (as :class:`FileData` events, then :class:`EndOfMessage`)."""
 
     send_id: int
     path: str
     serial: str
+    data_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileData:
+    """A piece of the current message's contents, never empty.
+
+    ``data`` is a read-only view of bytes the caller passed to
+    :meth:`Connection.receive_data` (no copy was made); it keeps that chunk alive.
+    """
+
     data: memoryview
 
     def __repr__(self) -> str:
-        return (f"FileMessage(send_id={self.send_id}, path={self.path!r}, "
-                f"serial={self.serial!r}, data=<{len(self.data)} bytes>)")
+        return f"FileData(<{len(self.data)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfMessage:
+    """The current message's last byte has arrived; the device now waits for the reply."""
 
 
 @dataclass(frozen=True, slots=True)
 class ProtocolError:
-    """The peer broke the protocol; ``reason`` is one line for the log. Terminal."""
+    """The peer broke the protocol; ``reason`` is one line for the log. Terminal.
+
+    ``kind`` names the broken rule without the values (``"path too long"``,
+    ``"closed mid-message"``, ...), for counting and rate-limiting log lines by reason.
+    """
 
     reason: str
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +136,7 @@ class ConnectionClosed:
     """The peer closed the connection cleanly, between messages. Terminal."""
 
 
-Event = FileMessage | ProtocolError | ConnectionClosed
+Event = FileHeader | FileData | EndOfMessage | ProtocolError | ConnectionClosed
 
 
 class _Part(enum.Enum):
@@ -144,7 +167,8 @@ class Connection:
         self._max_serial_len = max_serial_len
         self._max_data_len = max_data_len
         # Unparsed input as the caller's chunks plus an offset into the first, so that
-        # bytes are copied once, straight into their part's buffer, whatever the chunking.
+        # header bytes are copied once, straight into their part's buffer, and contents
+        # are handed out as views of the chunks, whatever the chunking.
         self._chunks: deque[bytes] = deque()
         self._offset = 0
         self._buffered = 0
@@ -188,11 +212,11 @@ class Connection:
         if self._terminal is not None:
             return self._terminal
         while True:
+            if self._part is _Part.DATA:
+                return self._next_data()
             if self._got < self._need:
                 if not self._buffered:
                     return self._on_eof() if self._eof else NEED_DATA
-                if self._target is None:
-                    self._target = bytearray(self._need)  # lazily: data has started to arrive
                 copied = self._copy_into(self._target, self._got, self._need - self._got)
                 self._got += copied
                 self._message_consumed += copied
@@ -212,8 +236,13 @@ class Connection:
         return self._bytes_received
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes received and not yet returned in events (what this object holds)."""
+        return self._buffered
+
+    @property
     def message_bytes_received(self) -> int:
-        """Bytes received since the last :class:`FileMessage` ended (or since the start)."""
+        """Bytes received since the last message ended (or since the start)."""
         return self._message_consumed + self._buffered
 
     @property
@@ -235,11 +264,35 @@ class Connection:
         self._path_len = self._serial_len = self._data_len = 0
         self._begin(_Part.HEADER, HEADER.size, bytearray(HEADER.size))
 
-    def _begin(self, part: _Part, need: int, target: bytearray | None) -> None:
+    def _begin(self, part: _Part, need: int, target: bytearray) -> None:
         self._part = part
         self._need = need
         self._got = 0
         self._target = target
+
+    def _next_data(self) -> FileData | EndOfMessage | ProtocolError | NeedData:
+        wanted = self._need - self._got
+        if not wanted:
+            self._start_message()
+            return EndOfMessage()
+        if not self._buffered:
+            return self._on_eof() if self._eof else NEED_DATA
+        # A view of (part of) the first chunk: no copy, whatever the chunking.
+        chunk = self._chunks[0]
+        offset = self._offset
+        take = min(len(chunk) - offset, wanted)
+        view = memoryview(chunk)
+        if offset or take < len(chunk):
+            view = view[offset:offset + take]
+        if offset + take == len(chunk):
+            self._chunks.popleft()
+            self._offset = 0
+        else:
+            self._offset = offset + take
+        self._buffered -= take
+        self._got += take
+        self._message_consumed += take
+        return FileData(view)
 
     def _copy_into(self, target: bytearray, pos: int, wanted: int) -> int:
         copied = 0
@@ -248,10 +301,7 @@ class Connection:
             chunk = chunks[0]
             available = len(chunk) - self._offset
             take = min(available, wanted - copied)
-            if take == len(chunk):
-                target[pos:pos + take] = chunk
-            else:
-                target[pos:pos + take] = memoryview(chunk)[self._offset:self._offset + take]
+            target[pos:pos + take] = memoryview(chunk)[self._offset:self._offset + take]
             copied += take
             pos += take
             if take == available:
@@ -274,36 +324,33 @@ class Connection:
             padded = _padded(self._serial_len)
             self._begin(_Part.SERIAL, padded, bytearray(padded))
             return None
-        if part is _Part.SERIAL:
-            serial = self._decode("serial", self._serial_len)
-            if isinstance(serial, ProtocolError):
-                return self._finish(serial)
-            self._serial = serial
-            self._begin(_Part.DATA, self._data_len, None)
-            return None
-        assert self._send_id is not None and self._path is not None and self._serial is not None
-        buffer = self._target if self._target is not None else bytearray()
-        message = FileMessage(self._send_id, self._path, self._serial,
-                              memoryview(buffer).toreadonly())
-        self._start_message()  # the next message gets a fresh buffer; this one is the message's
-        return message
+        assert part is _Part.SERIAL
+        serial = self._decode("serial", self._serial_len)
+        if isinstance(serial, ProtocolError):
+            return self._finish(serial)
+        self._serial = serial
+        assert self._send_id is not None and self._path is not None
+        self._begin(_Part.DATA, self._data_len, _NO_TARGET)
+        return FileHeader(self._send_id, self._path, serial, self._data_len)
 
     def _parse_header(self) -> Event | None:
-        assert self._target is not None
         send_id, path_len, serial_len, data_len = HEADER.unpack(self._target)
         if send_id == 0:
             # The device counts from 1; a 0 would be indistinguishable from FAILURE_REPLY.
-            problem = "send_id is 0"
+            kind, problem = "send_id 0", "send_id is 0"
         elif path_len == 0:
-            problem = "path length is 0"
+            kind, problem = "empty path", "path length is 0"
         elif path_len > self._max_path_len:
+            kind = "path too long"
             problem = f"path length {path_len} is over the limit of {self._max_path_len} bytes"
         elif serial_len == 0:
-            problem = "serial length is 0"
+            kind, problem = "empty serial", "serial length is 0"
         elif serial_len > self._max_serial_len:
+            kind = "serial too long"
             problem = (f"serial length {serial_len} is over the limit of "
                        f"{self._max_serial_len} bytes")
         elif data_len > self._max_data_len:
+            kind = "data too long"
             problem = f"data length {data_len} is over the limit of {self._max_data_len} bytes"
         else:
             self._send_id, self._path_len = send_id, path_len
@@ -312,7 +359,7 @@ class Connection:
             return None
         return self._finish(ProtocolError(
             f"refused header: {problem} (send_id {send_id}, path_len {path_len}, "
-            f"serial_len {serial_len}, data_len {data_len})"))
+            f"serial_len {serial_len}, data_len {data_len})", kind))
 
     def _decode(self, what: str, length: int) -> str | ProtocolError:
         # Padding bytes are ignored, not checked: the device's sender.c (in the original
@@ -320,35 +367,37 @@ class Connection:
         # in an uninitialised stack buffer and strcpy()s the path and serial into it, so
         # only the first padding byte is reliably 0. The original Go receiver ignored them
         # too, and refusing them would strand files on the device for ever.
-        assert self._target is not None
         raw = bytes(self._target[:length])
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             return ProtocolError(f"{what} is not valid UTF-8 ({exc.reason} at byte {exc.start}):"
-                                 f" {raw!r}{self._context()}")
+                                 f" {raw!r}{self._context()}", f"{what} not UTF-8")
 
     def _context(self) -> str:
         if self._send_id is None:
             return ""
         if self._path is None:
             return f" (send_id {self._send_id})"
-        return f" (send_id {self._send_id}, path {self._path!r})"
+        return f" (send_id {self._send_id}, path '{escape(self._path)}')"
 
     def _on_eof(self) -> ProtocolError | ConnectionClosed:
         if self._part is _Part.HEADER and self._got == 0:
             return self._finish(ConnectionClosed())
-        return self._finish(ProtocolError(f"connection closed mid-message: {self.progress}"))
+        return self._finish(ProtocolError(f"connection closed mid-message: {self.progress}",
+                                          "closed mid-message"))
 
     def _finish(self, event: ProtocolError | ConnectionClosed) -> ProtocolError | ConnectionClosed:
         self._terminal = event
         self._message_consumed = 0
-        # Free a partly received file and any buffered input now, not when the caller
-        # drops the connection object.
+        # Free any buffered input now, not when the caller drops the connection object.
         self._chunks.clear()
         self._buffered = 0
-        self._target = None
+        self._target = _NO_TARGET
         return event
+
+
+_NO_TARGET = bytearray()
 
 
 def encode_reply(send_id: int) -> bytes:

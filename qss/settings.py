@@ -5,7 +5,7 @@ Keys (a contract; flags of the same name override them)::
     [paths]    upmuconfig, backupconfig, data (BTrDB data dir), srv (queue dir)
     [queue]    url = sqlite:////ssd/srv/queue.db   or   mongodb://localhost:27017
     [btrdb]    endpoints = 127.0.0.1:4410
-    [receiver] listen = 0.0.0.0:1883, max_disk_percent = 98
+    [receiver] listen = 0.0.0.0:1883, max_disk_percent = 98, max_buffer_mb = 256
     [store]    grpc = 127.0.0.1:4410, http = 127.0.0.1:9000
 
 Precedence, lowest first: built-in defaults, the file, the environment, flags.
@@ -95,10 +95,13 @@ class BtrdbSettings:
 
 @dataclass(frozen=True)
 class ReceiverSettings:
-    """``[receiver]``: the push listener and its disk guard."""
+    """``[receiver]``: the push listener, its disk guard and its memory cap."""
 
     listen: HostPort = HostPort("0.0.0.0", 1883)
     max_disk_percent: float = 98.0
+    #: MiB of received file contents held in memory across all connections; at the cap
+    #: the receiver stops reading until pieces have gone to the queue.
+    max_buffer_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,17 @@ def _percent(text: str) -> float:
     return value
 
 
+def _buffer_mb(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    # Below 4 MiB a single 1 MiB piece per connection would keep stalling the others.
+    if not 4 <= value <= 65536:
+        raise ValueError("must be a whole number of MiB from 4 to 65536")
+    return value
+
+
 def _queue_url(text: str) -> str:
     text = text.strip()
     if text.startswith("sqlite:///"):
@@ -225,7 +239,8 @@ _KEYS = {
     "queue": {"url": (_queue_url, "queue")},
     "btrdb": {"endpoints": (_endpoints, "btrdb")},
     "receiver": {"listen": (parse_hostport, "listen"),
-                 "max_disk_percent": (_percent, "max_disk_percent")},
+                 "max_disk_percent": (_percent, "max_disk_percent"),
+                 "max_buffer_mb": (_buffer_mb, "max_buffer_mb")},
     "store": {"grpc": (parse_hostport, "grpc"), "http": (parse_hostport, "http")},
 }
 _FLAG_KEYS = {flag: (section, key)
@@ -250,6 +265,10 @@ _FLAG_HELP = {
     "max_disk_percent": ("N", "refuse files (uPMUs keep them and retry) while the data disk "
                               "is N percent full or more, 1-100 ([receiver] max_disk_percent; "
                               "default 98)"),
+    "max_buffer_mb": ("N", "hold at most N MiB of received file contents in memory across "
+                           "all connections; at the cap the receiver pauses reading until "
+                           "pieces are in the queue, 4-65536 ([receiver] max_buffer_mb; "
+                           "default 256)"),
     "grpc": ("HOST:PORT", "address of the embedded BTrDB server's gRPC API ([store] grpc; "
                           "default 127.0.0.1:4410)"),
     "http": ("HOST:PORT", "address of the embedded BTrDB server's REST API ([store] http; "
@@ -358,7 +377,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser,
                            *names: str) -> argparse._ArgumentGroup:
     """Add ``--config`` and the named settings flags (``queue``, ``btrdb``,
     ``upmuconfig``, ``backupconfig``, ``data``, ``srv``, ``listen``,
-    ``max_disk_percent``, ``grpc``, ``http``) to a command's parser.
+    ``max_disk_percent``, ``max_buffer_mb``, ``grpc``, ``http``) to a command's parser.
 
     Raises:
         ValueError: an unknown name (a programming error).
@@ -427,6 +446,9 @@ listen = {receiver.listen}
 # Refuse files (uPMUs keep them and retry) while the data disk is at least this many
 # percent full, 1-100 (--max-disk-percent).
 max_disk_percent = {max_disk_percent}
+# MiB of received file contents held in memory across all connections, 4-65536; at the
+# cap the receiver pauses reading until pieces are in the queue (--max-buffer-mb).
+max_buffer_mb = {receiver.max_buffer_mb}
 
 [store]
 # The embedded BTrDB server: gRPC API (--grpc) and legacy REST API (--http).

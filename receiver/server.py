@@ -1,18 +1,37 @@
 """``qss-receiver``: accepts uPMU pushes on TCP 1883 and queues them (architecture §1, §3).
 
 The asyncio layer only moves bytes. Each connection feeds a sans-IO
-:class:`qss.protocol.Connection`; each complete file goes to :class:`receiver.intake.Intake`
-in a writer thread (several: the SQLite queue commits the files waiting together in one
-transaction, MongoDB takes them in parallel), and the reply is written only when the intake returns, i.e. after the queue's commit.
-While a connection's file is being stored its reading is paused (back-pressure: a device
-sends the next file only after the reply anyway). Other connections keep being served
-while a write is slow.
+:class:`qss.protocol.Connection`, which hands a file out in pieces: its header (the
+intake admits or refuses the file there, before any contents arrive), its contents as
+they arrive, its end. Memory is bounded by configuration, not by senders:
+
+- a refused file's contents (unknown serial, full disk, ...) are dropped as they arrive
+  and the failure reply goes out after its last byte. The connection stays open: the
+  device gets the same answer as from the original receiver, its next file can still
+  be taken, and closing would only make it reconnect and send the same bytes again.
+- an admitted file's contents are gathered into pieces of up to ``PIECE`` bytes; a file
+  that fits in one piece is stored with one queue put (the common case, group-committed
+  with the others), a longer one goes to the queue piece by piece through an upload
+  (SQLite writes each piece to disk; MongoDB keeps them until the commit);
+- the bytes held across all connections (unparsed input, pieces, pieces being written)
+  are counted; at ``max_buffer`` every connection stops reading and partial pieces are
+  written out, until the total falls to three quarters of it (back-pressure: the kernel's
+  socket buffers fill and the senders wait). A connection also stops reading while its
+  own piece or file is being written; a device sends its next file only after the reply
+  anyway.
+
+The queue work runs in writer threads (several: the SQLite queue commits the files
+waiting together in one transaction, MongoDB takes them in parallel), and the reply is
+written only when the file is durable. A connection cut mid-file leaves nothing in the
+queue: its upload is aborted. Other connections keep being served while a write is slow.
 
 A connection is closed, without a reply and without disturbing the others, on a protocol
 error (a header over a limit, bad UTF-8, ...), when it stalls mid-message for
 ``stall_timeout`` seconds (a device that sends nothing for 600 s times out itself, so the
 default of 60 s frees resources long before), or when it idles between messages for
-``idle_timeout`` seconds (dead peers; devices reconnect every 10 s anyway).
+``idle_timeout`` seconds (dead peers; devices reconnect every 10 s anyway). Refusals and
+closes go through the intake's :class:`~receiver.intake.RefusalLog`: each reason once a
+minute per address, with the repeats counted when the minute ends.
 
 SIGTERM and SIGINT stop accepting, close idle and half-received connections (their
 devices resend), finish the files being stored, send their replies, and exit 0.
@@ -27,15 +46,17 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
-from qss.queue import Queue, QueueError, open_queue
+from qss.logtext import escape
+from qss.protocol import (FAILURE_REPLY, NEED_DATA, Connection, ConnectionClosed, EndOfMessage,
+                          FileData, FileHeader, ProtocolError)
+from qss.queue import Queue, QueueError, Upload, open_queue
 from qss.settings import add_settings_arguments
+from qss.upmuconfig import Upmu
 
 from .intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
-from qss.protocol import (FAILURE_REPLY, NEED_DATA, Connection, ConnectionClosed, FileMessage,
-                       ProtocolError)
 
 __all__ = ["DeviceConnection", "ReceiverServer", "entry", "main"]
 
@@ -43,22 +64,54 @@ log = logging.getLogger("receiver")
 
 STALL_TIMEOUT = 60.0
 IDLE_TIMEOUT = 900.0
-# Files stored at once; each waiting one holds its buffer, already received anyway.
+# Queue work at once; each job holds at most one piece.
 WRITERS = 8
+PIECE_WRITERS = 2
+#: Contents gathered before they go to the queue: a whole file in one put for every file
+#: a uPMU sends (378,720 or 551,520 bytes), and the SQLite queue's blob piece size.
+PIECE = 1 << 20
+MAX_BUFFER = 256 << 20
+
+
+class _File:
+    """The file a connection is receiving."""
+
+    __slots__ = ("header", "upmu", "pieces", "piece_bytes", "upload", "failed")
+
+    def __init__(self, header: FileHeader, upmu: Upmu | None) -> None:
+        self.header = header
+        self.upmu = upmu            # None: refused, contents dropped
+        self.pieces: list[memoryview] = []
+        self.piece_bytes = 0
+        self.upload: Upload | None = None
+        self.failed = upmu is None  # refused, or the queue failed part way: reply zeros
+
+    def take_piece(self) -> bytes | memoryview:
+        pieces = self.pieces
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.pieces = []
+        self.piece_bytes = 0
+        return data
 
 
 class DeviceConnection(asyncio.Protocol):
-    """One device's TCP connection: bytes to the protocol, files to the intake."""
+    """One device's TCP connection: bytes to the protocol, pieces to the queue."""
 
     def __init__(self, server: ReceiverServer) -> None:
         self.server = server
         self.parser = Connection()
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.port = 0
         self.last_progress = 0.0
-        self.storing = False
+        self.busy = False          # a queue job of this connection is running
         self.closed = False
+        self.reading = True
         self.files = 0
+        self.file: _File | None = None
+        self.writing = 0           # bytes of the piece being written
+        self.kept = 0              # bytes an upload keeps in memory (holds_data)
+        self.held = 0              # what this connection counts in server.held
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -66,7 +119,7 @@ class DeviceConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
-        self.peer = str(peer[0]) if peer else "?"
+        self.peer = escape(str(peer[0])) if peer else "?"
         self.port = peer[1] if peer else 0
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -76,6 +129,8 @@ class DeviceConnection(asyncio.Protocol):
         self.last_progress = self.server.loop.time()
         self.server.connections.add(self)
         log.info("uPMU %s: connected from port %s", self.peer, self.port)
+        if self.server.pressure:
+            self._update_reading()
 
     def data_received(self, data: bytes) -> None:
         self.parser.receive_data(data)
@@ -90,42 +145,132 @@ class DeviceConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        if not self.busy:
+            self._drop_file()
         log.info("uPMU %s: disconnected from port %s after %d files stored%s", self.peer,
-                 self.port, self.files, f" ({exc})" if exc else "")
+                 self.port, self.files, f" ({escape(str(exc))})" if exc else "")
 
     # -- the work ---------------------------------------------------------------------
 
     def _advance(self) -> None:
-        while not self.storing and not self.closed:
-            event = self.parser.next_event()
+        parser = self.parser
+        while not self.busy and not self.closed:
+            event = parser.next_event()
             if event is NEED_DATA:
-                return
-            if isinstance(event, FileMessage):
-                self._store(event)
-            elif isinstance(event, ProtocolError):
-                self.close(f"protocol error: {event.reason}", kind="protocol error")
+                break
+            cls = type(event)
+            if cls is FileData:
+                file = self.file
+                if file.failed:
+                    continue            # refused: dropped as it arrives
+                file.pieces.append(event.data)
+                file.piece_bytes += len(event.data)
+                if file.piece_bytes >= PIECE:
+                    self._write_piece()
+            elif cls is FileHeader:
+                self.file = _File(event, self._admit(event))
+            elif cls is EndOfMessage:
+                self._end_file()
+            elif cls is ProtocolError:
+                self.close(f"protocol error: {event.reason}", kind=event.kind)
             else:
-                assert isinstance(event, ConnectionClosed)
+                assert cls is ConnectionClosed
                 self.close(None)
+        self._account()
 
-    def _store(self, message: FileMessage) -> None:
-        assert self.transport is not None
-        self.storing = True
-        self.transport.pause_reading()
-        future = self.server.loop.run_in_executor(self.server.writers, self.server.intake.handle,
-                                                  message, self.peer)
-        self.server.storing.add(future)
-        future.add_done_callback(self._stored)
-
-    def _stored(self, future: asyncio.Future) -> None:
-        self.server.storing.discard(future)
-        self.storing = False
+    def _admit(self, header: FileHeader) -> Upmu | None:
         try:
-            reply = future.result()   # Intake.handle never raises for device or storage causes
-        except Exception:   # noqa: BLE001 - a bug: refuse the file, keep serving the others
-            log.exception("uPMU %s: handling a file failed", self.peer)
-            reply = FAILURE_REPLY
-        self.files += reply != FAILURE_REPLY
+            return self.server.intake.admit(header, self.peer)
+        except Exception:   # noqa: BLE001 - a bug (or an unreadable uPMU list): refuse
+            log.exception("uPMU %s: checking a file failed", self.peer)
+            return None
+
+    def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
+        """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
+        that write pieces of long files), then ``done(result)`` here."""
+        self.busy = True
+        self._update_reading()
+        executor = self.server.piece_writers if piece else self.server.writers
+        future = self.server.loop.run_in_executor(executor, work, *args)
+        self.server.storing.add(future)
+
+        def finished(future: asyncio.Future) -> None:
+            self.server.storing.discard(future)
+            self.busy = False
+            try:
+                result = future.result()
+            except Exception:   # noqa: BLE001 - a bug: refuse the file, keep serving others
+                log.exception("uPMU %s: storing a file failed", self.peer)
+                result = FAILURE_REPLY
+            done(result)
+            if not self.closed and self.server.stopping and self.file is not None:
+                self.close("the receiver is stopping")   # mid-file: the device resends
+            if self.closed:
+                self._drop_file()
+            else:
+                self._advance()          # may start the next job: then reading stays paused
+                self._update_reading()
+            self._account()
+
+        future.add_done_callback(finished)
+
+    def _write_piece(self) -> None:
+        file = self.file
+        piece = file.take_piece()
+        self.writing = len(piece)
+        intake, peer = self.server.intake, self.peer
+
+        def work() -> bytes | None:
+            if file.upload is None:
+                opened = intake.open_upload(file.upmu, file.header, peer)
+                if isinstance(opened, bytes):
+                    return opened
+                file.upload = opened
+            return intake.write(file.upload, piece, file.header, peer)
+
+        def done(failure: bytes | None) -> None:
+            if file.upload is not None and file.upload.holds_data:
+                self.kept += self.writing
+            self.writing = 0
+            if failure is not None:
+                file.failed = True   # the rest is dropped; zeros at the end
+                self._abort(file)
+
+        self._job(work, done=done, piece=True)
+
+    def _end_file(self) -> None:
+        file = self.file
+        self.file = None
+        header = file.header
+        if file.failed:
+            self._reply(FAILURE_REPLY)
+            return
+        intake, peer = self.server.intake, self.peer
+        if file.upload is None:
+            # The pieces as received, unjoined: the queue writes them one after the other.
+            pieces, self.writing = file.pieces, file.piece_bytes
+            file.pieces, file.piece_bytes = [], 0
+            work = lambda: intake.store(file.upmu, header, pieces, peer)  # noqa: E731
+        else:
+            piece = file.take_piece() if file.pieces else None
+            self.writing = len(piece) if piece is not None else 0
+
+            def work() -> bytes:
+                if piece is not None:
+                    failure = intake.write(file.upload, piece, header, peer)
+                    if failure is not None:
+                        file.upload.abort()
+                        return failure
+                return intake.finish(file.upmu, header, file.upload, peer)
+
+        def done(reply: bytes) -> None:
+            self.writing = self.kept = 0
+            self.files += reply != FAILURE_REPLY
+            self._reply(reply)
+
+        self._job(work, done=done)
+
+    def _reply(self, reply: bytes) -> None:
         if self.closed:
             return   # the device went away: it resends, and the queue knows the file
         assert self.transport is not None
@@ -133,29 +278,74 @@ class DeviceConnection(asyncio.Protocol):
         self.last_progress = self.server.loop.time()
         if self.server.stopping:
             self.close(None)
-            return
-        self.transport.resume_reading()
-        self._advance()
+
+    def _abort(self, file: _File) -> None:
+        """Forget an upload's pieces (in a writer thread: the queue may block). When the
+        receiver is stopping, the next start does it: a stop must not wait for that."""
+        upload, file.upload = file.upload, None
+        self.kept = 0
+        if upload is not None and not self.server.stopping:
+            future = self.server.loop.run_in_executor(self.server.piece_writers, upload.abort)
+            self.server.storing.add(future)
+            future.add_done_callback(self.server.storing.discard)
+
+    def _drop_file(self) -> None:
+        """The connection is gone: nothing of the file being received is kept."""
+        file, self.file = self.file, None
+        if file is not None:
+            file.pieces = []
+            file.piece_bytes = 0
+            self._abort(file)
+        self._account()
+
+    def _account(self) -> None:
+        """Tell the server what this connection holds now (see the module docstring)."""
+        file = self.file
+        held = 0 if self.closed else self.parser.buffered_bytes
+        held += self.writing + self.kept + (file.piece_bytes if file is not None else 0)
+        if held != self.held:
+            self.server.held += held - self.held
+            self.held = held
+            self.server.check_pressure()
+
+    def _update_reading(self) -> None:
+        want = not (self.busy or self.closed or self.server.pressure)
+        if want != self.reading and self.transport is not None and not self.closed:
+            self.reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+
+    def relieve(self) -> None:
+        """At the memory cap: stop reading, and send a partial piece to the queue."""
+        self._update_reading()
+        file = self.file
+        if file is not None and file.pieces and not self.busy and not self.closed:
+            self._write_piece()
+            self._account()
 
     def close(self, reason: str | None, *, kind: str | None = None) -> None:
         """Close the connection (after any reply already written), logging ``reason``:
-        as a warning rate-limited per device and ``kind`` when a kind is given (a device
-        that keeps doing it reconnects every 10 s), else as information."""
+        through the refusal log under ``kind`` when a kind is given (a device that keeps
+        doing it reconnects every 10 s), else as information."""
         if self.closed:
             return
         self.closed = True
         if reason:
             line = f"uPMU {self.peer}:{self.port}: closed the connection: {reason}"
             if kind:
-                self.server.intake.refusals.refuse((self.peer, kind), line)
+                self.server.intake.refusals.refuse(self.peer, kind, line)
             else:
                 log.info("%s", line)
         if self.transport is not None:
             self.transport.close()
+        if not self.busy:
+            self._drop_file()
 
     def check_timeouts(self, now: float) -> None:
         """Close a connection stalled mid-message or idle for too long (called by the sweep)."""
-        if self.storing or self.closed:
+        if self.busy or self.closed or not self.reading:
             return
         quiet = now - self.last_progress
         if self.parser.in_message and quiet >= self.server.stall_timeout:
@@ -170,17 +360,27 @@ class ReceiverServer:
 
     ``writers`` threads run the intake: files waiting together are stored in one
     transaction by the SQLite queue (group commit), and MongoDB takes writes in parallel.
-    Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is requested).
+    ``max_buffer`` bytes of contents at most are held across connections (see the module
+    docstring). Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is
+    requested).
     """
 
     def __init__(self, intake: Intake, *, stall_timeout: float = STALL_TIMEOUT,
-                 idle_timeout: float = IDLE_TIMEOUT, writers: int = WRITERS) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, writers: int = WRITERS,
+                 max_buffer: int = MAX_BUFFER) -> None:
         self.intake = intake
         self.stall_timeout = stall_timeout
         self.idle_timeout = idle_timeout
+        self.max_buffer = max_buffer
         self.writers = concurrent.futures.ThreadPoolExecutor(writers, "receiver-writer")
+        # Pieces of long files (rare from real devices, the bulk of a flood) go through
+        # threads of their own, so that files devices wait for never queue behind them.
+        self.piece_writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS,
+                                                                   "receiver-pieces")
         self.connections: set[DeviceConnection] = set()
         self.storing: set[asyncio.Future] = set()
+        self.held = 0              # bytes held by all connections
+        self.pressure = False      # at the cap: nobody reads
         self.stopping = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
@@ -206,14 +406,27 @@ class ReceiverServer:
         address = self._server.sockets[0].getsockname()
         return address[0], address[1]
 
+    def check_pressure(self) -> None:
+        """Pause every connection at the memory cap, resume them at three quarters."""
+        if not self.pressure and self.held >= self.max_buffer:
+            self.pressure = True
+            for conn in list(self.connections):
+                conn.relieve()
+        elif self.pressure and self.held <= self.max_buffer * 3 // 4:
+            self.pressure = False
+            for conn in list(self.connections):
+                conn._update_reading()
+
     async def _sweep(self) -> None:
-        # One timer for all connections: cheaper than a timer reset on every read.
+        # One timer for all connections: cheaper than a timer reset on every read. It
+        # also ends the refusal log's windows, so repeat counts come out on time.
         interval = min(1.0, self.stall_timeout / 4, self.idle_timeout / 4)
         while True:
             await asyncio.sleep(interval)
             now = self.loop.time()
             for conn in list(self.connections):
                 conn.check_timeouts(now)
+            self.intake.refusals.flush()
 
     def request_stop(self) -> None:
         """Ask :meth:`serve` to stop (signal handlers call this)."""
@@ -236,17 +449,22 @@ class ReceiverServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):
-            if not conn.storing:
+            if not conn.busy:
                 conn.close("the receiver is stopping" if conn.parser.in_message else None)
-        if self.storing:
+        while self.storing:   # a finished piece may start the file's commit: loop
             log.info("finishing %d files being stored", len(self.storing))
             await asyncio.wait(list(self.storing))
-        await asyncio.sleep(0)   # let the done callbacks write their replies
+            await asyncio.sleep(0)   # let the done callbacks write their replies
         for conn in list(self.connections):
             conn.close(None)
+        while self.storing:   # anything the last callbacks started
+            await asyncio.wait(list(self.storing))
+            await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
         self.writers.shutdown(wait=True)
+        self.piece_writers.shutdown(wait=True)
+        self.intake.refusals.flush(everything=True)
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -257,7 +475,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Accept files pushed by uPMUs (TCP, default port 1883) and queue them "
                     "for sync2q. Runs in the foreground and logs to stdout (supervisor "
                     "program 'receiver').")
-    add_settings_arguments(parser, "listen", "queue", "upmuconfig", "srv", "max_disk_percent")
+    add_settings_arguments(parser, "listen", "queue", "upmuconfig", "srv", "max_disk_percent",
+                           "max_buffer_mb")
     group = parser.add_argument_group("connections")
     group.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT, metavar="S",
                        help=f"close a connection that sends nothing for S seconds in the "
@@ -301,8 +520,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 async def _serve(queue: Queue, settings, args: argparse.Namespace) -> int:
+    stale: list = []
     try:
         created = await asyncio.to_thread(queue.ensure_indexes)
+        # Listed now, before any file is taken; deleted once listening (it can take a while).
+        stale = await asyncio.to_thread(queue.unfinished_uploads)
     except QueueError as exc:
         log.warning("%s; will try to store files anyway", exc)
     else:
@@ -311,8 +533,10 @@ async def _serve(queue: Queue, settings, args: argparse.Namespace) -> int:
     # MongoDB keeps its data on the appliance's data drive: /ssd/srv by default.
     disk = DiskGuard(queue.storage_dir or settings.paths.srv, settings.receiver.max_disk_percent)
     upmus = await asyncio.to_thread(UpmuDirectory, settings.paths.upmuconfig)
+    max_buffer = settings.receiver.max_buffer_mb << 20
     server = ReceiverServer(Intake(queue, upmus, disk, RefusalLog()),
-                            stall_timeout=args.stall_timeout, idle_timeout=args.idle_timeout)
+                            stall_timeout=args.stall_timeout, idle_timeout=args.idle_timeout,
+                            max_buffer=max_buffer)
     listen = settings.receiver.listen
     try:
         if args.listen_fd is not None:
@@ -328,11 +552,24 @@ async def _serve(queue: Queue, settings, args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.request_stop)
     log.info("Listening on %s:%d for uPMU pushes; queue %s; uPMU list %s; refusing files at "
-             "%g%% disk use of %s", host, port, queue.url, settings.paths.upmuconfig,
-             disk.limit, disk.path)
+             "%g%% disk use of %s; holding at most %d MiB of received data", host, port,
+             queue.url, settings.paths.upmuconfig, disk.limit, disk.path,
+             settings.receiver.max_buffer_mb)
+    if stale:
+        server.piece_writers.submit(_discard, queue, stale)
     await server.serve()
     log.info("receiver stopped")
     return int(ExitStatus.OK)
+
+
+def _discard(queue: Queue, stale: list) -> None:
+    try:
+        queue.discard_uploads(stale)
+    except QueueError as exc:
+        log.warning("%s; the next start tries again", exc)
+    else:
+        log.info("queue %s: deleted %d files left half-received by the last run",
+                 queue.url, len(stale))
 
 
 def entry() -> None:

@@ -337,3 +337,67 @@ def test_errors_are_queue_errors_with_the_url():
         open_queue("redis://localhost")
     with pytest.raises(QueueError, match="does not exist; mount the data drive"):
         open_queue("sqlite:////nonexistent-dir-qss/queue.db")
+
+
+# -- uploads (files stored piece by piece, as the receiver does) -------------------------
+
+SERIAL = "P3001276"
+
+
+def upload(queue, name: str, data: bytes, piece: int = 7) -> PutResult:
+    up = queue.open_upload(SERIAL, name, len(data), time_received=T0)
+    for offset in range(0, len(data), piece):
+        up.write(data[offset:offset + piece])
+    return up.commit()
+
+
+def test_an_upload_is_new_duplicate_or_replaced_like_a_put(queue):
+    name = name_of(SERIAL, 1)
+    data = bytes(range(256)) * 3
+    assert upload(queue, name, data) is PutResult.NEW
+    [file] = queue.files(SERIAL)
+    assert bytes(queue.read(file)) == data and file.size == len(data)
+    assert upload(queue, name, data, piece=100) is PutResult.DUPLICATE
+    assert queue.mark_synced(queue.get(SERIAL, name))
+    changed = data[:-1] + b"!"
+    assert upload(queue, name, changed) is PutResult.REPLACED
+    [file] = queue.files(SERIAL)
+    assert bytes(queue.read(file)) == changed and not file.synced(queue.ytagbase)
+    assert queue.stats()[SERIAL].last_received is not None
+    assert upload(queue, name_of(SERIAL, 2), b"") is PutResult.NEW   # an empty file
+    assert bytes(queue.read(queue.get(SERIAL, name_of(SERIAL, 2)))) == b""
+
+
+def test_an_upload_is_invisible_until_committed_and_abort_leaves_nothing(queue):
+    up = queue.open_upload(SERIAL, name_of(SERIAL, 3), 10)
+    up.write(b"01234")
+    assert queue.get(SERIAL, name_of(SERIAL, 3)) is None and queue.serials() == []
+    up.abort()
+    up.abort()   # idempotent
+    assert queue.serials() == []
+    assert upload(queue, name_of(SERIAL, 3), b"0123456789") is PutResult.NEW
+
+
+def test_an_upload_refuses_the_wrong_number_of_bytes(queue):
+    up = queue.open_upload(SERIAL, name_of(SERIAL, 4), 4)
+    up.write(b"abc")
+    with pytest.raises(ValueError, match="3 bytes written of 4"):
+        up.commit()
+    with pytest.raises(ValueError, match="more than the 4 announced"):
+        up.write(b"de")
+    up.abort()
+    with pytest.raises(ValueError, match="NUL"):
+        queue.open_upload(SERIAL, "/a\0b", 1)
+    assert queue.serials() == []
+
+
+def test_put_takes_the_contents_as_pieces_without_joining_them(queue):
+    name = name_of(SERIAL, 9)
+    data = bytes(range(256)) * 10
+    pieces = [memoryview(data)[:100], data[100:1000], bytearray(data[1000:])]
+    assert queue.put(SERIAL, name, pieces) is PutResult.NEW
+    assert bytes(queue.read(queue.get(SERIAL, name))) == data
+    assert queue.get(SERIAL, name).size == len(data)
+    assert queue.put(SERIAL, name, data) is PutResult.DUPLICATE
+    assert queue.put(SERIAL, name, [data[:5], b"!" + data[6:]]) is PutResult.REPLACED
+    assert queue.put(SERIAL, name_of(SERIAL, 10), []) is PutResult.NEW   # empty

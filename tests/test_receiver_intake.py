@@ -9,8 +9,9 @@ import pytest
 
 from qss.queue import QueueError, open_queue
 from qss.upmuconfig import UpmuList
-from receiver.intake import DiskGuard, Intake, RefusalLog, UpmuDirectory, disk_percent
-from qss.protocol import FAILURE_REPLY, FileMessage, encode_reply
+from receiver.intake import (DiskGuard, Intake, PushedFile, RefusalLog, UpmuDirectory,
+                             disk_percent)
+from qss.protocol import FAILURE_REPLY, encode_reply
 from sim_upmu import write_upmus
 
 PATH = "/root/upmu_data/2015/Month_12/Day_18/Hour_08/P3001276_2015-12-18-08-14-57.dat"
@@ -25,8 +26,8 @@ class Clock:
 
 
 def message(send_id: int = 7, serial: str = "P3001276", path: str = PATH,
-            data: bytes = b"contents") -> FileMessage:
-    return FileMessage(send_id, path, serial, memoryview(data))
+            data: bytes = b"contents") -> PushedFile:
+    return PushedFile(send_id, path, serial, memoryview(data))
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_unknown_serial_is_refused_with_the_fix(setup, caplog):
     with caplog.at_level(logging.INFO, logger="receiver"):
         assert intake.handle(message(serial="P3009999"), "10.0.0.5") == FAILURE_REPLY
     assert caplog.messages == [
-        f"uPMU 10.0.0.5 (P3009999): refused file {PATH!r} (unknown serial 'P3009999'; add it "
+        f"uPMU 10.0.0.5 (P3009999): refused file '{PATH}' (unknown serial 'P3009999'; add it "
         f"with: upmu-adm add 10.0.0.5 P3009999 ALIAS)"]
     assert queue.serials() == []
 
@@ -123,19 +124,61 @@ def test_storage_errors_refuse_and_never_raise(setup, caplog):
         assert text in caplog.text
 
 
-def test_refusals_are_rate_limited_per_device_and_reason(setup, caplog):
+def test_refusals_are_rate_limited_per_address_and_reason(setup, caplog):
     intake, _, usage, clock, _ = setup
     with caplog.at_level(logging.WARNING, logger="receiver"):
         for _ in range(5):
             intake.handle(message(serial="P3009999"), "10.0.0.5")
             clock.now += 1
-        intake.handle(message(serial="P3008888"), "10.0.0.6")     # another device: logged
-        clock.now += 60
-        intake.handle(message(serial="P3009999"), "10.0.0.5")
+        intake.handle(message(serial="P3008888"), "10.0.0.6")     # another address: logged
+        assert intake.refusals.flush() == 0                       # the window is not over
+        clock.now += 55
+        assert intake.refusals.flush() == 1
+        assert intake.refusals.flush() == 0
+        intake.handle(message(serial="P3009999"), "10.0.0.5")     # a new window
     lines = caplog.messages
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert "10.0.0.6" in lines[1]
-    assert lines[2].endswith("[4 more like it in the last 60 s]")
+    assert lines[2] == lines[0] + " [4 more like it in the last 60 s]"
+    assert lines[3] == lines[0]
+
+
+def test_each_reason_from_one_address_is_logged(setup, caplog):
+    """Seven different refusals and closes from one address within a minute: seven lines."""
+    intake, _, usage, clock, _ = setup
+    log = intake.refusals
+    with caplog.at_level(logging.WARNING, logger="receiver"):
+        intake.handle(message(serial="P3009999"), "10.0.0.5")     # unknown serial
+        intake.handle(message(path="/a\0b"), "10.0.0.5")          # a name the queue refuses
+        usage["percent"] = 99.0
+        clock.now += 1
+        intake.handle(message(), "10.0.0.5")                      # full disk
+        for kind in ("send_id 0", "path too long", "closed mid-message", "stalled"):
+            log.refuse("10.0.0.5", kind, f"uPMU 10.0.0.5:1000: closed the connection: {kind}")
+            clock.now += 1
+        for _ in range(3):                                        # repeats: counted
+            intake.handle(message(serial="P3009999"), "10.0.0.5")
+        assert len(caplog.messages) == 7
+        clock.now += 60
+        assert log.flush() == 1
+    assert caplog.messages[-1].endswith("[3 more like it in the last 60 s]")
+
+
+def test_a_serial_or_path_cannot_start_a_log_line(setup, caplog):
+    intake, queue, _, clock, upmuconfig = setup
+    forged = "P3\nFAKE INFO Received /x: serial number is P3001276\x1b[2J\u2028"
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        assert intake.handle(message(serial=forged), "10.0.0.5") == FAILURE_REPLY
+        clock.now += 60
+        assert intake.handle(message(serial=forged), "10.0.0.5") == FAILURE_REPLY
+        assert intake.handle(message(path="/root/a\nFAKE\r'.dat"), "10.0.0.1") == encode_reply(7)
+    lines = [line for record in caplog.records for line in record.getMessage().splitlines()]
+    assert len(lines) == len(caplog.records) == 3      # one line per event, nothing more
+    assert all("\x1b" not in line and "\u2028" not in line for line in lines)
+    shown = "P3\\nFAKE INFO Received /x: serial number is P3001276\\x1b[2J\\u2028"
+    assert lines[0] == (f"uPMU 10.0.0.5 ({shown}): refused file '{PATH}' (unknown serial "
+                        f"'{shown}'; add it with: upmu-adm add 10.0.0.5 {shown} ALIAS)")
+    assert lines[2].startswith("Received /root/a\\nFAKE\\r\\'.dat: serial number is P3001276")
 
 
 def test_the_list_is_reloaded_when_the_file_changes(setup):

@@ -12,7 +12,7 @@ from qss.settings import (HostPort, Settings, SettingsError, add_settings_argume
                           settings_from_args)
 
 ALL_FLAGS = ("upmuconfig", "backupconfig", "data", "srv", "queue", "btrdb", "listen",
-             "max_disk_percent", "grpc", "http")
+             "max_disk_percent", "max_buffer_mb", "grpc", "http")
 
 
 @pytest.fixture(autouse=True)
@@ -159,7 +159,7 @@ def test_unknown_sections_and_keys_are_warnings(ini):
         f"receiver, store)",
         f"{path}: [receiver] unknown subsection [[tls]] ignored",
         f"{path}: [receiver] unknown key 'backlog' ignored (known: listen, "
-        f"max_disk_percent)",
+        f"max_disk_percent, max_buffer_mb)",
         f"{path}: unknown section [log] ignored (known: paths, queue, btrdb, receiver, "
         f"store)",
     )
@@ -197,6 +197,8 @@ FILE_ERRORS = [
     ("receiver", "max_disk_percent", "100.5", "must be a number from 1 to 100"),
     ("receiver", "max_disk_percent", "98%", "must be a number from 1 to 100"),
     ("receiver", "max_disk_percent", "nan", "must be a number from 1 to 100"),
+    ("receiver", "max_buffer_mb", "3", "must be a whole number of MiB from 4 to 65536"),
+    ("receiver", "max_buffer_mb", "64.5", "must be a whole number of MiB from 4 to 65536"),
     ("queue", "url", "redis://localhost", "expected sqlite:////ABSOLUTE/PATH or "
                                           "mongodb://HOST[:PORT]"),
     ("queue", "url", "sqlite:///queue.db", "the database path must be absolute, e.g. "

@@ -37,11 +37,12 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from qss.logtext import escape
 from qss.naming import parse_dat_filename
 
 __all__ = [
-    "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError", "QueuedFile",
-    "SerialStats", "Tally", "check_identity", "in_period", "utcnow",
+    "Contents", "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError",
+    "QueuedFile", "SerialStats", "Tally", "Upload", "check_identity", "in_period", "utcnow",
 ]
 
 log = logging.getLogger("qss.queue")
@@ -51,6 +52,11 @@ DEFAULT_YTAGBASE = 1
 # The push protocol's limits (architecture §3), with headroom for imported names.
 _MAX_SERIAL_LEN = 32
 _MAX_NAME_BYTES = 4096
+
+
+#: A file's contents for :meth:`Queue.put`: one buffer, or a list of buffers to be stored
+#: one after the other (what a receiver got from the network, without joining them).
+Contents = bytes | bytearray | memoryview | list[bytes | bytearray | memoryview]
 
 
 class QueueError(Exception):
@@ -163,6 +169,93 @@ def _aware(when: dt.datetime) -> dt.datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
+class Upload(abc.ABC):
+    """A file being stored piece by piece, as it arrives (see :meth:`Queue.open_upload`).
+
+    Call :meth:`write` with consecutive pieces, then :meth:`commit` once all ``size``
+    bytes are written, or :meth:`abort`. Until :meth:`commit` returns the file is not in
+    the queue: listings, reads and statistics do not see it, and a crash or an abort
+    leaves nothing behind. Not thread-safe: one thread at a time per upload.
+    """
+
+    #: True when the pieces stay in this process's memory until :meth:`commit` (a backend
+    #: that cannot store a file in pieces); the caller counts them as held meanwhile.
+    holds_data: bool = False
+
+    def __init__(self, serial: str, name: str, size: int) -> None:
+        self.serial = serial
+        self.name = name
+        self.size = size
+        self.written = 0
+
+    @abc.abstractmethod
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        """Store the next piece of the contents (not yet durable, not yet visible).
+
+        Raises:
+            ValueError: more than ``size`` bytes in all.
+            QueueError: the store failed; abort and let the device resend.
+        """
+
+    @abc.abstractmethod
+    def commit(self) -> PutResult:
+        """Make the file part of the queue, durably (as :meth:`Queue.put` would have).
+
+        Raises:
+            ValueError: fewer than ``size`` bytes were written.
+            QueueError: the store failed; nothing was acknowledged; abort.
+        """
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Forget the pieces written (the device will resend). Idempotent; never raises."""
+
+    def _check_piece(self, piece: bytes | bytearray | memoryview) -> int:
+        length = memoryview(piece).nbytes
+        if self.written + length > self.size:
+            raise ValueError(f"file {self.name!r}: {self.written + length} bytes written, "
+                             f"more than the {self.size} announced")
+        return length
+
+    def _check_complete(self) -> None:
+        if self.written != self.size:
+            raise ValueError(f"file {self.name!r}: {self.written} bytes written of "
+                             f"{self.size}")
+
+
+class _BufferedUpload(Upload):
+    """An upload kept in memory and stored with one :meth:`Queue.put` at commit."""
+
+    holds_data = True
+
+    def __init__(self, queue: Queue, serial: str, name: str, size: int,
+                 time_received: dt.datetime | None) -> None:
+        super().__init__(serial, name, size)
+        self._queue = queue
+        self._when = time_received
+        self._data: bytearray | None = bytearray(size)
+
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        length = self._check_piece(piece)
+        if self._data is None:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        self._data[self.written:self.written + length] = piece
+        self.written += length
+
+    def commit(self) -> PutResult:
+        self._check_complete()
+        if self._data is None:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        try:
+            return self._queue.put(self.serial, self.name, self._data,
+                                   time_received=self._when)
+        finally:
+            self._data = None
+
+    def abort(self) -> None:
+        self._data = None
+
+
 class Queue(abc.ABC):
     """The queue of received files. Open one with :func:`qss.queue.open_queue`.
 
@@ -177,10 +270,11 @@ class Queue(abc.ABC):
     # -- writing ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+    def put(self, serial: str, name: str, data: Contents, *,
             time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
         """Store a file durably; return only once it (and, with ``update_latest``, the
-        device's latest time) survives a crash.
+        device's latest time) survives a crash. ``data`` is the contents, in one buffer
+        or as a list of consecutive pieces.
 
         Same (serial, name) and same bytes: nothing is written but the latest time
         (:attr:`PutResult.DUPLICATE`). Different bytes: the newer replace the older, the
@@ -192,6 +286,31 @@ class Queue(abc.ABC):
             ValueError: see :func:`check_identity`.
             QueueError: the store failed; nothing was acknowledged, retrying is safe.
         """
+
+    def open_upload(self, serial: str, name: str, size: int, *,
+                    time_received: dt.datetime | None = None) -> Upload:
+        """Start storing a file of ``size`` bytes piece by piece (the receiver's way, so
+        that no file need be held whole in memory); :meth:`Upload.commit` ends it as
+        :meth:`put` would. This default keeps the pieces in memory (``holds_data``).
+
+        Raises:
+            ValueError: see :func:`check_identity`, or a negative size.
+            QueueError: the store failed.
+        """
+        check_identity(serial, name)
+        if size < 0:
+            raise ValueError(f"size must not be negative, not {size}")
+        return _BufferedUpload(self, serial, name, size, time_received)
+
+    def unfinished_uploads(self) -> list:
+        """The uploads left unfinished (by a crash or a stop), for
+        :meth:`discard_uploads`. Only the receiver calls it, before it takes any file."""
+        return []
+
+    def discard_uploads(self, uploads: list | None = None) -> int:
+        """Delete these unfinished uploads (None: all listed now; only safe while no
+        upload is open); return how many. Safe to run while new uploads go on."""
+        return 0
 
     @abc.abstractmethod
     def mark_synced(self, file: QueuedFile) -> bool:
@@ -296,6 +415,6 @@ class Queue(abc.ABC):
 
 def log_replaced(url: str, serial: str, name: str, old_size: int, new_size: int) -> None:
     """The one warning line for :attr:`PutResult.REPLACED` (shared by the backends)."""
-    log.warning("queue %s: file %r of uPMU %s arrived again with different contents "
+    log.warning("queue %s: file '%s' of uPMU %s arrived again with different contents "
                 "(%d bytes, was %d); kept the newer and marked it unsynced",
-                url, name, serial, new_size, old_size)
+                url, escape(name), escape(serial), new_size, old_size)

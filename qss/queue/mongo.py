@@ -46,8 +46,9 @@ import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
-                   SerialStats, Tally, check_identity, in_period, log, log_replaced, utcnow)
+from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
+                   QueuedFile, SerialStats, Tally, check_identity, in_period, log,
+                   log_replaced, utcnow)
 
 __all__ = ["DATABASE", "INDEXES", "MongoQueue"]
 
@@ -134,11 +135,14 @@ class MongoQueue(Queue):
 
     # -- writing --------------------------------------------------------------------
 
-    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+    def put(self, serial: str, name: str, data: Contents, *,
             time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
         check_identity(serial, name)
         # pymongo encodes only bytes; a copy of a bytearray/memoryview is unavoidable here.
-        payload = data if type(data) is bytes else bytes(data)
+        if isinstance(data, (list, tuple)):
+            payload = b"".join(data)
+        else:
+            payload = data if type(data) is bytes else bytes(data)
         when = _naive_utc(time_received or utcnow())
         key = {"serial_number": serial, "name": name}
         old_size = 0

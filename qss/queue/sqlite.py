@@ -8,6 +8,8 @@ The same model as MongoDB's ``upmu_database`` (architecture §5), in four tables
     file_data       id (= received_files.id), data BLOB
     latest_times    serial_number PRIMARY KEY, time_received (µs)
     meta            key PRIMARY KEY, value: schema version, ytagbase
+    uploads         id, file (its file_data row once assembled): uploads not committed
+    upload_pieces   upload, seq, data: their pieces as they arrived
 
 Why it looks like this:
 
@@ -30,6 +32,17 @@ Why it looks like this:
   (a reader holding a snapshot for long would stop checkpoints and grow the WAL).
 - ``generation`` counts replacements, so marking a file synced after it was replaced by
   different bytes marks nothing.
+- Uploads (:meth:`SqliteQueue.open_upload`, the receiver's way for files that arrive in
+  several pieces; uPMUs' own files fit in one piece and are put whole): each piece is
+  stored as it arrives, as a row of ``upload_pieces``, in a short transaction without an
+  fsync, so a sender costs the disk only what it really sent (a ``zeroblob`` of the
+  announced size would let a 44-byte header write 75 MB). At the commit the pieces are
+  copied into a ``file_data`` row, a piece per short transaction, and one durable
+  transaction adds the ``received_files`` row pointing at it (the fsync of the WAL makes
+  the earlier writes durable too). A ``file_data`` row without a ``received_files`` row
+  is invisible, so an aborted or crashed upload is never seen; the receiver deletes what
+  ``uploads`` lists at its start. ``file_data`` ids are allocated first, so they never
+  collide with a ``received_files`` id.
 
 Names are stored as text values, never as file-system paths.
 """
@@ -44,8 +57,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 
-from .base import (DEFAULT_YTAGBASE, FileGone, PutResult, Queue, QueueError, QueuedFile,
-                   SerialStats, Tally, check_identity, in_period, log, log_replaced, utcnow)
+from qss.logtext import escape
+
+from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
+                   QueuedFile, SerialStats, Tally, Upload, check_identity, in_period, log,
+                   log_replaced, utcnow)
 
 __all__ = ["SqliteQueue"]
 
@@ -56,6 +72,7 @@ _DELETE_BATCH = 256       # files per delete transaction: keeps write locks shor
 _VACUUM_STEP = 256        # pages (16 MiB) moved per incremental-vacuum transaction
 _WAL_LIMIT = 64 << 20     # WAL size kept after a checkpoint
 _CACHE_KIB = 4096         # page cache per connection (metadata pages; blobs stream past it)
+_FORGET_PIECES = 8        # pieces of an abandoned upload deleted per transaction
 _BATCH_FILES = 64         # group commit: at most this many files per transaction,
 _BATCH_BYTES = 64 << 20   # and this many bytes (a bigger file goes alone)
 _CHECKPOINT_S = 0.1       # how often the background thread copies the WAL into the file
@@ -80,6 +97,12 @@ _SCHEMA = [
          serial_number TEXT PRIMARY KEY, time_received INTEGER NOT NULL)"""),
     ("table meta", """
      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID"""),
+    ("table uploads", """
+     CREATE TABLE IF NOT EXISTS uploads (id INTEGER PRIMARY KEY, file INTEGER)"""),
+    ("table upload_pieces", """
+     CREATE TABLE IF NOT EXISTS upload_pieces (
+         upload INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+         PRIMARY KEY (upload, seq))"""),
 ]
 _INDEXES = [
     ("received_files_sync", "received_files (serial_number, ytag, name)"),
@@ -108,13 +131,21 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
+def _as_views(data: Contents) -> list[memoryview]:
+    """The contents as byte views without a copy: one, or one per piece given."""
+    if isinstance(data, (list, tuple)):
+        return [_as_bytes_view(piece) for piece in data]
+    return [_as_bytes_view(data)]
+
+
 @dataclasses.dataclass(eq=False)
 class _Put:
     """One put waiting for (or done by) a group commit."""
 
     serial: str
     name: str
-    view: memoryview
+    views: list[memoryview]
+    size: int
     when: int
     update_latest: bool
     result: PutResult | None = None
@@ -204,10 +235,15 @@ class SqliteQueue(Queue):
         return created
 
     @contextlib.contextmanager
-    def _write(self, checkpoints: bool = True) -> Iterator[sqlite3.Connection]:
+    def _write(self, checkpoints: bool = True,
+               durable: bool = True) -> Iterator[sqlite3.Connection]:
         """One short write transaction, taking the write lock up front (no upgrade
-        deadlocks between processes); starts the checkpointer at the first one."""
+        deadlocks between processes); starts the checkpointer at the first one.
+        ``durable=False``: no fsync at its commit (the next durable commit's fsync of
+        the WAL covers it, being later in the same file)."""
         with self._lock:
+            if not durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
             if self._checkpointer is None:
                 if checkpoints:
                     self._checkpointer = _Checkpointer(self.path)
@@ -215,27 +251,32 @@ class SqliteQueue(Queue):
                 self._checkpointer.restart_wanted.clear()
                 with contextlib.suppress(sqlite3.Error):   # busy: the next write tries again
                     self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                # Also after a failed COMMIT (SQLITE_FULL): a transaction left open would
-                # make every later BEGIN fail until the process restarts.
-                if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._db.execute("ROLLBACK")
-                raise
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # Also after a failed COMMIT (SQLITE_FULL): a transaction left open
+                    # would make every later BEGIN fail until the process restarts.
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous = FULL")
 
     def _error(self, doing: str, exc: sqlite3.Error) -> QueueError:
         return QueueError(f"queue {self.url}: {doing}: {exc}")
 
     # -- writing --------------------------------------------------------------------
 
-    def put(self, serial: str, name: str, data: bytes | bytearray | memoryview, *,
+    def put(self, serial: str, name: str, data: Contents, *,
             time_received: dt.datetime | None = None, update_latest: bool = True) -> PutResult:
         check_identity(serial, name)
-        request = _Put(serial, name, _as_bytes_view(data),
+        views = _as_views(data)
+        request = _Put(serial, name, views, sum(v.nbytes for v in views),
                        _to_us(time_received or utcnow()), update_latest)
         with self._pending_lock:
             self._pending.append(request)
@@ -248,7 +289,7 @@ class SqliteQueue(Queue):
         if request.error is not None:
             raise request.error
         if request.result is PutResult.REPLACED:
-            log_replaced(self.url, serial, name, request.old_size, request.view.nbytes)
+            log_replaced(self.url, serial, name, request.old_size, request.size)
         return request.result
 
     def _take_batch(self) -> list[_Put]:
@@ -256,10 +297,10 @@ class SqliteQueue(Queue):
             batch: list[_Put] = []
             size = 0
             while self._pending and len(batch) < _BATCH_FILES:
-                if batch and size + self._pending[0].view.nbytes > _BATCH_BYTES:
+                if batch and size + self._pending[0].size > _BATCH_BYTES:
                     break
                 batch.append(self._pending.popleft())
-                size += batch[-1].view.nbytes
+                size += batch[-1].size
         return batch
 
     def _commit(self, batch: list[_Put]) -> None:
@@ -283,18 +324,20 @@ class SqliteQueue(Queue):
                                                f"{request.name!r} was interrupted")
 
     def _put_one(self, db: sqlite3.Connection, r: _Put) -> tuple[PutResult, int]:
-        size = r.view.nbytes
+        size = r.size
         row = db.execute("SELECT id, size FROM received_files "
                          "WHERE serial_number = ? AND name = ?", (r.serial, r.name)).fetchone()
         old_size = 0
         if row is None:
-            fid = db.execute("INSERT INTO received_files (serial_number, name, size, "
-                             "time_received) VALUES (?, ?, ?, ?)",
-                             (r.serial, r.name, size, r.when)).lastrowid
-            db.execute("INSERT INTO file_data (id, data) VALUES (?, zeroblob(?))", (fid, size))
-            self._write_blob(fid, r.view)
+            # file_data first: its ids must never meet an open upload's (see above).
+            fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
+                             (size,)).lastrowid
+            db.execute("INSERT INTO received_files (id, serial_number, name, size, "
+                       "time_received) VALUES (?, ?, ?, ?, ?)",
+                       (fid, r.serial, r.name, size, r.when))
+            self._write_blob(fid, r.views)
             result = PutResult.NEW
-        elif row[1] == size and self._blob_equals(row[0], r.view):
+        elif row[1] == size and self._blob_equals(row[0], r.views):
             result = PutResult.DUPLICATE
         else:
             fid, old_size = row
@@ -302,29 +345,89 @@ class SqliteQueue(Queue):
                        " published = 0, generation = generation + 1 WHERE id = ?",
                        (size, r.when, fid))
             db.execute("UPDATE file_data SET data = zeroblob(?) WHERE id = ?", (size, fid))
-            self._write_blob(fid, r.view)
+            self._write_blob(fid, r.views)
             result = PutResult.REPLACED
         if r.update_latest:
-            db.execute("INSERT INTO latest_times (serial_number, time_received) VALUES (?, ?)"
-                       " ON CONFLICT (serial_number) DO UPDATE"
-                       " SET time_received = max(time_received, excluded.time_received)",
-                       (r.serial, r.when))
+            self._update_latest(db, r.serial, r.when)
         return result, old_size
 
-    def _write_blob(self, fid: int, view: memoryview) -> None:
-        if not view.nbytes:
+    @staticmethod
+    def _update_latest(db: sqlite3.Connection, serial: str, when: int) -> None:
+        db.execute("INSERT INTO latest_times (serial_number, time_received) VALUES (?, ?)"
+                   " ON CONFLICT (serial_number) DO UPDATE"
+                   " SET time_received = max(time_received, excluded.time_received)",
+                   (serial, when))
+
+    def open_upload(self, serial: str, name: str, size: int, *,
+                    time_received: dt.datetime | None = None) -> Upload:
+        check_identity(serial, name)
+        if size < 0:
+            raise ValueError(f"size must not be negative, not {size}")
+        try:
+            with self._write(durable=False) as db:
+                upload = db.execute("INSERT INTO uploads (file) VALUES (NULL)").lastrowid
+        except sqlite3.Error as exc:
+            raise self._error(f"cannot start storing file {name!r} of uPMU {serial}",
+                              exc) from None
+        return _SqliteUpload(self, serial, name, size, upload, time_received)
+
+    def unfinished_uploads(self) -> list[int]:
+        return [r[0] for r in self._query("SELECT id FROM uploads", ())]
+
+    def discard_uploads(self, uploads: list[int] | None = None) -> int:
+        if uploads is None:
+            uploads = self.unfinished_uploads()
+        try:
+            for upload in uploads:
+                self._forget_upload(upload)
+        except sqlite3.Error as exc:
+            raise self._error("cannot delete unfinished uploads", exc) from None
+        return len(uploads)
+
+    def _forget_upload(self, upload: int) -> None:
+        """Delete an upload's pieces and rows, a few pieces per transaction: freeing a
+        blob reads its pages, and puts must not wait behind 75 MB of it."""
+        while True:
+            with self._write(durable=False) as db:
+                gone = db.execute(
+                    "DELETE FROM upload_pieces WHERE rowid IN (SELECT rowid FROM "
+                    f"upload_pieces WHERE upload = ? LIMIT {_FORGET_PIECES})", (upload,)).rowcount
+            if gone < _FORGET_PIECES:
+                break
+        with self._write(durable=False) as db:
+            row = db.execute("SELECT file FROM uploads WHERE id = ?", (upload,)).fetchone()
+            if row is not None and row[0] is not None:
+                db.execute("DELETE FROM file_data WHERE id = ? AND id NOT IN "
+                           "(SELECT id FROM received_files)", (row[0],))
+            db.execute("DELETE FROM uploads WHERE id = ?", (upload,))
+
+    def _blobs_equal(self, a: int, b: int, size: int) -> bool:
+        if not size:
+            return True
+        with self._db.blobopen("file_data", "data", a, readonly=True) as blob_a, \
+                self._db.blobopen("file_data", "data", b, readonly=True) as blob_b:
+            for _ in range(0, size, _CHUNK):
+                if blob_a.read(_CHUNK) != blob_b.read(_CHUNK):
+                    return False
+        return True
+
+    def _write_blob(self, fid: int, views: list[memoryview]) -> None:
+        if not any(v.nbytes for v in views):
             return
         with self._db.blobopen("file_data", "data", fid) as blob:
-            for offset in range(0, view.nbytes, _CHUNK):
-                blob.write(view[offset:offset + _CHUNK])
+            for view in views:   # the blob's position moves on with each write
+                for offset in range(0, view.nbytes, _CHUNK):
+                    blob.write(view[offset:offset + _CHUNK])
 
-    def _blob_equals(self, fid: int, view: memoryview) -> bool:
-        if not view.nbytes:
+    def _blob_equals(self, fid: int, views: list[memoryview]) -> bool:
+        if not any(v.nbytes for v in views):
             return True
         with self._db.blobopen("file_data", "data", fid, readonly=True) as blob:
-            for offset in range(0, view.nbytes, _CHUNK):
-                if blob.read(_CHUNK) != view[offset:offset + _CHUNK]:
-                    return False
+            for view in views:
+                for offset in range(0, view.nbytes, _CHUNK):
+                    piece = view[offset:offset + _CHUNK]
+                    if blob.read(piece.nbytes) != piece:
+                        return False
         return True
 
     def mark_synced(self, file: QueuedFile) -> bool:
@@ -577,6 +680,107 @@ class SqliteQueue(Queue):
                 self._checkpointer.stop()
                 self._checkpointer = None
             self._db.close()
+
+
+class _SqliteUpload(Upload):
+    """An upload as rows of ``upload_pieces`` (see the module docstring)."""
+
+    def __init__(self, queue: SqliteQueue, serial: str, name: str, size: int, upload: int,
+                 time_received: dt.datetime | None) -> None:
+        super().__init__(serial, name, size)
+        self._queue = queue
+        self._id = upload
+        self._pieces = 0
+        self._when = time_received
+        self._done = False
+
+    def _failed(self, exc: sqlite3.Error) -> QueueError:
+        return self._queue._error(f"cannot store file {self.name!r} of uPMU {self.serial}", exc)
+
+    def write(self, piece: bytes | bytearray | memoryview) -> None:
+        length = self._check_piece(piece)
+        if self._done:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        if not length:
+            return
+        try:
+            with self._queue._write(durable=False) as db:
+                db.execute("INSERT INTO upload_pieces (upload, seq, data) VALUES (?, ?, ?)",
+                           (self._id, self._pieces, _as_bytes_view(piece)))
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        self._pieces += 1
+        self.written += length
+
+    def _assemble(self) -> int:
+        """Copy the pieces into a new file_data row, a piece per short transaction."""
+        queue = self._queue
+        with queue._write(durable=False) as db:
+            fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
+                             (self.size,)).lastrowid
+            db.execute("UPDATE uploads SET file = ? WHERE id = ?", (fid, self._id))
+        offset = 0
+        for seq in range(self._pieces):
+            with queue._write(durable=False) as db:
+                data, = db.execute("SELECT data FROM upload_pieces WHERE upload = ? AND seq = ?",
+                                   (self._id, seq)).fetchone()
+                with db.blobopen("file_data", "data", fid) as blob:
+                    blob.seek(offset)
+                    blob.write(data)
+                db.execute("DELETE FROM upload_pieces WHERE upload = ? AND seq = ?",
+                           (self._id, seq))
+            offset += len(data)
+        return fid
+
+    def commit(self) -> PutResult:
+        self._check_complete()
+        if self._done:
+            raise ValueError(f"file {self.name!r}: upload already finished")
+        queue, size = self._queue, self.size
+        when = _to_us(self._when or utcnow())
+        old_size = 0
+        try:
+            fid = self._assemble()
+            with queue._write() as db:
+                row = db.execute("SELECT id, size FROM received_files "
+                                 "WHERE serial_number = ? AND name = ?",
+                                 (self.serial, self.name)).fetchone()
+                if row is None:
+                    db.execute("INSERT INTO received_files (id, serial_number, name, size, "
+                               "time_received) VALUES (?, ?, ?, ?, ?)",
+                               (fid, self.serial, self.name, size, when))
+                    result = PutResult.NEW
+                elif row[1] == size and queue._blobs_equal(row[0], fid, size):
+                    db.execute("DELETE FROM file_data WHERE id = ?", (fid,))
+                    result = PutResult.DUPLICATE
+                else:
+                    # The row moves to the new contents (a new id: a listing of the old
+                    # version then reads FileGone and marks nothing).
+                    old_id, old_size = row
+                    db.execute("UPDATE received_files SET id = ?, size = ?, time_received = ?,"
+                               " ytag = 0, published = 0, generation = generation + 1"
+                               " WHERE id = ?", (fid, size, when, old_id))
+                    db.execute("DELETE FROM file_data WHERE id = ?", (old_id,))
+                    result = PutResult.REPLACED
+                db.execute("DELETE FROM uploads WHERE id = ?", (self._id,))
+                queue._update_latest(db, self.serial, when)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        self._done = True
+        if result is PutResult.REPLACED:
+            log_replaced(queue.url, self.serial, self.name, old_size, size)
+        return result
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        queue = self._queue
+        try:
+            queue._forget_upload(self._id)
+        except sqlite3.Error as exc:   # the next start of the receiver deletes it
+            log.warning("queue %s: cannot delete the unfinished upload of file '%s': %s",
+                        queue.url, escape(self.name), exc)
 
 
 class _Checkpointer:
