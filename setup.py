@@ -15,7 +15,7 @@ VERSION = re.search(r'^__version__ = "([^"]+)"$',
 
 #: The top-level packages: the shared core, the services, the tools, the demo.
 PACKAGES = ["qss", "tsdb", "receiver", "sync2q", "simulator", "dattool", "installer",
-            "upmu_adm", "demokit"]
+            "upmu_adm", "demokit", "distil"]
 
 setup(
     name="qss",
@@ -68,6 +68,7 @@ setup(
             "qss-get = installer.cli:entry",
             "clean_synced = installer.clean:entry",
             "qss-sim = simulator.cli:entry",
+            "qss-distil = distil.cli:entry",
         ],
     },
 )

@@ -7,6 +7,7 @@ Keys (a contract; flags of the same name override them)::
     [btrdb]    endpoints = 127.0.0.1:4410
     [receiver] listen = 0.0.0.0:1883, max_disk_percent = 98, max_buffer_mb = 256
     [store]    grpc = 127.0.0.1:4410, http = 127.0.0.1:9000
+    [distil]   builtins, angle_differences, poll_interval, state, distillates
 
 Precedence, lowest first: built-in defaults, the file, the environment, flags.
 
@@ -113,6 +114,17 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class DistilSettings:
+    """``[distil]``: the derived streams service (qss-distil)."""
+
+    builtins: tuple[str, ...] = ("frequency", "frequency-1s", "power", "state-changes")
+    angle_differences: tuple[tuple[str, str], ...] = ()   # (uPMU A, uPMU B) by alias/serial
+    poll_interval: float = 2.0
+    state: str = ""          # the state database; "" = distil.db beside the queue
+    distillates: str = ""    # a folder of the operator's own distillates; "" = none
+
+
+@dataclass(frozen=True)
 class Settings:
     """All appliance settings. ``source`` is the file read (None: defaults only)."""
 
@@ -121,6 +133,7 @@ class Settings:
     btrdb: BtrdbSettings = BtrdbSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     store: StoreSettings = StoreSettings()
+    distil: DistilSettings = DistilSettings()
     source: str | None = field(default=None, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -230,6 +243,36 @@ def _absolute_path(text: str) -> str:
     return text
 
 
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    return () if names == ("none",) else names
+
+
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in _names(text):
+        a, sep, b = item.partition(":")
+        if not sep or not a.strip() or not b.strip():
+            raise ValueError(f"expected UPMU:UPMU pairs separated by commas, e.g. "
+                             f"uPMU1:uPMU2, not {item!r}")
+        out.append((a.strip(), b.strip()))
+    return tuple(out)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.1 <= value <= 3600:
+        raise ValueError("must be a number of seconds from 0.1 to 3600")
+    return value
+
+
+def _optional_path(text: str) -> str:
+    return _absolute_path(text) if text.strip() else ""
+
+
 # section -> key -> (parser, flag name); the flag table below is built from this.
 _KEYS = {
     "paths": {"upmuconfig": (_absolute_path, "upmuconfig"),
@@ -242,6 +285,11 @@ _KEYS = {
                  "max_disk_percent": (_percent, "max_disk_percent"),
                  "max_buffer_mb": (_buffer_mb, "max_buffer_mb")},
     "store": {"grpc": (parse_hostport, "grpc"), "http": (parse_hostport, "http")},
+    "distil": {"builtins": (_names, "builtins"),
+               "angle_differences": (_pairs, "angle_differences"),
+               "poll_interval": (_seconds, "poll_interval"),
+               "state": (_optional_path, "state"),
+               "distillates": (_optional_path, "distillates")},
 }
 _FLAG_KEYS = {flag: (section, key)
               for section, keys in _KEYS.items() for key, (_, flag) in keys.items()}
@@ -273,6 +321,17 @@ _FLAG_HELP = {
                           "default 127.0.0.1:4410)"),
     "http": ("HOST:PORT", "address of the embedded BTrDB server's REST API ([store] http; "
                           "default 127.0.0.1:9000)"),
+    "builtins": ("NAMES", "built-in distillates run for every uPMU, comma-separated, or none "
+                          "([distil] builtins; default frequency, frequency-1s, power, "
+                          "state-changes)"),
+    "angle_differences": ("A:B,...", "angle differences between pairs of uPMUs by alias or "
+                                     "serial ([distil] angle_differences; default none)"),
+    "poll_interval": ("SECONDS", "how often distil looks for new data when idle ([distil] "
+                                 "poll_interval; default 2)"),
+    "state": ("PATH", "distil's state database ([distil] state; default distil.db beside "
+                      "the queue)"),
+    "distillates": ("DIR", "a folder of your own distillates ([distil] distillates; default "
+                           "none)"),
 }
 
 
@@ -300,7 +359,7 @@ def load_settings(config: str | None = None, environ: Mapping[str, str] | None =
 
     def override(section: str, key: str, text: str, where: str) -> None:
         parse = _KEYS[section][key][0]
-        if parse is _absolute_path:
+        if parse is _absolute_path or (parse is _optional_path and text.strip()):
             text = os.path.abspath(text)
         try:
             values[section][key] = parse(text)
@@ -329,7 +388,8 @@ def load_settings(config: str | None = None, environ: Mapping[str, str] | None =
 
 def _section_class(name: str):
     return {"paths": PathsSettings, "queue": QueueSettings, "btrdb": BtrdbSettings,
-            "receiver": ReceiverSettings, "store": StoreSettings}[name]
+            "receiver": ReceiverSettings, "store": StoreSettings,
+            "distil": DistilSettings}[name]
 
 
 def _read_file(path: str, named: bool, named_by: str,
@@ -454,19 +514,37 @@ max_buffer_mb = {receiver.max_buffer_mb}
 # The embedded BTrDB server: gRPC API (--grpc) and legacy REST API (--http).
 grpc = {store.grpc}
 http = {store.http}
+
+[distil]
+# Derived streams (qss-distil): built-ins run for every uPMU, comma-separated, or none
+# (--builtins): frequency, frequency-1s, power, state-changes, noop.
+builtins = {distil_builtins}
+# Angle differences between pairs of uPMUs by alias or serial, e.g. uPMU1:uPMU2
+# (--angle-differences).
+angle_differences = {distil_pairs}
+# Seconds between looks for new data when idle (--poll-interval).
+poll_interval = {distil.poll_interval:g}
+# The state database; empty: distil.db beside the queue (--state).
+state = {distil.state}
+# A folder of your own distillates (*.py); empty: none (--distillates).
+distillates = {distil.distillates}
 """
 
 
 def render_default_ini(settings: Settings | None = None) -> str:
     """A commented ``qss.ini`` holding ``settings`` (default: the built-in defaults)."""
     s = settings or Settings()
-    return _DEFAULT_INI.format(paths=s.paths, queue=s.queue, btrdb=s.btrdb,
-                               receiver=s.receiver, store=s.store,
+    text = _DEFAULT_INI.format(paths=s.paths, queue=s.queue, btrdb=s.btrdb,
+                               receiver=s.receiver, store=s.store, distil=s.distil,
+                               distil_builtins=", ".join(s.distil.builtins) or "none",
+                               distil_pairs=", ".join(f"{a}:{b}" for a, b in
+                                                      s.distil.angle_differences),
                                max_disk_percent=f"{s.receiver.max_disk_percent:g}")
+    return "\n".join(line.rstrip() for line in text.split("\n"))  # empty values
 
 
 __all__ = [
-    "BtrdbSettings", "DEFAULT_CONFIG", "HostPort", "PathsSettings", "QueueSettings",
+    "BtrdbSettings", "DEFAULT_CONFIG", "DistilSettings", "HostPort", "PathsSettings", "QueueSettings",
     "ReceiverSettings", "Settings", "SettingsError", "StoreSettings",
     "add_settings_arguments", "load_settings", "parse_hostport", "render_default_ini",
     "settings_from_args",

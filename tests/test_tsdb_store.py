@@ -206,9 +206,11 @@ def test_versions_and_old_version_reads(store):
     with pytest.raises(errors.VersionNotAvailable):
         store.raw(u, 0, 1000, version=99)
     starts, ends, to = store.changes(u, 10, 0, 0)
-    # One range per chunk an insert touched (both points of version 12 share a chunk),
-    # merged where they overlap: [100, 201) from 11 and [150, 250) from the delete.
-    assert to == 13 and list(zip(starts, ends)) == [(100, 250), (300, 2**35 + 1)]
+    # One range per run of adjacent level-30 windows an insert touched (the points of
+    # version 12 share a chunk but not a window), merged where they overlap: [100, 201)
+    # from 11 and [150, 250) from the delete.
+    assert to == 13 and list(zip(starts, ends)) == [(100, 250), (300, 301),
+                                                    (2**35, 2**35 + 1)]
     starts, ends, _ = store.changes(u, 12, 13, 8)
     assert list(zip(starts, ends)) == [(0, 256)]
     with pytest.raises(errors.InvalidVersions):

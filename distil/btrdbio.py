@@ -1,0 +1,141 @@
+"""What the engine asks of BTrDB, through the official client only (architecture §6):
+versions and changed ranges, reads, replacing an output over a range, flushing, and
+making sure the output streams exist with their metadata.
+"""
+from __future__ import annotations
+
+import functools
+import uuid as uuidlib
+
+import numpy as np
+
+from .distillate import Instance
+from .ranges import Range
+
+#: Annotation keys distil owns on its output streams.
+ANNOTATIONS = ("distil/distillate", "distil/version", "distil/instance", "distil/rebaser",
+               "distil/input/")
+
+
+class InputMissing(Exception):
+    """An input stream does not exist (yet): the instance waits for it."""
+
+
+@functools.cache
+def _schema():
+    import pyarrow as pa
+    return pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
+                      pa.field("value", pa.float64(), nullable=False)])
+
+
+def version(db, uuid: uuidlib.UUID) -> int:
+    """The stream's current data version.
+
+    Raises:
+        InputMissing: no such stream.
+    """
+    from btrdb.exceptions import StreamNotFoundError
+    try:
+        return int(db.stream_from_uuid(uuid).version())
+    except StreamNotFoundError:
+        raise InputMissing(f"stream {uuid} does not exist") from None
+
+
+def changes(db, uuid: uuidlib.UUID, since: int) -> tuple[list[Range], int]:
+    """The ranges written since version ``since`` and the version they lead to."""
+    out, to = [], since
+    for batch, to in db.ep.changes(uuid, since, 0, 0):
+        out += [(r.start, r.end) for r in batch]
+    return out, int(to)
+
+
+def read(db, uuid: uuidlib.UUID, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points in [start, end) as int64 ns times and float64 values."""
+    stream = db.stream_from_uuid(uuid)
+    if db._ARROW_ENABLED:
+        import pyarrow as pa
+        table = stream.arrow_values(start, end)
+        t = table.column("time").cast(pa.int64()).to_numpy()
+        v = table.column("value").to_numpy()
+        return np.asarray(t, np.int64), np.asarray(v, np.float64)
+    points = [p for p, _ in stream.values(start, end)]
+    return (np.fromiter((p.time for p in points), np.int64, len(points)),
+            np.fromiter((p.value for p in points), np.float64, len(points)))
+
+
+def next_time(db, uuid: uuidlib.UUID, at: int) -> int | None:
+    """The time of the first point at or after ``at``, or None."""
+    found = db.stream_from_uuid(uuid).nearest(at, 0, backward=False)
+    return None if found is None else int(found[0].time)
+
+
+def replace(db, uuid: uuidlib.UUID, start: int, end: int, t: np.ndarray,
+            v: np.ndarray) -> None:
+    """Make the stream hold exactly (t, v) in [start, end): delete, then insert."""
+    stream = db.stream_from_uuid(uuid)
+    stream.delete(start, end)
+    if not len(t):
+        return
+    if db._ARROW_ENABLED:
+        import pyarrow as pa
+        schema = _schema()
+        table = pa.Table.from_arrays([pa.array(t, schema.field("time").type),
+                                      pa.array(v, pa.float64())], schema=schema)
+        stream.arrow_insert(table, merge="replace")
+    else:
+        stream.insert(list(zip(t.tolist(), v.tolist())), merge="replace")
+
+
+def flush(db, uuid: uuidlib.UUID) -> None:
+    db.stream_from_uuid(uuid).flush()
+
+
+def resolve(db, path: str) -> uuidlib.UUID:
+    """The UUID of the stream at ``collection/name``.
+
+    Raises:
+        InputMissing: none (or the path names no stream).
+    """
+    collection, _, name = path.strip("/").rpartition("/")
+    found = db.streams_in_collection(collection, is_collection_prefix=False,
+                                     tags={"name": name}) if collection else []
+    if not found:
+        raise InputMissing(f"no stream {path!r} in BTrDB")
+    return found[0].uuid
+
+
+def output_annotations(inst: Instance, inputs: dict[str, uuidlib.UUID]) -> dict[str, str]:
+    """What an output stream says of its making: distillate, version, instance, rebaser,
+    and one ``distil/input/<role>`` = ``<path> <uuid>`` per input (BTrDB allows 255
+    characters a value)."""
+    d = inst.distillate
+    return {"distil/distillate": d.name, "distil/version": str(d.version),
+            "distil/instance": inst.name, "distil/rebaser": d.rebaser.describe(),
+            **{f"distil/input/{r}": f"{inst.inputs[r].path} {u}"
+               for r, u in sorted(inputs.items())}, **inst.tags}
+
+
+def ensure_outputs(db, inst: Instance, inputs: dict[str, uuidlib.UUID]) -> list[str]:
+    """Create the instance's output streams, or fix their collection, tags and
+    annotations; returns what was done, for the log."""
+    from btrdb.exceptions import StreamNotFoundError
+    want = output_annotations(inst, inputs)
+    done = []
+    for role, unit in inst.distillate.outputs.items():
+        uu = inst.output_uuid(role)
+        tags = {"name": role, "unit": unit}
+        try:
+            collection, ver, have_tags, annotations, _ = db.ep.streamInfo(uu, False, True)
+        except StreamNotFoundError:
+            db.create(uu, inst.collection, tags, want)
+            done.append(f"created {inst.output_path(role)}")
+            continue
+        if collection != inst.collection or any(have_tags.get(k) != v for k, v in tags.items()):
+            db.ep.setStreamTags(uu, ver, tags, inst.collection)
+            _, ver, _, annotations, _ = db.ep.streamInfo(uu, False, True)
+            done.append(f"moved {inst.output_path(role)}")
+        changes = {k: v for k, v in want.items() if annotations.get(k) != v}
+        if changes:
+            db.ep.setStreamAnnotations(uu, ver, changes, [])
+            done.append(f"annotated {inst.output_path(role)}")
+    return done

@@ -1,0 +1,155 @@
+"""The model: a distillate (what to compute) and an instance (on which streams).
+
+A **distillate** subclasses :class:`Distillate`: it names its input and output roles,
+says how much data around a changed range it needs (``lead_ns`` before, ``trail_ns``
+after), how its inputs are laid out (``rebaser``), and computes in :meth:`process`
+over numpy arrays. Raising ``version`` makes the engine recompute everything.
+
+Its contract, which lets the engine recompute any range in any chunks and get what a
+computation from scratch would give:
+
+- the output at time ``t`` depends only on the inputs in [t - lead_ns, t + trail_ns];
+- without input points in that span there is no output at ``t`` (NaN outputs are
+  dropped, so a NaN-filled hole of ``pad_snap`` yields nothing by itself);
+- the same inputs give the same outputs.
+
+An **instance** binds a distillate to input streams (by UUID, found from a collection
+path when configured so) and to an output collection, under a unique name; its output
+streams are ``<collection>/<output role>``, with UUIDs derived from the instance name,
+so a restart or another machine finds the same streams.
+"""
+from __future__ import annotations
+
+import dataclasses
+import uuid as uuidlib
+from typing import ClassVar
+
+import numpy as np
+
+from .rebase import Rebaser, passthrough
+
+#: Namespace of output stream UUIDs: uuid5(NAMESPACE, "<instance>/<output>").
+NAMESPACE = uuidlib.UUID("0b7d5e0c-64f5-4c1e-9d63-5d2f1a0c2b21")
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One input as the distillate sees it: int64 ns times and float64 values (NaN
+    where ``pad_snap`` found no point)."""
+
+    t: np.ndarray
+    v: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+class Outputs:
+    """Where :meth:`Distillate.process` puts its results: ``outputs.add(role, t, v)``,
+    as many times as it likes, in any order."""
+
+    def __init__(self, roles) -> None:
+        self._parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {r: [] for r in roles}
+
+    def add(self, role: str, t, v) -> None:
+        """Add points (times in ns, values) to the output ``role``.
+
+        Raises:
+            KeyError: the distillate has no such output.
+            ValueError: times and values differ in length.
+        """
+        if role not in self._parts:
+            raise KeyError(f"no output {role!r} (outputs: {', '.join(self._parts)})")
+        t = np.asarray(t, np.int64).ravel()
+        v = np.asarray(v, np.float64).ravel()
+        if t.shape != v.shape:
+            raise ValueError(f"output {role!r}: {len(t)} times but {len(v)} values")
+        self._parts[role].append((t, v))
+
+    def points(self, role: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The finite points of ``role`` in [start, end), sorted, one per time (the
+        last added wins)."""
+        parts = self._parts[role]
+        if not parts:
+            return np.empty(0, np.int64), np.empty(0)
+        t = np.concatenate([p[0] for p in parts])
+        v = np.concatenate([p[1] for p in parts])
+        keep = (t >= start) & (t < end) & np.isfinite(v)
+        t, v = t[keep], v[keep]
+        if not len(t):
+            return t, v
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        last = np.r_[t[1:] != t[:-1], True]
+        return t[last], v[last]
+
+
+class Distillate:
+    """Base class of distillates (see the module docstring)."""
+
+    #: Registered name, e.g. ``frequency``; an instance's outputs go under it.
+    name: ClassVar[str] = ""
+    #: Raise it when the computation changes: every instance recomputes everything.
+    version: ClassVar[int] = 1
+    #: Input roles, in order.
+    inputs: ClassVar[tuple[str, ...]] = ()
+    #: Output roles and their units.
+    outputs: ClassVar[dict[str, str]] = {}
+    lead_ns: ClassVar[int] = 0
+    trail_ns: ClassVar[int] = 0
+    rebaser: ClassVar[Rebaser] = passthrough()
+
+    def process(self, inputs: dict[str, Series], outputs: Outputs) -> None:
+        """Compute outputs from ``inputs`` (role -> :class:`Series`) into ``outputs``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """``frequency v1``, for messages and annotations."""
+        return f"{self.name} v{self.version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """An input stream: by UUID, or by collection path (``upmu/uPMU1/L1ANG``) to be
+    looked up in BTrDB."""
+
+    path: str
+    uuid: uuidlib.UUID | None = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Instance:
+    """A distillate bound to streams under a unique name."""
+
+    name: str
+    distillate: Distillate
+    inputs: dict[str, Input]
+    collection: str                       # where the outputs go
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)   # extra annotations
+
+    def __post_init__(self) -> None:
+        missing = set(self.distillate.inputs) - set(self.inputs)
+        extra = set(self.inputs) - set(self.distillate.inputs)
+        if missing or extra:
+            raise ValueError(f"instance {self.name}: inputs {sorted(self.inputs)} do not "
+                             f"match {self.distillate.name}'s {list(self.distillate.inputs)}")
+
+    def output_uuid(self, role: str) -> uuidlib.UUID:
+        return uuidlib.uuid5(NAMESPACE, f"{self.name}/{role}")
+
+    def output_path(self, role: str) -> str:
+        return f"{self.collection}/{role}"
+
+    @property
+    def key(self) -> tuple:
+        """What identifies the computation: a change of it recomputes everything."""
+        return (self.name, type(self.distillate).__qualname__, self.distillate.name,
+                self.distillate.version,
+                tuple(sorted((r, i.path, str(i.uuid)) for r, i in self.inputs.items())))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Instance) and (self.key, self.collection, self.tags) == (
+            other.key, other.collection, other.tags)
+
+    def __hash__(self) -> int:
+        return hash(self.key)

@@ -1,0 +1,358 @@
+"""The engine: keeps every instance's outputs equal to a computation from scratch.
+
+For each instance, a **pass** asks BTrDB which ranges of each input changed since the
+versions it consumed (``Changes``), widens them by what the distillate needs around a
+change (``trail`` before and ``lead`` after, plus the rebaser's margin: an input change
+at t alters outputs in [t - trail, t + lead]), and adds them to the ranges it owes;
+ranges owed and the new input versions are recorded together in one transaction. Then
+it works through what it owes in chunks of at most ``chunk_ns``:
+
+1. read every input over the chunk widened by lead and trail (one bounded read each);
+2. rebase and :meth:`~distil.distillate.Distillate.process` them;
+3. for each output, delete exactly the chunk's range and insert the new points in it
+   (merge REPLACE), then flush;
+4. only then strike the chunk from what is owed, in one transaction.
+
+Killed at any moment, it redoes at most the chunk it was in: the outputs over it are
+deleted again before the insert, so they never hold points of two computations. A new
+instance, a distillate whose version was raised, or changed inputs owe everything
+(all of BTrDB's time); spans without input points are crossed with one ``nearest``
+query per input instead of chunk by chunk, so that costs a few calls per span of data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterable
+
+
+from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describe_error
+
+from . import btrdbio, ranges
+from .distillate import Instance, Outputs, Series
+from .ranges import MAXIMUM_TIME, MINIMUM_TIME, Range
+from .state import InstanceState, StateStore
+
+log = logging.getLogger("distil")
+
+SECOND = 1_000_000_000
+EVERYTHING: Range = (MINIMUM_TIME, MAXIMUM_TIME - 1)
+
+
+class DistillateFailed(Exception):
+    """A distillate's process raised; the message names the instance and the range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    chunk_ns: int = 600 * SECOND          # at most this much output time per chunk
+    slice_s: float = 2.0                  # work on one instance at most this long a turn
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """An instance with its inputs resolved and its outputs made sure of."""
+
+    instance: Instance
+    inputs: dict[str, uuidlib.UUID]
+    generation: int
+
+    @property
+    def signature(self) -> str:
+        d = self.instance.distillate
+        ins = ",".join(f"{r}={u}" for r, u in sorted(self.inputs.items()))
+        return f"{d.name} v{d.version} ({type(d).__module__}.{type(d).__qualname__}) {ins}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backlog:
+    """How far behind an instance is."""
+
+    owed: list[Range]          # ranges to recompute, including changes not yet seen
+    points: int                # input points in them (from BTrDB's statistics)
+    oldest_ns: int | None      # the start of the first owed range with input points
+
+    @property
+    def span_ns(self) -> int:
+        return ranges.total(self.owed)
+
+
+def _fmt(t: int) -> str:
+    if t <= MINIMUM_TIME:
+        return "the beginning"
+    if t >= MAXIMUM_TIME - 1:
+        return "the end"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // SECOND)) + \
+        f".{t % SECOND // 1_000_000:03d}Z"
+
+
+def describe_range(r: Range) -> str:
+    return f"[{_fmt(r[0])}, {_fmt(r[1])})"
+
+
+def _from_btrdb(exc: BaseException) -> bool:
+    """Whether an exception came from the client or the connection."""
+    import grpc
+    from btrdb.exceptions import BTrDBError
+    return isinstance(exc, (grpc.RpcError, BTrDBError, ConnectionError, TimeoutError))
+
+
+class Engine:
+    """Keeps a set of instances current (see the module docstring)."""
+
+    def __init__(self, btrdb: Btrdb, state: StateStore, options: Options = Options(), *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.btrdb = btrdb
+        self.state = state
+        self.options = options
+        self.clock = clock
+        self.instances: dict[str, Instance] = {}
+        self._bound: dict[str, Bound] = {}
+        self._retry_at: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}
+        self._waiting: dict[str, str] = {}      # name -> why it waits (input missing)
+        self._outage = Outage(btrdb.what)
+        self._stop = threading.Event()
+
+    # -- the set of instances -----------------------------------------------------
+    def set_instances(self, instances: Iterable[Instance]) -> None:
+        """Keep these instances current from now on (names must be unique)."""
+        new: dict[str, Instance] = {}
+        for inst in instances:
+            if inst.name in new:
+                raise ValueError(f"two instances named {inst.name!r}")
+            new[inst.name] = inst
+        for name in self.instances.keys() - new.keys():
+            log.info("instance %s: dropped (its outputs and state stay)", name)
+        for name, inst in new.items():
+            old = self.instances.get(name)
+            if old is None:
+                log.info("instance %s: %s on %s -> %s", name, inst.distillate.describe(),
+                         ", ".join(i.path for i in inst.inputs.values()), inst.collection)
+            if old != inst:
+                self._bound.pop(name, None)
+                self._retry_at.pop(name, None)
+        self.instances = new
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- one instance ---------------------------------------------------------------
+    def bind(self, inst: Instance) -> Bound:
+        """Resolve the inputs and make sure of the outputs (once per connection)."""
+        db = self.btrdb.get()
+        bound = self._bound.get(inst.name)
+        if bound is not None and bound.generation == self.btrdb.generation:
+            return bound
+        inputs = {}
+        for role, i in inst.inputs.items():
+            uu = i.uuid if i.uuid is not None else btrdbio.resolve(db, i.path)
+            btrdbio.version(db, uu)               # raises InputMissing
+            inputs[role] = uu
+        for line in btrdbio.ensure_outputs(db, inst, inputs):
+            log.info("instance %s: %s", inst.name, line)
+        bound = Bound(inst, inputs, self.btrdb.generation)
+        self._bound[inst.name] = bound
+        return bound
+
+    def _margins(self, inst: Instance) -> tuple[int, int]:
+        d = inst.distillate
+        m = d.rebaser.margin_ns
+        return d.lead_ns + m, d.trail_ns + m
+
+    def refresh(self, bound: Bound) -> InstanceState:
+        """Add what changed upstream since the consumed versions to what is owed."""
+        db = self.btrdb.get()
+        inst = bound.instance
+        st = self.state.load(inst.name)
+        requests = self.state.requests(inst.name)
+        taken = tuple(i for i, _ in requests)
+        if st.signature != bound.signature:
+            why = "new instance" if not st.signature else "distillate or inputs changed"
+            consumed = {str(u): btrdbio.version(db, u) for u in bound.inputs.values()}
+            st = InstanceState(bound.signature, consumed, [EVERYTHING])
+            self.state.save(inst.name, st, taken)
+            log.info("instance %s: %s; computing everything", inst.name, why)
+            return st
+        for _, r in requests:
+            log.info("instance %s: recomputing %s as asked", inst.name, describe_range(r))
+        st.pending = ranges.merge(st.pending + [r for _, r in requests])
+        lead, trail = self._margins(inst)
+        changed, consumed = [], dict(st.consumed)
+        for uu in bound.inputs.values():
+            found, to = btrdbio.changes(db, uu, consumed.get(str(uu), 0))
+            changed += found
+            consumed[str(uu)] = to
+        if consumed != st.consumed or taken:
+            st.pending = ranges.merge(st.pending + ranges.widen(changed, trail, lead),
+                                      gap=self.options.chunk_ns)
+            st.consumed = consumed
+            self.state.save(inst.name, st, taken)
+        return st
+
+    def work_one_chunk(self, bound: Bound, st: InstanceState) -> int:
+        """Recompute the first chunk owed; returns the output points written.
+
+        Raises:
+            DistillateFailed: the distillate raised (BTrDB errors pass as they are).
+        """
+        db = self.btrdb.get()
+        inst = bound.instance
+        d = inst.distillate
+        lead, trail = self._margins(inst)
+        a, b = st.pending[0]
+        x, y = a, min(b, a + self.options.chunk_ns)
+        r0, r1 = max(x - lead, MINIMUM_TIME), min(y + trail, MAXIMUM_TIME - 1)
+        raw = {role: btrdbio.read(db, uu, r0, r1) for role, uu in bound.inputs.items()}
+        outputs = Outputs(d.outputs)
+        if not any(len(t) for t, _ in raw.values()):
+            # No input near the chunk: no output until trail before the next point.
+            nexts = [n for uu in bound.inputs.values()
+                     if (n := btrdbio.next_time(db, uu, r1)) is not None]
+            y = b if not nexts else max(y, min(b, min(nexts) - trail))
+        else:
+            series = {role: Series(*d.rebaser.rebase(t, v, r0, r1))
+                      for role, (t, v) in raw.items()}
+            try:
+                d.process(series, outputs)
+            except Exception as exc:
+                raise DistillateFailed(
+                    f"instance {inst.name}: {d.describe()} failed over "
+                    f"{describe_range((x, y))}: {type(exc).__name__}: {exc}") from exc
+        written = 0
+        for role in d.outputs:
+            t, v = outputs.points(role, x, y)
+            btrdbio.replace(db, inst.output_uuid(role), x, y, t, v)
+            written += len(t)
+        for role in d.outputs:
+            btrdbio.flush(db, inst.output_uuid(role))
+        st.pending = ranges.subtract(st.pending, (x, y))
+        self.state.save(inst.name, st)
+        return written
+
+    def turn(self, inst: Instance) -> bool:
+        """One turn of an instance: refresh, then work for up to ``slice_s``. Returns
+        whether it still owes work (or waits to retry). Failures are logged, recorded
+        and retried with backoff; they never reach the caller."""
+        now = self.clock()
+        if self._retry_at.get(inst.name, now) > now:
+            return True
+        try:
+            bound = self.bind(inst)
+            st = self.refresh(bound)
+            written, chunks = 0, 0
+            deadline = self.clock() + self.options.slice_s
+            while st.pending and not self._stop.is_set():
+                written += self.work_one_chunk(bound, st)
+                chunks += 1
+                if self.clock() >= deadline:
+                    break
+        except btrdbio.InputMissing as exc:
+            if self._waiting.get(inst.name) != str(exc):
+                log.warning("instance %s: waiting: %s", inst.name, exc)
+            self._waiting[inst.name] = str(exc)
+            self._retry_later(inst.name, quiet=True)
+            return True
+        except DistillateFailed as exc:
+            failures = self.state.failed(inst.name, str(exc))
+            delay = self._retry_later(inst.name)
+            log.error("%s (failure %d in a row; retrying in %.0f s)", exc, failures, delay)
+            return True
+        except Exception as exc:  # noqa: BLE001 - BTrDB or state failures: retry
+            reason = describe_error(exc)
+            if not _from_btrdb(exc):
+                log.exception("instance %s: internal error: %s", inst.name, reason)
+            elif classify(exc) is ErrorKind.UNAVAILABLE:
+                self._outage.failed(reason, "distillates wait")
+                self.btrdb.reset()
+            else:
+                log.error("instance %s: %s", inst.name, reason)
+            self.state.failed(inst.name, reason)
+            self._retry_later(inst.name)
+            return True
+        self._outage.succeeded()
+        self._waiting.pop(inst.name, None)
+        self._backoff.pop(inst.name, None)
+        if chunks:
+            self.state.succeeded(inst.name, written)
+            log.debug("instance %s: %d chunks, %d points", inst.name, chunks, written)
+        elif not st.pending:
+            status = self.state.status(inst.name)
+            if status is None or status.failures:
+                self.state.succeeded(inst.name, 0)
+        return bool(st.pending)
+
+    def _retry_later(self, name: str, quiet: bool = False) -> float:
+        backoff = self._backoff.setdefault(name, Backoff(first=1.0, cap=60.0))
+        delay = backoff.next()
+        self._retry_at[name] = self.clock() + delay
+        return delay
+
+    # -- all instances ----------------------------------------------------------------
+    def run_once(self) -> bool:
+        """One turn of every instance; returns whether any still owes work."""
+        busy = False
+        for inst in list(self.instances.values()):
+            if self._stop.is_set():
+                break
+            busy |= self.turn(inst)
+        return busy
+
+    def catch_up(self, timeout: float = 600.0) -> None:
+        """Run until nothing is owed (for tests, benchmarks and ``run``).
+
+        Raises:
+            TimeoutError: still owing after ``timeout`` seconds (a failing instance).
+        """
+        deadline = time.monotonic() + timeout
+        while self.run_once():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"distil did not catch up in {timeout:g} s")
+            if self._retry_at and all(self._retry_at.get(n, 0) > self.clock()
+                                      for n in self.instances):
+                time.sleep(0.05)
+
+    def serve(self, poll_interval: float, reload: Callable[[], list[Instance] | None]
+              ) -> None:
+        """Until :meth:`stop`: reload the instances when ``reload`` returns a list, give
+        every instance a turn, and sleep ``poll_interval`` when nothing is owed."""
+        while not self._stop.is_set():
+            instances = reload()
+            if instances is not None:
+                self.set_instances(instances)
+            if not self.run_once():
+                self._stop.wait(poll_interval)
+
+    # -- reports and requests -------------------------------------------------------
+    def backlog(self, inst: Instance) -> Backlog:
+        """What the instance owes now, with changes it has not yet seen (read only)."""
+        db = self.btrdb.get()
+        bound = self.bind(inst)
+        st = self.state.load(inst.name)
+        if st.signature != bound.signature:
+            owed = [EVERYTHING]
+        else:
+            lead, trail = self._margins(inst)
+            changed = []
+            for uu in bound.inputs.values():
+                changed += btrdbio.changes(db, uu, st.consumed.get(str(uu), 0))[0]
+            owed = ranges.merge(st.pending + ranges.widen(changed, trail, lead)
+                                + [r for _, r in self.state.requests(inst.name)])
+        points, oldest = 0, None
+        for uu in bound.inputs.values():
+            stream = db.stream_from_uuid(uu)
+            for a, b in owed:
+                for w, _ in stream.aligned_windows(a, b, 36):
+                    points += w.count
+                    if w.count and (oldest is None or w.time < oldest):
+                        oldest = max(w.time, a)
+        return Backlog(owed, points, oldest)
+
+    def request(self, inst: Instance, r: Range) -> None:
+        """Owe ``r`` again (``qss-distil run``, ``reset``): taken on the instance's next
+        turn, by this engine or by a running service."""
+        self.state.request(inst.name, r)
+
