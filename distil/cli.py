@@ -171,8 +171,6 @@ def _lock(path: str) -> int:
 def _serve(engine: Engine, settings, path: str, args) -> int:
     _lock(path)
     _configure_logging(args.log_level)
-    log.info("qss-distil: state in %s, BTrDB %s", path, engine.btrdb.endpoint)
-    catalog = Catalog(settings)
 
     def handler(signum, frame):
         if engine._stop.is_set():
@@ -180,8 +178,11 @@ def _serve(engine: Engine, settings, path: str, args) -> int:
         log.info("%s: finishing the chunk being written, then exiting",
                  signal.Signals(signum).name)
         engine.stop()
+    # Before the first line: once it is logged, a SIGTERM is a clean stop.
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    log.info("qss-distil: state in %s, BTrDB %s", path, engine.btrdb.endpoint)
+    catalog = Catalog(settings)
     engine.serve(settings.distil.poll_interval, catalog.poll)
     log.info("qss-distil: stopped")
     return ExitStatus.OK

@@ -19,6 +19,7 @@ from distil.state import StateStore
 from qss.btrdbclient import Btrdb
 
 from distil_support import S, T0, create_streams, put, read, records, upmu_list
+from waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,16 +75,20 @@ def test_sigkill_at_random_moments_then_outputs_equal_a_recomputation(appliance,
         time.sleep(rng.uniform(1.0, 4.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    starts = log.read_text().count("qss-distil: state in")   # killed ones may have none
     proc = start(flags, log)
     try:
-        deadline = time.monotonic() + 300
-        while not caught_up(str(home / "distil.db"), [i.name for i in insts]):
+        def done() -> bool:
             assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
+            return caught_up(str(home / "distil.db"), [i.name for i in insts])
+        wait_until(done, timeout=300, interval=0.5, what="qss-distil caught up",
+                   detail=log.read_text)
     finally:
+        # A SIGTERM is a clean stop once the service has said it started.
+        wait_until(lambda: log.read_text().count("qss-distil: state in") > starts
+                   or proc.poll() is not None, what="qss-distil's start line")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(30) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
     scratch = Engine(btrdb, StateStore(str(tmp_path / "scratch.db")),
                      Options(chunk_ns=86400 * S))
