@@ -36,9 +36,10 @@ FLOORS: dict[str, frozenset[str]] = {
     "dattool": frozenset({"qss"}),
     "installer": frozenset({"qss"}),
     "upmu_adm": frozenset({"qss"}),
+    "plotter": frozenset({"qss"}),
     "demokit": frozenset({"qss", "installer"}),
     "bench": frozenset({"qss", "tsdb", "receiver", "sync2q", "simulator", "dattool",
-                        "installer", "upmu_adm", "demokit"}),
+                        "installer", "upmu_adm", "plotter", "demokit"}),
 }
 
 

@@ -156,12 +156,12 @@ def test_unknown_sections_and_keys_are_warnings(ini):
     assert s == Settings()
     assert s.warnings == (
         f"{path}: key 'stray' outside any section ignored (sections: paths, queue, btrdb, "
-        f"receiver, store)",
+        f"receiver, store, plotter)",
         f"{path}: [receiver] unknown subsection [[tls]] ignored",
         f"{path}: [receiver] unknown key 'backlog' ignored (known: listen, "
         f"max_disk_percent)",
         f"{path}: unknown section [log] ignored (known: paths, queue, btrdb, receiver, "
-        f"store)",
+        f"store, plotter)",
     )
 
 
