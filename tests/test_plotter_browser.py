@@ -1,0 +1,209 @@
+"""The plotter's page in Debian's headless chromium (Selenium + chromium-driver): what a
+user does, checked on the canvas's pixels as well as the DOM.
+
+One browser and one plotter for the module keep it fast; each test starts from a fresh
+page load.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plotter import testing as plotter_testing
+from qss.btrdbclient import connect
+
+T0 = 1_450_426_497_000_000_000
+RATE = 120
+SECONDS = 600
+SHOTS = Path(os.environ.get("QSS_PLOTTER_SCREENSHOTS", "")) if os.environ.get(
+    "QSS_PLOTTER_SCREENSHOTS") else None
+
+
+def _binary(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}")
+                                      else None)
+        if path:
+            return path
+    raise AssertionError(f"none of {names} installed: apt-get install chromium "
+                         f"chromium-driver (./dev test does as root)")
+
+
+@pytest.fixture(scope="module")
+def streams(server):
+    db = connect(server.grpc)
+    made = {}
+    t = T0 + np.round(np.arange(SECONDS * RATE) * (1e9 / RATE)).astype(np.int64)
+    keep = (t < T0 + 300 * 10**9) | (t >= T0 + 360 * 10**9)      # a minute's gap
+    for collection, name, unit, base, period in (("upmu/uPMU1", "L1MAG", "V", 7200.0, 400),
+                                                 ("upmu/uPMU1", "C1MAG", "A", 110.0, 3000),
+                                                 ("upmu/uPMU2", "L1MAG", "V", 7150.0, 900)):
+        s = db.create(uuidlib.uuid4(), collection, {"name": name, "unit": unit}, {})
+        v = base + np.sin(np.arange(len(t)) / period) * base / 50
+        s.insert(list(zip(t[keep].tolist(), v[keep].tolist())))
+        s.flush()
+        made[f"{collection}/{name}"] = s
+    yield made
+    db._qss_channel.close()
+
+
+@pytest.fixture(scope="module")
+def plotter(server, streams, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plotter")
+    p = plotter_testing.start(server.grpc, tmp, log_path=tmp / "plotter.log")
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = _binary("chromium", "chromium-browser")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,900", "--force-device-scale-factor=1",
+                "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(_binary("chromedriver")), options=options)
+    driver.set_script_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(driver, script: str, timeout: float = 20.0, *args):
+    """Poll a JavaScript expression until it is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = driver.execute_script(f"return ({script});", *args)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {script}")
+        time.sleep(0.05)
+
+
+def open_page(browser, plotter):
+    browser.get(plotter.url + "/")
+    wait(browser, "document.querySelectorAll('#tree .stream').length >= 3")
+
+
+def select(browser, path: str):
+    browser.execute_script(
+        "const row = [...document.querySelectorAll('#tree .stream')]"
+        ".find(r => r.title === arguments[0]); row.querySelector('input').click();", path)
+
+
+def drawn_pixels(browser, colour: str) -> int:
+    """Pixels of the chart's canvas near ``colour`` (#rrggbb)."""
+    return browser.execute_script("""
+        const c = document.querySelector('#chart canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const want = [1, 3, 5].map(i => parseInt(arguments[0].slice(i, i + 2), 16));
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) {
+          if (d[i + 3] > 200 && Math.abs(d[i] - want[0]) < 40 && Math.abs(d[i + 1] - want[1]) < 40
+              && Math.abs(d[i + 2] - want[2]) < 40) n++;
+        }
+        return n;""", colour)
+
+
+def shot(browser, name: str):
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def test_select_streams_and_the_chart_draws_them(browser, plotter):
+    open_page(browser, plotter)
+    titles = browser.execute_script(
+        "return [...document.querySelectorAll('#tree .stream')].map(r => r.title)")
+    assert titles == ["/upmu/uPMU1/C1MAG", "/upmu/uPMU1/L1MAG", "/upmu/uPMU2/L1MAG"]
+    select(browser, "/upmu/uPMU1/L1MAG")
+    select(browser, "/upmu/uPMU1/C1MAG")
+    wait(browser, "window.plotter.plot && window.plotter.last"
+                  " && window.plotter.last.streams.length === 2")
+    colours = browser.execute_script("return window.plotter.selected.map(x => x.color)")
+    for colour in colours:          # each stream's mean line is on the canvas
+        assert drawn_pixels(browser, colour) > 300, colour
+    # one y-axis per unit, labelled
+    # (uPlot draws axes on the canvas: their labels are read from the chart's axes)
+    labels = browser.execute_script("return window.plotter.plot.axes.map(a => a.label)")
+    assert labels == ["Time (UTC)", "V", "A"]
+    # the filter box hides what does not match
+    browser.find_element("id", "filter").send_keys("upmu2")
+    visible = browser.execute_script(
+        "return [...document.querySelectorAll('#tree .stream')]"
+        ".filter(r => r.offsetParent !== null).map(r => r.title)")
+    assert visible == ["/upmu/uPMU2/L1MAG"]
+    shot(browser, "plotter-two-streams")
+
+
+def test_a_drag_zoom_asks_for_a_finer_point_width_and_redraws(browser, plotter):
+    open_page(browser, plotter)
+    select(browser, "/upmu/uPMU1/L1MAG")
+    wait(browser, "window.plotter.last && window.plotter.stats.requests >= 1")
+    before = browser.execute_script("return [window.plotter.stats.requests, "
+                                    "window.plotter.stats.lastPw[0]]")
+    from selenium.webdriver.common.action_chains import ActionChains
+    over = browser.find_element("css selector", "#chart .u-over")
+    width = over.size["width"]
+    ActionChains(browser).move_to_element_with_offset(over, -width // 2 + 20, 0) \
+        .click_and_hold().move_by_offset(60, 0).release().perform()
+    wait(browser, f"window.plotter.stats.requests > {before[0]}")
+    pw = browser.execute_script("return window.plotter.stats.lastPw[0]")
+    assert pw is None or pw < before[1]          # raw (None) or finer windows
+    colour = browser.execute_script("return window.plotter.selected[0].color")
+    assert drawn_pixels(browser, colour) > 100
+
+
+def test_show_info_on_right_click_shows_the_uuid(browser, plotter, streams):
+    open_page(browser, plotter)
+    from selenium.webdriver.common.action_chains import ActionChains
+    row = browser.find_element("css selector", '#tree .stream[title="/upmu/uPMU2/L1MAG"]')
+    ActionChains(browser).context_click(row).perform()
+    browser.find_element("css selector", '#menu [data-action="info"]').click()
+    uuid = wait(browser, "document.getElementById('info').open"
+                         " && document.getElementById('info-uuid').textContent")
+    assert uuid == str(streams["upmu/uPMU2/L1MAG"].uuid)
+    assert f"UUID={uuid}" in browser.find_element("id", "info-curl").text
+    shot(browser, "plotter-show-info")
+
+
+def test_the_zone_switch_relabels_the_time_axis(browser, plotter):
+    open_page(browser, plotter)
+    select(browser, "/upmu/uPMU1/L1MAG")
+    wait(browser, "window.plotter.plot")
+    zone = browser.find_element("id", "zone")
+    zone.clear()
+    zone.send_keys("America/Los_Angeles\n")
+    browser.execute_script("document.getElementById('zone').dispatchEvent(new Event('change'))")
+    label = wait(browser, "window.plotter.plot.axes[0].label.includes('Los_Angeles')"
+                          " && window.plotter.plot.axes[0].label")
+    assert label == "Time (America/Los_Angeles)"
+    start = browser.find_element("id", "start").get_attribute("value")
+    assert start.startswith("2015-12-18 00:")     # 08:... UTC is 00:... in Los Angeles
+
+
+def test_the_gauge_says_no_longer_accepting_new_data_at_the_threshold(browser, server,
+                                                                    tmp_path):
+    p = plotter_testing.start(server.grpc, tmp_path, "--max-disk-percent", "1",
+                              log_path=tmp_path / "plotter.log")
+    try:
+        browser.get(p.url + "/")
+        text = wait(browser, "!document.getElementById('usage-message').hidden"
+                             " && document.getElementById('usage-message').textContent")
+        assert text == "No longer accepting new data"
+        shot(browser, "plotter-gauge-full")
+    finally:
+        p.stop()
