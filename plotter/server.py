@@ -142,7 +142,7 @@ async def _serve(settings, sock: socket.socket, redirect_sock: socket.socket | N
                  tls: ssl.SSLContext | None) -> int:
     import uvicorn
 
-    from .app import Plotter, create_app
+    from .app import STATIC, Plotter, create_app
     from .redirect import redirect_app
 
     plotter = Plotter(settings)
@@ -170,8 +170,8 @@ async def _serve(settings, sock: socket.socket, redirect_sock: socket.socket | N
             server.should_exit = True
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
-    log.info("serving the plotter on %s://%s:%d/ (BTrDB %s)%s", scheme, host, port,
-             settings.btrdb.conn_str,
+    log.info("serving the plotter on %s://%s:%d/ (BTrDB %s; page from %s)%s", scheme, host,
+             port, settings.btrdb.conn_str, STATIC,
              f"; redirecting http://{redirect_sock.getsockname()[0]}:"
              f"{redirect_sock.getsockname()[1]}/ to it" if redirect_sock else "")
     try:

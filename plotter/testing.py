@@ -46,17 +46,19 @@ def command(btrdb: str, data: str | os.PathLike, *extra: str) -> list[str]:
 
 
 def start(btrdb: str, data: str | os.PathLike, *extra: str, log_path: str | os.PathLike,
-          timeout: float = 30.0) -> PlotterProcess:
-    """Start a plotter reading BTrDB at ``btrdb`` and wait until it logs its URL.
+          timeout: float = 30.0, pythonpath: str | None = None) -> PlotterProcess:
+    """Start a plotter reading BTrDB at ``btrdb`` and wait until it logs its URL; its code
+    from this checkout, or from ``pythonpath`` (e.g. an unpacked wheel) when given.
 
     Raises:
         RuntimeError: with the plotter's output, if it exits or stays silent.
     """
     log_path = Path(log_path)
     out = open(log_path, "w")
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = pythonpath or str(ROOT)
+    env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(command(btrdb, data, *extra), stdout=out, stderr=subprocess.STDOUT,
-                            env=env, cwd=ROOT)
+                            env=env, cwd=code)
     out.close()
     p = PlotterProcess(proc, log_path)
     deadline = time.monotonic() + timeout

@@ -140,6 +140,10 @@ def test_select_streams_and_the_chart_draws_them(browser, plotter):
     # (uPlot draws axes on the canvas: their labels are read from the chart's axes)
     labels = browser.execute_script("return window.plotter.plot.axes.map(a => a.label)")
     assert labels == ["Time (UTC)", "V", "A"]
+    # everything the page loaded came from the plotter itself
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(u.startswith(plotter.url + "/") for u in loaded), loaded
     # the filter box hides what does not match
     browser.find_element("id", "filter").send_keys("upmu2")
     visible = browser.execute_script(
