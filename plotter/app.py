@@ -35,7 +35,8 @@ from qss.status import disk_usage
 from . import csvexport
 from .access import Gate, NotAUuid, UnknownStream
 from .catalog import Catalog, tree
-from .query import MAX_STREAMS, BadRequest, parse_pointwidth, parse_view, read_stream
+from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
+                    read_stream)
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +155,15 @@ async def data(request: Request) -> Response:
     uuids = _uuids(request)
     view = parse_view(params)
     pw = parse_pointwidth(params)
+    small = params.get("compact", "") in ("1", "true", "yes")
     viewer = app.gate.viewer(request)
     handles = await app.call(app.gate.handles, viewer, uuids)
     answers: list[dict | None] = [None] * len(handles)
 
     async def one(i: int, entry, stream) -> None:
         answer = await app.call(read_stream, stream, view, pw)
+        if small:
+            answer = compact(answer, view)
         answers[i] = {"uuid": str(entry.uuid), **answer}
     try:
         async with anyio.create_task_group() as tg:
@@ -271,7 +275,10 @@ def create_app(plotter: Plotter) -> Starlette:
     if STATIC.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
     app = Starlette(routes=routes,
-                    middleware=[Middleware(GZipMiddleware, minimum_size=1024)],
+                    # Level 9 (the default) took 200 ms for a 6-stream view; 5: a tenth of that,
+                    # a few percent larger.
+                    middleware=[Middleware(GZipMiddleware, minimum_size=1024,
+                                           compresslevel=5)],
                     exception_handlers={BadRequest: bad_request, NotAUuid: bad_request,
                                         UnknownStream: unknown_stream,
                                         HTTPException: http_error, BTrDBError: btrdb_failure,

@@ -48,11 +48,13 @@ class View:
 
 
 def choose_pointwidth(view: View) -> int:
-    """``floor(log2(span / width))``, between 0 and 62: a window is about a pixel."""
+    """``log2(span / width)`` rounded to the nearest integer, between 0 and 62: a window
+    is about a pixel (0.7 to 1.4 of one), so a view gets 0.7 to 1.4 x ``width`` windows
+    (plus one at each end for the alignment)."""
     per_pixel = view.span / view.width
-    if per_pixel < 2:
+    if per_pixel < 1.5:
         return 0
-    return min(MAX_PW, int(math.floor(math.log2(per_pixel))))
+    return min(MAX_PW, int(math.floor(math.log2(per_pixel) + 0.5)))
 
 
 def _int(params: Mapping[str, str], name: str, low: int, high: int,
@@ -149,6 +151,26 @@ def read_raw(stream, start: int, end: int) -> dict[str, np.ndarray]:
     points = [p for p, _ in stream.values(start, end)]
     return {"times": np.array([p.time for p in points], dtype=np.int64),
             "values": np.array([p.value for p in points], dtype=np.float64)}
+
+
+def compact(answer: dict, view: View) -> dict:
+    """The page's form of :func:`read_stream`'s answer: values as float32 (what a screen
+    can show; JSON writes them in about 8 characters), times as whole numbers of ``unit``
+    after ``t0`` (windows: ``unit`` = 2^pw, ``t0`` = the view's start rounded down to a
+    window; raw: ``unit`` = 1 ns, ``t0`` = the view's start). About a third of the exact
+    answer's size; scripts get exact values by default."""
+    if answer["kind"] == "windows":
+        unit = 1 << answer["pw"]
+        t0 = view.start >> answer["pw"] << answer["pw"]
+        keys = ("min", "mean", "max")
+    else:
+        unit, t0, keys = 1, view.start, ("values",)
+    out = {k: v for k, v in answer.items() if k not in keys and k != "times"}
+    out["t0"], out["unit"] = t0, unit
+    out["times"] = (answer["times"] - t0) // unit
+    for k in keys:
+        out[k] = answer[k].astype(np.float32)
+    return out
 
 
 def read_stream(stream, view: View, pw: int | None = None) -> dict:

@@ -149,7 +149,7 @@
     const b = await bracket();
     if (b.first === null) { status("The selected streams hold no data yet."); setView(null, remember); refresh(); return; }
     const pad = Math.max(1e6, (b.last - b.first) * 0.01);
-    setView({ start: b.first - pad, end: b.last + pad }, remember);
+    return setView({ start: b.first - pad, end: b.last + pad }, remember);
   }
   async function quickRange(seconds) {
     if (!state.selected.length) return;
@@ -161,21 +161,25 @@
   function setView(view, remember = true) {
     if (remember && state.view) { state.history.push(state.view); state.future = []; }
     state.view = view;
-    refresh();
+    return refresh();
   }
   function zoomTo(start, end) {
     if (end - start < 1000) { const mid = (start + end) / 2; start = mid - 500; end = mid + 500; }
     setView({ start, end });
   }
   function pan(fraction) {
-    const v = state.view; if (!v) return;
+    const v = state.view; if (!v) return Promise.resolve();
     const d = (v.end - v.start) * fraction;
-    setView({ start: v.start + d, end: v.end + d });
+    return setView({ start: v.start + d, end: v.end + d });
   }
-  $("back").addEventListener("click", () => {
-    if (!state.history.length) return;
-    state.future.push(state.view); state.view = state.history.pop(); refresh();
-  });
+  function back() {
+    if (!state.history.length) return Promise.resolve();
+    state.future.push(state.view); state.view = state.history.pop(); return refresh();
+  }
+  // For the benchmark: ms from a pan (or back) to the redrawn chart.
+  state.timeNavigation = async (fraction) => { const t0 = performance.now(); await pan(fraction); return performance.now() - t0; };
+  state.timeBack = async () => { const t0 = performance.now(); await back(); return performance.now() - t0; };
+  $("back").addEventListener("click", back);
   $("forward").addEventListener("click", () => {
     if (!state.future.length) return;
     state.history.push(state.view); state.view = state.future.pop(); refresh();
@@ -211,6 +215,9 @@
     clearTimeout(retryTimer);
     if (!state.view || !state.selected.length) return;
     const v = state.view;
+    // The address bar holds the view: reload or share it to see the same streams and range.
+    history.replaceState(null, "", "#s=" + state.selected.map((x) => x.entry.uuid).join(",") +
+      `&start=${Math.floor(v.start)}&end=${Math.ceil(v.end)}&zone=${encodeURIComponent(state.zone)}`);
     $("start").value = fmtTime(v.start);
     $("end").value = fmtTime(v.end);
     const uuids = state.selected.map((x) => x.entry.uuid);
@@ -222,7 +229,7 @@
     if (state.last) draw(state.last);
     const seq = ++state.fetchSeq;
     const q = uuids.map((u) => "uuid=" + u).join("&") +
-      `&start=${Math.floor(v.start)}&end=${Math.ceil(v.end)}&width=${width}`;
+      `&start=${Math.floor(v.start)}&end=${Math.ceil(v.end)}&width=${width}&compact=1`;
     const t0 = performance.now();
     try {
       const answer = await api("api/data?" + q);
@@ -252,6 +259,10 @@
   function columns(s) {
     const x = [], lo = [], mid = [], hi = [];
     const n = s.times.length;
+    if (s.t0 !== undefined && !s.expanded) {     // compact: times in units after t0
+      s.times = s.times.map((i) => s.t0 + i * s.unit);
+      s.expanded = true;
+    }
     if (s.kind === "windows") {
       const w = 2 ** s.pw;
       for (let i = 0; i < n; i++) {
@@ -307,6 +318,7 @@
     $("view-info").textContent = `${spanText(state.view.end - state.view.start)} · ` +
       `${[...new Set(kinds)].join(", ")} · ${answer.width} px`;
     state.stats.lastDrawMs = performance.now() - t0;
+    if (!state.stats.firstPaint) state.stats.firstPaint = performance.now();   // from page open
   }
 
   function showSeries(i, show) {
@@ -529,6 +541,18 @@
       setTimeout(start, 2000);
       return;
     }
+    // A view in the address (#s=UUID,UUID&start=NS&end=NS&zone=Z): open it.
+    const h = new URLSearchParams(location.hash.slice(1));
+    const uuids = (h.get("s") || "").split(",").filter((u) => state.streams.has(u));
+    if (!uuids.length) return;
+    if (h.get("zone")) { state.zone = h.get("zone"); $("zone").value = state.zone; }
+    uuids.forEach((u, i) => {
+      state.selected.push({ entry: state.streams.get(u), color: PALETTE[i % PALETTE.length], show: true });
+      for (const box of document.querySelectorAll(`#tree .stream[data-uuid="${u}"] input`)) box.checked = true;
+    });
+    const s = Number(h.get("start")), e = Number(h.get("end"));
+    if (s && e && e > s) await setView({ start: s, end: e }, false);
+    else await showAll(false);
   }
   usage();
   setInterval(usage, 30000);
