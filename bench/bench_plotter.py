@@ -95,7 +95,8 @@ def bench_api(url: str, uuids: list[str], first: int, day: tuple[int, int], days
         times, sizes, most, chose = [], [], 0, set()
         for _ in range(views + 2):
             start = rng.randrange(lo, max(lo + 1, end_all - span))
-            params = {"uuid": uuids, "start": start, "end": start + span, "width": WIDTH}
+            params = {"uuid": uuids, "start": start, "end": start + span, "width": WIDTH,
+                      "compact": 1}
             t0 = time.perf_counter()
             r = session.get(url + "/api/data", params=params,
                             headers={"Accept-Encoding": "gzip"})
