@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from qss.status import disk_usage
 from . import csvexport
 from .access import Gate, NotAUuid, UnknownStream
 from .catalog import Catalog, tree
+from .permalinks import (MAX_DOC_BYTES, PermalinkError, Permalinks, check_id, open_permalinks,
+                         resolve, validate)
 from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
                     read_stream)
 
@@ -54,6 +58,10 @@ class JSON(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+class PermalinksUnavailable(Exception):
+    """The permalink store cannot be opened (a 503)."""
+
+
 class Plotter:
     """The application's state: settings, the BTrDB connection and the gate."""
 
@@ -64,6 +72,29 @@ class Plotter:
         self.btrdb = btrdb or Btrdb([str(e) for e in settings.btrdb.endpoints], deadline=10.0)
         self.gate = gate or Gate(Catalog(self.btrdb))
         self.usage_probe = usage
+        self._permalinks: Permalinks | None = None
+        self._permalinks_lock = threading.Lock()
+
+    def permalinks(self) -> Permalinks:
+        """The permalink store, opened on first use (a plotter whose store is unusable
+        still plots).
+
+        Raises:
+            PermalinksUnavailable: it cannot be opened.
+        """
+        with self._permalinks_lock:
+            if self._permalinks is None:
+                try:
+                    self._permalinks = open_permalinks(self.settings.queue.url,
+                                                       self.settings.paths.srv)
+                except Exception as exc:  # noqa: BLE001 - any backend's failure to open
+                    raise PermalinksUnavailable(f"permalinks unavailable: {exc}") from exc
+            return self._permalinks
+
+    def close(self) -> None:
+        self.btrdb.close()
+        if self._permalinks is not None:
+            self._permalinks.close()
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking BTrDB call in a worker thread."""
@@ -209,6 +240,55 @@ async def csv(request: Request) -> Response:
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+def _newest(app: Plotter, handles) -> int | None:
+    lasts = [p[0].time for _, s in handles if (p := s.latest()) is not None]
+    return max(lasts, default=None)
+
+
+async def create_permalink(request: Request) -> Response:
+    app: Plotter = request.app.state.plotter
+    body = await request.body()
+    if len(body) > MAX_DOC_BYTES:
+        raise BadRequest(f"a permalink may hold at most {MAX_DOC_BYTES:,} bytes")
+    try:
+        doc = validate(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be a JSON permalink document") from None
+    viewer = app.gate.viewer(request)
+
+    def store() -> str:
+        for u in doc["streams"]:
+            app.gate.stream(viewer, u)          # only streams the viewer may see
+        return app.permalinks().create(doc)
+    pid = await app.call(store)
+    return JSON({"id": pid, "url": f"/?p={pid}"}, status_code=201)
+
+
+async def read_permalink(request: Request) -> Response:
+    app: Plotter = request.app.state.plotter
+    pid = check_id(request.path_params["pid"])
+    viewer = app.gate.viewer(request)
+
+    def read() -> dict:
+        doc = app.permalinks().get(pid)
+        if doc is None:
+            raise UnknownPermalink(f"no permalink {pid!r}")
+        handles = []
+        for u in doc["streams"]:                # a permalink shows what its viewer may see
+            try:
+                handles += app.gate.handles(viewer, [u])
+            except UnknownStream:
+                continue
+        start, end = resolve(doc["window"], time.time_ns(), lambda: _newest(app, handles))
+        return {"id": pid, **doc, "streams": [str(e.uuid) for e, _ in handles],
+                "start": start, "end": end}
+    return JSON(await app.call(read))
+
+
+class UnknownPermalink(LookupError):
+    """No permalink with this id (a 404)."""
+
+
 async def usage(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
     limit = app.settings.receiver.max_disk_percent
@@ -232,6 +312,11 @@ async def bad_request(request: Request, exc: Exception) -> Response:
 
 async def unknown_stream(request: Request, exc: Exception) -> Response:
     return JSON({"error": str(exc)}, status_code=404)
+
+
+async def unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("%s", exc)
+    return JSON({"error": str(exc)}, status_code=503)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -271,6 +356,8 @@ def create_app(plotter: Plotter) -> Starlette:
         Route("/api/data", data),
         Route("/api/csv", csv),
         Route("/api/usage", usage),
+        Route("/api/permalinks", create_permalink, methods=["POST"]),
+        Route("/api/permalinks/{pid}", read_permalink),
     ]
     if STATIC.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
@@ -280,7 +367,10 @@ def create_app(plotter: Plotter) -> Starlette:
                     middleware=[Middleware(GZipMiddleware, minimum_size=1024,
                                            compresslevel=5)],
                     exception_handlers={BadRequest: bad_request, NotAUuid: bad_request,
+                                        PermalinkError: bad_request,
                                         UnknownStream: unknown_stream,
+                                        UnknownPermalink: unknown_stream,
+                                        PermalinksUnavailable: unavailable,
                                         HTTPException: http_error, BTrDBError: btrdb_failure,
                                         grpc.RpcError: btrdb_failure, Exception: failure})
     app.state.plotter = plotter

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
                     "Runs in the foreground and logs to stdout (supervisor program "
                     "'mr-plotter').")
     add_settings_arguments(parser, "plotter_listen", "certificate", "key", "redirect",
-                           "btrdb", "data", "max_disk_percent", "http")
+                           "btrdb", "data", "max_disk_percent", "http", "queue", "srv")
     parser.add_argument("--user", metavar="NAME",
                         help="when started as root (to bind ports 80 and 443), run as this "
                              "user once the sockets are bound; required as root (the "
@@ -177,7 +177,7 @@ async def _serve(settings, sock: socket.socket, redirect_sock: socket.socket | N
     try:
         await asyncio.gather(*(server.serve(sockets=[s]) for server, s in servers))
     finally:
-        plotter.btrdb.close()
+        plotter.close()
     log.info("plotter stopped")
     return int(ExitStatus.OK)
 

@@ -41,7 +41,8 @@ def command(btrdb: str, data: str | os.PathLike, *extra: str) -> list[str]:
     # Tests may run as root (CI does); the worktree need not be readable by another user.
     user = ["--user", "root"] if os.geteuid() == 0 else []
     return [sys.executable, "-m", "plotter", "--config", os.devnull, "--btrdb", btrdb,
-            "--data", str(data), "--listen", "127.0.0.1:0", "--certificate", "",
+            "--data", str(data), "--queue", f"sqlite:///{os.path.abspath(data)}/queue.db",
+            "--srv", str(data), "--listen", "127.0.0.1:0", "--certificate", "",
             "--key", "", "--redirect", "off", *user, *extra]
 
 

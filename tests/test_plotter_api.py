@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import socket
+import time
 import uuid as uuidlib
 
 import numpy as np
@@ -336,3 +337,68 @@ def test_btrdb_stopped_is_a_503_and_the_plotter_recovers_by_itself(tmp_path):
         assert "Traceback" not in p.log()
     finally:
         btrdb.stop()
+
+
+# -- permalinks ------------------------------------------------------------------------
+
+def post(plotter, path, body):
+    return requests.post(plotter.url + path, data=body if isinstance(body, bytes) else None,
+                         json=None if isinstance(body, bytes) else body, timeout=30)
+
+
+def test_a_permalink_round_trip_for_each_kind_of_window(plotter, streams):
+    a, b = str(streams["L1MAG"].uuid), str(streams["C1MAG"].uuid)
+    last, _ = streams["L1MAG"].latest()
+    for window, want in (({"kind": "fixed", "start": T0, "end": T0 + 10**9}, (T0, T0 + 10**9)),
+                         ({"kind": "last", "span": 60 * 10**9},
+                          (last.time + 1 - 60 * 10**9, last.time + 1))):
+        r = post(plotter, "/api/permalinks", {"streams": [a, b], "window": window,
+                                              "zone": "Europe/Berlin",
+                                              "view": {"colors": {a: "#123456"}}})
+        assert r.status_code == 201
+        made = r.json()
+        assert made["url"] == f"/?p={made['id']}"
+        got = get(plotter, f"/api/permalinks/{made['id']}").json()
+        assert got["streams"] == [a, b] and (got["start"], got["end"]) == want
+        assert got["zone"] == "Europe/Berlin" and got["view"] == {"colors": {a: "#123456"}}
+        assert got["window"] == window
+    r = post(plotter, "/api/permalinks", {"streams": [a], "window": {"kind": "now",
+                                                                     "span": 10**9}})
+    got = get(plotter, f"/api/permalinks/{r.json()['id']}").json()
+    assert got["end"] - got["start"] == 10**9
+    assert abs(got["end"] - time.time_ns()) < 60 * 10**9
+
+
+def test_permalink_errors(plotter, streams):
+    r = get(plotter, "/api/permalinks/not/ok")
+    assert r.status_code == 404
+    r = get(plotter, "/api/permalinks/bad!id")
+    assert r.status_code == 400 and "malformed permalink id 'bad!id'" in r.json()["error"]
+    r = get(plotter, "/api/permalinks/AAAAAAAAAAA")
+    assert r.status_code == 404 and r.json() == {"error": "no permalink 'AAAAAAAAAAA'"}
+    r = post(plotter, "/api/permalinks", b"{not json")
+    assert r.status_code == 400 and "JSON permalink document" in r.json()["error"]
+    r = post(plotter, "/api/permalinks", {"streams": [str(uuidlib.UUID(int=5))],
+                                          "window": {"kind": "now", "span": 1}})
+    assert r.status_code == 404 and "no stream" in r.json()["error"]
+    r = post(plotter, "/api/permalinks", {"streams": [str(streams["L1MAG"].uuid)],
+                                          "window": {"kind": "fixed", "start": 2, "end": 1}})
+    assert r.status_code == 400 and "must be after its start" in r.json()["error"]
+    r = requests.get(plotter.url + "/api/permalinks", timeout=10)
+    assert r.status_code == 405
+
+
+def test_permalinks_live_in_sqlite_beside_the_queue_across_restarts(server, streams, tmp_path):
+    a = str(streams["L1MAG"].uuid)
+    p = plotter_testing.start(server.grpc, tmp_path, log_path=tmp_path / "one.log")
+    try:
+        pid = post(p, "/api/permalinks", {"streams": [a], "window": {
+            "kind": "fixed", "start": T0, "end": T0 + 5}}).json()["id"]
+    finally:
+        p.stop()
+    assert (tmp_path / "plotter.db").exists()
+    p = plotter_testing.start(server.grpc, tmp_path, log_path=tmp_path / "two.log")
+    try:
+        assert get(p, f"/api/permalinks/{pid}").json()["streams"] == [a]
+    finally:
+        p.stop()

@@ -7,6 +7,7 @@ page load.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid as uuidlib
@@ -211,3 +212,30 @@ def test_the_gauge_says_no_longer_accepting_new_data_at_the_threshold(browser, s
         shot(browser, "plotter-gauge-full")
     finally:
         p.stop()
+
+
+def test_a_permalink_round_trip_restores_the_view(browser, plotter, streams):
+    a, b = (str(streams[k].uuid) for k in ("upmu/uPMU1/C1MAG", "upmu/uPMU2/L1MAG"))
+    start, end = T0 + 100 * 10**9, T0 + 160 * 10**9
+    browser.get(f"{plotter.url}/#s={a},{b}&start={start}&end={end}&zone=UTC")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+    zone = browser.find_element("id", "zone")
+    zone.clear()
+    zone.send_keys("Asia/Tokyo")
+    browser.execute_script("document.getElementById('zone').dispatchEvent(new Event('change'))")
+    browser.find_element("id", "permalink").click()
+    url = wait(browser, "document.getElementById('plink-url').value")
+    assert re.fullmatch(re.escape(plotter.url) + r"/\?p=[A-Za-z0-9_-]{11}", url)
+    browser.get("about:blank")
+    browser.get(url)
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+    state = browser.execute_script(
+        "const p = window.plotter; return [p.selected.map(x => x.entry.uuid), "
+        "Math.round(p.view.start / 1e6), Math.round(p.view.end / 1e6), p.zone, "
+        "p.plot.axes[0].label]")
+    assert state == [[a, b], start // 10**6, end // 10**6, "Asia/Tokyo",
+                     "Time (Asia/Tokyo)"]
+    checked = browser.execute_script(
+        "return [...document.querySelectorAll('#tree .stream input:checked')]"
+        ".map(i => i.parentElement.title)")
+    assert checked == ["/upmu/uPMU1/C1MAG", "/upmu/uPMU2/L1MAG"]

@@ -28,8 +28,8 @@
     el.textContent = text || "";
     el.className = error ? "error" : "";
   }
-  async function api(path) {
-    const r = await fetch(path);
+  async function api(path, init) {
+    const r = await fetch(path, init);
     let body = null;
     try { body = await r.json(); } catch (e) { /* not JSON */ }
     if (!r.ok) {
@@ -216,7 +216,7 @@
     if (!state.view || !state.selected.length) return;
     const v = state.view;
     // The address bar holds the view: reload or share it to see the same streams and range.
-    history.replaceState(null, "", "#s=" + state.selected.map((x) => x.entry.uuid).join(",") +
+    history.replaceState(null, "", location.pathname + location.search + "#s=" + state.selected.map((x) => x.entry.uuid).join(",") +
       `&start=${Math.floor(v.start)}&end=${Math.ceil(v.end)}&zone=${encodeURIComponent(state.zone)}`);
     $("start").value = fmtTime(v.start);
     $("end").value = fmtTime(v.end);
@@ -485,6 +485,43 @@
     a.download = "plotter.png"; document.body.appendChild(a); a.click(); a.remove();
   });
 
+  // -- permalinks ---------------------------------------------------------------------
+  $("permalink").addEventListener("click", async () => {
+    if (!state.view || !state.selected.length) { status("Select streams first", true); return; }
+    const kind = $("plink-kind").value;
+    const span = Math.round(state.view.end - state.view.start);
+    const window_ = kind === "fixed"
+      ? { kind, start: Math.floor(state.view.start), end: Math.ceil(state.view.end) }
+      : { kind, span };
+    const doc = {
+      streams: state.selected.map((x) => x.entry.uuid), window: window_, zone: state.zone,
+      view: { colors: Object.fromEntries(state.selected.map((x) => [x.entry.uuid, x.color])),
+              hidden: state.selected.filter((x) => !x.show).map((x) => x.entry.uuid) },
+    };
+    try {
+      const made = await api("api/permalinks", { method: "POST", body: JSON.stringify(doc),
+        headers: { "Content-Type": "application/json" } });
+      const url = new URL(made.url, location.href).href;
+      $("plink-url").hidden = false;
+      $("plink-url").value = url;
+      $("plink-url").select();
+      if (navigator.clipboard) navigator.clipboard.writeText(url).catch(() => {});
+      status("Permalink made");
+    } catch (err) { status(err.message, true); }
+  });
+  async function openPermalink(pid) {
+    const p = await api("api/permalinks/" + encodeURIComponent(pid));
+    state.zone = p.zone; $("zone").value = p.zone;
+    const colors = (p.view && p.view.colors) || {};
+    const hidden = new Set((p.view && p.view.hidden) || []);
+    p.streams.filter((u) => state.streams.has(u)).forEach((u, i) => {
+      state.selected.push({ entry: state.streams.get(u), color: colors[u] || PALETTE[i % PALETTE.length], show: !hidden.has(u) });
+      for (const box of document.querySelectorAll(`#tree .stream[data-uuid="${u}"] input`)) box.checked = true;
+    });
+    state.permalink = p;
+    if (state.selected.length) await setView({ start: p.start, end: p.end }, false);
+  }
+
   // -- zone ---------------------------------------------------------------------------
   try {
     const list = $("zones");
@@ -541,7 +578,12 @@
       setTimeout(start, 2000);
       return;
     }
-    // A view in the address (#s=UUID,UUID&start=NS&end=NS&zone=Z): open it.
+    // A permalink (?p=ID) or a view in the address (#s=UUID,UUID&start=NS&end=NS&zone=Z).
+    const pid = new URLSearchParams(location.search).get("p");
+    if (pid) {
+      try { await openPermalink(pid); } catch (err) { status(`permalink ${pid}: ${err.message}`, true); }
+      return;
+    }
     const h = new URLSearchParams(location.hash.slice(1));
     const uuids = (h.get("s") || "").split(",").filter((u) => state.streams.has(u));
     if (!uuids.length) return;
