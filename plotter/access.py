@@ -66,6 +66,11 @@ class Gate:
         """Who made ``request`` (today: everyone is anonymous)."""
         return ANONYMOUS
 
+    def may_see(self, viewer: Viewer, collection: str) -> bool:
+        """Whether ``viewer`` may see the streams of ``collection`` (for lists that are not
+        streams, such as the health panel's uPMUs)."""
+        return self.policy.may_see(viewer, collection)
+
     def streams(self, viewer: Viewer) -> list[StreamEntry]:
         """Every stream ``viewer`` may see, by collection and name.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +38,7 @@ from qss.status import disk_usage
 from . import csvexport
 from .access import Gate, NotAUuid, UnknownStream
 from .catalog import Catalog, tree
+from .health import health, make_probes
 from .permalinks import (MAX_DOC_BYTES, PermalinkError, Permalinks, check_id, open_permalinks,
                          resolve, validate)
 from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
@@ -74,6 +76,9 @@ class Plotter:
         self.usage_probe = usage
         self._permalinks: Permalinks | None = None
         self._permalinks_lock = threading.Lock()
+        self.probes = make_probes(settings.queue.url, settings.paths.srv,
+                                  settings.receiver.max_disk_percent)
+        self._probes_lock = threading.Lock()
 
     def permalinks(self) -> Permalinks:
         """The permalink store, opened on first use (a plotter whose store is unusable
@@ -93,6 +98,7 @@ class Plotter:
 
     def close(self) -> None:
         self.btrdb.close()
+        self.probes.close()
         if self._permalinks is not None:
             self._permalinks.close()
 
@@ -289,10 +295,24 @@ class UnknownPermalink(LookupError):
     """No permalink with this id (a 404)."""
 
 
+async def health_report(request: Request) -> Response:
+    app: Plotter = request.app.state.plotter
+    viewer = app.gate.viewer(request)
+
+    def read() -> dict:
+        with app._probes_lock:      # one queue connection, one report at a time
+            return health(app.probes, app.settings.paths.upmuconfig,
+                          lambda c: app.gate.may_see(viewer, c))
+    return JSON(await app.call(read))
+
+
 async def usage(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
     limit = app.settings.receiver.max_disk_percent
-    path = app.settings.paths.data
+    # What the receiver measures before it accepts a file: the SQLite queue's folder, or
+    # [paths] srv (a MongoDB queue); on the appliance the data drive holds both.
+    queue_db = app.settings.queue.sqlite_path
+    path = os.path.dirname(queue_db) if queue_db else app.settings.paths.srv
     try:
         u = await app.call(app.usage_probe, path)
     except Exception as exc:  # noqa: BLE001 - the page shows why, the rest still works
@@ -356,6 +376,7 @@ def create_app(plotter: Plotter) -> Starlette:
         Route("/api/data", data),
         Route("/api/csv", csv),
         Route("/api/usage", usage),
+        Route("/api/health", health_report),
         Route("/api/permalinks", create_permalink, methods=["POST"]),
         Route("/api/permalinks/{pid}", read_permalink),
     ]

@@ -402,3 +402,40 @@ def test_permalinks_live_in_sqlite_beside_the_queue_across_restarts(server, stre
         assert get(p, f"/api/permalinks/{pid}").json()["streams"] == [a]
     finally:
         p.stop()
+
+
+# -- the health panel ------------------------------------------------------------------
+
+def test_health_per_upmu_from_the_queue_and_quarantine(server, tmp_path):
+    from qss.queue import open_queue
+    from qss.upmuconfig import UpmuList
+    from sync2q.quarantine import Quarantine
+    cfg = tmp_path / "upmuconfig.ini"
+    upmus = UpmuList.load(str(cfg))
+    upmus.add("10.0.0.5", "P3001276", "uPMU1")
+    upmus.add("10.0.0.6", "P3001277", "uPMU2")
+    upmus.save(str(cfg))
+    queue_url = f"sqlite:///{tmp_path}/queue.db"
+    with open_queue(queue_url) as q:
+        q.put("P3001276", "a.dat", b"x" * 100)
+        q.put("P3001276", "b.dat", b"y" * 50)
+        files = list(q.files("P3001276"))
+        q.mark_synced(files[0])
+    qu = Quarantine.beside(str(tmp_path))
+    qu.add(files[1], "no usable record")
+    p = plotter_testing.start(server.grpc, tmp_path, "--upmuconfig", str(cfg),
+                              log_path=tmp_path / "plotter.log")
+    try:
+        h = get(p, "/api/health").json()
+    finally:
+        p.stop()
+    one, two = h["upmus"]
+    assert (one["alias"], one["serial"], one["ip"], one["collection"]) == \
+        ("uPMU1", "P3001276", "10.0.0.5", "upmu/uPMU1")
+    assert (one["queued_files"], one["unsynced_files"], one["unsynced_bytes"],
+            one["quarantined"]) == (2, 1, 50, 1)
+    assert one["last_received"] is not None and 0 <= one["seconds_ago"] < 120
+    assert (two["alias"], two["last_received"], two["queued_files"], two["quarantined"]) == \
+        ("uPMU2", None, 0, 0)
+    # not run by supervisord here: the programs are unknown, and the report says why
+    assert h["programs"] == [] and h["programs_error"]

@@ -51,6 +51,15 @@ def test_the_demo_serves_the_plotter_with_the_simulated_upmus_data():
             "uuid": l1mag[0]["uuid"], "start": b["first"], "end": b["last"] + 1,
             "width": 800}, timeout=10).json()["streams"][0]
         assert sum(d["count"] if d["kind"] == "windows" else [1] * len(d["times"])) > 0
+        # the health panel: the uPMU's last file, and supervisor's programs (asked through
+        # the supervisord that runs the plotter)
+        h = requests.get(url + "/api/health", timeout=30).json()
+        assert [u["serial"] for u in h["upmus"]] == ["P3000001"]
+        assert h["upmus"][0]["last_received"] is not None
+        states = {p["name"]: p["state"] for p in h["programs"]}
+        assert {n: states.get(n) for n in ("btrdb", "receiver", "sync2q", "mr-plotter",
+                                           "upmu1")} == dict.fromkeys(
+            ("btrdb", "receiver", "sync2q", "mr-plotter", "upmu1"), "RUNNING")
     finally:
         demo.stop()
         shutil.rmtree(root, ignore_errors=True)

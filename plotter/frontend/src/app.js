@@ -300,9 +300,15 @@
     const byUuid = new Map(answer.streams.map((s) => [s.uuid, s]));
     const sel = state.selected.filter((x) => byUuid.has(x.entry.uuid));
     if (!sel.length) return;
-    const tables = sel.map((x) => columns(byUuid.get(x.entry.uuid)));
-    const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
     const shape = sel.map((x) => `${x.entry.uuid}:${x.color}:${x.entry.unit}`).join(",") + "|" + state.zone;
+    // An answer's chart data is made once: going back to a view in the page only redraws.
+    const dataKey = sel.map((x) => x.entry.uuid).join(",");
+    if (answer.dataKey !== dataKey) {
+      const tables = sel.map((x) => columns(byUuid.get(x.entry.uuid)));
+      answer.data = tables.length === 1 ? tables[0] : uPlot.join(tables);
+      answer.dataKey = dataKey;
+    }
+    const data = answer.data;
     if (!state.plot || state.plotKey !== shape) {
       destroyPlot();
       state.plot = new uPlot(options(sel), data, $("chart"));
@@ -568,6 +574,46 @@
     } catch (e) { $("usage-text").textContent = "unknown"; }
   }
 
+  // -- health (manual ch. 16: "No data is shown on the plotter") ----------------------
+  function ago(s) {
+    if (s === null) return "never";
+    if (s < 120) return `${s} s ago`;
+    if (s < 7200) return `${Math.round(s / 60)} min ago`;
+    if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+    return `${Math.round(s / 86400)} days ago`;
+  }
+  async function health() {
+    let h;
+    try { h = await api("api/health"); } catch (e) { $("health-programs").textContent = "unknown"; return; }
+    const t = $("health-upmus");
+    t.textContent = "";
+    for (const u of h.upmus) {
+      const r = t.insertRow();
+      r.dataset.serial = u.serial;
+      r.insertCell().textContent = u.alias || u.serial;
+      const last = r.insertCell();
+      last.textContent = "last file " + ago(u.seconds_ago);
+      // a file a minute is normal; five minutes without one is worth a look
+      if (u.seconds_ago === null || u.seconds_ago > 300) last.className = "bad";
+      const back = r.insertCell();
+      back.textContent = `${u.unsynced_files} unsynced`;
+      if (u.unsynced_files > 5) back.className = "bad";
+      const q = r.insertCell();
+      q.textContent = `${u.quarantined} quarantined`;
+      if (u.quarantined) q.className = "bad";
+    }
+    if (!h.upmus.length) t.insertRow().insertCell().textContent = h.upmus_error || h.queue_error || "no uPMUs";
+    const p = $("health-programs");
+    p.textContent = "";
+    for (const prog of h.programs) {
+      const s = document.createElement("span");
+      s.textContent = `${prog.name} ${prog.state}`;
+      if (prog.state !== "RUNNING") s.className = "bad";
+      p.appendChild(s);
+    }
+    if (h.programs_error) p.textContent = `programs: ${h.programs_error}`;
+  }
+
   // -- start --------------------------------------------------------------------------
   window.addEventListener("resize", () => {
     if (state.plot) state.plot.setSize({ width: $("chart").clientWidth, height: state.plot.height });
@@ -598,5 +644,7 @@
   }
   usage();
   setInterval(usage, 30000);
+  health();
+  setInterval(health, 15000);
   start();
 })();
