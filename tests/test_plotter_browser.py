@@ -6,6 +6,8 @@ page load.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import shutil
@@ -65,7 +67,12 @@ def plotter(server, streams, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def downloads(tmp_path_factory):
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
@@ -74,7 +81,11 @@ def browser():
                 "--window-size=1400,900", "--force-device-scale-factor=1",
                 "--no-first-run", "--disable-extensions"):
         options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(_binary("chromedriver")), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow",
+                                                        "downloadPath": str(downloads)})
     driver.set_script_timeout(30)
     try:
         yield driver
@@ -239,3 +250,21 @@ def test_a_permalink_round_trip_restores_the_view(browser, plotter, streams):
         "return [...document.querySelectorAll('#tree .stream input:checked')]"
         ".map(i => i.parentElement.title)")
     assert checked == ["/upmu/uPMU1/C1MAG", "/upmu/uPMU2/L1MAG"]
+
+
+def test_the_csv_download_equals_the_clients_windows(browser, plotter, streams, downloads):
+    s = streams["upmu/uPMU1/C1MAG"]
+    start, end = T0 + 30 * 10**9, T0 + 90 * 10**9
+    browser.get(f"{plotter.url}/#s={s.uuid}&start={start}&end={end}")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+    pw = browser.execute_script("return window.plotter.stats.lastPw[0]")
+    browser.find_element("id", "csv").click()
+    deadline = time.monotonic() + 20
+    while not (done := [p for p in downloads.glob("plotter-*.csv")]):
+        assert time.monotonic() < deadline, "no CSV downloaded"
+        time.sleep(0.1)
+    rows = list(csv.reader(io.StringIO(done[0].read_text())))
+    assert rows[0][2:] == [f"/upmu/uPMU1/C1MAG {k}" for k in ("mean", "min", "max", "count")]
+    want = [p for p, _ in s.aligned_windows(start, end, pw)]
+    assert [(int(r[0]), float(r[2]), float(r[3]), float(r[4]), int(r[5])) for r in rows[1:]] \
+        == [(p.time, p.mean, p.min, p.max, p.count) for p in want]
