@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from .catalog import StreamEntry
-from .query import read_raw, read_windows
+from .query import read_raw, read_windows, round_up
 
 __all__ = ["RAW_CHUNK_NS", "WINDOWS_PER_CHUNK", "chunks", "header", "iso", "read_chunk",
            "rows"]
@@ -29,12 +29,12 @@ WINDOWS_PER_CHUNK = 20_000
 
 
 def chunks(start: int, end: int, pw: int | None) -> Iterator[tuple[int, int]]:
-    """``[start, end)`` cut into reading chunks; for windows, on window boundaries (the
-    first chunk starts at ``start`` rounded down to a window, as BTrDB answers)."""
+    """``[start, end)`` cut into reading chunks; for windows, on window boundaries, from
+    the window holding ``start`` to the one holding the last instant before ``end``."""
     if pw is None:
         step = RAW_CHUNK_NS
     else:
-        start = start >> pw << pw
+        start, end = start >> pw << pw, round_up(end, pw)
         step = WINDOWS_PER_CHUNK << pw
     t = start
     while t < end:

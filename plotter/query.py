@@ -47,6 +47,11 @@ class View:
         return self.end - self.start
 
 
+def round_up(t: int, pw: int) -> int:
+    """``t`` rounded up to a multiple of ``2**pw`` (within BTrDB's time range)."""
+    return min(MAX_TIME, ((t - 1) >> pw << pw) + (1 << pw))
+
+
 def choose_pointwidth(view: View) -> int:
     """``log2(span / width)`` rounded to the nearest integer, between 0 and 62: a window
     is about a pixel (0.7 to 1.4 of one), so a view gets 0.7 to 1.4 x ``width`` windows
@@ -179,7 +184,9 @@ def read_stream(stream, view: View, pw: int | None = None) -> dict:
     ``{"kind": "raw", "pw": None, times, values}``. An explicit ``pw`` is always
     answered with windows."""
     chosen = choose_pointwidth(view) if pw is None else pw
-    windows = read_windows(stream, view.start, view.end, chosen)
+    # BTrDB rounds both ends down to a window: round the end up, so that the window holding
+    # the view's last points (the newest data, in a view of all of it) is there too.
+    windows = read_windows(stream, view.start, round_up(view.end, chosen), chosen)
     if pw is None and int(windows["count"].sum()) <= view.width:
         return {"kind": "raw", "pw": None, **read_raw(stream, view.start, view.end)}
     return {"kind": "windows", "pw": chosen, **windows}

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from plotter import testing as plotter_testing
-from plotter.query import MAX_STREAMS, MAX_WIDTH
+from plotter.query import MAX_STREAMS, MAX_WIDTH, round_up
 from qss.btrdbclient import connect
 from tsdb import testing
 
@@ -71,7 +71,8 @@ def get(plotter, path, **params):
 
 
 def windows_of(stream, start, end, pw):
-    return [p for p, _ in stream.aligned_windows(start, end, pw)]
+    """The client's windows overlapping [start, end) (BTrDB rounds the end down)."""
+    return [p for p, _ in stream.aligned_windows(start, round_up(end, pw), pw)]
 
 
 # -- the stream tree and info ----------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from plotter import testing as plotter_testing
+from plotter.query import round_up
 from qss.btrdbclient import connect
 
 T0 = 1_450_426_497_000_000_000
@@ -265,6 +266,33 @@ def test_the_csv_download_equals_the_clients_windows(browser, plotter, streams, 
         time.sleep(0.1)
     rows = list(csv.reader(io.StringIO(done[0].read_text())))
     assert rows[0][2:] == [f"/upmu/uPMU1/C1MAG {k}" for k in ("mean", "min", "max", "count")]
-    want = [p for p, _ in s.aligned_windows(start, end, pw)]
+    want = [p for p, _ in s.aligned_windows(start, round_up(end, pw), pw)]
     assert [(int(r[0]), float(r[2]), float(r[3]), float(r[4]), int(r[5])) for r in rows[1:]] \
         == [(p.time, p.mean, p.min, p.max, p.count) for p in want]
+
+
+def test_the_density_strip_shows_where_data_exist_and_jumps_there(browser, plotter):
+    open_page(browser, plotter)
+    select(browser, "/upmu/uPMU1/L1MAG")
+    bins = wait(browser, "window.plotter.density.bins && Array.from(window.plotter.density.bins)")
+    n = len(bins)
+    # the minute without data (300-360 s of 600) is empty; either side has points
+    gap = bins[int(n * 310 / 600):int(n * 350 / 600)]
+    assert sum(gap) == 0 and sum(bins[:int(n * 290 / 600)]) > 0
+    assert sum(bins) == SECONDS * RATE - 60 * RATE           # every point, once
+    dark = browser.execute_script("""
+        const c = document.getElementById('density');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 100) n++; return n;""")
+    assert dark > 100
+    # a narrow view, then a click near the strip's right end moves the view there
+    uuid = browser.execute_script("return window.plotter.selected[0].entry.uuid")
+    browser.get(f"{plotter.url}/#s={uuid}&start={T0}&end={T0 + 20 * 10**9}")
+    wait(browser, "window.plotter.density.bins && window.plotter.view")
+    from selenium.webdriver.common.action_chains import ActionChains
+    strip = browser.find_element("id", "density")
+    ActionChains(browser).move_to_element_with_offset(
+        strip, int(strip.size["width"] * 0.45), 0).click().perform()
+    middle = wait(browser, f"window.plotter.view.start > {T0 + 100 * 10**9} && "
+                           "(window.plotter.view.start + window.plotter.view.end) / 2")
+    assert abs(middle - (T0 + 0.95 * SECONDS * 10**9)) < 10 * 10**9
