@@ -296,3 +296,28 @@ def test_the_density_strip_shows_where_data_exist_and_jumps_there(browser, plott
     middle = wait(browser, f"window.plotter.view.start > {T0 + 100 * 10**9} && "
                            "(window.plotter.view.start + window.plotter.view.end) / 2")
     assert abs(middle - (T0 + 0.95 * SECONDS * 10**9)) < 10 * 10**9
+
+
+def test_measuring_cursors_give_time_and_value_differences(browser, plotter, streams):
+    uuid = streams["upmu/uPMU1/L1MAG"].uuid
+    start, end = T0 + 10 * 10**9, T0 + 70 * 10**9
+    browser.get(f"{plotter.url}/#s={uuid}&start={start}&end={end}")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+    browser.find_element("id", "measure").click()
+    from selenium.webdriver.common.action_chains import ActionChains
+    over = browser.find_element("css selector", "#chart .u-over")
+    w, h = over.size["width"], over.size["height"]
+    # from the centre: a quarter of the width left and up, then a quarter right and down
+    ActionChains(browser).move_to_element_with_offset(over, -w // 4, -h // 4).click() \
+        .move_to_element_with_offset(over, w // 4, h // 4).click().perform()
+    dt, dy, text = wait(browser, "window.plotter.measure.points.length === 2 && "
+                                 "[window.plotter.measure.dt, window.plotter.measure.dy, "
+                                 "document.getElementById('measure-info').textContent]")
+    # half the plot's width of a 60 s view is 30 s; the value goes down by half the axis
+    assert abs(dt - 30e9) < 0.02 * 30e9
+    lo, hi = browser.execute_script("const s = window.plotter.plot.scales['V']; "
+                                    "return [s.min, s.max]")
+    assert abs(dy + (hi - lo) / 2) < 0.02 * (hi - lo)
+    assert text.startswith("Δt = 30.") and " V " in text
+    purple = drawn_pixels(browser, "#6a1b9a")
+    assert purple > 2 * h            # two dashed vertical and two horizontal lines
