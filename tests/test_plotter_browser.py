@@ -321,3 +321,44 @@ def test_measuring_cursors_give_time_and_value_differences(browser, plotter, str
     assert text.startswith("Δt = 30.") and " V " in text
     purple = drawn_pixels(browser, "#6a1b9a")
     assert purple > 2 * h            # two dashed vertical and two horizontal lines
+
+
+def test_axes_are_editable_and_a_permalink_keeps_them(browser, plotter, streams):
+    a, b = (str(streams[k].uuid) for k in ("upmu/uPMU1/L1MAG", "upmu/uPMU1/C1MAG"))
+    browser.get(f"{plotter.url}/#s={a},{b}&start={T0}&end={T0 + 60 * 10**9}")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+
+    def axes():
+        return browser.execute_script(
+            "return window.plotter.plot.axes.slice(1).map(a => [a.scale, a.label, a.side])")
+    assert axes() == [["V", "V", 3], ["A", "A", 1]]
+    from selenium.webdriver.support.ui import Select
+
+    def change(css, value, row):
+        # (each change redraws the chart and rebuilds this panel: find the field anew)
+        browser.execute_script(
+            "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
+            "el.dispatchEvent(new Event('change'))", f'#axes tr[data-axis="{row}"] {css}', value)
+
+    # C1MAG onto the V axis: one axis left; rename it, put it right, fix its scale
+    Select(browser.find_element("css selector", f'#legend tr[data-uuid="{b}"] .stream-axis')) \
+        .select_by_value("V")
+    wait(browser, "window.plotter.plot.axes.length === 2")
+    change(".axis-name", "Magnitudes", row="V")
+    change(".axis-side", "right", row="V")
+    browser.execute_script("document.querySelector('#axes tr[data-axis=\"V\"] .axis-auto')"
+                           ".click()")
+    change(".axis-min", "0", row="V")
+    change(".axis-max", "10000", row="V")
+    wait(browser, "window.plotter.plot.scales.V.max === 10000")
+    assert axes() == [["V", "Magnitudes", 1]]
+    assert browser.execute_script("const s = window.plotter.plot.scales.V; "
+                                  "return [s.min, s.max]") == [0, 10000]
+    # a permalink restores the axes
+    browser.find_element("id", "permalink").click()
+    url = wait(browser, "document.getElementById('plink-url').value")
+    browser.get("about:blank")
+    browser.get(url)
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+    assert axes() == [["V", "Magnitudes", 1]]
+    assert browser.execute_script("return window.plotter.plot.scales.V.max") == 10000

@@ -16,6 +16,7 @@
     cache: new Map(),        // request key -> answer
     last: null,              // last answer drawn
     zone: "UTC",
+    axes: {},                // axis id -> {label, side, auto, min, max}, as the user set them
     plot: null,
     fetchSeq: 0,
     stats: { requests: 0, lastWidth: null, lastPw: [] },
@@ -292,6 +293,7 @@
     state.plotKey = null;
     $("empty").hidden = state.selected.length > 0;
     $("legend").textContent = "";
+    $("axes").textContent = "";
   }
 
   function draw(answer) {
@@ -300,7 +302,8 @@
     const byUuid = new Map(answer.streams.map((s) => [s.uuid, s]));
     const sel = state.selected.filter((x) => byUuid.has(x.entry.uuid));
     if (!sel.length) return;
-    const shape = sel.map((x) => `${x.entry.uuid}:${x.color}:${x.entry.unit}`).join(",") + "|" + state.zone;
+    const shape = sel.map((x) => `${x.entry.uuid}:${x.color}:${axisOf(x)}`).join(",") + "|" +
+      state.zone + "|" + JSON.stringify(state.axes);
     // An answer's chart data is made once: going back to a view in the page only redraws.
     const dataKey = sel.map((x) => x.entry.uuid).join(",");
     if (answer.dataKey !== dataKey) {
@@ -314,6 +317,7 @@
       state.plot = new uPlot(options(sel), data, $("chart"));
       state.plotKey = shape;
       buildLegend(sel);
+      buildAxesPanel(sel);
     } else {
       state.plot.setData(data, false);
     }
@@ -334,12 +338,63 @@
     }
   }
 
+  // -- axes: one per unit by default; a stream can be moved to another, and an axis
+  // renamed, put left or right, given a fixed scale or autoscaled -------------------------
+  function axisOf(x) { return x.axis || x.entry.unit || "(none)"; }
+  function axisConfig(id) { return state.axes[id] || { label: id, side: "auto", auto: true, min: null, max: null }; }
+  function setAxis(id, change) {
+    state.axes[id] = { ...axisConfig(id), ...change };
+    if (state.last) draw(state.last);
+  }
+  function buildAxesPanel(sel) {
+    const t = $("axes");
+    t.textContent = "";
+    const ids = [...new Set(sel.map(axisOf))];
+    const head = t.insertRow();
+    for (const h of ["axis", "name", "side", "scale", "min", "max"]) {
+      const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
+    }
+    for (const id of ids) {
+      const cfg = axisConfig(id);
+      const r = t.insertRow();
+      r.dataset.axis = id;
+      r.insertCell().textContent = id;
+      const name = document.createElement("input"); name.value = cfg.label; name.size = 10; name.className = "axis-name";
+      name.addEventListener("change", () => setAxis(id, { label: name.value }));
+      r.insertCell().appendChild(name);
+      const side = document.createElement("select"); side.className = "axis-side";
+      for (const v of ["auto", "left", "right"]) side.add(new Option(v, v, false, cfg.side === v));
+      side.addEventListener("change", () => setAxis(id, { side: side.value }));
+      r.insertCell().appendChild(side);
+      const auto = document.createElement("label");
+      const box = document.createElement("input"); box.type = "checkbox"; box.checked = cfg.auto; box.className = "axis-auto";
+      auto.append(box, " autoscale");
+      r.insertCell().appendChild(auto);
+      const inputs = ["min", "max"].map((k) => {
+        const inp = document.createElement("input"); inp.type = "number"; inp.step = "any";
+        inp.className = "axis-" + k;
+        inp.disabled = cfg.auto;
+        const sc = state.plot && state.plot.scales[id];
+        inp.value = cfg[k] !== null ? cfg[k] : (sc && sc[k] !== undefined && sc[k] !== null ? +sc[k].toPrecision(6) : "");
+        r.insertCell().appendChild(inp);
+        return inp;
+      });
+      const fixed = () => {
+        const lo = parseFloat(inputs[0].value), hi = parseFloat(inputs[1].value);
+        if (!box.checked && !(hi > lo)) { status("an axis' max must be above its min", true); return; }
+        setAxis(id, box.checked ? { auto: true } : { auto: false, min: lo, max: hi });
+      };
+      box.addEventListener("change", () => { inputs.forEach((i) => { i.disabled = box.checked; }); fixed(); });
+      inputs.forEach((i) => i.addEventListener("change", fixed));
+    }
+  }
+
   function options(sel) {
-    const units = [...new Set(sel.map((x) => x.entry.unit || "(none)"))];
+    const units = [...new Set(sel.map(axisOf))];
     const series = [{}];
     const bands = [];
     sel.forEach((x, i) => {
-      const scale = x.entry.unit || "(none)";
+      const scale = axisOf(x);
       const base = 1 + 3 * i;
       series.push({ label: x.entry.name + " min", scale, stroke: "transparent", width: 0, points: { show: false } });
       series.push({ label: x.entry.name, scale, stroke: x.color, width: 1.5, points: { show: false }, spanGaps: false });
@@ -347,12 +402,16 @@
       bands.push({ series: [base + 2, base], fill: x.color + "33" });
     });
     const axes = [{ label: `Time (${state.zone})`, labelSize: 20 }];
-    units.forEach((u, i) => axes.push({
-      scale: u, label: u, labelSize: 20, side: i % 2 ? 1 : 3, grid: { show: i === 0 },
-      size: 70,
-    }));
+    units.forEach((u, i) => {
+      const cfg = axisConfig(u);
+      const side = cfg.side === "left" ? 3 : cfg.side === "right" ? 1 : (i % 2 ? 1 : 3);
+      axes.push({ scale: u, label: cfg.label, labelSize: 20, side, grid: { show: i === 0 }, size: 70 });
+    });
     const scales = { x: { time: true } };
-    for (const u of units) scales[u] = { auto: true };
+    for (const u of units) {
+      const cfg = axisConfig(u);
+      scales[u] = cfg.auto ? { auto: true } : { auto: false, range: [cfg.min, cfg.max] };
+    }
     const el = $("chart");
     return {
       width: Math.max(300, el.clientWidth),
@@ -505,12 +564,12 @@
     const t = $("legend");
     t.textContent = "";
     const head = t.insertRow();
-    for (const h of ["", "", "stream", "mean", "min", "max"]) {
+    for (const h of ["", "", "stream", "axis", "mean", "min", "max"]) {
       const th = document.createElement("th"); th.textContent = h; head.appendChild(th);
     }
     const timeRow = t.insertRow();
     timeRow.insertCell(); timeRow.insertCell();
-    const tc = timeRow.insertCell(); tc.className = "name"; tc.id = "legend-time"; tc.colSpan = 4;
+    const tc = timeRow.insertCell(); tc.className = "name"; tc.id = "legend-time"; tc.colSpan = 5;
     sel.forEach((x, i) => {
       const row = t.insertRow();
       row.dataset.uuid = x.entry.uuid;
@@ -528,6 +587,22 @@
       const unit = document.createElement("span"); unit.className = "unit"; unit.textContent = x.entry.unit;
       name.appendChild(unit);
       name.addEventListener("contextmenu", (ev) => openMenu(ev, x.entry.uuid));
+      const axis = document.createElement("select"); axis.className = "stream-axis";
+      axis.title = "the y-axis this stream is drawn against";
+      const ids = [...new Set([...sel.map(axisOf), ...Object.keys(state.axes)])];
+      for (const id of ids) axis.add(new Option(axisConfig(id).label, id, false, id === axisOf(x)));
+      axis.add(new Option("new axis…", "\u0000new"));
+      axis.addEventListener("change", () => {
+        let id = axis.value;
+        if (id === "\u0000new") {
+          let n = 1; while (ids.includes(`axis ${n}`) || state.axes[`axis ${n}`]) n++;
+          id = `axis ${n}`;
+          state.axes[id] = axisConfig(id);
+        }
+        x.axis = id;
+        draw(state.last);
+      });
+      row.insertCell().appendChild(axis);
       for (const k of ["mean", "min", "max"]) { const c = row.insertCell(); c.dataset.k = k; }
     });
   }
@@ -610,7 +685,9 @@
     const doc = {
       streams: state.selected.map((x) => x.entry.uuid), window: window_, zone: state.zone,
       view: { colors: Object.fromEntries(state.selected.map((x) => [x.entry.uuid, x.color])),
-              hidden: state.selected.filter((x) => !x.show).map((x) => x.entry.uuid) },
+              hidden: state.selected.filter((x) => !x.show).map((x) => x.entry.uuid),
+              axes: state.axes,
+              streamAxes: Object.fromEntries(state.selected.filter((x) => x.axis).map((x) => [x.entry.uuid, x.axis])) },
     };
     try {
       const made = await api("api/permalinks", { method: "POST", body: JSON.stringify(doc),
@@ -628,8 +705,11 @@
     state.zone = p.zone; $("zone").value = p.zone;
     const colors = (p.view && p.view.colors) || {};
     const hidden = new Set((p.view && p.view.hidden) || []);
+    const streamAxes = (p.view && p.view.streamAxes) || {};
+    state.axes = (p.view && p.view.axes) || {};
     p.streams.filter((u) => state.streams.has(u)).forEach((u, i) => {
-      state.selected.push({ entry: state.streams.get(u), color: colors[u] || PALETTE[i % PALETTE.length], show: !hidden.has(u) });
+      state.selected.push({ entry: state.streams.get(u), color: colors[u] || PALETTE[i % PALETTE.length],
+                            show: !hidden.has(u), axis: streamAxes[u] });
       for (const box of document.querySelectorAll(`#tree .stream[data-uuid="${u}"] input`)) box.checked = true;
     });
     state.permalink = p;
