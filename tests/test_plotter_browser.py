@@ -106,8 +106,15 @@ def wait(driver, script: str, timeout: float = 20.0, *args):
         time.sleep(0.05)
 
 
+def load(browser, url: str):
+    """Load ``url`` afresh (from the same page, a URL that differs only after # would
+    not reload it)."""
+    browser.get("about:blank")
+    browser.get(url)
+
+
 def open_page(browser, plotter):
-    browser.get(plotter.url + "/")
+    load(browser, plotter.url + "/")
     wait(browser, "document.querySelectorAll('#tree .stream').length >= 3")
 
 
@@ -229,7 +236,7 @@ def test_the_gauge_says_no_longer_accepting_new_data_at_the_threshold(browser, s
 def test_a_permalink_round_trip_restores_the_view(browser, plotter, streams):
     a, b = (str(streams[k].uuid) for k in ("upmu/uPMU1/C1MAG", "upmu/uPMU2/L1MAG"))
     start, end = T0 + 100 * 10**9, T0 + 160 * 10**9
-    browser.get(f"{plotter.url}/#s={a},{b}&start={start}&end={end}&zone=UTC")
+    load(browser, f"{plotter.url}/#s={a},{b}&start={start}&end={end}&zone=UTC")
     wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
     zone = browser.find_element("id", "zone")
     zone.clear()
@@ -256,7 +263,7 @@ def test_a_permalink_round_trip_restores_the_view(browser, plotter, streams):
 def test_the_csv_download_equals_the_clients_windows(browser, plotter, streams, downloads):
     s = streams["upmu/uPMU1/C1MAG"]
     start, end = T0 + 30 * 10**9, T0 + 90 * 10**9
-    browser.get(f"{plotter.url}/#s={s.uuid}&start={start}&end={end}")
+    load(browser, f"{plotter.url}/#s={s.uuid}&start={start}&end={end}")
     wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
     pw = browser.execute_script("return window.plotter.stats.lastPw[0]")
     browser.find_element("id", "csv").click()
@@ -287,7 +294,7 @@ def test_the_density_strip_shows_where_data_exist_and_jumps_there(browser, plott
     assert dark > 100
     # a narrow view, then a click near the strip's right end moves the view there
     uuid = browser.execute_script("return window.plotter.selected[0].entry.uuid")
-    browser.get(f"{plotter.url}/#s={uuid}&start={T0}&end={T0 + 20 * 10**9}")
+    load(browser, f"{plotter.url}/#s={uuid}&start={T0}&end={T0 + 20 * 10**9}")
     wait(browser, "window.plotter.density.bins && window.plotter.view")
     from selenium.webdriver.common.action_chains import ActionChains
     strip = browser.find_element("id", "density")
@@ -301,7 +308,7 @@ def test_the_density_strip_shows_where_data_exist_and_jumps_there(browser, plott
 def test_measuring_cursors_give_time_and_value_differences(browser, plotter, streams):
     uuid = streams["upmu/uPMU1/L1MAG"].uuid
     start, end = T0 + 10 * 10**9, T0 + 70 * 10**9
-    browser.get(f"{plotter.url}/#s={uuid}&start={start}&end={end}")
+    load(browser, f"{plotter.url}/#s={uuid}&start={start}&end={end}")
     wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
     browser.find_element("id", "measure").click()
     from selenium.webdriver.common.action_chains import ActionChains
@@ -325,7 +332,7 @@ def test_measuring_cursors_give_time_and_value_differences(browser, plotter, str
 
 def test_axes_are_editable_and_a_permalink_keeps_them(browser, plotter, streams):
     a, b = (str(streams[k].uuid) for k in ("upmu/uPMU1/L1MAG", "upmu/uPMU1/C1MAG"))
-    browser.get(f"{plotter.url}/#s={a},{b}&start={T0}&end={T0 + 60 * 10**9}")
+    load(browser, f"{plotter.url}/#s={a},{b}&start={T0}&end={T0 + 60 * 10**9}")
     wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
 
     def axes():
