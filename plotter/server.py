@@ -97,11 +97,12 @@ def drop_privileges(user: str | None) -> None:
 
 def _tls_context(certificate: str, key: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    for path in (certificate, key):
+        if not os.path.exists(path):
+            raise CommandError(f"{path}: no such file ([plotter] certificate and key: PEM "
+                               f"files, or both empty for plain HTTP)")
     try:
         ctx.load_cert_chain(certificate, key)
-    except FileNotFoundError as exc:
-        raise CommandError(f"{exc.filename}: no such file ([plotter] certificate/key; "
-                           f"sudo qss-get --config qss makes a self-signed one)") from None
     except (ssl.SSLError, OSError) as exc:
         raise CommandError(f"cannot use certificate {certificate} with key {key}: "
                            f"{exc}") from None
@@ -119,16 +120,21 @@ def main(argv: Sequence[str]) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     # Settings accept ports 1-65535; port 0 ("any free port", for tests) is let through
     # by validating the address with port 1 and binding port 0.
-    any_port = args.plotter_listen is not None and args.plotter_listen.strip().endswith(":0")
-    if any_port:
-        args.plotter_listen = args.plotter_listen.strip()[:-2] + ":1"
+    any_port = {}
+    for name in ("plotter_listen", "redirect"):
+        text = getattr(args, name)
+        any_port[name] = text is not None and text.strip().endswith(":0")
+        if any_port[name]:
+            setattr(args, name, text.strip()[:-2] + ":1")
     settings = load_settings(args)
-    if any_port:
-        settings = dataclasses.replace(settings, plotter=dataclasses.replace(
-            settings.plotter, listen=HostPort(settings.plotter.listen.host, 0)))
+    cfg = settings.plotter
+    if any_port["plotter_listen"]:
+        cfg = dataclasses.replace(cfg, listen=HostPort(cfg.listen.host, 0))
+    if any_port["redirect"] and cfg.redirect is not None:
+        cfg = dataclasses.replace(cfg, redirect=HostPort(cfg.redirect.host, 0))
+    settings = dataclasses.replace(settings, plotter=cfg)
     for warning in settings.warnings:
         log.warning("%s", warning)
-    cfg = settings.plotter
     if bool(cfg.certificate) != bool(cfg.key):
         raise CommandError("[plotter] certificate and key go together: give both (HTTPS) "
                            "or neither (plain HTTP)", ExitStatus.USAGE)

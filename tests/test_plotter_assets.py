@@ -82,3 +82,12 @@ def test_the_installed_package_serves_every_asset_and_names_no_outside_host(
             assert not re.search(r"https?://", text), name
     finally:
         p.stop()
+
+
+def test_the_offline_archives_build_from_the_built_page_too():
+    """python -m installer build copies git's files; the page is built, not tracked."""
+    from installer.build import source_files
+    files = {str(p) for p in source_files(ROOT)}
+    built = {f"plotter/static/{p.name}" for p in (ROOT / "plotter/static").iterdir()}
+    assert built and built <= files
+    assert not any(f.startswith("plotter/frontend/node_modules/") for f in files)
