@@ -369,3 +369,38 @@ def test_axes_are_editable_and_a_permalink_keeps_them(browser, plotter, streams)
     wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
     assert axes() == [["V", "Magnitudes", 1]]
     assert browser.execute_script("return window.plotter.plot.scales.V.max") == 10000
+
+
+def test_follow_now_fetches_only_what_is_new(browser, plotter, server):
+    db = connect(server.grpc)
+    try:
+        s = db.create(uuidlib.uuid4(), "upmu/uPMU4", {"name": "L1MAG", "unit": "V"}, {})
+        t = T0 + np.round(np.arange(120 * RATE) * (1e9 / RATE)).astype(np.int64)
+        s.insert(list(zip(t.tolist(), (7000.0 + np.arange(len(t)) % 50).tolist())))
+        s.flush()
+        load(browser, f"{plotter.url}/#s={s.uuid}&start={T0}&end={T0 + 125 * 10**9}")
+        wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+        before = browser.execute_script("return [window.plotter.stats.requests, "
+                                        "window.plotter.last.streams[0].pw]")
+        # a minute more arrives (as sync2q would insert it); the page follows
+        t2 = T0 + 120 * 10**9 + np.round(np.arange(60 * RATE) * (1e9 / RATE)).astype(np.int64)
+        s.insert(list(zip(t2.tolist(), [7100.0] * len(t2))))
+        s.flush()
+        browser.execute_script("return window.plotter.follow()")
+        follow = wait(browser, "window.plotter.stats.follows >= 1 && window.plotter.stats.lastFollow")
+        view = browser.execute_script("return [window.plotter.view.start, window.plotter.view.end]")
+        assert view[1] > T0 + 179 * 10**9 and abs(view[1] - view[0] - 125e9) < 1e6
+        # only from the last window drawn on, at the view's point width, and no full reload
+        pw = before[1]
+        assert follow["from"] >= T0 + 119 * 10**9 - 2**pw
+        assert 0 < follow["windows"][0] <= 62e9 / 2**pw + 2
+        assert browser.execute_script("return window.plotter.stats.requests") == before[0]
+        # what the page holds now is what a fresh read of the new view gives
+        held = browser.execute_script(
+            "const s = window.plotter.last.streams[0]; return [s.times, s.mean, s.count]")
+        start, end = round(view[0]), round(view[1])
+        fresh = [p for p, _ in s.aligned_windows(start, round_up(end, pw), pw)]
+        assert [round(x) for x in held[0]] == pytest.approx([p.time for p in fresh], abs=512)
+        assert held[2] == [p.count for p in fresh]
+    finally:
+        db._qss_channel.close()

@@ -740,14 +740,52 @@
     clearInterval(followTimer);
     if ($("follow").checked) { follow(); followTimer = setInterval(follow, 5000); }
   });
+  // Only what is new is fetched: the windows from the last one drawn (which may have grown)
+  // to the newest point, at the view's point width, appended to what the page has.
   async function follow() {
     if (!state.view || !state.selected.length) return;
     const b = await bracket().catch(() => null);
     if (!b || b.last === null) return;
     const span = state.view.end - state.view.start;
     const end = b.last + span * 0.02;
-    if (end > state.view.end) { state.view = { start: end - span, end }; refresh(); }
+    if (end <= state.view.end) return;
+    const view = { start: end - span, end };
+    const old = state.last;
+    const uuids = state.selected.map((x) => x.entry.uuid);
+    const same = old && old.streams.length === uuids.length &&
+      old.streams.every((s, i) => s.uuid === uuids[i] && s.kind === "windows" && s.pw === old.streams[0].pw);
+    if (!same) { state.view = view; return refresh(); }
+    const pw = old.streams[0].pw, w = 2 ** pw;
+    const abs = (s, k) => (s.expanded ? s.times[k] : s.t0 + s.times[k] * s.unit);
+    const lastDrawn = Math.max(view.start, ...old.streams.filter((s) => s.times.length)
+      .map((s) => abs(s, s.times.length - 1)));
+    const from = Math.max(view.start, Math.floor(lastDrawn / w) * w);
+    let fresh;
+    try {
+      fresh = await api("api/data?" + uuids.map((u) => "uuid=" + u).join("&") +
+        `&start=${Math.floor(from)}&end=${Math.ceil(end)}&width=${old.width}&pw=${pw}&compact=1`);
+    } catch (err) { return; }
+    const merged = { ...old, start: view.start, end: view.end, data: null, dataKey: null,
+      streams: old.streams.map((s, i) => {
+        const n = fresh.streams[i];
+        const times = [], lo = [], mid = [], hi = [], count = [];
+        const add = (t, k, src) => { times.push(t); lo.push(src.min[k]); mid.push(src.mean[k]); hi.push(src.max[k]); count.push(src.count[k]); };
+        const firstNew = n.times.length ? n.t0 + n.times[0] * n.unit : Infinity;
+        for (let k = 0; k < s.times.length; k++) {
+          const t = abs(s, k);
+          if (t + w > view.start && t < firstNew) add(t, k, s);
+        }
+        for (let k = 0; k < n.times.length; k++) add(n.t0 + n.times[k] * n.unit, k, n);
+        return { ...s, t0: 0, unit: 1, times, min: lo, mean: mid, max: hi, count, expanded: true };
+      }) };
+    state.stats.follows = (state.stats.follows || 0) + 1;
+    state.stats.lastFollow = { from: Math.floor(from), windows: fresh.streams.map((x) => x.times.length) };
+    state.view = view;
+    history.replaceState(null, "", location.pathname + location.search + "#s=" + uuids.join(",") +
+      `&start=${Math.floor(view.start)}&end=${Math.ceil(view.end)}&zone=${encodeURIComponent(state.zone)}`);
+    draw(merged);
   }
+  state.follow = follow;
 
   // -- usage --------------------------------------------------------------------------
   async function usage() {
