@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from plotter import testing as plotter_testing
 from plotter.query import round_up
@@ -378,6 +379,10 @@ def test_follow_now_fetches_only_what_is_new(browser, plotter, server):
         t = T0 + np.round(np.arange(120 * RATE) * (1e9 / RATE)).astype(np.int64)
         s.insert(list(zip(t.tolist(), (7000.0 + np.arange(len(t)) % 50).tolist())))
         s.flush()
+        deadline = time.monotonic() + 20     # the plotter reads the stream list every 5 s
+        while str(s.uuid) not in requests.get(plotter.url + "/api/streams", timeout=10).text:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
         load(browser, f"{plotter.url}/#s={s.uuid}&start={T0}&end={T0 + 125 * 10**9}")
         wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
         before = browser.execute_script("return [window.plotter.stats.requests, "
