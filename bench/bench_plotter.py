@@ -55,12 +55,24 @@ def table(t, v):
                                 schema=SCHEMA)
 
 
-def load(db, days: int) -> tuple[list[str], int, int]:
-    """Insert the data; returns the 6 UUIDs and the last day's [start, end) in ns."""
+def generated_day(cache: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A day of the 19 streams, from ``cache`` (.npz) when it exists (generating takes
+    minutes), else generated (and saved there when given)."""
+    if cache and os.path.exists(cache):
+        with np.load(cache) as z:
+            return z["t"], z["v"]
     t0 = time.perf_counter()
     day_t, day_v = upmu_streams(START, 86400)
     print(f"generated a day of 19 streams at 120 Hz in {time.perf_counter() - t0:.0f} s",
           flush=True)
+    if cache:
+        np.savez(cache, t=day_t, v=day_v)
+    return day_t, day_v
+
+
+def load(db, days: int, cache: str | None = None) -> tuple[list[str], int, int]:
+    """Insert the data; returns the 6 UUIDs and the last day's [start, end) in ns."""
+    day_t, day_v = generated_day(cache)
     t0 = time.perf_counter()
     uuids = []
     last = (days - 1) * 86400 * 10**9
@@ -161,13 +173,15 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=30, help="views per span (default 30)")
     ap.add_argument("--browser", action="store_true", help="also the browser figures")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--data-cache", metavar="FILE.npz",
+                    help="keep the generated day here and reuse it on the next run")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="plotter-bench-"))
     server = testing.start(tmp / "data", "--no-fsync", log_path=tmp / "btrdb.log",
                            timeout=180)
     try:
         db = connect(server.grpc)
-        uuids, day0, day1 = load(db, args.days)
+        uuids, day0, day1 = load(db, args.days, args.data_cache)
         first = START * 10**9
         db._qss_channel.close()
         p = plotter_testing.start(server.grpc, tmp, log_path=tmp / "plotter.log")
