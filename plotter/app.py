@@ -246,7 +246,8 @@ async def csv(request: Request) -> Response:
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def _newest(app: Plotter, handles) -> int | None:
+def _newest(handles) -> int | None:
+    """The newest point of the streams of ``handles`` (None: none has data)."""
     lasts = [p[0].time for _, s in handles if (p := s.latest()) is not None]
     return max(lasts, default=None)
 
@@ -285,7 +286,7 @@ async def read_permalink(request: Request) -> Response:
                 handles += app.gate.handles(viewer, [u])
             except UnknownStream:
                 continue
-        start, end = resolve(doc["window"], time.time_ns(), lambda: _newest(app, handles))
+        start, end = resolve(doc["window"], time.time_ns(), lambda: _newest(handles))
         return {"id": pid, **doc, "streams": [str(e.uuid) for e, _ in handles],
                 "start": start, "end": end}
     return JSON(await app.call(read))

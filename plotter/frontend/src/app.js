@@ -71,6 +71,10 @@
     return `${(s / 86400).toPrecision(3)} days`;
   }
 
+  // Shared with the page's other scripts (density.js, measure.js, panels.js), which add
+  // their functions to it.
+  const lib = window.plotterLib = { $, api, status, fmtTime, fmtNum, NS, state };
+
   // -- Select Streams -----------------------------------------------------------------
   async function loadTree() {
     const body = await api("api/streams");
@@ -328,7 +332,7 @@
     $("view-info").textContent = `${spanText(state.view.end - state.view.start)} · ` +
       `${[...new Set(kinds)].join(", ")} · ${answer.width} px`;
     state.stats.lastDrawMs = performance.now() - t0;
-    updateDensity();
+    lib.updateDensity();
     if (!state.stats.firstPaint) state.stats.firstPaint = performance.now();   // from page open
   }
 
@@ -428,9 +432,9 @@
           zoomTo(a * NS, b * NS);
         }],
         setCursor: [(u) => updateLegend(u)],
-        draw: [(u) => drawMeasure(u)],
+        draw: [(u) => lib.drawMeasure(u)],
         ready: [(u) => {
-          u.over.addEventListener("click", (ev) => placeMeasure(u, ev));
+          u.over.addEventListener("click", (ev) => lib.placeMeasure(u, ev));
           u.over.addEventListener("wheel", (ev) => {
             ev.preventDefault();
             const v = state.view; if (!v) return;
@@ -452,111 +456,6 @@
     wheelTimer = setTimeout(() => {
       state.history.push(wheelStart); state.future = []; wheelStart = null; refresh();
     }, 200);
-  }
-
-  // -- the data-density strip: points per window over all the selected streams' data ----
-  const density = { key: null, first: null, last: null, bins: null };
-  async function updateDensity() {
-    const c = $("density");
-    const uuids = state.selected.map((x) => x.entry.uuid);
-    if (!uuids.length) { c.getContext("2d").clearRect(0, 0, c.width, c.height); density.key = null; return; }
-    const key = uuids.join(",");
-    if (density.key !== key) {
-      density.key = key;
-      const b = await bracket().catch(() => null);
-      if (!b || b.first === null || density.key !== key) return;
-      const width = Math.max(100, c.clientWidth);
-      const q = uuids.map((u) => "uuid=" + u).join("&") +
-        `&start=${b.first}&end=${b.last + 1}&width=${width}&compact=1`;
-      const answer = await api("api/data?" + q).catch(() => null);
-      if (!answer || density.key !== key) return;
-      const bins = new Float64Array(width);
-      for (const s of answer.streams) {
-        for (let i = 0; i < s.times.length; i++) {
-          const t = s.t0 + s.times[i] * s.unit;
-          // (the first window starts before the first point: it counts at the left edge)
-          const px = Math.min(width - 1, Math.max(0, Math.floor((t - b.first) / (b.last + 1 - b.first) * width)));
-          bins[px] += s.kind === "raw" ? 1 : s.count[i];
-        }
-      }
-      Object.assign(density, { first: b.first, last: b.last + 1, bins });
-    }
-    drawDensity();
-  }
-  function drawDensity() {
-    const c = $("density");
-    if (!density.bins) return;
-    const w = density.bins.length;
-    c.width = w;
-    const g = c.getContext("2d");
-    g.clearRect(0, 0, w, c.height);
-    const max = Math.max(1, ...density.bins);
-    for (let x = 0; x < w; x++) {
-      const n = density.bins[x];
-      if (!n) continue;
-      const level = Math.log1p(n) / Math.log1p(max);      // log: sparse data stays visible
-      g.fillStyle = `rgba(29, 53, 87, ${0.25 + 0.75 * level})`;
-      g.fillRect(x, 4, 1, c.height - 8);
-    }
-    if (state.view) {                                    // the view, outlined
-      const span = density.last - density.first;
-      const a = (state.view.start - density.first) / span * w, b = (state.view.end - density.first) / span * w;
-      g.strokeStyle = "#d62728"; g.lineWidth = 2;
-      g.strokeRect(Math.max(1, a), 1, Math.max(2, Math.min(w - 1, b) - Math.max(1, a)), c.height - 2);
-    }
-  }
-  $("density").addEventListener("click", (ev) => {
-    if (!density.bins || !state.view) return;
-    const c = $("density");
-    const t = density.first + (ev.offsetX / c.clientWidth) * (density.last - density.first);
-    const span = state.view.end - state.view.start;
-    setView({ start: t - span / 2, end: t + span / 2 });
-  });
-  state.density = density;
-
-  // -- measuring cursors: two time cursors and two value cursors ----------------------
-  // In "measure" mode each click places a point (time, value on the first unit's axis);
-  // two points give two vertical and two horizontal cursors and their differences, how an
-  // engineer reads an event's duration and depth.
-  const measure = { points: [] };
-  state.measure = measure;
-  $("measure").addEventListener("change", () => {
-    measure.points = [];
-    $("measure-info").textContent = $("measure").checked ? "click the chart twice" : "";
-    if (state.plot) state.plot.redraw();
-  });
-  function placeMeasure(u, ev) {
-    if (!$("measure").checked) return;
-    const scale = u.series[2] && u.series[2].scale;
-    const t = u.posToVal(ev.offsetX, "x") * NS;
-    const y = u.posToVal(ev.offsetY, scale);
-    measure.points = measure.points.length >= 2 ? [] : measure.points;
-    measure.points.push({ t, y, scale });
-    showMeasure();
-    u.redraw();
-  }
-  function showMeasure() {
-    const p = measure.points;
-    if (p.length < 2) { $("measure-info").textContent = p.length ? "click a second point" : ""; return; }
-    const dt = p[1].t - p[0].t, dy = p[1].y - p[0].y;
-    const dtText = Math.abs(dt) < 1e9 ? `${(dt / 1e6).toFixed(3)} ms` : `${(dt / 1e9).toFixed(6)} s`;
-    $("measure-info").textContent = `Δt = ${dtText}   Δ = ${fmtNum(dy)} ${p[0].scale}   ` +
-      `(${fmtTime(p[0].t)} → ${fmtTime(p[1].t)})`;
-    measure.dt = dt; measure.dy = dy;
-  }
-  function drawMeasure(u) {
-    if (!$("measure").checked || !measure.points.length) return;
-    const g = u.ctx;
-    const { left, top, width, height } = u.bbox;
-    g.save();
-    g.strokeStyle = "#6a1b9a"; g.lineWidth = 2 * devicePixelRatio; g.setLineDash([6, 4]);
-    for (const p of measure.points) {
-      const x = Math.round(u.valToPos(p.t / NS, "x", true));
-      const y = Math.round(u.valToPos(p.y, p.scale, true));
-      g.beginPath(); g.moveTo(x, top); g.lineTo(x, top + height); g.stroke();
-      g.beginPath(); g.moveTo(left, y); g.lineTo(left + width, y); g.stroke();
-    }
-    g.restore();
   }
 
   // -- legend -------------------------------------------------------------------------
@@ -787,59 +686,6 @@
   }
   state.follow = follow;
 
-  // -- usage --------------------------------------------------------------------------
-  async function usage() {
-    try {
-      const u = await api("api/usage");
-      $("usage-meter").value = u.percent || 0;
-      $("usage-meter").high = u.limit_percent;
-      $("usage-text").textContent = u.percent === null ? u.message
-        : `${u.percent.toFixed(1)}% used (new data refused at ${u.limit_percent}%)`;
-      $("usage-message").hidden = !u.message || u.percent === null;
-      $("usage-message").textContent = u.percent === null ? "" : (u.message || "");
-    } catch (e) { $("usage-text").textContent = "unknown"; }
-  }
-
-  // -- health (manual ch. 16: "No data is shown on the plotter") ----------------------
-  function ago(s) {
-    if (s === null) return "never";
-    if (s < 120) return `${s} s ago`;
-    if (s < 7200) return `${Math.round(s / 60)} min ago`;
-    if (s < 172800) return `${Math.round(s / 3600)} h ago`;
-    return `${Math.round(s / 86400)} days ago`;
-  }
-  async function health() {
-    let h;
-    try { h = await api("api/health"); } catch (e) { $("health-programs").textContent = "unknown"; return; }
-    const t = $("health-upmus");
-    t.textContent = "";
-    for (const u of h.upmus) {
-      const r = t.insertRow();
-      r.dataset.serial = u.serial;
-      r.insertCell().textContent = u.alias || u.serial;
-      const last = r.insertCell();
-      last.textContent = "last file " + ago(u.seconds_ago);
-      // a file a minute is normal; five minutes without one is worth a look
-      if (u.seconds_ago === null || u.seconds_ago > 300) last.className = "bad";
-      const back = r.insertCell();
-      back.textContent = `${u.unsynced_files} unsynced`;
-      if (u.unsynced_files > 5) back.className = "bad";
-      const q = r.insertCell();
-      q.textContent = `${u.quarantined} quarantined`;
-      if (u.quarantined) q.className = "bad";
-    }
-    if (!h.upmus.length) t.insertRow().insertCell().textContent = h.upmus_error || h.queue_error || "no uPMUs";
-    const p = $("health-programs");
-    p.textContent = "";
-    for (const prog of h.programs) {
-      const s = document.createElement("span");
-      s.textContent = `${prog.name} ${prog.state}`;
-      if (prog.state !== "RUNNING") s.className = "bad";
-      p.appendChild(s);
-    }
-    if (h.programs_error) p.textContent = `programs: ${h.programs_error}`;
-  }
-
   // -- start --------------------------------------------------------------------------
   window.addEventListener("resize", () => {
     if (state.plot) state.plot.setSize({ width: $("chart").clientWidth, height: state.plot.height });
@@ -868,9 +714,7 @@
     if (s && e && e > s) await setView({ start: s, end: e }, false);
     else await showAll(false);
   }
-  usage();
-  setInterval(usage, 30000);
-  health();
-  setInterval(health, 15000);
+  lib.bracket = bracket;
+  lib.setView = setView;
   start();
 })();
