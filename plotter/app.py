@@ -10,6 +10,7 @@ traceback in the log for anything else. Never a traceback to the browser.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import logging
 import os
 import threading
@@ -208,8 +209,22 @@ async def data(request: Request) -> Response:
                 tg.start_soon(one, i, entry, stream)
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None     # one answer for the request: the first
-    return JSON({"start": view.start, "end": view.end, "width": view.width,
-                 "streams": answers})
+    return await compressed(request, {"start": view.start, "end": view.end,
+                                       "width": view.width, "streams": answers})
+
+
+async def compressed(request: Request, content: Any) -> Response:
+    """A JSON answer gzipped in a worker thread (level 1: a 6-stream view in ~4 ms rather
+    than the middleware's ~40 ms on the event loop, a few percent larger) when the client
+    accepts it."""
+    app: Plotter = request.app.state.plotter
+    if "gzip" not in request.headers.get("accept-encoding", ""):
+        return JSON(content)
+
+    def render() -> bytes:
+        return gzip.compress(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), 1)
+    return Response(await app.call(render), media_type="application/json",
+                    headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
 
 
 async def csv(request: Request) -> Response:

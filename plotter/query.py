@@ -160,10 +160,12 @@ def read_raw(stream, start: int, end: int) -> dict[str, np.ndarray]:
 
 def compact(answer: dict, view: View) -> dict:
     """The page's form of :func:`read_stream`'s answer: values as float32 (what a screen
-    can show; JSON writes them in about 8 characters), times as whole numbers of ``unit``
-    after ``t0`` (windows: ``unit`` = 2^pw, ``t0`` = the view's start rounded down to a
-    window; raw: ``unit`` = 1 ns, ``t0`` = the view's start). About a third of the exact
-    answer's size; scripts get exact values by default."""
+    can show; JSON writes them in about 8 characters), times as the differences between
+    consecutive times in whole units of ``unit``, the first from ``t0`` (windows:
+    ``unit`` = 2^pw, ``t0`` = the view's start rounded down to a window, so the
+    differences are 1 but at gaps; raw: ``unit`` = 1 ns, ``t0`` = the view's start).
+    About a third of the exact answer's size, and it compresses well; scripts get exact
+    values by default."""
     if answer["kind"] == "windows":
         unit = 1 << answer["pw"]
         t0 = view.start >> answer["pw"] << answer["pw"]
@@ -172,7 +174,7 @@ def compact(answer: dict, view: View) -> dict:
         unit, t0, keys = 1, view.start, ("values",)
     out = {k: v for k, v in answer.items() if k not in keys and k != "times"}
     out["t0"], out["unit"] = t0, unit
-    out["times"] = (answer["times"] - t0) // unit
+    out["times"] = np.diff((answer["times"] - t0) // unit, prepend=0)
     for k in keys:
         out[k] = answer[k].astype(np.float32)
     return out

@@ -264,8 +264,9 @@
   function columns(s) {
     const x = [], lo = [], mid = [], hi = [];
     const n = s.times.length;
-    if (s.t0 !== undefined && !s.expanded) {     // compact: times in units after t0
-      s.times = s.times.map((i) => s.t0 + i * s.unit);
+    if (s.t0 !== undefined && !s.expanded) {     // compact: differences in units from t0
+      let i = 0;
+      s.times = s.times.map((d) => { i += d; return s.t0 + i * s.unit; });
       s.expanded = true;
     }
     if (s.kind === "windows") {
@@ -669,12 +670,14 @@
         const n = fresh.streams[i];
         const times = [], lo = [], mid = [], hi = [], count = [];
         const add = (t, k, src) => { times.push(t); lo.push(src.min[k]); mid.push(src.mean[k]); hi.push(src.max[k]); count.push(src.count[k]); };
-        const firstNew = n.times.length ? n.t0 + n.times[0] * n.unit : Infinity;
+        let acc = 0;
+        const newTimes = n.times.map((d) => { acc += d; return n.t0 + acc * n.unit; });
+        const firstNew = newTimes.length ? newTimes[0] : Infinity;
         for (let k = 0; k < s.times.length; k++) {
           const t = abs(s, k);
           if (t + w > view.start && t < firstNew) add(t, k, s);
         }
-        for (let k = 0; k < n.times.length; k++) add(n.t0 + n.times[k] * n.unit, k, n);
+        for (let k = 0; k < n.times.length; k++) add(newTimes[k], k, n);
         return { ...s, t0: 0, unit: 1, times, min: lo, mean: mid, max: hi, count, expanded: true };
       }) };
     state.stats.follows = (state.stats.follows || 0) + 1;

@@ -21,8 +21,10 @@
       if (!answer || density.key !== key) return;
       const bins = new Float64Array(width);
       for (const s of answer.streams) {
+        let acc = 0;
         for (let i = 0; i < s.times.length; i++) {
-          const t = s.t0 + s.times[i] * s.unit;
+          acc += s.times[i];
+          const t = s.t0 + acc * s.unit;
           // (the first window starts before the first point: it counts at the left edge)
           const px = Math.min(width - 1, Math.max(0, Math.floor((t - b.first) / (b.last + 1 - b.first) * width)));
           bins[px] += s.kind === "raw" ? 1 : s.count[i];
