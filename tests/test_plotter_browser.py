@@ -409,3 +409,22 @@ def test_follow_now_fetches_only_what_is_new(browser, plotter, server):
         assert held[2] == [p.count for p in fresh]
     finally:
         db._qss_channel.close()
+
+
+def test_shift_drag_pans_and_fetches_the_new_view(browser, plotter, streams):
+    uuid = streams["upmu/uPMU1/L1MAG"].uuid
+    start, end = T0 + 100 * 10**9, T0 + 160 * 10**9
+    load(browser, f"{plotter.url}/#s={uuid}&start={start}&end={end}")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+    requests_before = browser.execute_script("return window.plotter.stats.requests")
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+    over = browser.find_element("css selector", "#chart .u-over")
+    quarter = over.size["width"] // 4
+    ActionChains(browser).key_down(Keys.SHIFT).move_to_element(over).click_and_hold() \
+        .move_by_offset(-quarter, 0).release().key_up(Keys.SHIFT).perform()
+    view = wait(browser, f"window.plotter.stats.requests > {requests_before} && "
+                         "[window.plotter.view.start, window.plotter.view.end]")
+    # dragged left by a quarter of the width: the view moved a quarter later, same span
+    assert abs(view[0] - (start + 15e9)) < 1e9 and abs(view[1] - view[0] - 60e9) < 1e6
+    assert browser.execute_script("return window.plotter.history.length") >= 1

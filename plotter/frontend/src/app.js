@@ -436,6 +436,27 @@
         draw: [(u) => lib.drawMeasure(u)],
         ready: [(u) => {
           u.over.addEventListener("click", (ev) => lib.placeMeasure(u, ev));
+          // Shift+drag pans (a plain drag zooms): the chart follows the mouse with the data
+          // the page has, and the view is fetched at the end of the drag.
+          u.over.addEventListener("mousedown", (ev) => {
+            if (!ev.shiftKey || !state.view) return;
+            ev.stopImmediatePropagation();
+            ev.preventDefault();
+            const from = state.view, x0 = ev.clientX;
+            const perPx = (from.end - from.start) / u.bbox.width * devicePixelRatio;
+            const move = (e) => {
+              const d = -(e.clientX - x0) * perPx;
+              state.view = { start: from.start + d, end: from.end + d };
+              u.setScale("x", { min: state.view.start / NS, max: state.view.end / NS });
+            };
+            const up = () => {
+              document.removeEventListener("mousemove", move);
+              document.removeEventListener("mouseup", up);
+              if (state.view !== from) { state.history.push(from); state.future = []; refresh(); }
+            };
+            document.addEventListener("mousemove", move);
+            document.addEventListener("mouseup", up);
+          }, { capture: true });
           u.over.addEventListener("wheel", (ev) => {
             ev.preventDefault();
             const v = state.view; if (!v) return;
