@@ -59,6 +59,7 @@ class Ports:
     http: int
     plotter: int = 0       # the plotter's web site (mr-plotter); 0: none
 
+
 def _free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

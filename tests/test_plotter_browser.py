@@ -428,3 +428,32 @@ def test_shift_drag_pans_and_fetches_the_new_view(browser, plotter, streams):
     # dragged left by a quarter of the width: the view moved a quarter later, same span
     assert abs(view[0] - (start + 15e9)) < 1e9 and abs(view[1] - view[0] - 60e9) < 1e6
     assert browser.execute_script("return window.plotter.history.length") >= 1
+
+
+def test_twenty_streams_in_one_view(browser, plotter, server):
+    db = connect(server.grpc)
+    try:
+        t = T0 + np.round(np.arange(30 * RATE) * (1e9 / RATE)).astype(np.int64)
+        made = []
+        for i in range(20):
+            s = db.create(uuidlib.uuid4(), f"many/uPMU{i:02d}", {"name": "L1MAG", "unit": "V"},
+                          {})
+            s.insert(list(zip(t.tolist(), (7000.0 + 10 * i + np.sin(np.arange(len(t)) / 99))
+                              .tolist())))
+            s.flush()
+            made.append(str(s.uuid))
+        deadline = time.monotonic() + 20     # the plotter reads the stream list every 5 s
+        while made[-1] not in requests.get(plotter.url + "/api/streams", timeout=10).text:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        load(browser, f"{plotter.url}/#s={','.join(made)}&start={T0}&end={T0 + 30 * 10**9}")
+        wait(browser, "window.plotter.plot && window.plotter.last"
+                      " && window.plotter.last.streams.length === 20")
+        assert browser.execute_script("return window.plotter.plot.series.length") == 1 + 3 * 20
+        assert browser.execute_script(
+            "return document.querySelectorAll('#legend tr[data-uuid]').length") == 20
+        colours = browser.execute_script("return window.plotter.selected.map(x => x.color)")
+        assert len(set(colours)) == 20
+        assert sum(drawn_pixels(browser, c) > 50 for c in colours) >= 18   # lines may overlap
+    finally:
+        db._qss_channel.close()
