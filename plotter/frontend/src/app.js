@@ -19,6 +19,7 @@
     axes: {},                // axis id -> {label, side, auto, min, max}, as the user set them
     plot: null,
     fetchSeq: 0,
+    pending: new Map(),      // request key -> answer promise asked for before it was needed
     stats: { requests: 0, lastWidth: null, lastPw: [] },
   };
   window.plotter = state;    // for the browser tests and the curious
@@ -237,7 +238,9 @@
       `&start=${Math.floor(v.start)}&end=${Math.ceil(v.end)}&width=${width}&compact=1`;
     const t0 = performance.now();
     try {
-      const answer = await api("api/data?" + q);
+      const early = state.pending.get(key);
+      state.pending.delete(key);
+      const answer = (early && await early) || await api("api/data?" + q);
       if (seq !== state.fetchSeq) return;      // a newer view was asked for meanwhile
       state.stats.requests++;
       state.stats.lastWidth = width;
@@ -715,6 +718,16 @@
     if (state.plot) state.plot.setSize({ width: $("chart").clientWidth, height: state.plot.height });
   });
   async function start() {
+    // A view in the address is asked for at once, while the tree loads (first paint).
+    const early = new URLSearchParams(location.hash.slice(1));
+    const s0 = Number(early.get("start")), e0 = Number(early.get("end"));
+    const u0 = (early.get("s") || "").split(",").filter(Boolean);
+    if (u0.length && s0 && e0 > s0 && !new URLSearchParams(location.search).get("p")) {
+      const width = plotWidth();
+      state.pending.set(requestKey(u0, { start: s0, end: e0 }, width),
+        api("api/data?" + u0.map((u) => "uuid=" + u).join("&") +
+            `&start=${Math.floor(s0)}&end=${Math.ceil(e0)}&width=${width}&compact=1`).catch(() => null));
+    }
     try { await loadTree(); status(""); } catch (err) {
       status(err.status === 503 ? "database unreachable: retrying…" : err.message, true);
       setTimeout(start, 2000);
