@@ -15,7 +15,7 @@ VERSION = re.search(r'^__version__ = "([^"]+)"$',
 
 #: The top-level packages: the shared core, the services, the tools, the demo.
 PACKAGES = ["qss", "tsdb", "receiver", "sync2q", "simulator", "dattool", "installer",
-            "upmu_adm", "demokit", "distil"]
+            "upmu_adm", "plotter", "distil", "demokit"]
 
 setup(
     name="qss",
@@ -45,6 +45,11 @@ setup(
         "psutil>=5.9,<8",
         # Versions and requirements of the offline archives (qss-get -u, python -m installer).
         "packaging>=23,<27",
+        # The plotter's web site (qss-plotter): an ASGI app on uvicorn, JSON by orjson
+        # (numpy arrays as they are, NaN as null).
+        "starlette>=0.37,<1",
+        "uvicorn>=0.29,<1",
+        "orjson>=3.9,<4",
     ],
     extras_require={
         "test": [
@@ -55,9 +60,12 @@ setup(
             "requests>=2.28,<3",
             # A real supervisord for the deployment tests (the appliance uses Debian's).
             "supervisor>=4.2,<5",
+            # The plotter's page in Debian's headless chromium + chromium-driver.
+            "selenium>=4.15,<5",
         ],
     },
-    package_data={"installer": ["templates/*/*"]},
+    # plotter/static is built from plotter/frontend by npm (./dev setup), never committed.
+    package_data={"installer": ["templates/*/*"], "plotter": ["static/*"]},
     entry_points={
         "console_scripts": [
             "qss-dat = dattool.cli:entry",
@@ -68,6 +76,7 @@ setup(
             "qss-get = installer.cli:entry",
             "clean_synced = installer.clean:entry",
             "qss-sim = simulator.cli:entry",
+            "qss-plotter = plotter.server:entry",
             "qss-distil = distil.cli:entry",
         ],
     },

@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from installer import files
-from installer.components import Layout, Program, program_block, programs, qss_files
+from installer.components import (Layout, Program, plotter_program, program_block, programs,
+                                  qss_files)
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.settings import load_settings
 from qss.status import Probes, report, supervisor_programs, watch
@@ -44,7 +45,7 @@ __all__ = ["Demo", "Ports", "choose_ports", "main"]
 PROG = "qss-demo"
 BIN = Path(sys.executable).parent
 #: The appliance's own ports (architecture §5), used when free, so the manual's examples work.
-PREFERRED = {"receiver": 1883, "grpc": 4410, "http": 9000}
+PREFERRED = {"receiver": 1883, "grpc": 4410, "http": 9000, "plotter": 8080}
 SERIAL_BASE = 3000001
 SIM_PRIORITY = 500      # after sync2q (400): supervisord starts the devices last
 
@@ -56,6 +57,7 @@ class Ports:
     receiver: int
     grpc: int
     http: int
+    plotter: int = 0       # the plotter's web site (mr-plotter); 0: none
 
 
 def _free(port: int) -> bool:
@@ -109,6 +111,7 @@ class Demo:
         self.ini = self.root / "etc/qss/qss.ini"
         self.conf = self.root / "etc/supervisor/supervisord.conf"
         self.sim_conf = self.root / "etc/supervisor/conf.d/upmus.conf"
+        self.plotter_conf = self.root / "etc/supervisor/conf.d/plotter.conf"
         self.state = self.root / "demo.json"
 
     # -- set up ---------------------------------------------------------------------
@@ -136,13 +139,21 @@ class Demo:
             f"[queue]\nurl = sqlite:///{r}/ssd/srv/queue.db\n"
             f"[btrdb]\nendpoints = 127.0.0.1:{ports.grpc}\n"
             f"[receiver]\nlisten = 127.0.0.1:{ports.receiver}\n"
-            f"[store]\ngrpc = 127.0.0.1:{ports.grpc}\nhttp = 127.0.0.1:{ports.http}\n")
+            f"[store]\ngrpc = 127.0.0.1:{ports.grpc}\nhttp = 127.0.0.1:{ports.http}\n"
+            + (f"[plotter]\n# plain HTTP on loopback (the appliance: HTTPS on 443)\n"
+               f"listen = 127.0.0.1:{ports.plotter}\ncertificate =\nkey =\nredirect = off\n"
+               if ports.plotter else ""))
         settings = load_settings(str(self.ini), environ={})
         layout = self.layout()
         # Only supervisor's files: the systemd drop-in, sysusers and tmpfiles are for a
         # real appliance's boot, not a folder.
         specs = [s for s in qss_files(settings, layout) if s.path.startswith("/etc/supervisor/")]
         list(files.apply(files.plan(specs, r), dt.datetime.now()))
+        self.plotter_conf.unlink(missing_ok=True)
+        if ports.plotter:
+            self.plotter_conf.write_text(
+                "; The plotter's web site (python -m demokit): plain HTTP on 127.0.0.1.\n\n"
+                + program_block(plotter_program(layout), layout, str(r / "var/log")))
         # `cd DIR && supervisorctl status` finds the configuration here.
         link = r / "supervisord.conf"
         if not link.exists():
@@ -175,12 +186,16 @@ class Demo:
             raise CommandError(f"supervisord did not start: {_tail(out)}")
         names = [p.name for p in programs(load_settings(str(self.ini), environ={}),
                                           self.layout())]
+        ports = self.ports()
+        if ports.plotter:
+            names.append("mr-plotter")
         self.wait_running(names, timeout)
         # RUNNING means up for startsecs, not yet serving: upmu-adm save needs BTrDB.
-        ports = self.ports()
         deadline = time.monotonic() + timeout
-        for name, port in (("btrdb", ports.grpc), ("btrdb", ports.http),
-                           ("receiver", ports.receiver)):
+        serving = [("btrdb", ports.grpc), ("btrdb", ports.http), ("receiver", ports.receiver)]
+        if ports.plotter:
+            serving.append(("mr-plotter", ports.plotter))
+        for name, port in serving:
             while not _accepting(port):
                 if time.monotonic() > deadline:
                     raise CommandError(f"{name} does not answer on 127.0.0.1:{port} after "
@@ -353,11 +368,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"The demo in {demo.root} is already running (./dev demo stop stops it).")
         return ExitStatus.OK
     ports, notes = choose_ports()
+    print(f"Plotter: http://127.0.0.1:{ports.plotter}/   (open it in a browser: Select "
+          f"Streams, then plot)", flush=True)
     for note in notes:
         print(f"note: {note}")
     demo.write(ports)
     print(f"Starting supervisord in {demo.root}: btrdb (gRPC 127.0.0.1:{ports.grpc}, REST "
-          f"127.0.0.1:{ports.http}), receiver (127.0.0.1:{ports.receiver}), sync2q", flush=True)
+          f"127.0.0.1:{ports.http}), receiver (127.0.0.1:{ports.receiver}), sync2q, "
+          f"mr-plotter (http://127.0.0.1:{ports.plotter}/)", flush=True)
     demo.start()
     serials = demo.register(args.devices)
     print(f"Registered {', '.join(serials)} with upmu-adm (add ...; save)", flush=True)

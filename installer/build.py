@@ -112,14 +112,21 @@ def fetch_wheels(dest: Path, wheelhouse: Path | None = None) -> list[Path]:
     return sorted(dest.glob("*.whl"))
 
 
+#: Built files that git ignores but the wheel ships: the plotter's page (npm, ./dev setup).
+BUILT = ("plotter/static",)
+
+
 def source_files(checkout: Path) -> list[Path]:
     """The checkout's files to build from: git's tracked and untracked-but-not-ignored
-    files, or (no git) everything but virtual environments, caches and build output."""
+    files and the :data:`BUILT` ones, or (no git) everything but virtual environments,
+    caches and build output."""
     proc = subprocess.run(["git", "-C", str(checkout), "ls-files", "-z", "--cached",
                            "--others", "--exclude-standard"], capture_output=True)
     if proc.returncode == 0:
         names = [n for n in proc.stdout.decode().split("\0") if n]
-        return sorted(Path(n) for n in names if (checkout / n).is_file())
+        names += [str(p.relative_to(checkout)) for d in BUILT
+                  for p in sorted((checkout / d).glob("*")) if p.is_file()]
+        return sorted({Path(n) for n in names if (checkout / n).is_file()})
     skip = {".git", ".venv", "__pycache__", "build", "dist", ".pytest_cache", ".hypothesis"}
     return sorted(p.relative_to(checkout) for p in checkout.rglob("*")
                   if p.is_file() and not skip & set(p.relative_to(checkout).parts)

@@ -113,6 +113,7 @@ class Program:
     stopwaitsecs: int      # time to finish the current file or request after SIGTERM
     startretries: int = 10
     environment: dict[str, str] = field(default_factory=dict)
+    user: str | None = None    # who supervisord starts it as (None: the layout's user)
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,21 @@ def programs(settings: Settings, layout: Layout) -> list[Program]:
                 priority=400, stopwaitsecs=60, environment=env),
     ]
     return out
+
+
+def plotter_program(layout: Layout) -> Program:
+    """The plotter's web site, supervisor program ``mr-plotter`` (``[plotter]`` of qss.ini).
+
+    Started as ``layout.socket_owner`` (root on the appliance, to bind ports 443 and 80),
+    it serves as the service user once its ports are bound (``--user``). Not yet among
+    :func:`programs`: the demo runs it; ``qss-get --config`` will with its certificate.
+    """
+    qss_ini = layout.path(QSS_INI)
+    env = {"QSS_CONFIG": qss_ini, "HOME": layout.path(SERVICE_HOME), "LANG": "C.UTF-8",
+           "PYTHONUNBUFFERED": "1"}
+    return Program("mr-plotter", "the plotter's web site ([plotter])",
+                   f"{layout.bindir}/qss-plotter --config {qss_ini} --user {layout.user}",
+                   priority=450, stopwaitsecs=10, environment=env, user=layout.socket_owner)
 
 
 def stop_budget(progs: Sequence[Program]) -> int:
@@ -320,7 +336,8 @@ def program_block(p: Program, layout: Layout, log_dir: str) -> str:
     environment = ",".join(f'{k}="{_sv(v)}"' for k, v in p.environment.items())
     return templating.render(
         "supervisor/program.conf", name=p.name, purpose=p.purpose, command=_sv(p.command),
-        user=layout.user, group=layout.group, environment=environment, priority=p.priority,
+        user=p.user or layout.user, group=layout.group, environment=environment,
+        priority=p.priority,
         startsecs=layout.startsecs, startretries=p.startretries, stopwaitsecs=p.stopwaitsecs,
         log_dir=log_dir)
 

@@ -7,6 +7,7 @@ Keys (a contract; flags of the same name override them)::
     [btrdb]    endpoints = 127.0.0.1:4410
     [receiver] listen = 0.0.0.0:1883, max_disk_percent = 98, max_buffer_mb = 256
     [store]    grpc = 127.0.0.1:4410, http = 127.0.0.1:9000
+    [plotter]  listen = 0.0.0.0:443, certificate, key, redirect = 0.0.0.0:80
     [distil]   builtins, angle_differences, poll_interval, state, distillates
 
 Precedence, lowest first: built-in defaults, the file, the environment, flags.
@@ -114,6 +115,26 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class PlotterSettings:
+    """``[plotter]``: the plotter's web site (``qss-plotter``, program ``mr-plotter``).
+
+    HTTPS on ``listen`` with ``certificate`` and ``key`` (PEM files); both empty means
+    plain HTTP (the demo and tests, on loopback). ``redirect`` is where plain HTTP
+    requests are sent on to HTTPS (None: no redirect listener).
+    """
+
+    listen: HostPort = HostPort("0.0.0.0", 443)
+    certificate: str = "/etc/qss/plotter.crt"
+    key: str = "/etc/qss/plotter.key"
+    redirect: HostPort | None = HostPort("0.0.0.0", 80)
+
+    @property
+    def https(self) -> bool:
+        """Whether the site is served over TLS (a certificate and key are named)."""
+        return bool(self.certificate and self.key)
+
+
+@dataclass(frozen=True)
 class DistilSettings:
     """``[distil]``: the derived streams service (qss-distil)."""
 
@@ -133,6 +154,7 @@ class Settings:
     btrdb: BtrdbSettings = BtrdbSettings()
     receiver: ReceiverSettings = ReceiverSettings()
     store: StoreSettings = StoreSettings()
+    plotter: PlotterSettings = PlotterSettings()
     distil: DistilSettings = DistilSettings()
     source: str | None = field(default=None, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -207,6 +229,18 @@ def _percent(text: str) -> float:
     return value
 
 
+def _optional_path(text: str) -> str:
+    text = text.strip()
+    return _absolute_path(text) if text else ""
+
+
+def _optional_hostport(text: str) -> HostPort | None:
+    text = text.strip()
+    if text.lower() in ("", "off", "none"):
+        return None
+    return parse_hostport(text)
+
+
 def _buffer_mb(text: str) -> int:
     try:
         value = int(text)
@@ -269,10 +303,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _optional_path(text: str) -> str:
-    return _absolute_path(text) if text.strip() else ""
-
-
 # section -> key -> (parser, flag name); the flag table below is built from this.
 _KEYS = {
     "paths": {"upmuconfig": (_absolute_path, "upmuconfig"),
@@ -285,12 +315,18 @@ _KEYS = {
                  "max_disk_percent": (_percent, "max_disk_percent"),
                  "max_buffer_mb": (_buffer_mb, "max_buffer_mb")},
     "store": {"grpc": (parse_hostport, "grpc"), "http": (parse_hostport, "http")},
+    "plotter": {"listen": (parse_hostport, "plotter_listen"),
+                "certificate": (_optional_path, "certificate"),
+                "key": (_optional_path, "key"),
+                "redirect": (_optional_hostport, "redirect")},
     "distil": {"builtins": (_names, "builtins"),
                "angle_differences": (_pairs, "angle_differences"),
                "poll_interval": (_seconds, "poll_interval"),
                "state": (_optional_path, "state"),
                "distillates": (_optional_path, "distillates")},
 }
+#: Flags whose option string is not ``--NAME`` (the plotter's ``--listen`` is its own).
+_FLAG_OPTIONS = {"plotter_listen": "--listen"}
 _FLAG_KEYS = {flag: (section, key)
               for section, keys in _KEYS.items() for key, (_, flag) in keys.items()}
 
@@ -321,6 +357,15 @@ _FLAG_HELP = {
                           "default 127.0.0.1:4410)"),
     "http": ("HOST:PORT", "address of the embedded BTrDB server's REST API ([store] http; "
                           "default 127.0.0.1:9000)"),
+    "plotter_listen": ("HOST:PORT", "address the plotter's web site listens on ([plotter] "
+                                    "listen; default 0.0.0.0:443)"),
+    "certificate": ("PATH", "the web site's TLS certificate, PEM; empty with --key '' "
+                            "for plain HTTP ([plotter] certificate; default "
+                            "/etc/qss/plotter.crt)"),
+    "key": ("PATH", "the TLS certificate's private key, PEM ([plotter] key; default "
+                    "/etc/qss/plotter.key)"),
+    "redirect": ("HOST:PORT", "plain-HTTP address that redirects to the HTTPS site, or off "
+                              "([plotter] redirect; default 0.0.0.0:80)"),
     "builtins": ("NAMES", "built-in distillates run for every uPMU, comma-separated, or none "
                           "([distil] builtins; default frequency, frequency-1s, power, "
                           "state-changes)"),
@@ -381,7 +426,8 @@ def load_settings(config: str | None = None, environ: Mapping[str, str] | None =
         if flag not in _FLAG_KEYS:
             raise ValueError(f"unknown settings flag {flag!r}")
         if text is not None:
-            override(*_FLAG_KEYS[flag], text, f"--{flag.replace('_', '-')}")
+            override(*_FLAG_KEYS[flag], text,
+                     _FLAG_OPTIONS.get(flag, f"--{flag.replace('_', '-')}"))
     sections = {name: _section_class(name)(**values[name]) for name in _KEYS}
     return Settings(**sections, source=source, warnings=tuple(warnings))
 
@@ -389,7 +435,7 @@ def load_settings(config: str | None = None, environ: Mapping[str, str] | None =
 def _section_class(name: str):
     return {"paths": PathsSettings, "queue": QueueSettings, "btrdb": BtrdbSettings,
             "receiver": ReceiverSettings, "store": StoreSettings,
-            "distil": DistilSettings}[name]
+            "plotter": PlotterSettings, "distil": DistilSettings}[name]
 
 
 def _read_file(path: str, named: bool, named_by: str,
@@ -453,7 +499,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser,
              f"default file means built-in defaults")
     for name in names:
         metavar, text = _FLAG_HELP[name]
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar=metavar,
+        option = _FLAG_OPTIONS.get(name, f"--{name.replace('_', '-')}")
+        group.add_argument(option, dest=name, metavar=metavar,
                            help=text.replace("%", "%%"))
     return group
 
@@ -510,6 +557,16 @@ max_disk_percent = {max_disk_percent}
 # cap the receiver pauses reading until pieces are in the queue (--max-buffer-mb).
 max_buffer_mb = {receiver.max_buffer_mb}
 
+[plotter]
+# The plotter's web site (qss-plotter, supervisor program mr-plotter): HTTPS on this
+# address (--listen of qss-plotter), with this certificate and key (PEM; --certificate,
+# --key; both empty: plain HTTP), and a plain-HTTP listener that only redirects to it
+# (--redirect; off: none).
+listen = {plotter.listen}
+certificate = {plotter.certificate}
+key = {plotter.key}
+redirect = {redirect}
+
 [store]
 # The embedded BTrDB server: gRPC API (--grpc) and legacy REST API (--http).
 grpc = {store.grpc}
@@ -535,7 +592,8 @@ def render_default_ini(settings: Settings | None = None) -> str:
     """A commented ``qss.ini`` holding ``settings`` (default: the built-in defaults)."""
     s = settings or Settings()
     text = _DEFAULT_INI.format(paths=s.paths, queue=s.queue, btrdb=s.btrdb,
-                               receiver=s.receiver, store=s.store, distil=s.distil,
+                               receiver=s.receiver, store=s.store, plotter=s.plotter,
+                               redirect=s.plotter.redirect or "off", distil=s.distil,
                                distil_builtins=", ".join(s.distil.builtins) or "none",
                                distil_pairs=", ".join(f"{a}:{b}" for a, b in
                                                       s.distil.angle_differences),
@@ -544,7 +602,8 @@ def render_default_ini(settings: Settings | None = None) -> str:
 
 
 __all__ = [
-    "BtrdbSettings", "DEFAULT_CONFIG", "DistilSettings", "HostPort", "PathsSettings", "QueueSettings",
+    "BtrdbSettings", "DEFAULT_CONFIG", "DistilSettings", "HostPort", "PathsSettings",
+    "PlotterSettings", "QueueSettings",
     "ReceiverSettings", "Settings", "SettingsError", "StoreSettings",
     "add_settings_arguments", "load_settings", "parse_hostport", "render_default_ini",
     "settings_from_args",

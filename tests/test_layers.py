@@ -36,10 +36,11 @@ FLOORS: dict[str, frozenset[str]] = {
     "dattool": frozenset({"qss"}),
     "installer": frozenset({"qss"}),
     "upmu_adm": frozenset({"qss"}),
+    "plotter": frozenset({"qss"}),
     "distil": frozenset({"qss"}),
     "demokit": frozenset({"qss", "installer"}),
     "bench": frozenset({"qss", "tsdb", "receiver", "sync2q", "simulator", "dattool",
-                        "installer", "upmu_adm", "demokit", "distil"}),
+                        "installer", "upmu_adm", "plotter", "distil", "demokit"}),
 }
 
 

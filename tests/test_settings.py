@@ -156,12 +156,12 @@ def test_unknown_sections_and_keys_are_warnings(ini):
     assert s == Settings()
     assert s.warnings == (
         f"{path}: key 'stray' outside any section ignored (sections: paths, queue, btrdb, "
-        f"receiver, store, distil)",
+        f"receiver, store, plotter, distil)",
         f"{path}: [receiver] unknown subsection [[tls]] ignored",
         f"{path}: [receiver] unknown key 'backlog' ignored (known: listen, "
         f"max_disk_percent, max_buffer_mb)",
         f"{path}: unknown section [log] ignored (known: paths, queue, btrdb, receiver, "
-        f"store, distil)",
+        f"store, plotter, distil)",
     )
 
 

@@ -1,0 +1,67 @@
+"""The plotter over HTTPS with its certificate, the plain-HTTP port that only redirects,
+and one-line errors for an unusable certificate."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from plotter import testing as plotter_testing
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl, as qss-get would make one)."""
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(d / "plotter.key"), "-out", str(d / "plotter.crt")],
+                   check=True, capture_output=True, timeout=60)
+    return d / "plotter.crt", d / "plotter.key"
+
+
+def test_https_with_the_certificate_and_a_redirect_from_plain_http(server, certificate,
+                                                                   tmp_path):
+    crt, key = certificate
+    p = plotter_testing.start(server.grpc, tmp_path, "--certificate", str(crt), "--key",
+                              str(key), "--redirect", "127.0.0.1:0",
+                              log_path=tmp_path / "plotter.log")
+    try:
+        assert p.url.startswith("https://127.0.0.1:")
+        r = requests.get(p.url + "/api/usage", verify=str(crt), timeout=10)
+        assert r.status_code == 200 and r.json()["limit_percent"] == 98
+        with pytest.raises(requests.exceptions.SSLError):      # not a trusted certificate
+            requests.get(p.url + "/", timeout=10)
+        port = re.search(r"redirecting http://127\.0\.0\.1:(\d+)/", p.log()).group(1)
+        r = requests.get(f"http://127.0.0.1:{port}/api/streams?x=1", allow_redirects=False,
+                         timeout=10)
+        assert r.status_code == 308
+        assert r.headers["location"] == f"{p.url}/api/streams?x=1"
+    finally:
+        p.stop()
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "plotter", "--config", "/dev/null",
+                           "--listen", "127.0.0.1:0", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_certificate_problems_are_one_line_errors(certificate, tmp_path):
+    crt, key = certificate
+    done = run("--certificate", str(crt), "--key", "")
+    assert done.returncode == 2 and done.stderr == (
+        "qss-plotter: error: [plotter] certificate and key go together: give both (HTTPS) "
+        "or neither (plain HTTP)\n")
+    done = run("--certificate", str(tmp_path / "none.crt"), "--key", str(key))
+    assert done.returncode == 1 and done.stderr == (
+        f"qss-plotter: error: {tmp_path}/none.crt: no such file ([plotter] certificate and "
+        f"key: PEM files, or both empty for plain HTTP)\n")
+    (tmp_path / "bad.key").write_text("not a key\n")
+    done = run("--certificate", str(crt), "--key", str(tmp_path / "bad.key"))
+    assert done.returncode == 1 and done.stderr.startswith(
+        f"qss-plotter: error: cannot use certificate {crt} with key {tmp_path}/bad.key: ")
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
