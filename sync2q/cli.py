@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from qss import lockfile
+from qss import lockfile, malloc
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
 from qss.queue import QueueError, open_queue
 from qss.settings import add_settings_arguments
@@ -127,6 +127,7 @@ def main(argv: Sequence[str]) -> int:
     settings = load_settings(args)
     for warning in settings.warnings:
         print(f"qss-sync2q: warning: {warning}", file=sys.stderr)
+    malloc.keep_large_buffers()  # Arrow payloads of megabytes per call (qss/malloc.py)
     try:
         queue = open_queue(settings.queue.url)
     except QueueError as exc:
