@@ -55,6 +55,9 @@ setup(
             "requests>=2.28,<3",
             # A real supervisord for the deployment tests (the appliance uses Debian's).
             "supervisor>=4.2,<5",
+            # The official client's polars conversions, run by its own integration suite
+            # (tests/test_tsdb_client_suite.py fails when a test skips for a missing module).
+            "polars>=1.0,<3",
         ],
     },
     package_data={"installer": ["templates/*/*"]},

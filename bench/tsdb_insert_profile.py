@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import btrdb  # noqa: E402  (imported before any CPU is counted)
 import psutil  # noqa: E402
 
 from _data import upmu_streams  # noqa: E402
