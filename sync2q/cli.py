@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from qss import lockfile, malloc
@@ -81,13 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
-    # btrdb.exceptions calls logging.basicConfig when imported, and numexpr (through
-    # pandas) logs a note: import it first, then force our own handler and format.
+    # btrdb.exceptions calls logging.basicConfig when imported (a no-op once ours is
+    # in place, and ours forces itself over it), and numexpr (through pandas) logs a
+    # note at import: keep that one quiet.
     logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
-    import btrdb  # noqa: F401
     logging.basicConfig(stream=sys.stdout, force=True, level=level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
+
+
+def _import_client() -> threading.Thread:
+    """Import the official client (pandas and all: ~0.5 s, more on a busy machine) on a
+    thread, so that the reader reads and parses the first files meanwhile; the writer
+    waits for the import when it first connects."""
     logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
+
+    def run() -> None:
+        try:
+            import btrdb  # noqa: F401
+        except Exception:  # noqa: BLE001 - the error shows where the client is used
+            pass
+    thread = threading.Thread(target=run, name="sync2q-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def _lock(directory: str) -> int:
@@ -132,11 +148,12 @@ def main(argv: Sequence[str]) -> int:
         queue = open_queue(settings.queue.url)
     except QueueError as exc:
         raise CommandError(str(exc)) from None
-    quarantine = None
+    quarantine = importing = None
     try:
         quarantine = _quarantine(queue, settings)
         if args.quarantined or args.requeue:
             return _manage(quarantine, queue, args)
+        importing = _import_client()
         _lock(os.path.dirname(quarantine.path))
         if args.once:
             # The daemon keeps waiting for a broken list to be fixed; a one-off drain
@@ -157,6 +174,8 @@ def main(argv: Sequence[str]) -> int:
         finally:
             btrdb.close()
     finally:
+        if importing is not None:
+            importing.join()  # never leave an import running into interpreter exit
         if quarantine is not None:
             quarantine.close()
         queue.close()

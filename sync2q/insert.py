@@ -93,7 +93,6 @@ class Inserter:
         self._last: dict = {}        # stream uuid -> the future of its latest insert
         # A submitted batch -> its streams, flushed by finish() after every insert.
         self._flush: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        raise_client_batch()
 
     def submit(self, batch: Batch, chain: bool = True) -> list[futures.Future]:
         """Make sure the batch's streams exist (waiting for that), then start inserting
@@ -107,6 +106,7 @@ class Inserter:
         batch.started = self._clock()
         names = batch.stream_names()
         handles = self._registry.ensure(batch.upmu, batch.specs, names)
+        raise_client_batch()  # here, not at construction: the client is imported by now
         arrow = self._btrdb.arrow
         jobs = []
         for name in names:
