@@ -271,6 +271,7 @@ def main() -> None:
         with testing.running(os.path.join(workdir, "drain")) as server:
             seconds, text, own_cpu, server_cpu = drain(workdir, url, config, server)
             total = check_counts(server, config, works)
+        stored = sum(f.stat().st_size for f in Path(workdir, "drain").iterdir())
         drained = [line for line in text.splitlines() if " drained: " in line]
         rate = total / seconds
         print(f"3. end to end, qss-sync2q --once (process start to exit): {total:,} points "
@@ -278,6 +279,8 @@ def main() -> None:
               f"checked")
         if drained:
             print(f"   sync2q's own line: {drained[-1].split(' INFO ', 1)[-1]}")
+        print(f"   stored: {stored:,} bytes = {stored / total:.3f} bytes per point (server "
+              f"stopped, WAL checkpointed)")
         print(f"   CPU during the drain: sync2q {own_cpu:.1f} s ({own_cpu / seconds:.0%} of "
               f"a core, {own_cpu / total * 1e9:.0f} ns per point), server "
               f"{server_cpu:.1f} s ({server_cpu / seconds:.0%} of a core, "

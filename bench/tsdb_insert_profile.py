@@ -168,22 +168,26 @@ def calls(minutes: int, files_per_call: int):
     return out
 
 
-def insert_all(grpc: str, work, threads: int) -> float:
-    import btrdb
-    from sync2q.insert import arrow_table, raise_client_batch
-    raise_client_batch(max(len(w[1]) for w in work))
+def insert_all(grpc: str, work, threads: int, flush_each: bool = False) -> float:
+    import btrdb.stream
+    from sync2q.insert import arrow_table
+    # As sync2q does (sync2q.insert.raise_client_batch): one RPC per stream per call.
+    btrdb.stream.INSERT_BATCH_SIZE = max(btrdb.stream.INSERT_BATCH_SIZE,
+                                         max(len(w[1]) for w in work))
     db = btrdb.connect(grpc)
     streams = {i: db.create(uuid.uuid4(), "profile", {"name": f"s{i}"}, {})
                for i in {w[0] for w in work}}
 
     def one(i, t, v):
         streams[i].arrow_insert(arrow_table(t, v), merge="replace")
+        if flush_each:
+            streams[i].flush()
     pool = futures.ThreadPoolExecutor(threads)
     t0 = time.perf_counter()
     n = len(streams)
     for lo in range(0, len(work), n):       # a batch: every stream, then their flushes
         list(pool.map(one, *zip(*work[lo:lo + n])))
-        for i, _, _ in work[lo:lo + n]:
+        for i, _, _ in work[lo:lo + n] if not flush_each else ():
             streams[i].flush()
     seconds = time.perf_counter() - t0
     pool.shutdown()
@@ -222,8 +226,11 @@ def read_raw(path: str) -> collections.Counter:
 
 
 def main() -> None:
-    from qss import malloc
-    malloc.keep_large_buffers()            # as qss-sync2q does
+    try:
+        from qss import malloc
+        malloc.keep_large_buffers()        # as qss-sync2q does
+    except ImportError:                    # an older tree, for comparisons
+        pass
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
@@ -233,6 +240,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--server-args", default="", help="extra qss-btrdb arguments")
     ap.add_argument("--raw", help="keep py-spy's raw stacks in this file")
+    ap.add_argument("--flush-each", action="store_true",
+                    help="flush each stream right after its insert (sync2q before issue 20)")
     ap.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve is not None:
@@ -258,7 +267,7 @@ def main() -> None:
                 time.sleep(1.0)
             before_threads = thread_cpu(srv.pid)
             s0, c0 = srv.cpu_times(), me.cpu_times()
-            seconds = insert_all(server.grpc, work, args.threads)
+            seconds = insert_all(server.grpc, work, args.threads, args.flush_each)
             s1, c1 = srv.cpu_times(), me.cpu_times()
             by_thread = thread_cpu(srv.pid)
             if spy is not None:
