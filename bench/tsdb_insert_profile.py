@@ -1,24 +1,32 @@
-"""Where the server's CPU goes under ``arrow_insert``: sampled stacks, sorted into stages.
+"""Where the server's CPU goes under ``arrow_insert``: stage timers, threads, samples.
 
-    .venv/bin/python bench/tsdb_insert_profile.py [--minutes 60] [--threads 2]
-        [--files-per-call 6] [--py-spy PATH] [--gil] [--rate 200]
+    .venv/bin/python bench/tsdb_insert_profile.py [--minutes 72] [--threads 2]
+        [--files-per-call 24] [--flush-each] [--py-spy PATH [--gil] [--raw FILE]]
 
-Starts ``qss-btrdb`` in its own process, inserts ``--minutes`` of the 19 extended
-streams as sync2q does (``--files-per-call`` one-minute files per stream per
-``Stream.arrow_insert``, each followed by the stream's ``flush``, ``--threads`` streams at
-a time), and prints:
+Starts ``qss-btrdb`` in its own process (this file run with ``--serve``, which wraps the
+insert path's stages in thread-CPU timers), inserts ``--minutes`` of the 19 extended
+streams as sync2q does (``--files-per-call`` one-minute files per stream in one
+``Stream.arrow_insert`` RPC, ``--threads`` streams at a time, then every stream's
+``flush``; ``--flush-each``: each stream's flush right after its insert, as sync2q did
+before issue 20), and prints, per point:
 
-- the CPU seconds of the server and of this client per million points (steadier than
-  wall time on a shared machine), and the rate;
-- with ``--py-spy`` (the path of a py-spy binary), the server's samples while it was on a
-  CPU (``--gil``: while holding the GIL), sorted into the stages of an insert by the
-  innermost frame that names one: gRPC machinery, Arrow decode, per-call Python of the
-  handler, chunk encoding (transforms and zstd), statistics, SQLite, flush (fsync), and
-  the rest; as a share of the samples and as ns of server CPU per point.
+- the CPU of the server and of this client (steadier than wall time on a shared
+  machine), and the rate;
+- the server's thread CPU by stage: Arrow decode, checks, merge, level-30 statistics,
+  chunk encoding (transforms and zstd), statistics levels, SQLite reads, the write
+  transaction, the rest of the ArrowInsert handler (per-call Python), the Flush handler,
+  and what ran outside the handlers;
+- the server's CPU by thread (gRPC pool, gRPC poller and C threads, checkpointer,
+  background fsync), from the first insert on;
+- with ``--py-spy`` (the path of a py-spy binary), the server's sampled stacks sorted
+  into stages by the innermost frame that names one (``--gil``: samples holding the GIL).
+
+Runs against an older tree too (copy this file and tsdb/testing.py into it).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import collections
 import os
 import subprocess
@@ -34,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import btrdb  # noqa: E402  (imported before any CPU is counted)
+importlib.import_module("btrdb")  # before any CPU is counted (it imports pandas)
 import psutil  # noqa: E402
 
 from _data import upmu_streams  # noqa: E402
@@ -232,9 +240,9 @@ def main() -> None:
     except ImportError:                    # an older tree, for comparisons
         pass
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=int, default=60)
+    ap.add_argument("--minutes", type=int, default=72)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--files-per-call", type=int, default=6)
+    ap.add_argument("--files-per-call", type=int, default=24)
     ap.add_argument("--py-spy", help="path of a py-spy binary: sample the server")
     ap.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
