@@ -11,7 +11,9 @@ returns at once, 2.7 MB messages): the server's CPU per point fell from 38-42 to
 ns with the settings below; page faults and page clearing were most of it (perf).
 
 The settings keep buffers up to 32 MB in the heap and keep up to 256 MB of freed memory
-for reuse, so the memory of the largest burst stays with the process.
+for reuse, so the memory of the largest burst stays with the process (qss-btrdb after
+importing 41 M points: 806 MB resident instead of 734). Figures: docs/tsdb-design.md,
+"Eighth session".
 """
 from __future__ import annotations
 
