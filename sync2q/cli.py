@@ -8,6 +8,7 @@ synced again).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -98,7 +99,7 @@ def _import_client() -> threading.Thread:
 
     def run() -> None:
         try:
-            import btrdb  # noqa: F401
+            importlib.import_module("btrdb")
         except Exception:  # noqa: BLE001 - the error shows where the client is used
             pass
     thread = threading.Thread(target=run, name="sync2q-import", daemon=True)
@@ -153,7 +154,6 @@ def main(argv: Sequence[str]) -> int:
         quarantine = _quarantine(queue, settings)
         if args.quarantined or args.requeue:
             return _manage(quarantine, queue, args)
-        importing = _import_client()
         _lock(os.path.dirname(quarantine.path))
         if args.once:
             # The daemon keeps waiting for a broken list to be fixed; a one-off drain
@@ -162,6 +162,7 @@ def main(argv: Sequence[str]) -> int:
                 UpmuList.load(settings.paths.upmuconfig)
             except UpmuConfigError as exc:
                 raise CommandError(f"{' '.join(str(exc).split())}; nothing was synced") from None
+        importing = _import_client()
         _configure_logging(args.log_level)
         btrdb = Btrdb([str(e) for e in settings.btrdb.endpoints],
                       apikey=os.environ.get("BTRDB_API_KEY") or None)
