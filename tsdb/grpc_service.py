@@ -349,8 +349,8 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
 
 #: Largest request accepted, bytes: the client sends 50,000 points (~0.8 MB) per call,
 #: sync2q 172,800 (~2.8 MB), so this leaves a wide margin while keeping one request from
-#: exhausting memory. Larger
-#: requests get gRPC's RESOURCE_EXHAUSTED before any of it is decoded.
+#: exhausting memory. Larger requests get gRPC's RESOURCE_EXHAUSTED before any of it is
+#: decoded.
 MAX_REQUEST_BYTES = 256 << 20
 
 
