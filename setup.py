@@ -62,6 +62,9 @@ setup(
             "supervisor>=4.2,<5",
             # The plotter's page in Debian's headless chromium + chromium-driver.
             "selenium>=4.15,<5",
+            # The official client's polars conversions, run by its own integration suite
+            # (tests/test_tsdb_client_suite.py fails when a test skips for a missing module).
+            "polars>=1.0,<3",
         ],
     },
     # plotter/static is built from plotter/frontend by npm (./dev setup), never committed.

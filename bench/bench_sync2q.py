@@ -10,16 +10,19 @@ SQLite queue, then prints, in one run:
    exactly as sync2q's reader does (:func:`sync2q.batch.prepare`), one thread;
 2. the server's raw ``arrow_insert`` rate: the same points, already parsed and in Arrow
    tables, inserted by the official client into a fresh embedded server (``qss-btrdb``,
-   own process) in sync2q's batches (six files, 43,200 points per stream per call), each
-   followed by the stream's flush as sync2q does, one stream after another and two at a
-   time; and, for comparison, the same calls into the
-   storage engine in this process (no gRPC, no Arrow);
+   own process) in sync2q's batches (24 files, 172,800 points per stream per call), every
+   stream of a batch flushed after the batch's inserts as sync2q does, one stream after
+   another and two at a time; and the same calls into the storage engine in this process
+   (``tsdb.Store.insert``, one thread, no gRPC, no Arrow): the reference;
 3. end-to-end drain: ``qss-sync2q --once`` (a subprocess) against another fresh server,
    from the start of the process to its exit, with every count checked afterwards; and
-   the CPU seconds of sync2q and of the server during the drain (what dominates);
-4. the drain rate as a ratio of the slower of (1) and the faster of (2).
+   the CPU of sync2q and of the server during the drain, per point (on a shared machine
+   steadier than the rates);
+4. the drain rate as a ratio of the slower of (1) and the faster of (2);
+5. last line: the drain rate as a ratio of the engine's (goal, issue 20: >= 0.85).
 
-Goals (issue 5): drain >= 5 M points/s; ratio >= 0.5.
+This process and the engine in it use the allocator settings of the server and of
+sync2q (:func:`qss.malloc.keep_large_buffers`), so the reference is the same engine.
 """
 from __future__ import annotations
 
@@ -40,14 +43,14 @@ sys.path.insert(0, ROOT)
 
 import psutil  # noqa: E402
 
-from qss import generator  # noqa: E402
+from qss import generator, malloc  # noqa: E402
 from qss.naming import DEVICE_ROOT  # noqa: E402
 from qss.queue import open_queue  # noqa: E402
 from tsdb import testing  # noqa: E402
 from qss.upmuconfig import UpmuList  # noqa: E402
 
 START = 1450426440      # 2015-12-18 08:14:00 UTC
-FILES_PER_BATCH = 6     # what sync2q puts in one call for one-minute extended files
+FILES_PER_BATCH = 24    # what sync2q puts in one call for one-minute extended files
 
 
 def build_backlog(workdir: str, files: int, upmus: int) -> tuple[str, str, list[str]]:
@@ -89,7 +92,8 @@ def parse_only(url: str, config: str):
 
 
 def _batches(works):
-    """(serial, stream name, times, values) per call, in sync2q's batches."""
+    """(serial, batch number, stream name, times, values) per call, in sync2q's
+    batches."""
     import numpy as np
     by_serial: dict[str, list] = {}
     for serial, w in works:
@@ -99,54 +103,69 @@ def _batches(works):
         for i in range(0, len(ws), FILES_PER_BATCH):
             group = ws[i:i + FILES_PER_BATCH]
             for n in names:
-                yield (serial, n, np.concatenate([w.streams[n][0] for w in group]),
+                yield (serial, i, n, np.concatenate([w.streams[n][0] for w in group]),
                        np.concatenate([w.streams[n][1] for w in group]))
 
 
-def engine_insert(workdir: str, works) -> tuple[int, float]:
-    """The same calls straight into the storage engine (no gRPC, no Arrow), one thread."""
+def engine_insert(workdir: str, works) -> tuple[int, float, float]:
+    """The same calls straight into the storage engine (no gRPC, no Arrow), one thread;
+    (points, seconds, CPU seconds of this process)."""
     from tsdb import MergePolicy, Store
     store = Store(os.path.join(workdir, "engine"))
     ids: dict[tuple[str, str], uuid.UUID] = {}
     calls = []
-    for serial, name, t, v in _batches(works):
+    for serial, _, name, t, v in _batches(works):
         if (serial, name) not in ids:
             ids[serial, name] = uuid.uuid4()
             store.create(ids[serial, name], f"engine/{serial}", {"name": name}, {})
         calls.append((ids[serial, name], t, v))
+    cpu = CpuMeter(os.getpid())
+    cpu.start()
     t0 = time.perf_counter()
     for u, t, v in calls:
         store.insert(u, t, v, MergePolicy.REPLACE)
     seconds = time.perf_counter() - t0
+    used = cpu.stop()
     store.close()
-    return sum(len(t) for _, t, _ in calls), seconds
+    return sum(len(t) for _, t, _ in calls), seconds, used
 
 
-def raw_insert(server, works, threads: int) -> tuple[int, float]:
-    """arrow_insert the parsed points in sync2q's batches, each call followed by the
-    stream's flush (as sync2q inserts); (points, seconds)."""
+def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
+    """arrow_insert the parsed points in sync2q's batches, then flush every stream of the
+    batch (as sync2q inserts); (points, seconds, server CPU s, client CPU s)."""
     import btrdb
-    from sync2q.insert import arrow_table
+    from sync2q.insert import arrow_table, raise_client_batch
+    raise_client_batch()
     db = btrdb.connect(server.grpc)
     streams: dict[tuple[str, str], object] = {}
-    calls = []                  # (stream, table), in batch order
-    for serial, name, t, v in _batches(works):
+    batches: list[list] = []    # per batch: (stream, table) per stream
+    last = None
+    for serial, group, name, t, v in _batches(works):
         if (serial, name) not in streams:
             streams[serial, name] = db.create(uuid.uuid4(), f"raw{threads}/{serial}",
                                               {"name": name}, {})
-        calls.append((streams[serial, name], arrow_table(t, v)))
-    points = sum(tb.num_rows for _, tb in calls)
+        if (serial, group) != last:
+            batches.append([])
+            last = (serial, group)
+        batches[-1].append((streams[serial, name], arrow_table(t, v)))
+    points = sum(tb.num_rows for b in batches for _, tb in b)
 
     def insert(stream, table) -> None:
         stream.arrow_insert(table, merge="replace")
-        stream.flush()
 
     pool = futures.ThreadPoolExecutor(threads)
+    server_cpu, client_cpu = CpuMeter(server.proc.pid), CpuMeter(os.getpid())
+    server_cpu.start()
+    client_cpu.start()
     t0 = time.perf_counter()
-    list(pool.map(insert, *zip(*calls)))
+    for batch in batches:
+        list(pool.map(insert, *zip(*batch)))
+        for stream, _ in batch:
+            stream.flush()
     seconds = time.perf_counter() - t0
+    used = server_cpu.stop(), client_cpu.stop()
     pool.shutdown()
-    return points, seconds
+    return points, seconds, *used
 
 
 class CpuMeter:
@@ -219,6 +238,7 @@ def main() -> None:
     ap.add_argument("--upmus", type=int, default=4, help="uPMUs they come from (4)")
     ap.add_argument("--dir", help="work directory (default: a new temporary one, removed)")
     args = ap.parse_args()
+    malloc.keep_large_buffers()
     workdir = args.dir or tempfile.mkdtemp(prefix="bench-sync2q-")
     os.makedirs(workdir, exist_ok=True)
     try:
@@ -235,19 +255,23 @@ def main() -> None:
         raw_rates = []
         for threads in (1, 2):
             with testing.running(os.path.join(workdir, f"raw{threads}")) as server:
-                p, s = raw_insert(server, works, threads)
+                p, s, srv_cpu, cl_cpu = raw_insert(server, works, threads)
             raw_rates.append(p / s)
             print(f"2. server raw arrow_insert + flush, {threads} stream(s) at a time, "
                   f"{FILES_PER_BATCH} files per call: {p:,} points in {s:.2f} s = "
-                  f"{p / s / 1e6:.2f} M points/s")
+                  f"{p / s / 1e6:.2f} M points/s; CPU per point: server "
+                  f"{srv_cpu / p * 1e9:.0f} ns, client {cl_cpu / p * 1e9:.0f} ns")
 
-        p, s = engine_insert(workdir, works)
-        print(f"   for comparison, the storage engine alone (tsdb.Store.insert in one "
-              f"thread, same calls, no gRPC or Arrow): {p / s / 1e6:.2f} M points/s")
+        p, s, engine_cpu = engine_insert(workdir, works)
+        engine_rate = p / s
+        print(f"   the storage engine alone (tsdb.Store.insert in one thread, same calls, "
+              f"no gRPC or Arrow): {engine_rate / 1e6:.2f} M points/s; CPU "
+              f"{engine_cpu / p * 1e9:.0f} ns per point")
 
         with testing.running(os.path.join(workdir, "drain")) as server:
             seconds, text, own_cpu, server_cpu = drain(workdir, url, config, server)
             total = check_counts(server, config, works)
+        stored = sum(f.stat().st_size for f in Path(workdir, "drain").iterdir())
         drained = [line for line in text.splitlines() if " drained: " in line]
         rate = total / seconds
         print(f"3. end to end, qss-sync2q --once (process start to exit): {total:,} points "
@@ -255,12 +279,18 @@ def main() -> None:
               f"checked")
         if drained:
             print(f"   sync2q's own line: {drained[-1].split(' INFO ', 1)[-1]}")
+        print(f"   stored: {stored:,} bytes = {stored / total:.3f} bytes per point (server "
+              f"stopped, WAL checkpointed)")
         print(f"   CPU during the drain: sync2q {own_cpu:.1f} s ({own_cpu / seconds:.0%} of "
-              f"a core), server {server_cpu:.1f} s ({server_cpu / seconds:.0%} of a core); "
-              f"{os.cpu_count()} cores")
+              f"a core, {own_cpu / total * 1e9:.0f} ns per point), server "
+              f"{server_cpu:.1f} s ({server_cpu / seconds:.0%} of a core, "
+              f"{server_cpu / total * 1e9:.0f} ns per point); {os.cpu_count()} cores, "
+              f"load {os.getloadavg()[0]:.1f}")
         slower = min(parse_rate, max(raw_rates))
         print(f"4. drain / min(parse {parse_rate / 1e6:.1f}, raw insert "
               f"{max(raw_rates) / 1e6:.2f}) = {rate / slower:.2f} (goal >= 0.5)")
+        print(f"end-to-end {rate / 1e6:.1f} M/s = {rate / engine_rate:.2f} of the engine "
+              f"({engine_rate / 1e6:.1f} M/s)")
     finally:
         if not args.dir:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -8,13 +8,15 @@ synced again).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
-from qss import lockfile
+from qss import lockfile, malloc
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
 from qss.queue import QueueError, open_queue
 from qss.settings import add_settings_arguments
@@ -81,13 +83,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
-    # btrdb.exceptions calls logging.basicConfig when imported, and numexpr (through
-    # pandas) logs a note: import it first, then force our own handler and format.
+    # btrdb.exceptions calls logging.basicConfig when imported (a no-op once ours is
+    # in place, and ours forces itself over it), and numexpr (through pandas) logs a
+    # note at import: keep that one quiet.
     logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
-    import btrdb  # noqa: F401
     logging.basicConfig(stream=sys.stdout, force=True, level=level.upper(),
                         format="%(asctime)s %(levelname)s %(message)s")
+
+
+#: An optional library of the official client that sync2q never uses: btrdb imports
+#: polars, when installed (the test extra installs it), for its data-frame conversions,
+#: in a ``try``; that import cost 0.3-0.5 s of CPU at every start (``import sync2q.cli,
+#: btrdb``: 1.2-1.5 s with it, 0.9-1.1 without). Marked absent in sync2q's process only,
+#: before the client is imported. (pandas cannot be left out: btrdb's annotations need
+#: it at import.)
+CLIENT_EXTRAS_UNUSED = ("polars",)
+
+
+def _import_client() -> threading.Thread:
+    """Import the official client (pandas and all: ~0.5 s, more on a busy machine) on a
+    thread, so that the reader reads and parses the first files meanwhile; the writer
+    waits for the import when it first connects."""
     logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
+    for name in CLIENT_EXTRAS_UNUSED:
+        if name not in sys.modules:
+            sys.modules[name] = None  # "import polars" raises ImportError here
+
+    def run() -> None:
+        try:
+            importlib.import_module("btrdb")
+        except Exception:  # noqa: BLE001 - the error shows where the client is used
+            pass
+    thread = threading.Thread(target=run, name="sync2q-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def _lock(directory: str) -> int:
@@ -127,11 +156,12 @@ def main(argv: Sequence[str]) -> int:
     settings = load_settings(args)
     for warning in settings.warnings:
         print(f"qss-sync2q: warning: {warning}", file=sys.stderr)
+    malloc.keep_large_buffers()  # Arrow payloads of megabytes per call (qss/malloc.py)
     try:
         queue = open_queue(settings.queue.url)
     except QueueError as exc:
         raise CommandError(str(exc)) from None
-    quarantine = None
+    quarantine = importing = None
     try:
         quarantine = _quarantine(queue, settings)
         if args.quarantined or args.requeue:
@@ -144,6 +174,7 @@ def main(argv: Sequence[str]) -> int:
                 UpmuList.load(settings.paths.upmuconfig)
             except UpmuConfigError as exc:
                 raise CommandError(f"{' '.join(str(exc).split())}; nothing was synced") from None
+        importing = _import_client()
         _configure_logging(args.log_level)
         btrdb = Btrdb([str(e) for e in settings.btrdb.endpoints],
                       apikey=os.environ.get("BTRDB_API_KEY") or None)
@@ -156,6 +187,8 @@ def main(argv: Sequence[str]) -> int:
         finally:
             btrdb.close()
     finally:
+        if importing is not None:
+            importing.join()  # never leave an import running into interpreter exit
         if quarantine is not None:
             quarantine.close()
         queue.close()

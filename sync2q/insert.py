@@ -4,11 +4,18 @@ Each stream of a :class:`~sync2q.batch.Batch` goes in with one ``Stream.arrow_in
 (Arrow IPC, when the server reports v5.30 or later) or ``Stream.insert`` (RawPoints,
 otherwise), merge policy REPLACE: inserting a file again (after a crash between insert
 and marking it synced, or a BTrDB outage mid-batch) rewrites the same points instead of
-duplicating them. The client cuts each call into RPCs of 50,000 points. Each stream's
-insert is followed by ``Stream.flush``: the client inserts without BTrDB's ``sync`` flag,
-so only a flush says the points are on disk (a real BTrDB buffers them in memory; the
-embedded server has committed them, and fsyncs at the flush). A file is marked synced
-only after every stream's insert and flush returned.
+duplicating them. The client cuts each call into RPCs of ``btrdb.stream.INSERT_BATCH_SIZE``
+points; :class:`Inserter` raises that from 50,000 to a batch's
+:data:`~sync2q.batch.BATCH_SAMPLES`, so a batch is one Arrow RPC per stream (RawPoints
+calls stay at 50,000 points: their messages are larger per point).
+
+Once every stream's insert of a batch has returned, each stream is flushed
+(``Stream.flush``): the client inserts without BTrDB's ``sync`` flag, so only a flush
+says the points are on disk (a real BTrDB buffers them in memory; the embedded server
+has committed them, and fsyncs at the flush). Flushing after all the inserts rather than
+after each lets one fsync of the embedded server cover the whole batch (its Flush waits
+only for the stream's own commits). A file is marked synced only after every stream's
+insert and flush returned.
 
 The streams of one batch are independent, so they are inserted by a small pool of
 threads: the server prepares one stream's chunks while it commits another's, and the
@@ -21,17 +28,27 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import weakref
 from concurrent import futures
 
 import numpy as np
 
-from .batch import Batch
+from .batch import BATCH_SAMPLES, Batch
 from qss.btrdbclient import Btrdb
 from qss.streammeta import StreamRegistry
 
 log = logging.getLogger("sync2q")
 
 MERGE = "replace"
+#: Points per RawPoints RPC (the client's own default; ~21 bytes a point on the wire).
+RAW_RPC_POINTS = 50_000
+
+
+def raise_client_batch(points: int = BATCH_SAMPLES) -> None:
+    """Let the official client send up to ``points`` points per Arrow insert RPC (it cuts
+    ``Stream.arrow_insert`` tables at ``btrdb.stream.INSERT_BATCH_SIZE``, 50,000)."""
+    import btrdb.stream
+    btrdb.stream.INSERT_BATCH_SIZE = max(int(btrdb.stream.INSERT_BATCH_SIZE), points)
 
 
 @functools.cache
@@ -74,6 +91,8 @@ class Inserter:
         self._pool = futures.ThreadPoolExecutor(max_workers=max(1, threads),
                                                 thread_name_prefix="sync2q-insert")
         self._last: dict = {}        # stream uuid -> the future of its latest insert
+        # A submitted batch -> its streams, flushed by finish() after every insert.
+        self._flush: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def submit(self, batch: Batch, chain: bool = True) -> list[futures.Future]:
         """Make sure the batch's streams exist (waiting for that), then start inserting
@@ -87,6 +106,7 @@ class Inserter:
         batch.started = self._clock()
         names = batch.stream_names()
         handles = self._registry.ensure(batch.upmu, batch.specs, names)
+        raise_client_batch()  # here, not at construction: the client is imported by now
         arrow = self._btrdb.arrow
         jobs = []
         for name in names:
@@ -99,18 +119,22 @@ class Inserter:
             if chain:
                 self._last[uuid] = job
             jobs.append(job)
+        self._flush[batch] = [handles[name] for name in names]
         return jobs
 
     def finish(self, batch: Batch, jobs: list[futures.Future]) -> None:
-        """Wait for a submitted batch; sets ``batch.insert_ms``.
+        """Wait for a submitted batch's inserts, then flush each of its streams; sets
+        ``batch.insert_ms``.
 
         Raises:
             Exception: the first failure (a client error, or :class:`Skipped`), once
-                every stream's insert has ended.
+                every stream's insert has ended; or a client error from a flush.
         """
         futures.wait(jobs)
         for job in jobs:
             job.result()
+        for stream in self._flush.pop(batch, ()):
+            stream.flush()  # on disk, not only in the server's buffers or page cache
         batch.insert_ms = (self._clock() - batch.started) * 1e3
 
     def insert(self, batch: Batch) -> None:
@@ -125,9 +149,10 @@ class Inserter:
             raise Skipped("the previous insert of this stream failed")
         if arrow:
             stream.arrow_insert(arrow_table(t, v), merge=MERGE)
-        else:
-            stream.insert(list(zip(t.tolist(), v.tolist())), merge=MERGE)
-        stream.flush()  # on disk, not only in the server's buffers or page cache
+            return
+        for lo in range(0, len(t), RAW_RPC_POINTS):
+            stream.insert(list(zip(t[lo:lo + RAW_RPC_POINTS].tolist(),
+                                   v[lo:lo + RAW_RPC_POINTS].tolist())), merge=MERGE)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

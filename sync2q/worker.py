@@ -8,7 +8,7 @@ Three threads and a pipeline between them, so that parsing overlaps inserting:
 - the **reader** goes round the uPMUs with unsynced files (one batch each in turn, so a
   big backlog of one device does not starve the others), lists each one's files in name
   order, reads and parses them (:func:`sync2q.batch.prepare`) and groups consecutive
-  files into batches of up to 50,000 samples per stream; files with no usable record
+  files into batches of up to 172,800 samples per stream; files with no usable record
   are quarantined (:mod:`sync2q.quarantine`) right there;
 - the **writer** inserts batches (:class:`sync2q.insert.Inserter`: two streams at a
   time, the next batch starting as the last streams of one finish, each stream's inserts

@@ -16,6 +16,7 @@ import pytest
 
 from tsdb import testing
 from qss.upmuconfig import UpmuList
+from sync2q.batch import BATCH_SAMPLES
 from test_sync2q_support import (ROOT, Sync2q, connect, device_files, expected, read_stream,
                                  run_once, server, site,  # noqa: F401 - fixtures
                                  start_btrdb_on)
@@ -34,7 +35,9 @@ def counts(db, upmu) -> dict[str, int]:
 
 
 def test_sigterm_finishes_the_batch_and_sigkill_leaves_no_duplicates(server, site):
-    files = device_files("P3200001", 36)
+    # Four batches: SIGTERM after the first files leaves the batches in flight (two)
+    # to finish and at least one never started.
+    files = device_files("P3200001", 4 * (BATCH_SAMPLES // SAMPLES))
     site.add_upmu("P3200001", "kill", extended=True)
     site.put("P3200001", files)
     db = connect(server.grpc)

@@ -273,10 +273,13 @@ def test_the_rawpoint_path_inserts_the_same_points(server, site):
 def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
         server, site, monkeypatch):
     """The client inserts without BTrDB's sync flag: only a flush says the points are
-    on disk, so it comes between every stream's insert and the files' marking."""
+    on disk, so it comes between every stream's insert and the files' marking. A batch
+    goes in as one RPC per stream, even past the client's 50,000 points, and its
+    streams are flushed after all of its inserts (one fsync of the server for all)."""
+    from btrdb.endpoint import Endpoint
     from btrdb.stream import Stream
 
-    events, lock = [], threading.Lock()
+    events, rpcs, lock = [], [], threading.Lock()
 
     def recording(kind, real):
         def wrapper(self, *args, **kwargs):
@@ -286,9 +289,16 @@ def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
             return result
         return wrapper
 
+    def rpc(self, uu, values, policy):
+        with lock:
+            rpcs.append((uu, values.num_rows))
+        return real_rpc(self, uu, values, policy)
+
+    real_rpc = Endpoint.arrowInsertValues
     monkeypatch.setattr(Stream, "arrow_insert", recording("insert", Stream.arrow_insert))
     monkeypatch.setattr(Stream, "flush", recording("flush", Stream.flush))
-    files = device_files("P3700002", 2)
+    monkeypatch.setattr(Endpoint, "arrowInsertValues", rpc)
+    files = device_files("P3700002", 8)      # 57,600 samples per stream: one batch
     site.add_upmu("P3700002", "flushed")
     site.put("P3700002", files)
     real_mark = site.queue.mark_synced
@@ -306,12 +316,15 @@ def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
     worker.quarantine.close()
     conn.close()
     marks = [i for i, (kind, _) in enumerate(events) if kind == "marked"]
-    assert len(marks) == 2 and site.unsynced("P3700002") == []
+    assert len(marks) == 8 and site.unsynced("P3700002") == []
     streams = {info.uuid for info in site.upmu("P3700002").streams.values()}
     assert len(streams) == 19
     for u in streams:  # one batch: one insert, then one flush, before any marking
         assert [kind for kind, x in events[:marks[0]] if x == u] == ["insert", "flush"]
         assert all(x != u for _, x in events[marks[0]:])
+    kinds = [kind for kind, _ in events[:marks[0]]]
+    assert kinds == ["insert"] * 19 + ["flush"] * 19
+    assert sorted(rpcs) == sorted((u, 8 * 7200) for u in streams)
 
 
 def test_a_upmu_whose_streams_btrdb_refuses_waits_and_once_says_so(server, site, caplog):

@@ -1,12 +1,14 @@
 """The official client's own integration tests (shipped in its wheel as
 ``tests/btrdb_integration``, written against a real BTrDB v5 server) pass against qss-btrdb.
 
-Left out: API keys (this server has none: test_incorrect_connect), SQL queries of the
-metadata (SQLQuery, not offered: test_query), and the polars conversions when polars is
-not installed (client-side only).
+Left out: API keys (this server has none: test_incorrect_connect) and SQL queries of the
+metadata (SQLQuery, not offered: test_query). Nothing else: the polars conversions need
+``polars`` (in the test extra of setup.py), and an upstream test skipped because a module
+is missing fails this test, so a test environment without one cannot pass unnoticed.
 """
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,8 +21,23 @@ from tsdb.testing import running
 SPEC = importlib.util.find_spec("btrdb")
 SUITE = Path(SPEC.origin).parent.parent / "tests" / "btrdb_integration" if SPEC else None
 UNSUPPORTED = ["test_incorrect_connect", "test_query"]
-if importlib.util.find_spec("polars") is None:
-    UNSUPPORTED.append("polars")
+#: How pytest words a skip for a module that cannot be imported (importorskip, or a
+#: skipif/skip whose reason names the missing module or package).
+MISSING_MODULE = re.compile(r"could not import|No module named|not installed|ImportError|"
+                            r"ModuleNotFoundError|requires? \w+", re.IGNORECASE)
+
+
+def missing_module_skips(report: str) -> list[str]:
+    """The ``SKIPPED`` lines of pytest's ``-rs`` summary that are about a missing module."""
+    return [line for line in report.splitlines()
+            if line.startswith("SKIPPED") and MISSING_MODULE.search(line)]
+
+
+def test_skips_for_a_missing_module_are_recognised():
+    report = ("SKIPPED [1] test_x.py:3: could not import 'polars': No module named 'polars'\n"
+              "SKIPPED [2] test_y.py:9: Need an integration test server to run integration tests.\n"
+              "SKIPPED [1] test_z.py:5: requires pandas\n")
+    assert missing_module_skips(report) == [report.splitlines()[0], report.splitlines()[2]]
 
 
 @pytest.mark.skipif(SUITE is None or not SUITE.is_dir(),
@@ -39,12 +56,13 @@ def test_official_client_integration_suite_passes(tmp_path):
         env.pop("BTRDB_API_KEY", None)
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "--no-header", "-p", "no:cacheprovider",
-             "--import-mode=importlib", "-W", "ignore", "-k",
+             "--import-mode=importlib", "-W", "ignore", "-rs", "-k",
              " and ".join(f"not {name}" for name in UNSUPPORTED), str(suite)],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         log = server.log()
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert " failed" not in summary and " passed" in summary
-    assert int(summary.split(" passed")[0].split()[-1]) >= 42
+    assert not missing_module_skips(done.stdout), done.stdout[-5000:]
+    assert int(summary.split(" passed")[0].split()[-1]) >= 49  # 42, and 7 with polars
     assert "Traceback" not in log and " failed" not in log, log[-3000:]

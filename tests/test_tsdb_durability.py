@@ -276,3 +276,23 @@ def test_the_official_client_inserts_without_fsync_and_its_flush_fsyncs(tmp_path
         channel.close()
         server.stop(0).wait()
         store.close()
+
+
+def test_a_flush_waits_for_its_own_streams_commits_only(tmp_path, fsyncs):
+    """Flushing the streams of a batch after inserting them all takes one fsync: the
+    first flush covers every commit so far, and a later flush whose stream has nothing
+    newer returns without another, even while other streams keep committing."""
+    with Store(tmp_path) as store:
+        a, b = uuid.uuid4(), uuid.uuid4()
+        store.create(a, "test/a", {"name": "s"}, {})
+        store.create(b, "test/b", {"name": "s"}, {})
+        before = len(fsyncs)
+        store.insert(a, np.arange(10, dtype=np.int64), np.ones(10), sync=False)
+        store.insert(b, np.arange(10, dtype=np.int64), np.ones(10), sync=False)
+        store.flush(a)
+        assert len(fsyncs) == before + 1 and store.db._synced == store.db._commits
+        store.insert(b, np.arange(10, 20, dtype=np.int64), np.ones(10), sync=False)
+        store.flush(a)  # a's points are on disk already; b's new insert is not a's
+        assert len(fsyncs) == before + 1 and store.db._synced < store.db._commits
+        store.flush(b)
+        assert len(fsyncs) == before + 2 and store.db._synced == store.db._commits

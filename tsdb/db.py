@@ -223,6 +223,7 @@ class Db:
                     with self._sync:
                         self._commits += 1
                         commit = self._commits
+                    self._local.commit = commit
                     self._committed.set()
                 except BaseException:
                     # SQLite may already have rolled back (e.g. SQLITE_FULL on COMMIT).
@@ -243,8 +244,14 @@ class Db:
             else:
                 self._unsynced.set()
 
-    def sync(self) -> None:
-        """Return once every commit made so far is on disk (BTrDB's Flush).
+    def last_commit(self) -> int:
+        """The number of the latest commit made by this thread (0: none yet); pass it to
+        :meth:`sync` to wait for that commit only."""
+        return getattr(self._local, "commit", 0)
+
+    def sync(self, upto: int | None = None) -> None:
+        """Return once every commit made so far (with ``upto``: commits up to that
+        number, from :meth:`last_commit`) is on disk (BTrDB's Flush).
 
         Raises:
             StorageFailure: the fsync failed, now or in the background since the last
@@ -252,8 +259,10 @@ class Db:
         """
         if not self.durable:
             return
+        if self._sync_error is not None:
+            raise StorageFailure(f"fsync of the WAL failed: {self._sync_error}")
         with self._sync:
-            target = self._commits
+            target = self._commits if upto is None else min(upto, self._commits)
         self._make_durable(target)
 
     def _sync_loop(self) -> None:

@@ -347,9 +347,10 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
             yield pb.ChangesResponse(versionMajor=ver, ranges=ranges)
 
 
-#: Largest request accepted, bytes: the client sends 50,000 points (~0.8 MB) per call, so
-#: this leaves a wide margin while keeping one request from exhausting memory. Larger
-#: requests get gRPC's RESOURCE_EXHAUSTED before any of it is decoded.
+#: Largest request accepted, bytes: the client sends 50,000 points (~0.8 MB) per call,
+#: sync2q 172,800 (~2.8 MB), so this leaves a wide margin while keeping one request from
+#: exhausting memory. Larger requests get gRPC's RESOURCE_EXHAUSTED before any of it is
+#: decoded.
 MAX_REQUEST_BYTES = 256 << 20
 
 

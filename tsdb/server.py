@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 
-from qss import lockfile
+from qss import lockfile, malloc
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
 from qss.settings import HostPort, add_settings_arguments
 
@@ -223,6 +223,7 @@ def main(argv: Sequence[str]) -> int:
     if http_any:
         http_addr = HostPort(http_addr.host, 0)
 
+    malloc.keep_large_buffers()  # before the first insert's buffers (qss/malloc.py)
     store, lock = open_data_dir(settings.paths.data, durable=not args.no_fsync)
     try:
         server = BtrdbServer(store, grpc_addr, http_addr)

@@ -77,6 +77,10 @@ class Store:
             collections.OrderedDict()
         self._locks: dict[bytes, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        # Per stream, the commit of its latest insert: a Flush waits for that one only,
+        # so flushing many streams after inserting them all takes one fsync, not one
+        # per stream while other streams' inserts keep committing.
+        self._commit_of: dict[int, int] = {}
 
     def close(self) -> None:
         """Close the database; the store cannot be used afterwards."""
@@ -215,6 +219,7 @@ class Store:
         except BaseException:
             self._forget(sid)
             raise
+        self._commit_of[sid] = self.db.last_commit()
         self._blocks.commit(sid, plan)
         tail = max(writes, key=lambda w: w[0])
         with self._locks_lock:
@@ -295,8 +300,10 @@ class Store:
         returns already): returns, with the version, once every commit so far is on disk.
 
         Raises StreamNotFound, StorageFailure (the fsync failed)."""
-        version = meta.stream_id(self.db, uuid)[1]
-        self.db.sync()
+        sid, version = meta.stream_id(self.db, uuid)
+        # Its inserts up to the latest (deletes and metadata changes were durable when
+        # they returned); a stream not written since the start waits for every commit.
+        self.db.sync(self._commit_of.get(sid))
         return version
 
     def obliterate(self, uuid: uuidlib.UUID) -> None:

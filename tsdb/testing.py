@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _SERVING = re.compile(r"serving gRPC on (\S+):(\d+), REST on (\S+):(\d+)")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclasses.dataclass
@@ -46,14 +46,16 @@ class ServerProcess:
             raise
 
 
-def command(data: str | os.PathLike, *extra: str) -> list[str]:
-    """The command line of a server on 127.0.0.1 with free ports and no settings file."""
-    return [sys.executable, "-m", "tsdb", "--config", os.devnull, "--data", str(data),
+def command(data: str | os.PathLike, *extra: str, program: list[str] | None = None
+            ) -> list[str]:
+    """The command line of a server on 127.0.0.1 with free ports and no settings file
+    (``program``: what runs instead of ``python -m tsdb``, e.g. a probe wrapping it)."""
+    return [*(program or [sys.executable, "-m", "tsdb"]), "--config", os.devnull, "--data", str(data),
             "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", *extra]
 
 
 def start(data: str | os.PathLike, *extra: str, log_path: str | os.PathLike | None = None,
-          timeout: float = 30.0) -> ServerProcess:
+          timeout: float = 30.0, program: list[str] | None = None) -> ServerProcess:
     """Start a server and wait until it logs its ports.
 
     Raises:
@@ -62,7 +64,7 @@ def start(data: str | os.PathLike, *extra: str, log_path: str | os.PathLike | No
     log_path = Path(log_path or Path(data).parent / f"{Path(data).name}-server.log")
     out = open(log_path, "w")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(command(data, *extra), stdout=out, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(command(data, *extra, program=program), stdout=out, stderr=subprocess.STDOUT,
                             env=env, cwd=ROOT)
     out.close()
     server = ServerProcess(proc, log_path)
