@@ -123,6 +123,9 @@ def newdb(env: Environment, tools: DataTools, assume_yes: bool = False) -> None:
         env.say(f"deleted   {paths.data}/* ({plural(data_files, 'file')}, "
                 f"{human(data_bytes)}); the server creates a new database at its start")
         if paths.queue_file is not None:
+            # Listed again: stopping the services closed the queue, and SQLite removed
+            # its -wal and -shm.
+            queue_files = _queue_files(paths)
             for p in queue_files:
                 p.unlink()
             try:

@@ -268,8 +268,12 @@ def _gen(serial: str, start: str, minutes: int, outdir: Path, *extra: str) -> No
 
 @pytest.fixture(scope="module")
 def sandbox():
-    # Short: supervisord's socket path must fit in 108 bytes.
-    root = Path(tempfile.mkdtemp(prefix="qss-man-", dir="/tmp"))
+    # Short: supervisord's socket path must fit in 108 bytes. The appliance's folder is
+    # demo/ in a folder laid out as the suite's, with this Python's environment as .venv
+    # (for the demo blocks).
+    suite = Path(tempfile.mkdtemp(prefix="qss-man-", dir="/tmp"))
+    root = suite / "demo"
+    (suite / ".venv").symlink_to(BIN.parent)
     demo = Demo(root)
     ports, _ = choose_ports({"receiver": 0, "grpc": 0, "http": 0})
     try:
@@ -299,8 +303,7 @@ def sandbox():
         yield Sandbox(root, env, ports, demo)
     finally:
         demo.stop()
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(root.parent / f"{root.name}-suite", ignore_errors=True)
+        shutil.rmtree(suite, ignore_errors=True)
 
 
 def _wait_synced(box: Sandbox, timeout: float = 30.0) -> None:
@@ -324,16 +327,6 @@ def check_demo_block(block: Block) -> None:
                          r"--mount|\s-[iup]\b)", block.text), block.id
 
 
-def _demo_folder(box: Sandbox) -> Path:
-    """A folder laid out as the suite's after ./dev demo: demo/ and .venv."""
-    folder = box.root.parent / f"{box.root.name}-suite"
-    if not folder.exists():
-        folder.mkdir()
-        (folder / "demo").symlink_to(box.root)
-        (folder / ".venv").symlink_to(BIN.parent)
-    return folder
-
-
 def _run(box: Sandbox, block: Block) -> tuple[int, str]:
     text = box.map(block.text)
     box.check_paths(block, text)
@@ -344,7 +337,7 @@ def _run(box: Sandbox, block: Block) -> tuple[int, str]:
         check_demo_block(block)
         if not (BIN / "activate").exists():
             pytest.skip(f"{block.id}: {BIN.parent} is not a virtual environment")
-        text, cwd = block.text, str(_demo_folder(box))
+        text, cwd = block.text, str(box.root.parent)    # the suite's folder
         env = {k: v for k, v in box.env.items() if k not in ("QSS_CONFIG", "PATH")}
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
     if block.lang == "sh":

@@ -201,3 +201,24 @@ def test_with_supervisor_answering_the_question_comes_first(tmp_path):
     assert status == 1
     assert "Delete the database and create a new one? [y/N] n\n" in out
     assert services.calls == ["reachable"]
+
+
+def test_newdb_deletes_the_queue_its_stopped_services_closed(tmp_path):
+    """Stopping the services closes the queue, and SQLite removes its -wal: what was
+    listed before the question is no longer all there."""
+    ini = demo_like(tmp_path / "demo")
+    wal = tmp_path / "demo/ssd/srv/queue.db-wal"
+    wal.write_bytes(b"")
+
+    class Closing(Services):
+        def stop_all(self):
+            super().stop_all()
+            wal.unlink()
+    services = Closing()
+    env = make_env("y\n", {"QSS_CONFIG": str(ini)}, services)
+    status, out = qss_get(env, "--newdb")
+    assert status == 0, env.stderr.getvalue()
+    assert services.calls == ["reachable", "stop", "start"]
+    assert (f"deleted   queue.db in {tmp_path}/demo/ssd/srv (" in out)
+    with open_queue(f"sqlite:///{tmp_path}/demo/ssd/srv/queue.db") as q:
+        assert q.serials() == []
