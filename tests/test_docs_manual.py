@@ -55,9 +55,9 @@ SYSTEM_TOOLS = {
     "cd", "ls", "cat", "head", "tail", "grep", "awk", "cp", "rm", "mkdir", "df", "ip",
     "ping", "ssh", "scp", "passwd", "logout", "shutdown", "reboot", "supervisorctl",
     "systemctl", "nano", "lsblk", "mount", "umount", "findmnt", "shorewall", "apcaccess",
-    "curl", "jq", "python3", "ifdown", "ifup", "e2label", ".", "export",
+    "curl", "jq", "python3", "ifdown", "ifup", "e2label", ".", "export", "echo",
 }
-BUILTINS = {"cd", "logout", ".", "export"}
+BUILTINS = {"cd", "logout", ".", "export", "echo"}
 
 
 @dataclasses.dataclass
@@ -208,6 +208,16 @@ def test_every_command_is_a_known_program():
     for prog in ("upmu-adm", "qss-get", "qss-dat", "clean_synced", "qss-sim", "qss-sync2q",
                  "supervisorctl", "curl"):
         assert prog in used and prog in run, prog
+
+
+def test_nanosecond_times_never_go_through_jq():
+    """jq computes in doubles (about 16 digits): a 19-digit time comes out rounded, after
+    arithmetic and, with jq 1.6, even when only printed (1796551437991666629 + 1 gives
+    1796551437991666700, past the last point)."""
+    for block in BLOCKS + README_DEMO:
+        for program in re.findall(r"\bjq\s+(?:-\w+\s+)*'([^']*)'", block.text):
+            assert not re.search(r"Merged|Brackets|[-+*/]\s*\d", program), \
+                f"{block.id}: jq {program!r} rounds nanosecond times"
 
 
 def test_markers_are_known_and_appliance_only_says_why():
