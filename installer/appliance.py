@@ -26,7 +26,7 @@ from .components import QSS_INI
 from .environment import Environment
 from .files import DeployError, target_path
 
-__all__ = ["appliance_settings", "place", "settings_path"]
+__all__ = ["appliance_settings", "named_settings", "place", "settings_path"]
 
 
 def place(root: Path, path: str) -> Path:
@@ -41,8 +41,9 @@ def place(root: Path, path: str) -> Path:
     return target_path(root, path)
 
 
-def _named(env: Environment) -> tuple[str, str] | None:
-    """The settings file named for the data actions and what named it, or None."""
+def named_settings(env: Environment) -> tuple[str, str] | None:
+    """The settings file named for the data actions and what named it (``--settings``,
+    ``$QSS_CONFIG``), or None: the root's own ``etc/qss/qss.ini``."""
     if env.settings_file is not None:
         return str(env.settings_file), "--settings"
     if env.live and env.environ.get("QSS_CONFIG"):
@@ -52,7 +53,7 @@ def _named(env: Environment) -> tuple[str, str] | None:
 
 def settings_path(env: Environment) -> Path:
     """The appliance's settings file (it may not exist: then the defaults apply)."""
-    named = _named(env)
+    named = named_settings(env)
     if named is not None:
         return Path(os.path.abspath(named[0]))
     return target_path(env.root, QSS_INI)
@@ -66,7 +67,7 @@ def appliance_settings(env: Environment) -> Settings:
         DeployError: a named file is missing, or the file cannot be read or holds a bad
             value (or, on ``/``, an environment variable does).
     """
-    named = _named(env)
+    named = named_settings(env)
     path = settings_path(env)
     if named is not None and not path.is_file():
         raise DeployError(f"{named[0]}: no such settings file (named by {named[1]})")

@@ -27,7 +27,7 @@ from qss import lockfile
 from qss.settings import Settings
 from qss.status import supervisor_programs
 
-from .appliance import place, settings_path
+from .appliance import named_settings, place, settings_path
 from .environment import Environment, run_tool
 from .files import DeployError
 from .hooks import DataTools, Supervisor, Unreachable, lsblk_devices
@@ -38,7 +38,9 @@ SYNC2Q_LOCK = "sync2q.lock"          # sync2q.cli.LOCK_FILE
 
 def tools_for(env: Environment) -> DataTools:
     """The environment's own hooks (``env.data_tools``), or the real ones: on the live
-    system supervisorctl, lsblk, mount and /proc; under ``--root`` none of them."""
+    system supervisorctl, lsblk, mount and /proc; under ``--root`` none of them.
+    Restored files go to the service user only on the machine's own settings: an
+    appliance of a named settings file (the demo's) keeps its folder's owner."""
     if env.data_tools is not None:
         return env.data_tools
     if not env.live:
@@ -47,7 +49,8 @@ def tools_for(env: Environment) -> DataTools:
     return DataTools(services=Supervisor(run),
                      block_devices=lambda: lsblk_devices(
                          lambda argv: run_tool(argv, stdout=True)),
-                     mount=lambda point: run(["mount", point]), chown=True,
+                     mount=lambda point: run(["mount", point]),
+                     chown=named_settings(env) is None,
                      proc_dir=Path("/proc"), programs=supervisor_programs)
 
 

@@ -222,3 +222,13 @@ def test_newdb_deletes_the_queue_its_stopped_services_closed(tmp_path):
     assert (f"deleted   queue.db in {tmp_path}/demo/ssd/srv (" in out)
     with open_queue(f"sqlite:///{tmp_path}/demo/ssd/srv/queue.db") as q:
         assert q.serials() == []
+
+
+@pytest.mark.parametrize("environ, chown", [({}, True), ({"QSS_CONFIG": "/x/qss.ini"}, False)])
+def test_restored_files_go_to_the_service_user_only_on_the_machines_own_settings(
+        environ, chown):
+    """The demo's folder (its settings named by $QSS_CONFIG) keeps its owner: its services
+    run as the user who started it, who may not hand files to another user."""
+    from installer.services import tools_for
+    env = Environment(environ=environ, run=_no_tools)
+    assert tools_for(env).chown is chown
