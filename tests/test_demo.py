@@ -125,7 +125,8 @@ def test_a_status_watch_ends_when_the_demo_is_stopped(tmp_path, capsys, monkeypa
     answers = iter([True, True, False])          # up, up, then ./dev demo stop
     monkeypatch.setattr(Demo, "running", lambda self: next(answers))
     monkeypatch.setattr(Demo, "status_text", lambda self: "the report")
-    assert main(["--dir", str(demo.root), "status", "--watch", "0.01"]) == 1
+    # --for: a watch that does not end by itself is stopped (and fails) after 5 s.
+    assert main(["--dir", str(demo.root), "status", "--watch", "0.01", "--for", "5"]) == 1
     assert capsys.readouterr().out == (f"the report\n\nthe report\nThe demo in {demo.root} "
                                        f"is stopped (its data stays there); start it with: "
                                        f"./dev demo\n")
