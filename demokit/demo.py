@@ -12,8 +12,8 @@ that hour first, then a file a minute. Everything listens on 127.0.0.1 only; not
 needs root or touches the machine's ``/etc``.
 
 ``status [--watch S] [--for S]`` shows the appliance's status report (the one of
-``upmu-adm status`` and ``qss-get --status``); ``stop`` shuts supervisord down, which
-stops every program.
+``upmu-adm status`` and ``qss-get --status``), or that the demo is stopped and how to
+start it (exit status 1); ``stop`` shuts supervisord down, which stops every program.
 """
 from __future__ import annotations
 
@@ -386,22 +386,39 @@ def cmd_up(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
+def stopped_text(demo: Demo) -> str:
+    """What ``status`` says of a demo that is not running."""
+    return (f"The demo in {demo.root} is stopped (its data stays there); start it with: "
+            f"./dev demo")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     demo = Demo(args.dir)
     if not demo.ini.exists():
         raise CommandError(f"no demo in {demo.root}: start one with ./dev demo")
+    if not demo.running():
+        print(stopped_text(demo))
+        return ExitStatus.ERROR
     if args.watch is None:
         print(demo.status_text())
         return ExitStatus.OK
     until = None if args.for_ is None else time.monotonic() + args.for_
+    stopped = False
 
     def sleep(seconds: float) -> None:
+        nonlocal stopped
         if until is not None and time.monotonic() + seconds > until:
             raise KeyboardInterrupt     # watch() ends on it, as on Ctrl+C
         time.sleep(seconds)
+        if not demo.running():          # ./dev demo stop meanwhile
+            stopped = True
+            raise KeyboardInterrupt
 
     watch(demo.status_text, out=sys.stdout, interval=args.watch, sleep=sleep,
           clear=sys.stdout.isatty())
+    if stopped:
+        print(stopped_text(demo))
+        return ExitStatus.ERROR
     return ExitStatus.OK
 
 

@@ -52,12 +52,12 @@ from tqdm import tqdm
 
 from qss.settings import load_settings
 
-from .configure import target_settings
+from .appliance import appliance_settings
 from .environment import Environment
 from .files import Cancelled, DeployError
 from .hooks import DataTools
-from .services import (BTRDB_LOCK, SYNC2Q_LOCK, DataPaths, confirm, data_paths, human, plural,
-                       stopped)
+from .services import (BTRDB_LOCK, SYNC2Q_LOCK, DataPaths, check_stoppable, confirm, data_paths,
+                       human, plural, stopped)
 
 MANIFEST = "MANIFEST.sha256"
 PREFIX = "qss-backup-"
@@ -215,7 +215,7 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
             cannot be stopped (MongoDB), or a failed copy or verification (the partial
             folder is removed).
     """
-    settings = target_settings(env)
+    settings = appliance_settings(env)
     paths = data_paths(env, settings)
     dest_dir = Path(os.path.abspath(dest))
     if not dest_dir.is_dir():
@@ -353,13 +353,14 @@ def restore(env: Environment, tools: DataTools, src: str, assume_yes: bool = Fal
         _verify(env, folder, sums, "checking")
     except DeployError as exc:
         raise DeployError(f"{exc}; refusing to restore it, nothing was changed") from None
-    paths = data_paths(env, target_settings(env))
+    paths = data_paths(env, appliance_settings(env))
     if "config/qss.ini" in sums and not paths.qss_ini.exists():
         paths = data_paths(env, load_settings(str(folder / "config/qss.ini"), environ={}))
     for what, d in (("BTrDB data directory", paths.data), ("queue directory", paths.srv)):
         if not d.is_dir():
             raise DeployError(f"{what} {d} does not exist (is the data drive mounted?); "
                               f"nothing was changed")
+    check_stoppable(env, tools, paths)      # a refusal comes before the question
     total = sum((folder / rel).stat().st_size for rel in sums)
     env.say(f"{folder} is intact ({plural(len(sums), 'file')}, {human(total)}). Restoring "
             f"replaces everything in {paths.data} and {paths.srv}"

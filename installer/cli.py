@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -81,7 +82,10 @@ each command to /opt/qss/current/bin.
   -p             required packages: supervisor, shorewall, python3-venv; optional:
                  apcupsd, mongodb (when the archive holds them)
 
-data actions (docs/operations.md; paths from qss.ini under --root):
+data actions (docs/operations.md): on the appliance of --settings PATH, else of
+$QSS_CONFIG, else of /etc/qss/qss.ini, as every command of the suite (on the demo:
+cd demo && export QSS_CONFIG=$PWD/etc/qss/qss.ini); with --root DIR, of
+DIR/etc/qss/qss.ini, its paths under DIR (a path already inside DIR as it is):
   --indexes      SQLite or MongoDB queue: create the missing indexes, name each one
   --newdb        ask (y or Y goes ahead, anything else cancels), stop the services
                  (sudo supervisorctl stop all), empty [paths] data and the queue, start
@@ -121,6 +125,8 @@ examples:
   cd ~ && qss-get --data-import         gather ~/upmu_data into ~/upmu_data_import
   sudo qss-get --status --watch 5       watch the data arrive (Ctrl+C stops)
   qss-get --clean-synced                free the space of files already in BTrDB
+  qss-get --status --settings demo/etc/qss/qss.ini
+                                        the demo's appliance (./dev demo)
 
 exit status:
   0  done (or nothing to do)
@@ -131,15 +137,50 @@ exit status:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but an invalid call also says where the full usage is."""
+    """argparse, but an invalid call also says where the full usage is, names an unknown
+    option even when no action was given, and points a settings file given to --config
+    at --settings."""
+
+    _argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if message.startswith("one of the arguments "):     # no action given
             message = "choose an action: " + ", ".join(
                 a.flags[0] for a in ACTIONS) + " or --help"
+            unknown = unknown_options(self, self._argv)
+            if unknown:
+                message = (f"unrecognised option{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(map(repr, unknown))}; {message}")
+        elif (m := re.match(r"argument --config: invalid choice: '?([^' ]*)", message)) \
+                and (m[1].endswith(".ini") or "/" in m[1]):
+            message += (f"; a settings file goes with --settings (e.g. qss-get --status "
+                        f"--settings {m[1]})")
         self.print_usage(sys.stderr)
         self.exit(ExitStatus.USAGE, f"{self.prog}: error: {message}\n"
                                     f"(run '{self.prog} --help' for the actions and options)\n")
+
+
+def unknown_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """The options in ``argv`` that ``parser`` does not know (nor as an abbreviation)."""
+    known = parser._option_string_actions
+    unknown = []
+    for arg in argv:
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-" or arg[1:2].isdigit():
+            continue
+        name = arg.split("=", 1)[0]
+        if name in known or (name.startswith("--") and any(k.startswith(name)
+                                                           for k in known)):
+            continue
+        if not name.startswith("--") and name[:2] in known:    # -yvalue, -ab
+            continue
+        unknown.append(name)
+    return unknown
 
 
 @dataclass(frozen=True)
@@ -246,6 +287,10 @@ def action_mount_ddrive(env: Environment, args: argparse.Namespace) -> ExitStatu
     return ExitStatus.OK
 
 
+#: The actions on the appliance's data, which read its settings (installer.appliance).
+DATA_ACTIONS = frozenset({"backup", "restore", "indexes", "newdb", "status",
+                          "clean_synced"})
+
 ACTIONS: tuple[Action, ...] = (
     Action("install", ("-i", "--install"), action_install, dict(
         nargs="?", const="", metavar="PATH",
@@ -331,7 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     opts.add_argument("--root", metavar="DIR", default="/",
                       help="write the files under DIR instead of / (an image, a package, a "
                            "test); their contents still name the appliance's own paths, "
-                           "and nothing on this machine is started or changed (default /)")
+                           "and nothing on this machine is started or changed (default /); "
+                           "data actions: the appliance of DIR/etc/qss/qss.ini, whose paths "
+                           "are taken under DIR (a path already inside DIR as it is)")
+    opts.add_argument("--settings", metavar="PATH",
+                      help="with a data action (" + ", ".join(
+                          a.flags[0] for a in ACTIONS if a.name in DATA_ACTIONS)
+                      + "): the appliance's settings file (default $QSS_CONFIG, else "
+                        "/etc/qss/qss.ini, as every command of the suite; under --root "
+                        "DIR: DIR/etc/qss/qss.ini)")
     opts.add_argument("--yes", action="store_true",
                       help="answer yes to the question (for scripts): --config replaces "
                            "files that differ (the previous files are still backed up); "
@@ -379,6 +432,8 @@ def main(argv: Sequence[str], env: Environment | None = None) -> int:
     env = replace(env, root=root)
     # Unused actions are None or False; -p with no arguments at all is [], still chosen.
     action = next(a for a in ACTIONS if getattr(args, a.name) not in (None, False))
+    if args.settings is not None:
+        env = replace(env, settings_file=_settings_file(args.settings, action))
     try:
         return int(action.run(env, args))
     except Cancelled as exc:       # the operator's answer, not a failure: said on stdout
@@ -386,6 +441,23 @@ def main(argv: Sequence[str], env: Environment | None = None) -> int:
         return int(ExitStatus.ERROR)
     except DeployError as exc:     # the reason an action failed: one line
         raise CommandError(str(exc)) from None
+
+
+def _settings_file(given: str, action: Action) -> Path:
+    """``--settings PATH`` as an absolute path, for a data action only.
+
+    Raises:
+        CommandError: another action, or no such file (usage errors).
+    """
+    if action.name not in DATA_ACTIONS:
+        raise CommandError(
+            "--settings goes with the data actions (" + ", ".join(
+                a.flags[0] for a in ACTIONS if a.name in DATA_ACTIONS)
+            + f"), not {action.flags[-1]}", ExitStatus.USAGE)
+    path = Path(os.path.abspath(given))
+    if not path.is_file():
+        raise CommandError(f"--settings {given!r}: no such file", ExitStatus.USAGE)
+    return path
 
 
 def entry() -> None:

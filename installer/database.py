@@ -22,12 +22,12 @@ from pathlib import Path
 
 from qss.queue import QueueError
 
-from .configure import target_settings
+from .appliance import appliance_settings
 from .environment import Environment
 from .files import Cancelled, DeployError
 from .hooks import DataTools
-from .services import (BTRDB_LOCK, DataPaths, confirm, data_paths, human, plural, stopped,
-                       tree_size)
+from .services import (BTRDB_LOCK, DataPaths, check_stoppable, confirm, data_paths, human,
+                       plural, stopped, tree_size)
 
 QUARANTINE = "sync2q-quarantine.db"   # sync2q.quarantine.FILENAME: entries of the old queue
 
@@ -55,7 +55,7 @@ def ensure_indexes(env: Environment, tools: DataTools) -> list[str]:
     Raises:
         DeployError: no queue there, or the queue cannot be opened or indexed.
     """
-    paths = data_paths(env, target_settings(env))
+    paths = data_paths(env, appliance_settings(env))
     before = None
     if paths.queue_file is not None:
         if not paths.queue_file.exists():
@@ -101,7 +101,7 @@ def newdb(env: Environment, tools: DataTools, assume_yes: bool = False) -> None:
         Cancelled: the operator did not answer y; nothing was changed.
         DeployError: a service still runs, a directory is missing, or deleting failed.
     """
-    paths = data_paths(env, target_settings(env))
+    paths = data_paths(env, appliance_settings(env))
     for what, d in (("BTrDB data directory", paths.data), ("queue directory", paths.queue_dir)):
         if not d.is_dir():
             raise DeployError(f"{what} {d} does not exist (is the data drive mounted?); "
@@ -111,6 +111,7 @@ def newdb(env: Environment, tools: DataTools, assume_yes: bool = False) -> None:
     q_bytes = sum(p.stat().st_size for p in queue_files)
     queue_text = (f"the queue {paths.queue_file} ({human(q_bytes)})" if paths.queue_file
                   else f"every file in the queue {paths.queue_url}")
+    check_stoppable(env, tools, paths)      # a refusal comes before the question
     env.say(f"This deletes all BTrDB data in {paths.data} ({plural(data_files, 'file')}, "
             f"{human(data_bytes)}) and {queue_text}, and starts both empty. "
             f"{paths.upmuconfig.name} and {paths.backupconfig.name} are kept.")
@@ -122,6 +123,9 @@ def newdb(env: Environment, tools: DataTools, assume_yes: bool = False) -> None:
         env.say(f"deleted   {paths.data}/* ({plural(data_files, 'file')}, "
                 f"{human(data_bytes)}); the server creates a new database at its start")
         if paths.queue_file is not None:
+            # Listed again: stopping the services closed the queue, and SQLite removed
+            # its -wal and -shm.
+            queue_files = _queue_files(paths)
             for p in queue_files:
                 p.unlink()
             try:

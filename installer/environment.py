@@ -15,7 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -106,7 +106,10 @@ class Environment:
     console scripts (qss-btrdb, qss-receiver, ...) are installed: supervisord runs them
     from there. ``run`` runs a system tool and returns (exit status, its output);
     ``user_exists(name)`` and ``in_group(user, group)`` ask this machine's accounts (the
-    name service). All three are used only when ``root`` is ``/``.
+    name service). All three are used only when ``root`` is ``/``. ``settings_file`` is
+    the data actions' settings file when named (``--settings``); ``environ`` is the
+    process's environment (``$QSS_CONFIG``, ``BTRDB_ENDPOINTS``, ``MONGO_ADDR``), read
+    only when ``root`` is ``/`` (:mod:`installer.appliance`).
     """
 
     root: Path = Path("/")
@@ -131,6 +134,8 @@ class Environment:
     #: Hooks of the data actions (service control, locks, block devices); None: the real
     #: ones (:class:`installer.hooks.DataTools`).
     data_tools: DataTools | None = None
+    settings_file: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     @classmethod
     def from_system(cls) -> Environment:

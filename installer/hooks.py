@@ -34,6 +34,10 @@ class ServiceControl(Protocol):
         """Read the configuration again and restart every program (after an update).
         Raises :class:`Unreachable` or :class:`DeployError`."""
 
+    def reachable(self) -> bool:
+        """Whether supervisord answers (asked before a question whose answer would have
+        it stop every program)."""
+
 
 @dataclass
 class Supervisor:
@@ -60,6 +64,10 @@ class Supervisor:
 
     def start_all(self) -> None:
         self._do("start")
+
+    def reachable(self) -> bool:
+        code, output = self.run([self.command, *self.options, "pid"])
+        return code == 0 and output.strip().isdigit()
 
     def restart_all(self) -> None:
         # update: programs whose configuration changed are restarted with the new one;

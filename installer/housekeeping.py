@@ -1,6 +1,6 @@
 """``qss-get --status`` and ``--clean-synced``: the reports and the clean-up the operator
 also has as ``upmu-adm status`` and ``clean_synced``, on the appliance's own settings
-(``qss.ini`` under ``--root``).
+(:mod:`installer.appliance`).
 
 Neither is written twice: the report is :func:`qss.status.report` (upmu-adm's
 ``status`` shows the same lines), the clean-up is :func:`installer.clean.clean_synced` (the
@@ -22,7 +22,7 @@ from qss.queue import Queue, QueueError
 from qss.status import Probes, report, watch
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
-from .configure import target_settings
+from .appliance import appliance_settings
 from .environment import Environment
 from .files import DeployError
 from .hooks import DataTools
@@ -48,7 +48,7 @@ def probes_for(env: Environment, tools: DataTools) -> tuple[Probes, DataPaths]:
     Raises:
         DeployError: qss.ini cannot be read.
     """
-    settings = target_settings(env)
+    settings = appliance_settings(env)
     paths = data_paths(env, settings)
     probes = Probes(queue_url=paths.queue_url, srv=str(paths.srv),
                     max_disk_percent=settings.receiver.max_disk_percent,
@@ -120,7 +120,7 @@ def clean_synced(env: Environment, tools: DataTools, assume_yes: bool = False) -
     Raises:
         DeployError: no queue, or it cannot be read or cleaned.
     """
-    settings = target_settings(env)
+    settings = appliance_settings(env)
     paths = data_paths(env, settings)
     try:
         with _existing_queue(tools, paths)(paths.queue_url) as queue:

@@ -27,8 +27,9 @@ from qss import lockfile
 from qss.settings import Settings
 from qss.status import supervisor_programs
 
+from .appliance import named_settings, place, settings_path
 from .environment import Environment, run_tool
-from .files import DeployError, target_path
+from .files import DeployError
 from .hooks import DataTools, Supervisor, Unreachable, lsblk_devices
 
 BTRDB_LOCK = "qss-btrdb.lock"        # tsdb.server.LOCK_FILE
@@ -37,7 +38,9 @@ SYNC2Q_LOCK = "sync2q.lock"          # sync2q.cli.LOCK_FILE
 
 def tools_for(env: Environment) -> DataTools:
     """The environment's own hooks (``env.data_tools``), or the real ones: on the live
-    system supervisorctl, lsblk, mount and /proc; under ``--root`` none of them."""
+    system supervisorctl, lsblk, mount and /proc; under ``--root`` none of them.
+    Restored files go to the service user only on the machine's own settings: an
+    appliance of a named settings file (the demo's) keeps its folder's owner."""
     if env.data_tools is not None:
         return env.data_tools
     if not env.live:
@@ -46,7 +49,8 @@ def tools_for(env: Environment) -> DataTools:
     return DataTools(services=Supervisor(run),
                      block_devices=lambda: lsblk_devices(
                          lambda argv: run_tool(argv, stdout=True)),
-                     mount=lambda point: run(["mount", point]), chown=True,
+                     mount=lambda point: run(["mount", point]),
+                     chown=named_settings(env) is None,
                      proc_dir=Path("/proc"), programs=supervisor_programs)
 
 
@@ -70,16 +74,15 @@ class DataPaths:
 
 
 def data_paths(env: Environment, settings: Settings) -> DataPaths:
-    """The settings' paths under ``env.root``."""
-    from .components import QSS_INI
+    """The settings' paths under ``env.root`` (:func:`installer.appliance.place`: never
+    twice), and the appliance's settings file."""
     p = settings.paths
     sqlite = settings.queue.sqlite_path
-    queue_file = target_path(env.root, sqlite) if sqlite else None
+    queue_file = place(env.root, sqlite) if sqlite else None
     return DataPaths(
-        data=target_path(env.root, p.data), srv=target_path(env.root, p.srv),
-        queue_file=queue_file, upmuconfig=target_path(env.root, p.upmuconfig),
-        backupconfig=target_path(env.root, p.backupconfig),
-        qss_ini=target_path(env.root, QSS_INI),
+        data=place(env.root, p.data), srv=place(env.root, p.srv),
+        queue_file=queue_file, upmuconfig=place(env.root, p.upmuconfig),
+        backupconfig=place(env.root, p.backupconfig), qss_ini=settings_path(env),
         queue_url=f"sqlite:///{queue_file}" if queue_file else settings.queue.url)
 
 
@@ -120,6 +123,34 @@ def _queue_holders(proc: Path, queue_file: Path) -> list[str]:
     return pids
 
 
+def check_stoppable(env: Environment, tools: DataTools, paths: DataPaths) -> None:
+    """Before asking the operator: refuse at once when :func:`stopped` would, because a
+    service runs and there is no supervisor to stop it (``--root``, or supervisord does
+    not answer). Takes the services' locks and lets them go; :func:`stopped` takes them
+    again for the work itself.
+
+    Raises:
+        DeployError: as :func:`stopped`, naming the service and the process.
+    """
+    if tools.services is not None and tools.services.reachable():
+        return
+    for path, what in ((paths.data / BTRDB_LOCK, "the BTrDB server (qss-btrdb)"),
+                       (paths.queue_dir / SYNC2Q_LOCK, "sync2q")):
+        fd = _try_lock(path, what)
+        if fd is not None:
+            os.close(fd)
+    if tools.proc_dir and paths.queue_file:
+        _refuse_queue_holders(tools.proc_dir, paths.queue_file)
+
+
+def _refuse_queue_holders(proc: Path, queue_file: Path) -> None:
+    pids = _queue_holders(proc, queue_file)
+    if pids:
+        raise DeployError(f"the queue {queue_file} is open in process {', '.join(pids)} "
+                          f"(the receiver?): stop it first (sudo supervisorctl stop all); "
+                          f"nothing was changed")
+
+
 @contextlib.contextmanager
 def stopped(env: Environment, tools: DataTools, paths: DataPaths, *,
             restart_on_error: bool = True) -> Iterator[None]:
@@ -148,11 +179,7 @@ def stopped(env: Environment, tools: DataTools, paths: DataPaths, *,
             if fd is not None:
                 locks.append(fd)
         if not stopped_by_us and tools.proc_dir and paths.queue_file:
-            pids = _queue_holders(tools.proc_dir, paths.queue_file)
-            if pids:
-                raise DeployError(f"the queue {paths.queue_file} is open in process "
-                                  f"{', '.join(pids)} (the receiver?): stop it first (sudo "
-                                  f"supervisorctl stop all); nothing was changed")
+            _refuse_queue_holders(tools.proc_dir, paths.queue_file)
         yield
         ok = True
     finally:
@@ -218,5 +245,5 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-__all__ = ["BTRDB_LOCK", "SYNC2Q_LOCK", "DataPaths", "confirm", "data_paths", "human", "plural",
-           "stopped", "tools_for", "tree_size"]
+__all__ = ["BTRDB_LOCK", "SYNC2Q_LOCK", "DataPaths", "check_stoppable", "confirm", "data_paths",
+           "human", "plural", "stopped", "tools_for", "tree_size"]

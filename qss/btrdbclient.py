@@ -9,7 +9,12 @@ and waiting out an outage.
 - :func:`classify` sorts an exception from the client into what sync2q does about it:
   wait and retry (BTrDB down or failing), re-create streams (404), or refuse the data.
 - :class:`Backoff` gives capped exponential delays with jitter; :class:`Outage` writes one
-  log line when BTrDB goes down and one when it is back, not one per attempt.
+  log line when BTrDB goes down and one when it is back, not one per attempt;
+  :class:`BtrdbOutage` words it as waiting (``waiting for BTrDB at 127.0.0.1:4410
+  (connection refused); retrying``), again once a minute while it lasts: after
+  ``supervisorctl start all`` sync2q may start before btrdb listens, and says so once.
+- :func:`describe_error` makes a client error one short reason: the client quotes the
+  whole gRPC error, debug string included, in its own.
 """
 from __future__ import annotations
 
@@ -57,13 +62,36 @@ def classify(exc: BaseException) -> ErrorKind:
     return ErrorKind.UNAVAILABLE
 
 
+def rpc_error(exc: BaseException) -> BaseException:
+    """The gRPC error under a client error (``BTrDBError("Could not connect to the
+    database, error message: <_InactiveRpcError ...>")`` raised while handling it), else
+    ``exc`` itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, grpc.RpcError) and hasattr(seen, "code"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
 def describe_error(exc: BaseException) -> str:
-    """A one-line reason for a log message."""
+    """A short one-line reason for a log message: ``connection refused`` for a server
+    that does not listen (gRPC UNAVAILABLE says which address it tried; the message
+    names the endpoint anyway), ``no answer within the deadline``, else the gRPC code and
+    its details, or the exception."""
+    exc = rpc_error(exc)
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         try:
-            return f"gRPC {exc.code().name}: {exc.details()}"
+            code, details = exc.code(), " ".join(str(exc.details() or "").split())
         except Exception:  # noqa: BLE001 - a half-formed RpcError still needs a message
             pass
+        else:
+            if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return "no answer within the deadline"
+            last = details.rsplit(": ", 1)[-1]
+            if code is grpc.StatusCode.UNAVAILABLE and last:
+                return last[0].lower() + last[1:]      # "Connection refused"
+            return f"gRPC {code.name}: {details}"
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
 
@@ -91,30 +119,49 @@ class Backoff:
 class Outage:
     """Log lines for a dependency going down and coming back, once each.
 
-    Thread-safe: several threads may report the same outage; only the first failure
-    and the first success after it are logged.
+    With ``repeat`` (seconds), a line says so again every ``repeat`` seconds while the
+    outage lasts (never more often, however often it is retried).
+
+    Thread-safe: several threads may report the same outage; it is logged as one.
     """
 
-    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, what: str, clock: Callable[[], float] = time.monotonic, *,
+                 repeat: float | None = None) -> None:
         self.what = what
+        self.repeat = repeat
         self._clock = clock
         self._lock = threading.Lock()
         self._since: float | None = None
         self._attempts = 0
+        self._said = 0.0                    # when this outage's last line was logged
 
     @property
     def down(self) -> bool:
         return self._since is not None
 
+    def down_line(self, reason: str, consequence: str, down_for: float | None) -> str:
+        """The log line for going down (``down_for`` None) or still being down."""
+        if down_for is None:
+            return f"{self.what}: unavailable ({reason}); {consequence}"
+        return (f"{self.what}: still unavailable after {_duration(down_for)} ({reason}); "
+                f"{consequence}")
+
     def failed(self, reason: str, consequence: str) -> None:
-        """Report a failed attempt; the first one of an outage is logged."""
+        """Report a failed attempt; the first one of an outage is logged (and, with
+        ``repeat``, one again after that many seconds)."""
         with self._lock:
+            now = self._clock()
             self._attempts += 1
-            if self._since is not None:
+            if self._since is None:
+                self._since = self._said = now
+                line = self.down_line(reason, consequence, None)
+            elif self.repeat is not None and now - self._said >= self.repeat:
+                self._said = now
+                line = self.down_line(reason, consequence, now - self._since)
+            else:
                 log.debug("%s: still failing (%s)", self.what, reason)
                 return
-            self._since = self._clock()
-        log.warning("%s: unavailable (%s); %s", self.what, reason, consequence)
+        log.warning("%s", line)
 
     def succeeded(self) -> None:
         """Report a success; ends an outage with one line."""
@@ -127,6 +174,29 @@ class Outage:
             self._since, self._attempts = None, 0
         log.info("%s: available again after %.1f s (%d failed attempts); resuming",
                  self.what, took, attempts)
+
+
+class BtrdbOutage(Outage):
+    """BTrDB's outages as sync2q logs them: ``waiting for BTrDB at 127.0.0.1:4410
+    (connection refused); retrying``, and again once a minute while it lasts."""
+
+    def __init__(self, endpoints: Sequence[str], clock: Callable[[], float] = time.monotonic,
+                 repeat: float = 60.0) -> None:
+        super().__init__(f"BTrDB at {','.join(endpoints)}", clock, repeat=repeat)
+
+    def down_line(self, reason: str, consequence: str, down_for: float | None) -> str:
+        if down_for is None:
+            return f"waiting for {self.what} ({reason}); {consequence}"
+        return (f"still waiting for {self.what} after {_duration(down_for)} ({reason}); "
+                f"{consequence}")
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``2 min``, ``1 h 5 min``: how long an outage has lasted."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 # -- the connection -------------------------------------------------------------------

@@ -344,7 +344,7 @@ def _validate(raw: RawRecords, window: DateWindow, skipped: list[SkippedRecord])
                       f"(expected about 8.333 ms: 1 to 120 samples a second)")
         elif not good_time[i]:
             kind = "timestamp"
-            reason = f"invalid timestamp {_format_fields(fields[i])}"
+            reason = f"invalid timestamp {_raw_fields(fields[i])}: {timestamp_problem(fields[i])}"
         else:
             kind = "date"
             reason = (f"implausible date {_format_fields(fields[i])} UTC "
@@ -451,6 +451,31 @@ def seconds_to_civil(seconds: np.ndarray) -> np.ndarray:
     out = np.stack([year, month0.astype(np.int64) % 12 + 1, day,
                     sod // 3600, sod // 60 % 60, sod % 60], axis=-1)
     return out.astype(np.int32)
+
+
+_FIELD_RANGES = (("year", 1, 9999), ("month", 1, 12), ("day", 1, 31), ("hour", 0, 23),
+                 ("minute", 0, 59), ("second", 0, 59))
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+
+
+def timestamp_problem(fields) -> str | None:
+    """Why a record's (year, month, day, hour, minute, second) is no UTC time, e.g.
+    ``year 41696 out of range 1-9999`` or ``February 2015 has no day 29``; None when valid."""
+    values = [int(v) for v in fields]
+    for (name, low, high), value in zip(_FIELD_RANGES, values):
+        if not low <= value <= high:
+            return f"{name} {value} out of range {low}-{high}"
+    year, month, day = values[:3]
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if day > _DAYS_IN_MONTH[month - 1] + (month == 2 and leap):
+        return f"{_MONTHS[month - 1]} {year} has no day {day}"
+    return None
+
+
+def _raw_fields(f) -> str:
+    """The six timestamp fields as stored, for a record whose time cannot be a date."""
+    return "(" + ", ".join(str(int(v)) for v in f) + ")"
 
 
 def _format_fields(f) -> str:

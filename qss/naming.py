@@ -20,6 +20,13 @@ def looks_like_psl_serial(serial: str) -> bool:
     return bool(_PSL_SERIAL.match(serial))
 
 
+def normal_serial(serial: str) -> str:
+    """A PSL serial as devices write it (``p3001276`` is ``P3001276``); any other serial
+    as given."""
+    upper = serial.upper()
+    return upper if upper != serial and looks_like_psl_serial(upper) else serial
+
+
 def dat_filename(serial: str, start: dt.datetime) -> str:
     """``<SERIAL>_<YYYY-MM-DD-HH-MM-SS>.dat`` for a file starting at ``start`` (UTC)."""
     return f"{serial}_{start:%Y-%m-%d-%H-%M-%S}.dat"

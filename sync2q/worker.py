@@ -51,7 +51,8 @@ from qss.upmuconfig import Upmu
 
 from .batch import Batch, FileWork, max_batch_samples, prepare
 from .config import ConfigWatcher
-from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describe_error
+from qss.btrdbclient import (Backoff, Btrdb, BtrdbOutage, ErrorKind, Outage, classify,
+                              describe_error)
 from .insert import Inserter
 from .quarantine import Quarantine, QuarantineError
 from qss.streammeta import StreamConflict, StreamRegistry, specs_of
@@ -126,7 +127,7 @@ class Worker:
         self.stats = Stats()
         self.registry = StreamRegistry(btrdb)
         self.inserter = Inserter(btrdb, self.registry, self.options.insert_threads)
-        self.outage = Outage(btrdb.what, clock)
+        self.outage = BtrdbOutage(btrdb.endpoints, clock)   # one line a minute at most
         self.queue_outage = Outage(f"queue {queue.url}", clock)
         self._stop = threading.Event()       # stop requested
         self._wake = threading.Event()       # main loop: stop requested or drained
@@ -454,8 +455,7 @@ class Worker:
 
     @property
     def _waiting(self) -> str:
-        return (f"files wait in the queue; retrying with backoff (up to "
-                f"{self.options.backoff_cap:.0f} s)")
+        return "retrying"      # files wait in the queue meanwhile (docs/sync2q.md)
 
     def _backoff(self) -> Backoff:
         return Backoff(self.options.backoff_first, self.options.backoff_cap)

@@ -213,3 +213,14 @@ def test_every_command_has_help():
             assert action.help, (name, action.dest)
     proc = qss_dat("--help", check=0)
     assert "exit status:" in proc.stdout and "examples:" in proc.stdout
+
+
+def test_garbage_timestamps_are_shown_as_stored_with_the_reason(tmp_path, tree):
+    raw = dat.split_records((tree / REL).read_bytes()).records.copy()
+    raw["timestamp"][3:21] = [41696, 2, 164, -1526726656, 2, 10813441]
+    path = tmp_path / "garbled.dat"
+    path.write_bytes(dat.encode_records(raw))
+    proc = qss_dat("info", "--brief", path, check=1)     # damage: exit status 1
+    assert proc.stderr.splitlines() == [
+        f"qss-dat: error: {path}: 18 records skipped: 18 x invalid timestamp (41696, 2, "
+        f"164, -1526726656, 2, 10813441): year 41696 out of range 1-9999"]

@@ -403,3 +403,19 @@ def test_date_window_is_printed_for_operators():
     assert str(WINDOW) == "2010-01-01 00:00:00 .. 2030-01-01 00:00:00 UTC"
     assert math.isclose(dat.DateWindow.default().end_ns / NS - __import__("time").time(),
                         86400, abs_tol=60)
+
+
+@pytest.mark.parametrize("fields, why", [
+    ((41696, 2, 164, -1526726656, 2, 10813441), "year 41696 out of range 1-9999"),
+    ((2015, 13, 1, 0, 0, 0), "month 13 out of range 1-12"),
+    ((2015, 2, 29, 0, 0, 0), "February 2015 has no day 29"),
+    ((2016, 4, 31, 0, 0, 0), "April 2016 has no day 31"),
+    ((2015, 1, 1, 0, 0, 60), "second 60 out of range 0-59"),
+    ((-5, -5, -5, -5, -5, -5), "year -5 out of range 1-9999"),
+])
+def test_an_invalid_timestamp_is_reported_as_its_raw_fields_and_why(fields, why):
+    f = dat.parse(pack_record(when(0)) + pack_record(list(fields)), WINDOW)
+    assert [s.reason for s in f.skipped] == [
+        f"invalid timestamp ({', '.join(map(str, fields))}): {why}"]
+    assert dat.timestamp_problem(fields) == why
+    assert dat.timestamp_problem((2016, 2, 29, 23, 59, 59)) is None

@@ -106,3 +106,27 @@ def test_the_demo_brings_the_appliance_up_and_points_arrive_in_btrdb(demo):
     assert not demo.running() and not _alive(supervisord_pid)
     assert [pid for pid in demo.pids if _alive(pid)] == []
     assert demo.stop() is False
+
+
+def test_status_of_a_stopped_demo_says_so_and_how_to_start_it(tmp_path, capsys):
+    from demokit.demo import main
+    demo = Demo(tmp_path / "demo")
+    demo.write(choose_ports({"receiver": 0, "grpc": 0, "http": 0})[0])   # never started
+    for argv in (["status"], ["status", "--watch", "0.2", "--for", "2"]):
+        assert main(["--dir", str(demo.root), *argv]) == 1
+        assert capsys.readouterr().out == (f"The demo in {demo.root} is stopped (its data "
+                                           f"stays there); start it with: ./dev demo\n")
+
+
+def test_a_status_watch_ends_when_the_demo_is_stopped(tmp_path, capsys, monkeypatch):
+    from demokit.demo import main
+    demo = Demo(tmp_path / "demo")
+    demo.write(choose_ports({"receiver": 0, "grpc": 0, "http": 0})[0])
+    answers = iter([True, True, False])          # up, up, then ./dev demo stop
+    monkeypatch.setattr(Demo, "running", lambda self: next(answers))
+    monkeypatch.setattr(Demo, "status_text", lambda self: "the report")
+    # --for: a watch that does not end by itself is stopped (and fails) after 5 s.
+    assert main(["--dir", str(demo.root), "status", "--watch", "0.01", "--for", "5"]) == 1
+    assert capsys.readouterr().out == (f"the report\n\nthe report\nThe demo in {demo.root} "
+                                       f"is stopped (its data stays there); start it with: "
+                                       f"./dev demo\n")

@@ -8,13 +8,17 @@ order, against a whole appliance in a temporary folder: the demo's real supervis
 - paths of the appliance (``/home/manager``, ``/ssd``, ``/mnt``, ``/media/external``,
   ``/var/log``, ``/tmp/qss-preview``) are mapped into the folder, the server's address
   ``172.16.1.100`` and its ports (1883, 4410, 9000) to the folder's loopback ports;
-- ``sudo`` is a no-op, ``supervisorctl`` talks to the folder's supervisord, ``qss-get``
-  gets ``--root`` for the folder (a view of it whose ``qss.ini`` names the appliance's own
-  paths), and ``$QSS_CONFIG`` is the folder's ``qss.ini`` for the other commands;
+- ``sudo`` is a no-op, ``supervisorctl`` talks to the folder's supervisord, and
+  ``$QSS_CONFIG`` is the folder's ``qss.ini`` for every command, ``qss-get``'s data
+  actions included (as on the demo); a ``qss-get`` that would change this machine
+  (``--config`` and the like without ``--root``) is refused;
 - the USB drive of chapter 4 and the files copied with scp are generated ``.dat`` files.
 
 Blocks marked ``<!-- appliance-only: REASON -->`` are not run (reboot, apt, real drives,
-the real network); their programs are still checked. The markers ``stdin``, ``expect``,
+the real network); their programs are still checked. Blocks marked ``<!-- demo -->`` (in
+the manual and in the README) are for the demo: they run as printed, nothing mapped and
+no shim, from a folder laid out as the suite's (``demo/`` is the appliance's folder,
+``.venv`` this Python's environment). The markers ``stdin``, ``expect``,
 ``exit`` and ``follows`` are described in docs/manual/README.md. The troubleshooting
 chapter's quoted log lines are checked against the programs' own message strings.
 """
@@ -51,9 +55,9 @@ SYSTEM_TOOLS = {
     "cd", "ls", "cat", "head", "tail", "grep", "awk", "cp", "rm", "mkdir", "df", "ip",
     "ping", "ssh", "scp", "passwd", "logout", "shutdown", "reboot", "supervisorctl",
     "systemctl", "nano", "lsblk", "mount", "umount", "findmnt", "shorewall", "apcaccess",
-    "curl", "jq", "python3", "ifdown", "ifup", "e2label",
+    "curl", "jq", "python3", "ifdown", "ifup", "e2label", ".", "export", "echo",
 }
-BUILTINS = {"cd", "logout"}
+BUILTINS = {"cd", "logout", ".", "export", "echo"}
 
 
 @dataclasses.dataclass
@@ -78,32 +82,38 @@ class Block:
 
 def manual_blocks() -> list[Block]:
     """Every fenced block of the manual in reading order, with the markers just above it."""
+    return [b for path in sorted(MANUAL.glob("*.md")) for b in file_blocks(path)]
+
+
+def file_blocks(path: Path) -> list[Block]:
+    """Every fenced block of a Markdown file, with the markers just above it."""
     blocks = []
-    for path in sorted(MANUAL.glob("*.md")):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        i = 0
-        while i < len(lines):
-            m = re.match(r"^```(\S*)\s*$", lines[i])
-            if not m or not m.group(1):
-                i += 1
-                continue
-            start, lang = i, m.group(1)
-            j = i + 1
-            while not lines[j].startswith("```"):
-                j += 1
-            markers, k = [], start - 1
-            while k >= 0 and MARKER.match(lines[k]):
-                mm = MARKER.match(lines[k])
-                markers.insert(0, (mm.group(1), mm.group(2) or ""))
-                k -= 1
-            blocks.append(Block(path.name, start + 1, lang, "\n".join(lines[start + 1:j]) + "\n",
-                                markers))
-            i = j + 1
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^```(\S*)\s*$", lines[i])
+        if not m or not m.group(1):
+            i += 1
+            continue
+        start, lang = i, m.group(1)
+        j = i + 1
+        while not lines[j].startswith("```"):
+            j += 1
+        markers, k = [], start - 1
+        while k >= 0 and MARKER.match(lines[k]):
+            mm = MARKER.match(lines[k])
+            markers.insert(0, (mm.group(1), mm.group(2) or ""))
+            k -= 1
+        blocks.append(Block(path.name, start + 1, lang, "\n".join(lines[start + 1:j]) + "\n",
+                            markers))
+        i = j + 1
     return blocks
 
 
 BLOCKS = manual_blocks()
 RUNNABLE = [b for b in BLOCKS if b.lang in LANGS and not b.appliance_only]
+#: The README's blocks for the demo, run after the manual's on the same appliance.
+README_DEMO = [b for b in file_blocks(ROOT / "README.md") if b.marker("demo")]
 
 
 # -- which programs the commands start ----------------------------------------------------
@@ -200,10 +210,21 @@ def test_every_command_is_a_known_program():
         assert prog in used and prog in run, prog
 
 
+def test_nanosecond_times_never_go_through_jq():
+    """jq computes in doubles (about 16 digits): a 19-digit time comes out rounded, after
+    arithmetic and, with jq 1.6, even when only printed (1796551437991666629 + 1 gives
+    1796551437991666700, past the last point)."""
+    for block in BLOCKS + README_DEMO:
+        for program in re.findall(r"\bjq\s+(?:-\w+\s+)*'([^']*)'", block.text):
+            assert not re.search(r"Merged|Brackets|[-+*/]\s*\d", program), \
+                f"{block.id}: jq {program!r} rounds nanosecond times"
+
+
 def test_markers_are_known_and_appliance_only_says_why():
-    for block in BLOCKS:
+    for block in BLOCKS + README_DEMO:
         for key, value in block.markers:
-            assert key in ("appliance-only", "stdin", "expect", "exit", "follows"), block.id
+            assert key in ("appliance-only", "stdin", "expect", "exit", "follows",
+                           "demo"), block.id
             if key == "appliance-only":
                 assert value, f"{block.id}: appliance-only needs a reason"
             if key == "expect":
@@ -217,7 +238,6 @@ def test_markers_are_known_and_appliance_only_says_why():
 @dataclasses.dataclass
 class Sandbox:
     root: Path
-    appliance: Path                   # the view qss-get gets as --root
     env: dict
     ports: object
     demo: Demo
@@ -258,45 +278,42 @@ def _gen(serial: str, start: str, minutes: int, outdir: Path, *extra: str) -> No
 
 @pytest.fixture(scope="module")
 def sandbox():
-    # Short: supervisord's socket path must fit in 108 bytes.
-    root = Path(tempfile.mkdtemp(prefix="qss-man-", dir="/tmp"))
+    # Short: supervisord's socket path must fit in 108 bytes. The appliance's folder is
+    # demo/ in a folder laid out as the suite's, with this Python's environment as .venv
+    # (for the demo blocks).
+    suite = Path(tempfile.mkdtemp(prefix="qss-man-", dir="/tmp"))
+    root = suite / "demo"
+    (suite / ".venv").symlink_to(BIN.parent)
     demo = Demo(root)
     ports, _ = choose_ports({"receiver": 0, "grpc": 0, "http": 0})
     try:
         demo.write(ports)
         demo.start()
-        # qss-get --root sees the appliance's own paths (qss.ini names /ssd/..., as on the
-        # appliance) on the same files the services use.
-        appliance = root / "appliance"
-        (appliance / "etc/qss").mkdir(parents=True)
-        (appliance / "ssd").symlink_to(root / "ssd")
-        (appliance / "home").symlink_to(root / "home")
-        (appliance / "etc/qss/qss.ini").write_text(
-            "[paths]\nupmuconfig = /home/manager/upmuconfig.ini\n"
-            "backupconfig = /home/manager/backupconfig.ini\ndata = /ssd/data\nsrv = /ssd/srv\n"
-            "[queue]\nurl = sqlite:////ssd/srv/queue.db\n"
-            f"[btrdb]\nendpoints = 127.0.0.1:{ports.grpc}\n"
-            f"[receiver]\nlisten = 127.0.0.1:{ports.receiver}\n"
-            f"[store]\ngrpc = 127.0.0.1:{ports.grpc}\nhttp = 127.0.0.1:{ports.http}\n")
         shim = root / "shim"
         _write(shim / "sudo", '#!/bin/sh\nexec "$@"\n', 0o755)
         _write(shim / "supervisorctl",
                f'#!/bin/sh\nexec {BIN}/supervisorctl -c {demo.conf} "$@"\n', 0o755)
+        # qss-get finds the folder's appliance through $QSS_CONFIG; what would change
+        # this machine instead (the tests may run as root) is refused.
         _write(shim / "qss-get",
-               "#!/bin/sh\ncase \" $* \" in\n"
-               f"  *' --root '*|*' -h '*|*' --help '*|*' --version '*) exec {BIN}/qss-get \"$@\";;\n"
-               f"esac\nexec {BIN}/qss-get \"$@\" --root {appliance}\n", 0o755)
+               "#!/bin/sh\ncase \" $* \" in\n  *' --root '*) ;;\n"
+               "  *' --config '*|*' -i'*|*' --install'*|*' -u'*|*' --update'*|*' -p'*|"
+               "*' --packages'*|*' --rollback '*|*' --mount-'*)\n"
+               "    echo \"test: qss-get $* would change this machine\" >&2; exit 99;;\n"
+               f"esac\nexec {BIN}/qss-get \"$@\"\n", 0o755)
         # What the operator copied over (scp, chapter 4) and the USB drive's contents.
         _gen("P3112234", "2016-01-01T00:00:00Z", 3, root / "home/manager")
         _gen("P3112233", "2015-12-18T09:00:00Z", 3, root / "media/external", "--extended")
         (root / "mnt").mkdir()
         env = {"PATH": f"{shim}:{BIN}:/usr/local/bin:/usr/bin:/bin",
                "HOME": str(root / "home/manager"), "QSS_CONFIG": str(demo.ini),
-               "LANG": "C.UTF-8", "TZ": "UTC", "PYTHONUNBUFFERED": "1", "TERM": "dumb"}
-        yield Sandbox(root, appliance, env, ports, demo)
+               "LANG": "C.UTF-8", "TZ": "UTC", "PYTHONUNBUFFERED": "1", "TERM": "dumb",
+               # the code under test, when it is not the installed one (a worktree)
+               **{k: os.environ[k] for k in ("PYTHONPATH",) if os.environ.get(k)}}
+        yield Sandbox(root, env, ports, demo)
     finally:
         demo.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(suite, ignore_errors=True)
 
 
 def _wait_synced(box: Sandbox, timeout: float = 30.0) -> None:
@@ -309,11 +326,30 @@ def _wait_synced(box: Sandbox, timeout: float = 30.0) -> None:
                what="sync2q to store every queued file (unsynced files by serial)")
 
 
+def check_demo_block(block: Block) -> None:
+    """A demo block runs as printed on anyone's machine: no absolute path, no sudo, and
+    no qss-get action that changes the machine (demo blocks get no shim)."""
+    assert block.lang == "sh", block.id
+    found = re.findall(r"(?<![\w.$:/-])/[A-Za-z][\w./-]*", block.text)
+    assert not found, f"{block.id}: a demo block names absolute paths {found}"
+    assert "sudo" not in programs_of(block.text), f"{block.id}: sudo in a demo block"
+    assert not re.search(r"qss-get .*(--config|--install|--update|--packages|--rollback|"
+                         r"--mount|\s-[iup]\b)", block.text), block.id
+
+
 def _run(box: Sandbox, block: Block) -> tuple[int, str]:
     text = box.map(block.text)
     box.check_paths(block, text)
     stdin = "".join(block.marker("stdin")).encode().decode("unicode_escape")
     cwd = box.env["HOME"]
+    env = box.env
+    if block.marker("demo"):
+        check_demo_block(block)
+        if not (BIN / "activate").exists():
+            pytest.skip(f"{block.id}: {BIN.parent} is not a virtual environment")
+        text, cwd = block.text, str(box.root.parent)    # the suite's folder
+        env = {k: v for k, v in box.env.items() if k not in ("QSS_CONFIG", "PATH")}
+        env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
     if block.lang == "sh":
         argv = ["bash", "-e", "-o", "pipefail", "-c", text]
     elif block.lang == "upmu-adm":
@@ -321,7 +357,7 @@ def _run(box: Sandbox, block: Block) -> tuple[int, str]:
     else:
         argv = [sys.executable, "-c", text]
     if block.marker("follows"):
-        proc = subprocess.Popen(argv, cwd=cwd, env=box.env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         try:
@@ -336,7 +372,7 @@ def _run(box: Sandbox, block: Block) -> tuple[int, str]:
                 os.killpg(proc.pid, signal.SIGKILL)
                 out = proc.communicate()[0].decode(errors="replace")
             return 0, out
-    done = subprocess.run(argv, cwd=cwd, env=box.env, input=stdin.encode(),
+    done = subprocess.run(argv, cwd=cwd, env=env, input=stdin.encode(),
                           capture_output=True, timeout=120)
     return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
@@ -345,6 +381,23 @@ def _run(box: Sandbox, block: Block) -> tuple[int, str]:
 def test_manual_block_runs(sandbox, block):
     if block.file.startswith("13-"):
         _wait_synced(sandbox)
+    _check_run(sandbox, block)
+
+
+@pytest.mark.parametrize("block", README_DEMO, ids=[b.id for b in README_DEMO])
+def test_readme_demo_block_runs(sandbox, block):
+    _check_run(sandbox, block)
+
+
+def test_the_manual_and_the_readme_show_chapters_5_and_6_on_the_demo():
+    demo = {b.file for b in BLOCKS if b.marker("demo")}
+    assert {"05-backup-restore.md", "06-new-database.md"} <= demo
+    shown = " ".join(b.text for b in README_DEMO)
+    for action in ("--backup", "--restore", "--clean-synced", "--newdb"):
+        assert f"qss-get {action}" in shown, action
+
+
+def _check_run(sandbox: Sandbox, block: Block) -> None:
     status, out = _run(sandbox, block)
     want = int((block.marker("exit") or ["0"])[0])
     assert status == want, f"{block.id}: exit status {status}, not {want}:\n{block.text}\n{out}"
@@ -427,9 +480,46 @@ def test_troubleshooting_quotes_the_programs_own_lines():
     assert not wrong, "quoted lines the code does not print:\n" + "\n".join(wrong)
 
 
+_PREFIX = r"(?:qss-[\w-]+|upmu-adm|clean_synced): (?:error|warning): "
+
+
+def prose_quotes() -> list[tuple[str, str]]:
+    """(chapter, message) for each message of the suite's programs the manual's text
+    quotes: a span with a program's ``error:``/``warning:`` prefix, or one after
+    "refuses with", "says", "prints", "answers", "warns", "reports" or "fails with"
+    whose subject is not another program (`` `supervisorctl` says ...``)."""
+    scripts = console_scripts()
+    out = []
+    for path in sorted(MANUAL.glob("*.md")):
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+        found = {m.start(1): m.group(1) for m in re.finditer(rf"`({_PREFIX}[^`]+)`", text)}
+        for m in re.finditer(r"(`[^`]+`\s+)?(?:refuses with|refused with|says|prints|"
+                             r"answers|warns|reports|fails with)\s+\(?`([^`]+)`", text):
+            subject = (m.group(1) or "").strip("` \n").split(" ")[0]
+            if not subject or subject in scripts:
+                found.setdefault(m.start(2), m.group(2))
+        out += [(path.name, " ".join(quote.split())) for _, quote in sorted(found.items())]
+    return out
+
+
+def test_the_manual_quotes_the_programs_own_messages():
+    """What the text says a program prints is what it prints (the troubleshooting
+    tables have their own test); an absolute path in a quote stands for a value."""
+    pieces = _code_pieces()
+    quotes = prose_quotes()
+    assert any(q.startswith("qss-get: error: ") for _, q in quotes)
+    wrong = []
+    for chapter, line in quotes:
+        line = re.sub(rf"^{_PREFIX}", "", line)
+        for fragment in re.split(r"'?<[^<>]+>'?|\.\.\.|(?<![\w.])/[\w./-]+", line):
+            if not _covered(fragment, pieces, parts=2):
+                wrong.append(f"{chapter}: {line!r}: {fragment.strip()!r}")
+    assert not wrong, "quoted messages the code does not print:\n" + "\n".join(wrong)
+
+
 def test_sandbox_maps_the_appliance_paths_and_refuses_others(tmp_path):
     ports = type("Ports", (), {"receiver": 11883, "grpc": 14410, "http": 19000})()
-    box = Sandbox(tmp_path, tmp_path / "appliance", {}, ports, None)
+    box = Sandbox(tmp_path, {}, ports, None)
     block = Block("x.md", 1, "sh", "", [])
     text = box.map("sudo rm -rf /ssd/data /ssd/srv\ncp /mnt/x /home/manager\n"
                    "curl http://172.16.1.100:9000/status\nqss-sim --host 172.16.1.100 --port 1883")

@@ -52,6 +52,9 @@ class FakeServices:
     def start_all(self):
         self._do("start")
 
+    def reachable(self):
+        return not self.unreachable
+
 
 def make_root(tmp_path: Path, ini: str | None = None) -> Path:
     root = tmp_path / "root"
@@ -203,10 +206,11 @@ def test_newdb_refuses_while_btrdb_runs_and_supervisor_is_unreachable(tmp_path, 
         f"qss-get: error: the BTrDB server (qss-btrdb) is still running (pid {pid} holds "
         f"{root}/ssd/data/qss-btrdb.lock): stop it first (sudo supervisorctl stop all); "
         f"nothing was changed"]
+    assert out == ""                      # checked first: no question asked in vain
     assert (root / "ssd/data/btrdb.sqlite3").exists()
     with open_queue(f"sqlite:///{queue_path(root)}") as q:
         assert q.serials() == ["P3001276"]
-    assert services.calls == ["stop"]     # nothing to start: it never stopped them
+    assert services.calls == []           # nothing stopped, nothing to start
 
 
 def test_newdb_goes_ahead_when_supervisor_is_unreachable_but_nothing_runs(tmp_path):

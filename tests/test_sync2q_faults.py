@@ -80,7 +80,7 @@ def test_btrdb_going_away_and_coming_back_loses_and_doubles_nothing(site, tmp_pa
             proc.wait_for(SYNCED, n=1)
             btrdb.stop()                              # down while sync2q works
             site.put("P3300001", later)
-            proc.wait_for(r"WARNING BTrDB 127\.0\.0\.1:\d+: unavailable \(")
+            proc.wait_for(r"WARNING waiting for BTrDB at 127\.0\.0\.1:\d+ \(")
             # Two rate lines after that (a whole interval of retries, backing off): the
             # second one shows that sync2q kept going and synced nothing meanwhile.
             before = proc.count(RATE)
@@ -94,7 +94,7 @@ def test_btrdb_going_away_and_coming_back_loses_and_doubles_nothing(site, tmp_pa
                        what="every file synced", detail=lambda: proc.log)
             assert proc.stop() == 0, proc.log
         # One line when it went down, one when it came back: not one per attempt.
-        assert proc.count(r"unavailable \(") == 1, proc.log
+        assert proc.count(r"waiting for BTrDB") == 1, proc.log
         assert proc.count(r"available again") == 1, proc.log
         assert proc.count(r"INFO rate: \d+ files, \d+ points in [\d.]+ s = [\d.]+ files/s, "
                           r"[\d.]+ M points/s \(insert busy \d+%\)") >= 2, proc.log
@@ -134,7 +134,7 @@ def test_a_wiped_database_gets_its_streams_and_every_file_again(site, tmp_path):
             # SIGTERM while BTrDB is down: out at once, not after the backoff.
             btrdb.stop()
             site.put("P3310001", device_files("P3310001", 1, start=1450426440 + 600))
-            proc.wait_for(r"unavailable \(")
+            proc.wait_for(r"waiting for BTrDB")
             started = time.monotonic()
             assert proc.stop() == 0
             assert time.monotonic() - started < 5, proc.log

@@ -135,7 +135,7 @@ def test_add_refuses_malformed_ip_addresses(state, ip):
     ("add 192.168.1.24 P3001234 u1",
      f"add: IP address 192.168.1.24 is already used by {U1}"),
     ("add 10.0.0.5 p3112234 u1",
-     f"add: serial number 'p3112234' is already used by {U2}"),
+     f"add: serial number 'P3112234' is already used by {U2}"),
     ("add 10.0.0.5 P3001234 UPMU1",
      f"add: alias 'UPMU1' is already used by {U1}"),
     ("add 10.0.0.5 P3001234 P3112233",
@@ -170,6 +170,17 @@ def test_add_warns_about_a_serial_that_is_not_psl_but_adds_it(state):
                        "seven digits, e.g. P3001234); check it against the device's label, "
                        "the receiver refuses files from any other serial")
     assert added.startswith("Added u1 (10.0.0.5, X12)")
+
+
+def test_add_writes_a_lower_case_psl_serial_as_the_device_does_and_says_so(state):
+    reply = one(state, "add 10.0.0.5 p3001234 u1")
+    assert reply.ok
+    assert reply.text.splitlines() == [
+        "note: serial number 'p3001234' written as 'P3001234', as the device writes it (PSL "
+        "serials are P and seven digits)",
+        "Added u1 (10.0.0.5, P3001234) in base mode with 13 streams under /upmu/u1/ - not "
+        "saved yet; type save to apply"]
+    assert state.upmus.find("u1").serial == "P3001234"
 
 
 # -- rem ---------------------------------------------------------------------------------

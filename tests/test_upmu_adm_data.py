@@ -248,11 +248,27 @@ def test_names_without_serial_and_several_upmus_ask_which(state, queue, tmp_path
     asker = Asker(choices=["p3112234"])
     reply = one(state, f"importdat {d}", asker)
     (choice,) = asker.asked
-    assert choice.question == (f"1 file in {d} has a name without a serial number "
-                               f"('a.dat').\nWhich uPMU is it from (IP, serial or alias)?")
+    assert choice.question == (f"1 file in {d} is not named as a uPMU names its files "
+                               f"('a.dat': no serial number).\nWhich uPMU is it from (IP, serial or "
+                               f"alias)?")
     assert [v for v, _ in choice.options] == ["uPMU1", "uPMU2"]
     assert reply.ok and summary(reply.text)["queued"].startswith("1 file")
     assert queue.serials() == [SERIAL]
+
+
+def test_a_name_with_a_serial_but_no_time_is_called_so(state, queue, tmp_path):
+    d = flat(tree(tmp_path / "src")[:2], tmp_path / "in")
+    for i, p in enumerate(sorted(d.iterdir())):
+        p.rename(d / f"{SERIAL}_notadate{'' if i == 0 else i}.dat")
+    asker = Asker(choices=[SERIAL])
+    reply = one(state, f"importdat {d}", asker)
+    (choice,) = asker.asked
+    assert choice.question == (
+        f"2 files in {d} are not named as a uPMU names its files (e.g. "
+        f"'{SERIAL}_notadate.dat': serial {SERIAL}, but 'notadate' is no time "
+        f"YYYY-MM-DD-HH-MM-SS).\nWhich uPMU are "
+        f"they from (IP, serial or alias)?")
+    assert reply.ok and summary(reply.text)["queued"].startswith("2 files")
 
 
 def test_the_question_cancelled_or_unanswerable_imports_nothing(state, queue, tmp_path):
@@ -280,8 +296,8 @@ def test_names_without_serial_go_to_the_only_upmu(tmp_path, qurl):
     shutil.copy(tree(tmp_path / "src", serial="P3112233", extended=False)[0], d / "x.dat")
     reply = one(st, f"importdat {d}")
     assert reply.ok
-    assert (f"note: the 1 file whose names carry no serial number went to {U1}, the only "
-            f"uPMU in the list") in reply.text
+    assert (f"note: the 1 file not named as a uPMU names its files ('x.dat': no serial "
+            f"number) went to {U1}, the only uPMU in the list") in reply.text
     st.close()
 
 

@@ -62,7 +62,7 @@ non-interactive use:
   nothing after it runs, so end the commands with save. Questions cannot be asked:
   rem, delbackup and exit with unsaved changes fail unless --yes answers yes; --yes
   never makes rem delete queued files (use delbackup SERIAL all). importdat asks which
-  uPMU files without a serial in their names are from: name it on the command line.
+  uPMU files not named as a device names them are from: name it on the command line.
   Ending with unsaved changes discards them ("Abort - Not saving changes...") and
   exits 1.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from qss.naming import looks_like_psl_serial
+from qss.naming import looks_like_psl_serial, normal_serial
 from qss.queue import QueueError, SerialStats
 from qss.upmuconfig import (Upmu, UpmuConfigError, UpmuConflictError, UpmuListError,
                             UpmuNotFoundError)
@@ -68,13 +68,15 @@ The uPMU gets one stream per quantity its files carry (13 in base mode, 19 in ex
 mode), each with a new UUID, under /upmu/ALIAS/. Without ext (or with false) the uPMU is
 in base mode; setext switches later without changing any UUID.
 IPADDR is an IPv4 address (192.168.1.24); SERIAL is on the device's label (PSL serials
-are P and seven digits, others are accepted with a warning); ALIAS is any name without
+are P and seven digits: p3112233 is written P3112233; others are accepted with a
+warning); ALIAS is any name without
 spaces or / [ ] # " ' , \\. None of the three may be used by another uPMU.
 Examples:
   add 192.168.1.24 P3112233 uPMU1          (base mode)
   add 192.168.1.24 P3112233 uPMU1 true     (extended mode)""")
 def cmd_add(state: ShellState, args: Sequence[str]) -> Reply:
-    ip, serial, alias = args[:3]
+    ip, given, alias = args[:3]
+    serial = normal_serial(given)       # p3001234: as on the device, P3001234
     extended = False
     if len(args) == 4:
         value = parse_bool(args[3])
@@ -89,6 +91,9 @@ def cmd_add(state: ShellState, args: Sequence[str]) -> Reply:
     state.record(Edit("add", (ip, serial, alias, extended),
                       f"add {ip} {serial} {alias} {str(extended).lower()}"))
     lines = []
+    if serial != given:
+        lines.append(f"note: serial number {given!r} written as {serial!r}, as the device "
+                     f"writes it (PSL serials are P and seven digits)")
     if not looks_like_psl_serial(serial):
         lines.append(f"warning: serial number {serial!r} does not look like a PSL serial "
                      f"(P and seven digits, e.g. P3001234); check it against the device's "

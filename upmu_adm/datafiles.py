@@ -16,7 +16,8 @@ from qss.queue import FileGone, Queue, QueueError, QueuedFile, Tally
 from qss.upmuconfig import Upmu, UpmuListError, UpmuNotFoundError
 
 from .commands import REGISTRY
-from .importer import Found, ImportReport, Item, assign, find_dat_files, import_items
+from .importer import (Found, ImportReport, Item, assign, find_dat_files, import_items,
+                       name_problem)
 from .periods import Period, parse_period
 from .registry import DIR, QUEUED, UPMU, YEAR, Choice, Confirm, Refusal, Reply, fail, ok
 from .state import ShellState
@@ -52,13 +53,14 @@ queue .dat files from a folder
 Queues the .dat files of DIR for sync2q, which stores them in BTrDB by itself.
 A uPMU names its files SERIAL_YYYY-MM-DD-HH-MM-SS.dat: the serial in the name says
 whose a file is, and that uPMU must be in the list (add it and save first). Files
-whose names carry no serial go to the uPMU named after DIR; with several uPMUs in
-the list and none named, importdat asks. Each file is queued under the name the uPMU
-itself would push it under, so a file imported here and the same file pushed later
-by the device are one file. Files already queued are skipped; a copy that differs
-replaces the queued one, unless it is a truncated copy of it. Every file is checked
-first: one with no usable record is not queued (the reason is shown); a partly
-damaged one is queued with a warning, and sync2q stores its good records.
+not named so (no serial, or no time after it) go to the uPMU named after DIR; with
+several uPMUs in the list and none named, importdat asks. Each file is queued under
+the name the uPMU itself would push it under, so a file imported here and the same
+file pushed later by the device are one file. Files already queued are skipped; a
+copy that differs replaces the queued one, unless it is a truncated copy of it.
+Every file is checked first: one with no usable record is not queued (the reason is
+shown); a partly damaged one is queued with a warning, and sync2q stores its good
+records.
 Without --recursive only DIR itself is read (as the manual says: put all files in
 one folder); importdat says when its sub-directories hold more .dat files. With
 --recursive it reads the whole tree, e.g. a uPMU's upmu_data folder as copied.
@@ -109,8 +111,8 @@ def cmd_importdat(state: ShellState, args: Sequence[str]) -> Reply:
     upmus = list(state.upmus)
     if len(upmus) == 1:
         items, unknown, _ = assign(found.files, state.upmus, upmus[0])
-        note = (f"note: the {number(len(unnamed), 'file')} whose names carry no serial "
-                f"number went to {upmus[0].describe()}, the only uPMU in the list")
+        note = (f"note: the {number(len(unnamed), 'file')} {_not_named(unnamed)} went to "
+                f"{upmus[0].describe()}, the only uPMU in the list")
         return _import(state, queue, directory, found, items, unknown, [], upmus[0], note)
     if not upmus:
         return _import(state, queue, directory, found, items, unknown, unnamed, None, "")
@@ -123,17 +125,22 @@ def cmd_importdat(state: ShellState, args: Sequence[str]) -> Reply:
         again, unknown2, _ = assign(found.files, state.upmus, chosen)
         return _import(state, queue, directory, found, again, unknown2, [], chosen, "")
 
-    if len(unnamed) == 1:
-        which = (f"1 file in {directory} has a name without a serial number "
-                 f"({unnamed[0].name!r}).\nWhich uPMU is it from (IP, serial or alias)?")
-    else:
-        which = (f"{number(len(unnamed), 'file')} in {directory} have names without a "
-                 f"serial number (e.g. {unnamed[0].name!r}).\nWhich uPMU are they from "
-                 f"(IP, serial or alias)?")
+    one_ = len(unnamed) == 1
+    which = (f"{number(len(unnamed), 'file')} in {directory} {'is' if one_ else 'are'} "
+             f"{_not_named(unnamed)}.\nWhich uPMU {'is it' if one_ else 'are they'} from "
+             f"(IP, serial or alias)?")
     return ok(choice=Choice(
         which, tuple((u.alias or u.ip, u.describe()) for u in upmus), pick,
         lambda: ok("Nothing imported"),
         hint=f"name their uPMU: importdat {words[0]} IP|SERIAL|ALIAS"))
+
+
+def _not_named(files: list[Path]) -> str:
+    """``not named as a uPMU names its files ('a.dat': no serial number)``, with the
+    first file as the example."""
+    example = f"{'' if len(files) == 1 else 'e.g. '}{files[0].name!r}"
+    return (f"not named as a uPMU names its files ({example}: "
+            f"{name_problem(files[0].name)})")
 
 
 def _upmu(state: ShellState, key: str) -> Upmu:
@@ -211,8 +218,8 @@ def _import_summary(r: ImportReport, directory: Path, found: Found,
                      f"which is not in the uPMU list; add it with: add IPADDR {serial} "
                      f"ALIAS [ext], then save, and import again")
     if unnamed:
-        lines.append(f"  refused          {number(len(unnamed), 'file')} whose names carry "
-                     f"no serial number: the uPMU list is empty; add their uPMU first")
+        lines.append(f"  refused          {number(len(unnamed), 'file')} "
+                     f"{_not_named(unnamed)}: the uPMU list is empty; add their uPMU first")
     if r.damaged:
         lines.append(f"warning: {number(len(r.damaged), 'damaged file')} queued anyway; "
                      f"sync2q stores their good records:")

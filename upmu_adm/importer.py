@@ -10,8 +10,9 @@ identifies a file by (serial, name), so an imported file is queued under exactly
 the device would push it under, and under the serial as ``upmuconfig.ini`` spells it (as
 the receiver does): a file imported by hand and the same file pushed later are one file.
 
-A file whose name carries no serial belongs to the uPMU the operator names, and is
-queued under the device path of its first record's second. Every file is checked with
+A file not named as a device names it (no serial, or no time after it) belongs to the
+uPMU the operator names, and is queued under the device path of its first record's
+second. Every file is checked with
 :func:`qss.dat.parse` before it is queued: one with no usable record is refused with the
 reason; a partly damaged one is queued with a warning (sync2q stores its good records).
 A file already queued with the same bytes is recognised before it is parsed, so running
@@ -32,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qss import dat
-from qss.naming import device_path, parse_dat_filename
+from qss.naming import device_path, looks_like_psl_serial, parse_dat_filename
 from qss.queue import FileGone, PutResult, Queue, QueueError, Tally
 from qss.upmuconfig import Upmu, UpmuList
 
 __all__ = ["Found", "ImportReport", "Item", "assign", "find_dat_files", "import_items",
-           "is_dat"]
+           "is_dat", "name_problem"]
 
 
 def is_dat(name: str) -> bool:
@@ -48,6 +49,18 @@ def is_dat(name: str) -> bool:
 def device_name(filename: str) -> tuple[str, dt.datetime] | None:
     """(serial, start) from a device file name, ``.DAT`` accepted, or None."""
     return parse_dat_filename(filename[:-4] + ".dat") if is_dat(filename) else None
+
+
+def name_problem(filename: str) -> str:
+    """Why a ``.dat`` file's name is not a device's ``SERIAL_YYYY-MM-DD-HH-MM-SS.dat``,
+    in a few words: ``no serial number``, or, for ``P3112233_notadate.dat``, ``serial
+    P3112233, but 'notadate' is no time YYYY-MM-DD-HH-MM-SS``."""
+    serial, sep, stamp = filename[:-4].partition("_")
+    if not sep:
+        return "no serial number"
+    if looks_like_psl_serial(serial.upper()):
+        return f"serial {serial}, but {stamp!r} is no time YYYY-MM-DD-HH-MM-SS"
+    return "not SERIAL_YYYY-MM-DD-HH-MM-SS.dat"
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,8 @@ class Item:
 
 def assign(files: Iterable[Path], upmus: UpmuList, target: Upmu | None
            ) -> tuple[list[Item], dict[str, int], list[Path]]:
-    """(items to import, files refused per unknown serial as named, files whose names
-    carry no serial and that ``target`` is None for)."""
+    """(items to import, files refused per unknown serial as named, files not named as
+    a device names them that ``target`` is None for)."""
     items: list[Item] = []
     unknown: Counter[str] = Counter()
     unnamed: list[Path] = []
