@@ -340,9 +340,10 @@ def test_the_appliances_qss_ini_opens_the_btrdb_apis_to_the_network(tmp_path):
     assert Settings().store.grpc == HostPort("127.0.0.1", 4410)
     text = ini.read_text()
     store = text[text.index("[store]\n"):]
+    store = store[:store.find("\n[", 1) + 1 or None]      # up to the next section
     assert ("every IPv4 address (0.0.0.0)" in store and "shorewall" in store
             and "admits 4410 and 9000" in store)
-    assert store.endswith("\ngrpc = 0.0.0.0:4410\nhttp = 0.0.0.0:9000\n")
+    assert store.endswith("\ngrpc = 0.0.0.0:4410\nhttp = 0.0.0.0:9000\n\n"), store
 
 
 def test_the_operator_shares_the_queue_and_supervisor_with_the_services(tmp_path):
