@@ -219,14 +219,20 @@ def _endpoints(text: str) -> tuple[HostPort, ...]:
     return tuple(out)
 
 
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 1 <= value <= 100:
-        raise ValueError("must be a number from 1 to 100")
-    return value
+def _number_in(low: float, high: float, message: str, kind: type = float):
+    """A parser of a number from ``low`` to ``high``; anything else is ``message``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:
+            raise ValueError(message)
+        return value
+    return parse
+
+
+_percent = _number_in(1, 100, "must be a number from 1 to 100")
 
 
 def _optional_path(text: str) -> str:
@@ -241,15 +247,8 @@ def _optional_hostport(text: str) -> HostPort | None:
     return parse_hostport(text)
 
 
-def _buffer_mb(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    # Below 4 MiB a single 1 MiB piece per connection would keep stalling the others.
-    if not 4 <= value <= 65536:
-        raise ValueError("must be a whole number of MiB from 4 to 65536")
-    return value
+# Below 4 MiB a single 1 MiB piece per connection would keep stalling the others.
+_buffer_mb = _number_in(4, 65536, "must be a whole number of MiB from 4 to 65536", int)
 
 
 def _queue_url(text: str) -> str:
@@ -293,14 +292,7 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0.1 <= value <= 3600:
-        raise ValueError("must be a number of seconds from 0.1 to 3600")
-    return value
+_seconds = _number_in(0.1, 3600, "must be a number of seconds from 0.1 to 3600")
 
 
 # section -> key -> (parser, flag name); the flag table below is built from this.

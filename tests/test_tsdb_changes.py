@@ -6,11 +6,8 @@ import uuid
 
 import numpy as np
 import pytest
-from btrdb.conn import BTrDB, Connection
-from btrdb.endpoint import Endpoint
 
-from tsdb import Store
-from tsdb.grpc_service import make_server
+from tsdb import testing
 
 S = 10**9
 T0 = 1_450_000_000 * S          # 2015-12-13
@@ -19,16 +16,9 @@ T2000 = 946_684_800 * S
 
 @pytest.fixture(scope="module")
 def conn(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("changes"), durable=False, chunk_points=2000)
-    server, port = make_server(store, "127.0.0.1:0")
-    server.start()
-    channel = Connection(f"127.0.0.1:{port}").channel
-    db = BTrDB(Endpoint(channel))
-    yield db
-    db._executor.shutdown()
-    channel.close()
-    server.stop(0).wait()
-    store.close()
+    with testing.in_process(tmp_path_factory.mktemp("changes"), durable=False,
+                            chunk_points=2000) as db:
+        yield db
 
 
 def ranges(db, stream, since, to=0, resolution=0):

@@ -5,16 +5,13 @@ import btrdb.stream
 import numpy as np
 import pyarrow as pa
 import pytest
-from btrdb.conn import BTrDB, Connection
-from btrdb.endpoint import Endpoint
 from btrdb.exceptions import (BadValue, BTRDBServerError, InvalidPointWidth, InvalidTagKey,
                               InvalidTimeRange, RecycledUUID, StreamNotFoundError,
                               check_proto_stat)
 from btrdb.grpcinterface import btrdb_pb2 as pb
 from btrdb.stream import StreamSet
 
-from tsdb import MAXIMUM_TIME, Store
-from tsdb.grpc_service import make_server
+from tsdb import MAXIMUM_TIME, testing
 
 SCHEMA = pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
                     pa.field("value", pa.float64(), nullable=False)])
@@ -22,17 +19,9 @@ SCHEMA = pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=Fals
 
 @pytest.fixture(scope="module")
 def conn(tmp_path_factory):
-    store = Store(tmp_path_factory.mktemp("grpc"), durable=False, chunk_points=1000)
-    server, port = make_server(store, "127.0.0.1:0")
-    server.start()
-    # What btrdb.connect() does, keeping the channel so that teardown can close it.
-    channel = Connection(f"127.0.0.1:{port}").channel
-    db = BTrDB(Endpoint(channel))
-    yield db
-    db._executor.shutdown()
-    channel.close()
-    server.stop(0).wait()
-    store.close()
+    with testing.in_process(tmp_path_factory.mktemp("grpc"), durable=False,
+                            chunk_points=1000) as db:
+        yield db
 
 
 def make_stream(conn, name, collection="qss/test", annotations=None):

@@ -92,3 +92,28 @@ def running(data: str | os.PathLike, *extra: str) -> Iterator[ServerProcess]:
     finally:
         if server.proc.poll() is None:
             server.stop()
+
+
+@contextlib.contextmanager
+def in_process(data: str | os.PathLike, **store_options) -> Iterator:
+    """A gRPC server over a :class:`~tsdb.Store` in this process, on a free loopback port,
+    and the official client connected to it (what ``btrdb.connect()`` does, keeping the
+    channel so that it is closed at the end); ``store_options`` go to the Store."""
+    from btrdb.conn import BTrDB, Connection
+    from btrdb.endpoint import Endpoint
+
+    from .grpc_service import make_server
+    from .store import Store
+
+    store = Store(data, **store_options)
+    server, port = make_server(store, "127.0.0.1:0")
+    server.start()
+    channel = Connection(f"127.0.0.1:{port}").channel
+    db = BTrDB(Endpoint(channel))
+    try:
+        yield db
+    finally:
+        db._executor.shutdown()
+        channel.close()
+        server.stop(0).wait()
+        store.close()
