@@ -148,6 +148,7 @@ async def session_info(request: Request) -> Response:
         out: dict = {"user": None, "tags": [], "csrf": csrf}
     else:
         account = signin.accounts().get(s.user)
+        signin.tagconfig.get()                  # looked at again if it changed
         out = {"user": s.user, "tags": list(account.tags) if account else [], "csrf": csrf,
                "tagconfig_error": signin.tagconfig.error}
     out["idle_seconds"] = signin.sessions.idle
