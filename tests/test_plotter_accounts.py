@@ -122,7 +122,7 @@ def test_every_endpoint_gives_a_refused_stream_the_answer_of_a_missing_one(plott
         assert (f"uPMU{i}" in health) == allowed, domain
         window = {"start": T0, "end": T0 + 60 * 10**9}
         requests_ = [
-            ("GET", f"/api/streams/{{}}", {}),
+            ("GET", "/api/streams/{}", {}),
             ("GET", "/api/bracket", {"uuid": "{}"}),
             ("GET", "/api/data", {"uuid": "{}", **window, "width": 100}),
             ("GET", "/api/data", {"uuid": "{}", **window, "width": 100, "compact": 1}),
