@@ -410,6 +410,7 @@ def create_app(plotter: Plotter) -> Starlette:
     """The ASGI application serving ``plotter``."""
     routes = [
         Route("/", index),
+        Route("/login", index),                 # the page, its sign-in dialog open
         Route("/api/streams", streams),
         Route("/api/streams/{uuid}", stream_info),
         Route("/api/bracket", bracket),

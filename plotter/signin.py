@@ -44,6 +44,9 @@ SESSION_COOKIE = "qss_session"
 CSRF_COOKIE = "qss_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What the page polls by itself: these requests do not keep a session alive, so an open
+#: but unused page is signed out after the idle time all the same.
+PASSIVE = frozenset({"/api/session", "/api/health", "/api/usage"})
 WRONG = "wrong user name or password"
 
 
@@ -85,9 +88,10 @@ class SignIn:
 
     def session(self, request: Request) -> Session | None:
         """The request's live session whose account still exists with the same password,
-        or None (a stale one is ended)."""
+        or None (a stale one is ended). A request the page makes by itself
+        (:data:`PASSIVE`) does not count as use."""
         token = request.cookies.get(SESSION_COOKIE)
-        s = self.sessions.find(token)
+        s = self.sessions.find(token, touch=request.url.path not in PASSIVE)
         if s is None:
             return None
         try:
