@@ -118,12 +118,8 @@ def domain_report(config: dict[str, tuple[str, ...]], upmus: UpmuList,
 
 def report(settings: Settings, tagconfig: TagConfigFile) -> list[str]:
     """The report for this appliance (each source that cannot be read says why)."""
-    config = tagconfig.get()
-    lines = []
-    if tagconfig.error:
-        lines.append(tagconfig.error)
-    lines.append(f"{tagconfig.path}: " + (", ".join(f"{t} -> {list(p)}" for t, p in
-                                                    config.items()) or "no tags"))
+    config = tagconfig.get()           # logs what it holds when it (re)reads the file
+    lines = [tagconfig.error] if tagconfig.error else []
     try:
         upmus = UpmuList.load(settings.paths.upmuconfig)
     except UpmuConfigError as exc:

@@ -16,6 +16,10 @@ from qss.accounts import SqliteAccounts
 from qss.btrdbclient import connect
 from qss.upmuconfig import UpmuList
 
+import test_plotter_https
+
+certificate = test_plotter_https.certificate        # the fixture: a self-signed certificate
+
 T0 = 1_450_426_497_000_000_000
 DOMAINS = ("upmu", "lbnl", "psl", "lbnl2")
 #: Tags of the manual's peter, a user with only upmu, and one who sees every domain.
@@ -345,3 +349,23 @@ def test_a_session_ends_after_its_idle_time(strict, streams):
         http.get(strict.url + "/api/health", timeout=30)
     assert http.get(lbnl, timeout=30).status_code == 404
     assert http.get(strict.url + "/api/session", timeout=30).json()["user"] is None
+
+
+def test_under_https_the_session_cookie_is_secure(server, streams, certificate, tmp_path):
+    crt, key = certificate
+    layout(tmp_path)
+    p = plotter_testing.start(server.grpc, tmp_path, "--certificate", str(crt), "--key",
+                              str(key), log_path=tmp_path / "plotter.log")
+    try:
+        http = requests.Session()        # verify per request: the environment's CA
+        http.headers["Connection"] = "close"    # nothing kept alive for the stop to wait for
+        http.headers["X-CSRF-Token"] = http.get(p.url + "/api/session", verify=str(crt),
+                                                timeout=30).json()["csrf"]
+        r = http.post(p.url + "/api/login", json={"user": "peter", "password": "psladmin"},
+                      verify=str(crt), timeout=30)   # bundle would win over Session.verify
+        assert r.status_code == 200
+        cookies = {c.split("=", 1)[0]: c.lower() for c in r.raw.headers.getlist("set-cookie")}
+        assert "; secure" in cookies["qss_session"] and "httponly" in cookies["qss_session"]
+        assert "; secure" in cookies["qss_csrf"]
+    finally:
+        p.stop()

@@ -13,7 +13,11 @@ from plotter import testing as plotter_testing
 from qss.accounts import SqliteAccounts
 from qss.btrdbclient import connect
 
-from test_plotter_browser import browser, downloads, load, wait  # noqa: F401 - fixtures
+import test_plotter_browser
+from test_plotter_browser import load, wait
+
+browser = test_plotter_browser.browser          # the fixtures: one headless chromium
+downloads = test_plotter_browser.downloads
 
 T0 = 1_450_426_497_000_000_000
 TAGCONFIG = {"public": ["/upmu"], "lbnl": ["/lbnl"]}
