@@ -28,7 +28,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qss.accounts import AccountError, AccountStore, check_password, open_accounts
+from qss.accounts import Account, AccountError, AccountStore, check_password, open_accounts
 from qss.tagconfig import TagConfigFile
 
 from .access import ANONYMOUS, Viewer
@@ -86,35 +86,37 @@ class SignIn:
         if self._accounts is not None:
             self._accounts.close()
 
-    def session(self, request: Request) -> Session | None:
-        """The request's live session whose account still exists with the same password,
-        or None (a stale one is ended). A request the page makes by itself
-        (:data:`PASSIVE`) does not count as use."""
+    def current(self, request: Request) -> tuple[Session, Account] | None:
+        """The request's live session and its account as stored now, or None: no session,
+        one past its idle time, or one whose account is gone or has a new password (then
+        it is ended). A request the page makes by itself (:data:`PASSIVE`) does not count
+        as use."""
         token = request.cookies.get(SESSION_COOKIE)
         s = self.sessions.find(token, touch=request.url.path not in PASSIVE)
         if s is None:
             return None
         try:
             account = self.accounts().get(s.user)
-        except AccountsUnavailable:
-            log.warning("accounts unavailable: %s is treated as anonymous", s.user)
-            return None
         except Exception as exc:  # noqa: BLE001 - a store failing now: nobody is signed in
             log.warning("accounts unreadable (%s): %s is treated as anonymous", exc, s.user)
             return None
         if account is None or account.generation != s.generation:
             self.sessions.close(token)
             return None
-        return s
+        return s, account
+
+    def session(self, request: Request) -> Session | None:
+        """The request's live session (see :meth:`current`)."""
+        found = self.current(request)
+        return None if found is None else found[0]
 
     def viewer(self, request: Request) -> Viewer:
         """Who made ``request``: the signed-in user and their tags as stored now, or
         anonymous."""
-        s = self.session(request)
-        if s is None:
+        found = self.current(request)
+        if found is None:
             return ANONYMOUS
-        account = self.accounts().get(s.user)
-        return ANONYMOUS if account is None else Viewer(account.name, frozenset(account.tags))
+        return Viewer(found[1].name, frozenset(found[1].tags))
 
     def cookie(self, response: Response, name: str, value: str, http_only: bool) -> None:
         response.set_cookie(name, value, path="/", httponly=http_only, samesite="strict",
@@ -146,14 +148,14 @@ def _answer(content: dict, status_code: int = 200, headers: dict | None = None) 
 
 async def session_info(request: Request) -> Response:
     signin = _signin(request)
-    s = signin.session(request)
+    found = signin.current(request)
+    s = found[0] if found else None
     csrf = s.csrf if s else (request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24))
-    if s is None:
+    if found is None:
         out: dict = {"user": None, "tags": [], "csrf": csrf}
     else:
-        account = signin.accounts().get(s.user)
         signin.tagconfig.get()                  # looked at again if it changed
-        out = {"user": s.user, "tags": list(account.tags) if account else [], "csrf": csrf,
+        out = {"user": s.user, "tags": list(found[1].tags), "csrf": csrf,
                "tagconfig_error": signin.tagconfig.error}
     out["idle_seconds"] = signin.sessions.idle
     response = _answer(out, headers={"Cache-Control": "no-store"})
