@@ -173,3 +173,28 @@ def test_the_throttle_allows_five_failures_a_minute():
     assert t.wait(["user:ann", "address:b"]) == 0
     now[0] = 60
     assert t.wait(["user:peter"]) == 0
+
+
+def test_backup_and_restore_carry_the_accounts(tmp_path):
+    """plotter.db lives beside the SQLite queue in [paths] srv: qss-get --backup copies it
+    (SQLite's backup API, as the queue) and --restore brings the accounts back."""
+    from test_qss_get_data import FakeServices, fill_queue, make_env, make_root, qss_get
+    root = make_root(tmp_path)
+    fill_queue(root)
+    db = root / "ssd/srv/plotter.db"
+    store = SqliteAccounts(str(db))
+    store.add("peter", "psladmin", ["psl", "lbnl", "pge"])
+    store.close()
+    (tmp_path / "usb").mkdir()
+    status, out = qss_get(make_env(root), "--backup", str(tmp_path / "usb"))
+    assert status == 0, out
+    backup = tmp_path / "usb/qss-backup-20240506T070809"
+    assert "  srv/plotter.db\n" in (backup / "MANIFEST.sha256").read_text()
+    store = SqliteAccounts(str(db))
+    store.delete("peter")
+    store.close()
+    status, out = qss_get(make_env(root, "y\n", FakeServices()), "--restore", str(backup))
+    assert status == 0, out
+    store = SqliteAccounts(str(db))
+    assert store.check("peter", "psladmin").tags == ("psl", "lbnl", "pge")
+    store.close()
