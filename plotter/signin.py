@@ -48,6 +48,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: but unused page is signed out after the idle time all the same.
 PASSIVE = frozenset({"/api/session", "/api/health", "/api/usage"})
 WRONG = "wrong user name or password"
+#: Argon2 checks run at once (the others wait their turn).
+HASHING_AT_ONCE = 2
 
 
 class AccountsUnavailable(Exception):
@@ -67,6 +69,14 @@ class SignIn:
         self.https = https
         self._accounts = accounts
         self._lock = threading.Lock()
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def hashing(self, fn: Callable, *args):
+        """Run an Argon2 check in a worker thread, at most :data:`HASHING_AT_ONCE` at a
+        time: each takes 64 MiB, so a flood of sign-ins cannot exhaust the memory."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(HASHING_AT_ONCE)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     def accounts(self) -> AccountStore:
         """The account store, opened on first use.
@@ -183,8 +193,8 @@ async def login(request: Request) -> Response:
                     user[:64], address, int(wait + 0.999))
         return _too_many(wait)
     store = signin.accounts()
-    account = await anyio.to_thread.run_sync(store.check, user,
-                                             password if isinstance(password, str) else "")
+    account = await signin.hashing(store.check, user,
+                                   password if isinstance(password, str) else "")
     if account is None:
         signin.throttle.fail(keys)
         known = await anyio.to_thread.run_sync(store.get, user)
@@ -230,14 +240,13 @@ async def change_password(request: Request) -> Response:
     if wait > 0:
         return _too_many(wait)
     store = signin.accounts()
-    account = await anyio.to_thread.run_sync(store.check, s.user,
-                                             old if isinstance(old, str) else "")
+    account = await signin.hashing(store.check, s.user, old if isinstance(old, str) else "")
     if account is None:
         signin.throttle.fail(keys)
         log.warning("password change failed for user %r from %s: wrong current password",
                     s.user, address)
         return _answer({"error": "wrong current password"}, status_code=401)
-    changed = await anyio.to_thread.run_sync(store.set_password, s.user, new)
+    changed = await signin.hashing(store.set_password, s.user, new)
     s.generation = changed.generation
     signin.sessions.close_user(s.user, keep=s.token)
     log.info("%s changed their password from %s", s.user, address)
