@@ -20,9 +20,9 @@ they arrive, its end. Memory is bounded by configuration, not by senders:
   own piece or file is being written; a device sends its next file only after the reply
   anyway.
 
-The queue work runs in writer threads (several: the SQLite queue commits the files
-waiting together in one transaction, MongoDB takes them in parallel), and the reply is
-written only when the file is durable. A connection cut mid-file leaves nothing in the
+The queue work runs in writer threads (:mod:`receiver.committer`: for the SQLite queue one
+thread commits every file waiting in one transaction; MongoDB takes them in parallel),
+and the reply is written only when the file is durable. A connection cut mid-file leaves nothing in the
 queue: its upload is aborted. Other connections keep being served while a write is slow.
 
 A connection is closed, without a reply and without disturbing the others, on a protocol
@@ -56,6 +56,7 @@ from qss.queue import Queue, QueueError, Upload, open_queue
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import Upmu
 
+from .committer import Committer
 from .intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
 
 __all__ = ["DeviceConnection", "ReceiverServer", "entry", "main"]
@@ -188,10 +189,14 @@ class DeviceConnection(asyncio.Protocol):
     def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
         """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
         that write pieces of long files), then ``done(result)`` here."""
+        executor = self.server.piece_writers if piece else self.server.writers
+        self._wait(self.server.loop.run_in_executor(executor, work, *args), done)
+
+    def _wait(self, future: asyncio.Future, done: Callable) -> None:
+        """Pause reading until the queue work behind ``future`` is done, then pass its
+        result to ``done`` here and go on with the connection."""
         self.busy = True
         self._update_reading()
-        executor = self.server.piece_writers if piece else self.server.writers
-        future = self.server.loop.run_in_executor(executor, work, *args)
         self.server.storing.add(future)
 
         def finished(future: asyncio.Future) -> None:
@@ -250,7 +255,7 @@ class DeviceConnection(asyncio.Protocol):
             # The pieces as received, unjoined: the queue writes them one after the other.
             pieces, self.writing = file.pieces, file.piece_bytes
             file.pieces, file.piece_bytes = [], 0
-            work = lambda: intake.store(file.upmu, header, pieces, peer)  # noqa: E731
+            future = self.server.committer.submit((file.upmu, header, pieces, peer))
         else:
             piece = file.take_piece() if file.pieces else None
             self.writing = len(piece) if piece is not None else 0
@@ -263,12 +268,14 @@ class DeviceConnection(asyncio.Protocol):
                         return failure
                 return intake.finish(file.upmu, header, file.upload, peer)
 
+            future = self.server.loop.run_in_executor(self.server.writers, work)
+
         def done(reply: bytes) -> None:
             self.writing = self.kept = 0
             self.files += reply != FAILURE_REPLY
             self._reply(reply)
 
-        self._job(work, done=done)
+        self._wait(future, done)
 
     def _reply(self, reply: bytes) -> None:
         if self.closed:
@@ -358,8 +365,9 @@ class DeviceConnection(asyncio.Protocol):
 class ReceiverServer:
     """The listening service around an :class:`Intake`.
 
-    ``writers`` threads run the intake: files waiting together are stored in one
-    transaction by the SQLite queue (group commit), and MongoDB takes writes in parallel.
+    Whole files go to the queue through a :class:`~receiver.committer.Committer`: one
+    thread storing every file waiting in one transaction for the SQLite queue (group
+    commit), ``writers`` threads in parallel for MongoDB.
     ``max_buffer`` bytes of contents at most are held across connections (see the module
     docstring). Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is
     requested).
@@ -372,7 +380,10 @@ class ReceiverServer:
         self.stall_timeout = stall_timeout
         self.idle_timeout = idle_timeout
         self.max_buffer = max_buffer
-        self.writers = concurrent.futures.ThreadPoolExecutor(writers, "receiver-writer")
+        self._committer_threads = writers
+        self.committer: Committer | None = None   # started with the loop
+        # Commits of files that came in pieces (rare from real devices).
+        self.writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS, "receiver-finish")
         # Pieces of long files (rare from real devices, the bulk of a flood) go through
         # threads of their own, so that files devices wait for never queue behind them.
         self.piece_writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS,
@@ -396,6 +407,9 @@ class ReceiverServer:
         """
         self.loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        batch = getattr(self.intake.queue, "group_commit", False)
+        self.committer = Committer(self.intake.store_many, self.loop,
+                                   threads=1 if batch else self._committer_threads, batch=batch)
         if sock is not None:
             self._server = await self.loop.create_server(lambda: DeviceConnection(self),
                                                          sock=sock, backlog=1024)
@@ -464,6 +478,8 @@ class ReceiverServer:
             await self._server.wait_closed()
         self.writers.shutdown(wait=True)
         self.piece_writers.shutdown(wait=True)
+        if self.committer is not None:
+            self.committer.close()
         self.intake.refusals.flush(everything=True)
 
 

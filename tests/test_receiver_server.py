@@ -258,3 +258,33 @@ def test_stop_finishes_the_file_being_stored_and_replies(site):
     assert reply == encode_reply(5)
     assert idle == b""
     assert [f.name for f in queue.files(serial_of(8))] == [path]
+
+
+def test_the_committer_stores_the_files_waiting_together_and_replies_to_each():
+    from receiver.committer import Committer
+    calls: list[list] = []
+    gate = threading.Event()
+
+    def store(jobs):
+        calls.append(jobs)
+        gate.wait(5)
+        if "bug" in jobs:
+            raise RuntimeError("a bug")
+        return [f"ok {job}".encode() for job in jobs]
+
+    async def scenario():
+        committer = Committer(store, asyncio.get_running_loop(), threads=1, batch=True)
+        first = committer.submit("a")
+        await wait_until_async(lambda: len(calls), until=lambda n: n == 1,
+                               what="the first file to be stored")
+        waiting = [committer.submit(job) for job in ("b", "c", "d")]   # while "a" commits
+        gate.set()
+        replies = await asyncio.gather(first, *waiting)
+        failed = await committer.submit("bug")
+        committer.close()
+        return replies, failed
+
+    replies, failed = asyncio.run(scenario())
+    assert replies == [b"ok a", b"ok b", b"ok c", b"ok d"]
+    assert calls[:2] == [["a"], ["b", "c", "d"]]   # the three waiting went in one batch
+    assert failed == FAILURE_REPLY
