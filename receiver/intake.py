@@ -317,6 +317,11 @@ class Intake:
             return FAILURE_REPLY
         return self.store(upmu, header, file.data, peer)
 
+    def refuse(self, header: FileHeader, peer: str, kind: str, reason: str) -> bytes:
+        """Refuse the file of ``header`` for a reason the caller found (logged through
+        the refusal log under ``kind``); return the failure reply."""
+        return self._refuse(peer, header.serial, kind, header.path, reason)
+
     def _stored(self, upmu: Upmu, header: FileHeader, result: PutResult) -> bytes:
         note = {PutResult.NEW: "",
                 PutResult.DUPLICATE: " (already queued: acknowledged without a second copy)",

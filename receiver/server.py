@@ -58,6 +58,7 @@ from qss.upmuconfig import Upmu
 
 from .committer import Committer
 from .intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
+from .limits import BulkRate, UploadLimits
 
 __all__ = ["DeviceConnection", "ReceiverServer", "entry", "main"]
 
@@ -77,15 +78,21 @@ MAX_BUFFER = 256 << 20
 class _File:
     """The file a connection is receiving."""
 
-    __slots__ = ("header", "upmu", "pieces", "piece_bytes", "upload", "failed")
+    __slots__ = ("header", "upmu", "pieces", "piece_bytes", "upload", "failed", "reserved")
 
-    def __init__(self, header: FileHeader, upmu: Upmu | None) -> None:
+    def __init__(self, header: FileHeader, upmu: Upmu | None, reserved: bool) -> None:
         self.header = header
         self.upmu = upmu            # None: refused, contents dropped
         self.pieces: list[memoryview] = []
         self.piece_bytes = 0
         self.upload: Upload | None = None
         self.failed = upmu is None  # refused, or the queue failed part way: reply zeros
+        self.reserved = reserved    # counted in the server's UploadLimits
+
+    @property
+    def bulk(self) -> bool:
+        """Contents that count against the shared bulk rate (see :mod:`receiver.limits`)."""
+        return self.failed or self.reserved
 
     def take_piece(self) -> bytes | memoryview:
         pieces = self.pieces
@@ -108,6 +115,7 @@ class DeviceConnection(asyncio.Protocol):
         self.busy = False          # a queue job of this connection is running
         self.closed = False
         self.reading = True
+        self.throttled = False     # waiting for its share of the bulk rate
         self.files = 0
         self.file: _File | None = None
         self.writing = 0           # bytes of the piece being written
@@ -134,9 +142,21 @@ class DeviceConnection(asyncio.Protocol):
             self._update_reading()
 
     def data_received(self, data: bytes) -> None:
+        bulk = self.file is not None and self.file.bulk
         self.parser.receive_data(data)
-        self.last_progress = self.server.loop.time()
+        now = self.last_progress = self.server.loop.time()
         self._advance()
+        if bulk or (self.file is not None and self.file.bulk):
+            delay = self.server.bulk.charge(len(data), now)
+            if delay > 0 and not self.closed:
+                self.throttled = True
+                self._update_reading()
+                self.server.loop.call_later(delay, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self.throttled = False
+        self.last_progress = self.server.loop.time()   # the wait was not the sender's
+        self._update_reading()
 
     def eof_received(self) -> bool:
         self.parser.receive_data(b"")
@@ -169,7 +189,7 @@ class DeviceConnection(asyncio.Protocol):
                 if file.piece_bytes >= PIECE:
                     self._write_piece()
             elif cls is FileHeader:
-                self.file = _File(event, self._admit(event))
+                self.file = self._admit(event)
             elif cls is EndOfMessage:
                 self._end_file()
             elif cls is ProtocolError:
@@ -179,12 +199,27 @@ class DeviceConnection(asyncio.Protocol):
                 self.close(None)
         self._account()
 
-    def _admit(self, header: FileHeader) -> Upmu | None:
+    def _admit(self, header: FileHeader) -> _File:
+        intake = self.server.intake
         try:
-            return self.server.intake.admit(header, self.peer)
+            upmu = intake.admit(header, self.peer)
         except Exception:   # noqa: BLE001 - a bug (or an unreadable uPMU list): refuse
             log.exception("uPMU %s: checking a file failed", self.peer)
-            return None
+            upmu = None
+        if upmu is None or header.data_len <= PIECE:
+            return _File(header, upmu, False)
+        # It will arrive in pieces and take disk space before its commit: within limits.
+        why = self.server.uploads.reserve(upmu.serial, header.data_len)
+        if why is not None:
+            intake.refuse(header, self.peer, "uploads", why)
+            return _File(header, None, False)
+        return _File(header, upmu, True)
+
+    def _release(self, file: _File) -> None:
+        """The file is committed or forgotten: it no longer counts in the upload limits."""
+        if file.reserved:
+            file.reserved = False
+            self.server.uploads.release(file.upmu.serial, file.header.data_len)
 
     def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
         """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
@@ -248,6 +283,7 @@ class DeviceConnection(asyncio.Protocol):
         self.file = None
         header = file.header
         if file.failed:
+            self._release(file)
             self._reply(FAILURE_REPLY)
             return
         intake, peer = self.server.intake, self.peer
@@ -271,6 +307,7 @@ class DeviceConnection(asyncio.Protocol):
             future = self.server.loop.run_in_executor(self.server.writers, work)
 
         def done(reply: bytes) -> None:
+            self._release(file)
             self.writing = self.kept = 0
             self.files += reply != FAILURE_REPLY
             self._reply(reply)
@@ -303,6 +340,7 @@ class DeviceConnection(asyncio.Protocol):
             file.pieces = []
             file.piece_bytes = 0
             self._abort(file)
+            self._release(file)
         self._account()
 
     def _account(self) -> None:
@@ -316,7 +354,7 @@ class DeviceConnection(asyncio.Protocol):
             self.server.check_pressure()
 
     def _update_reading(self) -> None:
-        want = not (self.busy or self.closed or self.server.pressure)
+        want = not (self.busy or self.closed or self.server.pressure or self.throttled)
         if want != self.reading and self.transport is not None and not self.closed:
             self.reading = want
             if want:
@@ -375,8 +413,11 @@ class ReceiverServer:
 
     def __init__(self, intake: Intake, *, stall_timeout: float = STALL_TIMEOUT,
                  idle_timeout: float = IDLE_TIMEOUT, writers: int = WRITERS,
-                 max_buffer: int = MAX_BUFFER) -> None:
+                 max_buffer: int = MAX_BUFFER, bulk: BulkRate | None = None,
+                 uploads: UploadLimits | None = None) -> None:
         self.intake = intake
+        self.bulk = bulk or BulkRate()
+        self.uploads = uploads or UploadLimits()
         self.stall_timeout = stall_timeout
         self.idle_timeout = idle_timeout
         self.max_buffer = max_buffer
