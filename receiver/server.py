@@ -13,6 +13,14 @@ they arrive, its end. Memory is bounded by configuration, not by senders:
   that fits in one piece is stored with one queue put (the common case, group-committed
   with the others), a longer one goes to the queue piece by piece through an upload
   (SQLite writes each piece to disk; MongoDB keeps them until the commit);
+- a file that will arrive in several pieces takes disk space before its commit, so the
+  files of a serial arriving that way are limited in number and announced bytes, and so
+  are all of them together (:class:`~receiver.limits.UploadLimits`); past a limit the
+  file is refused at its header like an unknown serial's;
+- the contents of refused and of long files ("bulk") share one rate
+  (:class:`~receiver.limits.BulkRate`, 64 MiB/s): past it such a connection stops
+  reading for its share of the time, so a flood cannot starve devices' files (one piece
+  each, never counted) of the event loop, the queue or the disk;
 - the bytes held across all connections (unparsed input, pieces, pieces being written)
   are counted; at ``max_buffer`` every connection stops reading and partial pieces are
   written out, until the total falls to three quarters of it (back-pressure: the kernel's
@@ -405,7 +413,8 @@ class ReceiverServer:
 
     Whole files go to the queue through a :class:`~receiver.committer.Committer`: one
     thread storing every file waiting in one transaction for the SQLite queue (group
-    commit), ``writers`` threads in parallel for MongoDB.
+    commit), ``writers`` threads in parallel for MongoDB. ``bulk`` and ``uploads`` limit what
+    refused and long files may take (:mod:`receiver.limits`; defaults when None).
     ``max_buffer`` bytes of contents at most are held across connections (see the module
     docstring). Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is
     requested).
