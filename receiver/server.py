@@ -28,10 +28,11 @@ they arrive, its end. Memory is bounded by configuration, not by senders:
   arrive while its own piece or file is being written (at most one read is held then);
   a device sends its next file only after the reply anyway.
 
-The queue work runs in writer threads (:mod:`receiver.committer`: for the SQLite queue one
-thread commits every file waiting in one transaction; MongoDB takes them in parallel),
-and the reply is written only when the file is durable. A connection cut mid-file leaves nothing in the
-queue: its upload is aborted. Other connections keep being served while a write is slow.
+The queue work runs in writer threads (:mod:`receiver.committer`: for the SQLite queue
+one thread commits every file waiting in one transaction; MongoDB takes them in
+parallel), and the reply is written only when the file is durable. A connection cut
+mid-file leaves nothing in the queue: its upload is aborted. Other connections keep
+being served while a write is slow.
 
 A connection is closed, without a reply and without disturbing the others, on a protocol
 error (a header over a limit, bad UTF-8, ...), when it stalls mid-message for
@@ -155,8 +156,8 @@ class DeviceConnection(asyncio.Protocol):
         now = self.last_progress = self.server.loop.time()
         if self.busy:
             # Paused only now that bytes came while its file is stored: a device waits
-            # for its reply before it sends more, so this is rare, and pausing for every
-            # file cost two epoll_ctl calls and a sixteenth of the loop's time.
+            # for its reply before it sends more, so this is rare, where pausing and
+            # resuming around every file cost two epoll_ctl calls each.
             self._update_reading()
         self._advance()
         if bulk or (self.file is not None and self.file.bulk):
@@ -418,8 +419,8 @@ class ReceiverServer:
 
     Whole files go to the queue through a :class:`~receiver.committer.Committer`: one
     thread storing every file waiting in one transaction for the SQLite queue (group
-    commit), ``writers`` threads in parallel for MongoDB. ``bulk`` and ``uploads`` limit what
-    refused and long files may take (:mod:`receiver.limits`; defaults when None).
+    commit), ``writers`` threads in parallel for MongoDB. ``bulk`` and ``uploads`` limit
+    what refused and long files may take (:mod:`receiver.limits`; defaults when None).
     ``max_buffer`` bytes of contents at most are held across connections (see the module
     docstring). Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is
     requested).
@@ -462,15 +463,15 @@ class ReceiverServer:
         """
         self.loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        batch = getattr(self.intake.queue, "group_commit", False)
-        self.committer = Committer(self.intake.store_many, self.loop,
-                                   threads=1 if batch else self._committer_threads, batch=batch)
         if sock is not None:
             self._server = await self.loop.create_server(lambda: DeviceConnection(self),
                                                          sock=sock, backlog=1024)
         else:
             self._server = await self.loop.create_server(
                 lambda: DeviceConnection(self), host, port, reuse_address=True, backlog=1024)
+        batch = getattr(self.intake.queue, "group_commit", False)
+        self.committer = Committer(self.intake.store_many, self.loop,
+                                   threads=1 if batch else self._committer_threads, batch=batch)
         self._sweeper = asyncio.create_task(self._sweep())
         address = self._server.sockets[0].getsockname()
         return address[0], address[1]
