@@ -25,7 +25,7 @@ from qss.upmuconfig import UpmuConfigError, UpmuList
 from .config import ConfigWatcher
 from qss.btrdbclient import Btrdb
 from .quarantine import FILENAME, Quarantine, QuarantineError
-from .worker import Options, Worker
+from .worker import Options, Worker, WorkerFailed
 
 log = logging.getLogger("sync2q")
 
@@ -50,8 +50,9 @@ examples:
 exit status:
   0  stopped by SIGTERM or SIGINT, or (--once) the queue is drained
   1  the queue or the quarantine registry cannot be used, another sync2q works on the
-     same queue, or (--once) files of a uPMU whose streams BTrDB refuses were left in
-     the queue (the log says why)
+     same queue, one of its threads failed (a bug; the log has the traceback), or
+     (--once) files of a uPMU whose streams BTrDB refuses were left in the queue (the
+     log says why)
   2  invalid command line or settings
 """
 
@@ -184,6 +185,8 @@ def main(argv: Sequence[str]) -> int:
         _install_signals(worker)
         try:
             return worker.run()
+        except WorkerFailed as exc:
+            raise CommandError(str(exc)) from None
         finally:
             btrdb.close()
     finally:
