@@ -134,8 +134,7 @@ def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
     """arrow_insert the parsed points in sync2q's batches, then flush every stream of the
     batch (as sync2q inserts); (points, seconds, server CPU s, client CPU s)."""
     import btrdb
-    from sync2q.insert import arrow_table, raise_client_batch
-    raise_client_batch()
+    from sync2q.insert import arrow_insert
     db = btrdb.connect(server.grpc)
     streams: dict[tuple[str, str], object] = {}
     batches: list[list] = []    # per batch: (stream, table) per stream
@@ -147,11 +146,11 @@ def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
         if (serial, group) != last:
             batches.append([])
             last = (serial, group)
-        batches[-1].append((streams[serial, name], arrow_table(t, v)))
-    points = sum(tb.num_rows for b in batches for _, tb in b)
+        batches[-1].append((streams[serial, name], (t, v)))
+    points = sum(len(t) for b in batches for _, (t, _) in b)
 
-    def insert(stream, table) -> None:
-        stream.arrow_insert(table, merge="replace")
+    def insert(stream, points) -> None:
+        arrow_insert(stream, *points)   # as sync2q: one RPC per stream and batch
 
     pool = futures.ThreadPoolExecutor(threads)
     server_cpu, client_cpu = CpuMeter(server.proc.pid), CpuMeter(os.getpid())

@@ -51,8 +51,7 @@ def test_create_describe_and_find(conn):
 
 
 def test_arrow_insert_then_every_read_path_matches_numpy(conn, monkeypatch):
-    # The client's own cut (sync2q's Inserter raises it for its process, and a sync2q
-    # test run earlier in this process would leave it raised).
+    # The client's own cut, pinned: the insert below spans several RPCs of it.
     monkeypatch.setattr(btrdb.stream, "INSERT_BATCH_SIZE", 50_000)
     s = make_stream(conn, "values")
     rng = np.random.default_rng(3)
