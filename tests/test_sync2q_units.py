@@ -422,3 +422,28 @@ def test_a_second_sync2q_on_the_same_queue_is_refused(site):
     assert (done.returncode, done.stderr) == (1, (
         f"qss-sync2q: error: another sync2q (pid {os.getpid()}) is working on this queue; "
         f"stop it first (sudo supervisorctl stop sync2q)\n"))
+
+
+_IMPORT_CLIENT = """\
+import sys
+from sync2q import clientimport
+if sys.argv[1] == "strict":      # a client that reads more of pandas at import
+    clientimport._PANDAS_AT_IMPORT = frozenset()
+btrdb = clientimport.import_client()
+import btrdb.transformers as tr
+print("pandas" in sys.modules, sys.modules["polars"] is None)
+import pandas
+print(tr.pd.DataFrame is pandas.DataFrame, "pandas" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("mode, pandas_at_import", [("normal", False), ("strict", True)])
+def test_the_client_is_imported_without_pandas_until_it_is_used(mode, pandas_at_import):
+    """sync2q's start-up leaves out polars and defers pandas (sync2q.clientimport); the
+    client's conversions still find the real pandas, and a client that needs more of
+    pandas at import gets it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", _IMPORT_CLIENT, mode], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(pandas_at_import), "True", "True", "True"]
