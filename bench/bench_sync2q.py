@@ -13,7 +13,8 @@ SQLite queue, then prints, in one run:
    own process) in sync2q's batches (24 files, 172,800 points per stream per call), every
    stream of a batch flushed after the batch's inserts as sync2q does, one stream after
    another and two at a time; and the same calls into the storage engine in this process
-   (``tsdb.Store.insert``, one thread, no gRPC, no Arrow): the reference;
+   (``tsdb.Store.insert`` without ``sync``, then ``Store.flush`` of the batch's streams,
+   one thread, no gRPC, no Arrow): the reference;
 3. end-to-end drain: ``qss-sync2q --once`` (a subprocess) against another fresh server,
    from the start of the process to its exit, with every count checked afterwards; and
    the CPU of sync2q and of the server during the drain, per point (on a shared machine
@@ -108,34 +109,43 @@ def _batches(works):
 
 
 def engine_insert(workdir: str, works) -> tuple[int, float, float]:
-    """The same calls straight into the storage engine (no gRPC, no Arrow), one thread;
-    (points, seconds, CPU seconds of this process)."""
+    """The same calls straight into the storage engine (no gRPC, no Arrow), one thread,
+    made durable as the server makes sync2q's: inserts without ``sync``, then a flush of
+    every stream of the batch (before, each insert waited for its own fsync, which on a
+    busy disk made the reference slower than the server); (points, seconds, CPU seconds
+    of this process)."""
     from tsdb import MergePolicy, Store
     store = Store(os.path.join(workdir, "engine"))
     ids: dict[tuple[str, str], uuid.UUID] = {}
-    calls = []
-    for serial, _, name, t, v in _batches(works):
+    batches: list[list] = []
+    last = None
+    for serial, group, name, t, v in _batches(works):
         if (serial, name) not in ids:
             ids[serial, name] = uuid.uuid4()
             store.create(ids[serial, name], f"engine/{serial}", {"name": name}, {})
-        calls.append((ids[serial, name], t, v))
+        if (serial, group) != last:
+            batches.append([])
+            last = (serial, group)
+        batches[-1].append((ids[serial, name], t, v))
     cpu = CpuMeter(os.getpid())
     cpu.start()
     t0 = time.perf_counter()
-    for u, t, v in calls:
-        store.insert(u, t, v, MergePolicy.REPLACE)
+    for batch in batches:
+        for u, t, v in batch:
+            store.insert(u, t, v, MergePolicy.REPLACE, sync=False)
+        for u, _, _ in batch:
+            store.flush(u)
     seconds = time.perf_counter() - t0
     used = cpu.stop()
     store.close()
-    return sum(len(t) for _, t, _ in calls), seconds, used
+    return sum(len(t) for b in batches for _, t, _ in b), seconds, used
 
 
 def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
     """arrow_insert the parsed points in sync2q's batches, then flush every stream of the
     batch (as sync2q inserts); (points, seconds, server CPU s, client CPU s)."""
     import btrdb
-    from sync2q.insert import arrow_table, raise_client_batch
-    raise_client_batch()
+    from sync2q.insert import arrow_insert
     db = btrdb.connect(server.grpc)
     streams: dict[tuple[str, str], object] = {}
     batches: list[list] = []    # per batch: (stream, table) per stream
@@ -147,11 +157,11 @@ def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
         if (serial, group) != last:
             batches.append([])
             last = (serial, group)
-        batches[-1].append((streams[serial, name], arrow_table(t, v)))
-    points = sum(tb.num_rows for b in batches for _, tb in b)
+        batches[-1].append((streams[serial, name], (t, v)))
+    points = sum(len(t) for b in batches for _, (t, _) in b)
 
-    def insert(stream, table) -> None:
-        stream.arrow_insert(table, merge="replace")
+    def insert(stream, points) -> None:
+        arrow_insert(stream, *points)   # as sync2q: one RPC per stream and batch
 
     pool = futures.ThreadPoolExecutor(threads)
     server_cpu, client_cpu = CpuMeter(server.proc.pid), CpuMeter(os.getpid())
@@ -264,8 +274,8 @@ def main() -> None:
 
         p, s, engine_cpu = engine_insert(workdir, works)
         engine_rate = p / s
-        print(f"   the storage engine alone (tsdb.Store.insert in one thread, same calls, "
-              f"no gRPC or Arrow): {engine_rate / 1e6:.2f} M points/s; CPU "
+        print(f"   the storage engine alone (tsdb.Store.insert + flush per batch in one "
+              f"thread, same calls, no gRPC or Arrow): {engine_rate / 1e6:.2f} M points/s; CPU "
               f"{engine_cpu / p * 1e9:.0f} ns per point")
 
         with testing.running(os.path.join(workdir, "drain")) as server:

@@ -177,17 +177,15 @@ def calls(minutes: int, files_per_call: int):
 
 
 def insert_all(grpc: str, work, threads: int, flush_each: bool = False) -> float:
-    import btrdb.stream
-    from sync2q.insert import arrow_table
-    # As sync2q does (sync2q.insert.raise_client_batch): one RPC per stream per call.
-    btrdb.stream.INSERT_BATCH_SIZE = max(btrdb.stream.INSERT_BATCH_SIZE,
-                                         max(len(w[1]) for w in work))
+    import btrdb
+    from sync2q.insert import arrow_insert
+    per_rpc = max(len(w[1]) for w in work)   # as sync2q: one RPC per stream per call
     db = btrdb.connect(grpc)
     streams = {i: db.create(uuid.uuid4(), "profile", {"name": f"s{i}"}, {})
                for i in {w[0] for w in work}}
 
     def one(i, t, v):
-        streams[i].arrow_insert(arrow_table(t, v), merge="replace")
+        arrow_insert(streams[i], t, v, points=per_rpc)
         if flush_each:
             streams[i].flush()
     pool = futures.ThreadPoolExecutor(threads)

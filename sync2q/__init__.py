@@ -7,9 +7,9 @@ from .batch import Batch, FileWork, prepare
 from .config import ConfigWatcher
 from .insert import Inserter
 from .quarantine import Quarantine, QuarantineError
-from .worker import Options, Stats, Worker
+from .worker import Options, Stats, Worker, WorkerFailed
 
 __all__ = [
     "Batch", "ConfigWatcher", "FileWork", "Inserter", "Options", "Quarantine",
-    "QuarantineError", "Stats", "Worker", "prepare",
+    "QuarantineError", "Stats", "Worker", "WorkerFailed", "prepare",
 ]

@@ -8,7 +8,7 @@ synced again).
 from __future__ import annotations
 
 import argparse
-import importlib
+import gc
 import logging
 import os
 import signal
@@ -22,10 +22,11 @@ from qss.queue import QueueError, open_queue
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
+from . import clientimport
 from .config import ConfigWatcher
 from qss.btrdbclient import Btrdb
 from .quarantine import FILENAME, Quarantine, QuarantineError
-from .worker import Options, Worker
+from .worker import Options, Worker, WorkerFailed
 
 log = logging.getLogger("sync2q")
 
@@ -50,8 +51,9 @@ examples:
 exit status:
   0  stopped by SIGTERM or SIGINT, or (--once) the queue is drained
   1  the queue or the quarantine registry cannot be used, another sync2q works on the
-     same queue, or (--once) files of a uPMU whose streams BTrDB refuses were left in
-     the queue (the log says why)
+     same queue, one of its threads failed (a bug; the log has the traceback), or
+     (--once) files of a uPMU whose streams BTrDB refuses were left in the queue (the
+     log says why)
   2  invalid command line or settings
 """
 
@@ -91,29 +93,21 @@ def _configure_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(message)s")
 
 
-#: An optional library of the official client that sync2q never uses: btrdb imports
-#: polars, when installed (the test extra installs it), for its data-frame conversions,
-#: in a ``try``; that import cost 0.3-0.5 s of CPU at every start (``import sync2q.cli,
-#: btrdb``: 1.2-1.5 s with it, 0.9-1.1 without). Marked absent in sync2q's process only,
-#: before the client is imported. (pandas cannot be left out: btrdb's annotations need
-#: it at import.)
-CLIENT_EXTRAS_UNUSED = ("polars",)
-
-
 def _import_client() -> threading.Thread:
-    """Import the official client (pandas and all: ~0.5 s, more on a busy machine) on a
-    thread, so that the reader reads and parses the first files meanwhile; the writer
-    waits for the import when it first connects."""
+    """Import the official client (without what sync2q never uses of it: see
+    :mod:`sync2q.clientimport`) on a thread, so that the reader reads and parses the
+    first files meanwhile; the writer waits for the import when it first connects."""
     logging.getLogger("numexpr.utils").setLevel(logging.WARNING)
-    for name in CLIENT_EXTRAS_UNUSED:
-        if name not in sys.modules:
-            sys.modules[name] = None  # "import polars" raises ImportError here
 
     def run() -> None:
         try:
-            importlib.import_module("btrdb")
+            clientimport.import_client()
         except Exception:  # noqa: BLE001 - the error shows where the client is used
             pass
+        # Every module is loaded: leave their objects out of the cyclic garbage
+        # collector's full passes, which walked them all (4 % of sync2q's CPU in a
+        # drain, perf).
+        gc.freeze()
     thread = threading.Thread(target=run, name="sync2q-import", daemon=True)
     thread.start()
     return thread
@@ -184,6 +178,8 @@ def main(argv: Sequence[str]) -> int:
         _install_signals(worker)
         try:
             return worker.run()
+        except WorkerFailed as exc:
+            raise CommandError(str(exc)) from None
         finally:
             btrdb.close()
     finally:

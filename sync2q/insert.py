@@ -1,13 +1,15 @@
 """Writing a batch into BTrDB through the official client, stream by stream.
 
-Each stream of a :class:`~sync2q.batch.Batch` goes in with one ``Stream.arrow_insert``
-(Arrow IPC, when the server reports v5.30 or later) or ``Stream.insert`` (RawPoints,
+Each stream of a :class:`~sync2q.batch.Batch` goes in with one Arrow insert RPC (Arrow
+IPC, when the server reports v5.30 or later) or ``Stream.insert`` (RawPoints,
 otherwise), merge policy REPLACE: inserting a file again (after a crash between insert
 and marking it synced, or a BTrDB outage mid-batch) rewrites the same points instead of
-duplicating them. The client cuts each call into RPCs of ``btrdb.stream.INSERT_BATCH_SIZE``
-points; :class:`Inserter` raises that from 50,000 to a batch's
-:data:`~sync2q.batch.BATCH_SAMPLES`, so a batch is one Arrow RPC per stream (RawPoints
-calls stay at 50,000 points: their messages are larger per point).
+duplicating them. A batch is one Arrow RPC per stream: :func:`arrow_insert` calls the
+official client's ``Endpoint.arrowInsertValues`` (what ``Stream.arrow_insert`` calls) with
+up to :data:`~sync2q.batch.BATCH_SAMPLES` points each. ``Stream.arrow_insert`` itself
+would cut the table at ``btrdb.stream.INSERT_BATCH_SIZE`` (50,000), a module global with
+no per-call override; raising it would change the client for every other user in the
+process. RawPoints calls stay at 50,000 points (their messages are larger per point).
 
 Once every stream's insert of a batch has returned, each stream is flushed
 (``Stream.flush``): the client inserts without BTrDB's ``sync`` flag, so only a flush
@@ -44,13 +46,6 @@ MERGE = "replace"
 RAW_RPC_POINTS = 50_000
 
 
-def raise_client_batch(points: int = BATCH_SAMPLES) -> None:
-    """Let the official client send up to ``points`` points per Arrow insert RPC (it cuts
-    ``Stream.arrow_insert`` tables at ``btrdb.stream.INSERT_BATCH_SIZE``, 50,000)."""
-    import btrdb.stream
-    btrdb.stream.INSERT_BATCH_SIZE = max(int(btrdb.stream.INSERT_BATCH_SIZE), points)
-
-
 @functools.cache
 def _schema():
     import pyarrow as pa
@@ -67,6 +62,20 @@ def arrow_table(t: np.ndarray, v: np.ndarray):
     schema = _schema()
     return pa.Table.from_arrays([pa.array(t, schema.field("time").type),
                                  pa.array(v, pa.float64())], schema=schema)
+
+
+def arrow_insert(stream, t: np.ndarray, v: np.ndarray, merge: str = MERGE,
+                 points: int = BATCH_SAMPLES) -> int:
+    """Insert (times, values) into ``stream`` (a ``btrdb.stream.Stream``) in Arrow RPCs of
+    up to ``points`` points, through the official client's endpoint (its error handling
+    included); returns the stream's version after the last."""
+    ep = stream.btrdb.ep
+    table = arrow_table(t, v)
+    version = 0
+    for lo in range(0, max(len(t), 1), points):
+        version = ep.arrowInsertValues(uu=stream.uuid, values=table.slice(lo, points),
+                                       policy=merge)
+    return version
 
 
 class Skipped(Exception):
@@ -106,7 +115,6 @@ class Inserter:
         batch.started = self._clock()
         names = batch.stream_names()
         handles = self._registry.ensure(batch.upmu, batch.specs, names)
-        raise_client_batch()  # here, not at construction: the client is imported by now
         arrow = self._btrdb.arrow
         jobs = []
         for name in names:
@@ -148,7 +156,7 @@ class Inserter:
         if previous is not None and previous.exception() is not None:
             raise Skipped("the previous insert of this stream failed")
         if arrow:
-            stream.arrow_insert(arrow_table(t, v), merge=MERGE)
+            arrow_insert(stream, t, v)
             return
         for lo in range(0, len(t), RAW_RPC_POINTS):
             stream.insert(list(zip(t[lo:lo + RAW_RPC_POINTS].tolist(),

@@ -81,6 +81,11 @@ class Options:
     window: dat.DateWindow | None = None   # plausible record dates (None: 2010 .. now+1d)
 
 
+class WorkerFailed(Exception):
+    """A thread of the worker failed (a bug, or something no retry can fix): the worker
+    stopped; files not marked synced stay in the queue and are synced next time."""
+
+
 class Outcome(enum.Enum):
     """How the writer's retries of one action ended (:meth:`Worker._retrying`)."""
 
@@ -145,6 +150,7 @@ class Worker:
         self._final_check: float | None = None
         self._serials_stale = True       # list the queue's serials again (config changed)
         self._limit = max_batch_samples()
+        self._failed: list[str] = []         # "thread: error" of each thread that failed
 
     # -- control ----------------------------------------------------------------------
 
@@ -155,7 +161,11 @@ class Worker:
 
     def run(self) -> int:
         """Work until stopped or (``once``) drained; return 0, or 1 when ``once`` left
-        files of a parked uPMU behind."""
+        files of a parked uPMU behind.
+
+        Raises:
+            WorkerFailed: one of its threads failed; the others were stopped first.
+        """
         started = self.clock()
         self._poll_config()
         log.info("started: queue %s, %s, uPMU list %s (%d uPMUs)%s", self.queue.url,
@@ -192,17 +202,23 @@ class Worker:
                         ", ".join(stuck))
         else:
             self.inserter.close()
-        return self._finish(self.clock() - started)
+        status = self._finish(self.clock() - started)
+        if self._failed:
+            raise WorkerFailed(f"{'; '.join(self._failed)} (a bug: the log has the "
+                               f"traceback); files not marked synced stay in the queue "
+                               f"and are synced next time")
+        return status
 
     def _guard(self, fn: Callable[[], None]) -> None:
         """Run a thread's loop; a bug in it stops the worker instead of hanging it."""
         try:
             fn()
-        except BaseException:
-            log.critical("%s failed; stopping", threading.current_thread().name,
-                         exc_info=True)
-            self.stop()
-            raise
+        except BaseException as exc:
+            name = threading.current_thread().name
+            log.critical("%s failed; stopping", name, exc_info=True)
+            with self._lock:
+                self._failed.append(f"{name} failed: {type(exc).__name__}: {exc}")
+            self.stop()   # run() raises WorkerFailed; the traceback is in the log only
         finally:
             if threading.current_thread().name == "sync2q-reader":
                 self._put(None, force=True)           # the writer's end

@@ -274,8 +274,10 @@ def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
         server, site, monkeypatch):
     """The client inserts without BTrDB's sync flag: only a flush says the points are
     on disk, so it comes between every stream's insert and the files' marking. A batch
-    goes in as one RPC per stream, even past the client's 50,000 points, and its
-    streams are flushed after all of its inserts (one fsync of the server for all)."""
+    goes in as one RPC per stream, even past the client's 50,000 points (without
+    changing the client's process-wide cut), and its streams are flushed after all of
+    its inserts (one fsync of the server for all)."""
+    import btrdb.stream
     from btrdb.endpoint import Endpoint
     from btrdb.stream import Stream
 
@@ -290,12 +292,13 @@ def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
         return wrapper
 
     def rpc(self, uu, values, policy):
+        result = real_rpc(self, uu, values, policy)
         with lock:
             rpcs.append((uu, values.num_rows))
-        return real_rpc(self, uu, values, policy)
+            events.append(("insert", uu))
+        return result
 
     real_rpc = Endpoint.arrowInsertValues
-    monkeypatch.setattr(Stream, "arrow_insert", recording("insert", Stream.arrow_insert))
     monkeypatch.setattr(Stream, "flush", recording("flush", Stream.flush))
     monkeypatch.setattr(Endpoint, "arrowInsertValues", rpc)
     files = device_files("P3700002", 8)      # 57,600 samples per stream: one batch
@@ -325,6 +328,7 @@ def test_files_are_marked_synced_only_after_each_stream_is_inserted_and_flushed(
     kinds = [kind for kind, _ in events[:marks[0]]]
     assert kinds == ["insert"] * 19 + ["flush"] * 19
     assert sorted(rpcs) == sorted((u, 8 * 7200) for u in streams)
+    assert btrdb.stream.INSERT_BATCH_SIZE == 50_000   # other users of the client unchanged
 
 
 def test_a_upmu_whose_streams_btrdb_refuses_waits_and_once_says_so(server, site, caplog):
@@ -418,3 +422,28 @@ def test_a_second_sync2q_on_the_same_queue_is_refused(site):
     assert (done.returncode, done.stderr) == (1, (
         f"qss-sync2q: error: another sync2q (pid {os.getpid()}) is working on this queue; "
         f"stop it first (sudo supervisorctl stop sync2q)\n"))
+
+
+_IMPORT_CLIENT = """\
+import sys
+from sync2q import clientimport
+if sys.argv[1] == "strict":      # a client that reads more of pandas at import
+    clientimport._PANDAS_AT_IMPORT = frozenset()
+btrdb = clientimport.import_client()
+import btrdb.transformers as tr
+print("pandas" in sys.modules, sys.modules["polars"] is None)
+import pandas
+print(tr.pd.DataFrame is pandas.DataFrame, "pandas" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("mode, pandas_at_import", [("normal", False), ("strict", True)])
+def test_the_client_is_imported_without_pandas_until_it_is_used(mode, pandas_at_import):
+    """sync2q's start-up leaves out polars and defers pandas (sync2q.clientimport); the
+    client's conversions still find the real pandas, and a client that needs more of
+    pandas at import gets it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", _IMPORT_CLIENT, mode], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(pandas_at_import), "True", "True", "True"]

@@ -51,8 +51,7 @@ def test_create_describe_and_find(conn):
 
 
 def test_arrow_insert_then_every_read_path_matches_numpy(conn, monkeypatch):
-    # The client's own cut (sync2q's Inserter raises it for its process, and a sync2q
-    # test run earlier in this process would leave it raised).
+    # The client's own cut, pinned: the insert below spans several RPCs of it.
     monkeypatch.setattr(btrdb.stream, "INSERT_BATCH_SIZE", 50_000)
     s = make_stream(conn, "values")
     rng = np.random.default_rng(3)
@@ -254,3 +253,59 @@ def test_bad_requests_give_the_clients_exceptions_and_the_server_stays_up(conn):
 def check(response):
     check_proto_stat(response.stat)
     return response
+
+
+def _arrow_payload(t, v) -> bytes:
+    table = pa.table({"time": pa.array(t, pa.timestamp("ns", tz="UTC")), "value": v})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write(table)
+    return sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("sync, policy, rounding", [(False, 3, False), (True, 1, True),
+                                                    (False, 0, False)])
+def test_arrow_insert_requests_are_read_as_the_generated_class_reads_them(sync, policy,
+                                                                          rounding):
+    from tsdb import arrowio, wire
+    t = np.arange(1000, dtype=np.int64) * 8_333_333 + 1_450_000_000 * 10**9
+    v = np.random.default_rng(1).normal(size=1000)
+    u = uuid.uuid4().bytes
+    msg = pb.ArrowInsertParams(uuid=u, sync=sync, merge_policy=policy,
+                               arrowBytes=_arrow_payload(t, v))
+    if rounding:
+        msg.rounding.bits = 7
+    raw = msg.SerializeToString()
+    got = wire.parse_arrow_insert(raw)
+    assert (got.uuid, got.sync, got.merge_policy, got.arrowBytes) == \
+        (msg.uuid, msg.sync, msg.merge_policy, msg.arrowBytes)
+    # Unknown fields of every wire type are skipped; a repeated field's last value counts.
+    extra = bytes([0x30, 0x05, 0x39, *range(8), 0x45, *range(4), 0x52, 0x02, 0xAA, 0xBB,
+                   0x18, 0x02])
+    assert wire.parse_arrow_insert(raw + extra).merge_policy == 2
+    tt, vv = arrowio.decode_points(got.arrowBytes)
+    np.testing.assert_array_equal(tt, t)
+    np.testing.assert_array_equal(vv, v)
+    assert tt.flags.aligned and vv.flags.aligned   # what the compiled kernels take
+
+
+@pytest.mark.parametrize("raw", [b"\x0a\x10abc", b"\x28\xff\xff", b"\x0b", b"\x00\x01",
+                                 b"\x39\x01\x02"])
+def test_a_malformed_arrow_insert_request_is_wrong_args(raw):
+    from tsdb import wire
+    from tsdb.errors import WrongArgs
+    with pytest.raises(WrongArgs):
+        wire.parse_arrow_insert(raw)
+
+
+def test_the_server_reads_arrow_inserts_from_their_bytes(conn, monkeypatch):
+    from tsdb import wire
+    seen = []
+    real = wire.parse_arrow_insert
+    monkeypatch.setattr(wire, "parse_arrow_insert", lambda raw: seen.append(len(raw)) or
+                        real(raw))
+    s = make_stream(conn, "wire")
+    t = np.arange(500, dtype=np.int64) * 10**6 + 1_500_000_000 * 10**9
+    s.arrow_insert(pa.table({"time": pa.array(t, pa.timestamp("ns", tz="UTC")),
+                             "value": np.ones(500)}), merge="replace")
+    assert len(seen) == 1 and s.count() == 500

@@ -21,7 +21,7 @@ import numpy as np
 from btrdb.grpcinterface import btrdb_pb2 as pb
 from btrdb.grpcinterface import btrdb_pb2_grpc as pb_grpc
 
-from . import arrowio
+from . import arrowio, wire
 from .errors import NotSupported, TsdbError, WrongArgs, storage_error
 from .merge import MergePolicy
 from .meta import StreamInfo
@@ -76,6 +76,7 @@ def _detail(request) -> str:
 
 def _finish(self, name: str, request, started: float, stat: pb.Status | None,
             exc: Exception | None) -> None:
+    request = getattr(_call, "request", None) or request   # as the handler decoded it
     if exc is not None and _engine_error(exc) is None:
         log.error("%s failed", name, exc_info=exc)
     self.requests.record("grpc", name, outcome(stat.code) if stat is not None else OK,
@@ -88,7 +89,7 @@ def _unary(response_type: type) -> Callable:
     def wrap(fn):
         @functools.wraps(fn)
         def handler(self, request, context):
-            _call.items, started = 0, time.perf_counter()
+            _call.items, _call.request, started = 0, None, time.perf_counter()
             try:
                 resp = fn(self, request, context)
             except Exception as exc:  # noqa: BLE001 - every error goes back in stat
@@ -106,7 +107,7 @@ def _streaming(response_type: type) -> Callable:
     def wrap(fn):
         @functools.wraps(fn)
         def handler(self, request, context):
-            _call.items, started = 0, time.perf_counter()
+            _call.items, _call.request, started = 0, None, time.perf_counter()
             try:
                 yield from fn(self, request, context)
             except Exception as exc:  # noqa: BLE001
@@ -225,6 +226,8 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
 
     @_unary(pb.InsertResponse)
     def ArrowInsert(self, request, context):
+        if isinstance(request, bytes):  # as make_server registers it: see tsdb/wire.py
+            request = _call.request = wire.parse_arrow_insert(request)
         t, v = arrowio.decode_points(request.arrowBytes)
         return self._insert(request, t, v)
 
@@ -370,7 +373,15 @@ def make_server(store: Store, address: str = "127.0.0.1:4410", workers: int = 8,
                          options=[("grpc.max_receive_message_length", max_request_bytes),
                                   ("grpc.max_send_message_length", -1),
                                   ("grpc.so_reuseport", 0)])
-    pb_grpc.add_BTrDBServicer_to_server(BTrDBServicer(store, requests), server)
+    servicer = BTrDBServicer(store, requests)
+    # ArrowInsert takes its request as bytes (tsdb/wire.py); gRPC asks the handlers in
+    # the order added, so this one comes before the generated ones.
+    arrow_insert = grpc.unary_unary_rpc_method_handler(
+        servicer.ArrowInsert,
+        response_serializer=pb.InsertResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "v5api.BTrDB", {"ArrowInsert": arrow_insert}),))
+    pb_grpc.add_BTrDBServicer_to_server(servicer, server)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as exc:  # grpcio raises RuntimeError when it cannot bind

@@ -172,12 +172,17 @@ class Store:
         new_version = version + 1
         rows = chunks.rows_between(conn, sid, int(t[0]), int(t[-1]))
         starts = np.array([r.start for r in rows], np.int64)
-        owner = np.searchsorted(starts, t, "right") - 1  # -1: before the first chunk
-        cuts = np.flatnonzero(owner[1:] != owner[:-1]) + 1
+        # The points of chunk c are t[edges[c + 1]:edges[c + 2]] (c = -1: before the
+        # first chunk): t is sorted, so search the few chunk starts in t rather than
+        # every point among the starts.
+        edges = np.r_[0, np.searchsorted(t, starts, "left"), len(t)].tolist()
         writes: list[tuple[int, chunks.Points]] = []
         dirty, fresh, changes = [], [], []
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(t)]):
-            nt, nv, c = t[lo:hi], v[lo:hi], int(owner[lo])
+        for c in range(-1, len(rows)):
+            lo, hi = edges[c + 1], edges[c + 2]
+            if lo == hi:
+                continue
+            nt, nv = t[lo:hi], v[lo:hi]
             old, base = chunks.empty_points(), chunks.floor_align(int(nt[0]))
             if c >= 0:
                 r = rows[c]
