@@ -63,10 +63,37 @@ def read(db, uuid: uuidlib.UUID, start: int, end: int) -> tuple[np.ndarray, np.n
             np.fromiter((p.value for p in points), np.float64, len(points)))
 
 
-def next_time(db, uuid: uuidlib.UUID, at: int) -> int | None:
-    """The time of the first point at or after ``at``, or None."""
-    found = db.stream_from_uuid(uuid).nearest(at, 0, backward=False)
+def next_time(db, uuid: uuidlib.UUID, at: int, backward: bool = False) -> int | None:
+    """The time of the first point at or after ``at`` (``backward``: the last before
+    it), or None."""
+    found = db.stream_from_uuid(uuid).nearest(at, 0, backward=backward)
     return None if found is None else int(found[0].time)
+
+
+def first_in(db, uuid: uuidlib.UUID, within: list[Range]) -> int | None:
+    """The time of the stream's first point in any of the sorted, disjoint ranges
+    ``within``, or None: one ``nearest`` query per range it skips."""
+    i = 0
+    while i < len(within):
+        t = next_time(db, uuid, within[i][0])
+        if t is None:
+            return None
+        while i < len(within) and within[i][1] <= t:
+            i += 1
+        if i < len(within) and within[i][0] <= t:
+            return t
+    return None
+
+
+def count_about(db, uuid: uuidlib.UUID, within: list[Range]) -> int:
+    """The stream's points in the ranges, from statistics: about 64 aligned windows a
+    range, so a range's count may include up to two windows' worth beside it."""
+    stream = db.stream_from_uuid(uuid)
+    total = 0
+    for a, b in within:
+        pw = min(62, max(20, ((b - a) // 64).bit_length()))
+        total += sum(w.count for w, _ in stream.aligned_windows(a, b, pw))
+    return total
 
 
 def replace(db, uuid: uuidlib.UUID, start: int, end: int, t: np.ndarray,

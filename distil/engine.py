@@ -34,7 +34,7 @@ from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describ
 from . import btrdbio, ranges
 from .distillate import Instance, Outputs, Series
 from .ranges import MAXIMUM_TIME, MINIMUM_TIME, Range
-from .state import InstanceState, StateStore
+from .state import Backlog, InstanceState, Store
 
 log = logging.getLogger("distil")
 
@@ -50,6 +50,7 @@ class DistillateFailed(Exception):
 class Options:
     chunk_ns: int = 600 * SECOND          # at most this much output time per chunk
     slice_s: float = 2.0                  # work on one instance at most this long a turn
+    measure_s: float = 5.0                # measure an owing instance's backlog this often
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,19 +66,6 @@ class Bound:
         d = self.instance.distillate
         ins = ",".join(f"{r}={u}" for r, u in sorted(self.inputs.items()))
         return f"{d.name} v{d.version} ({type(d).__module__}.{type(d).__qualname__}) {ins}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Backlog:
-    """How far behind an instance is."""
-
-    owed: list[Range]          # ranges to recompute, including changes not yet seen
-    points: int                # input points in them (from BTrDB's statistics)
-    oldest_ns: int | None      # the start of the first owed range with input points
-
-    @property
-    def span_ns(self) -> int:
-        return ranges.total(self.owed)
 
 
 def _fmt(t: int) -> str:
@@ -103,7 +91,7 @@ def _from_btrdb(exc: BaseException) -> bool:
 class Engine:
     """Keeps a set of instances current (see the module docstring)."""
 
-    def __init__(self, btrdb: Btrdb, state: StateStore, options: Options = Options(), *,
+    def __init__(self, btrdb: Btrdb, state: Store, options: Options = Options(), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.btrdb = btrdb
         self.state = state
@@ -116,6 +104,7 @@ class Engine:
         self._waiting: dict[str, str] = {}      # name -> why it waits (input missing)
         self._outage = Outage(btrdb.what)
         self._stop = threading.Event()
+        self._measured: dict[str, tuple[float, tuple]] = {}   # name -> (when, what)
 
     # -- the set of instances -----------------------------------------------------
     def set_instances(self, instances: Iterable[Instance]) -> None:
@@ -136,6 +125,10 @@ class Engine:
                 self._bound.pop(name, None)
                 self._retry_at.pop(name, None)
         self.instances = new
+        try:
+            self.state.activate(set(new))
+        except Exception as exc:  # noqa: BLE001 - the status report only; go on
+            log.warning("cannot record the instances in the state: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -276,6 +269,7 @@ class Engine:
         self._outage.succeeded()
         self._waiting.pop(inst.name, None)
         self._backoff.pop(inst.name, None)
+        self._record_backlog(bound, st)
         if chunks:
             self.state.succeeded(inst.name, written)
             log.debug("instance %s: %d chunks, %d points", inst.name, chunks, written)
@@ -327,29 +321,64 @@ class Engine:
                 self._stop.wait(poll_interval)
 
     # -- reports and requests -------------------------------------------------------
-    def backlog(self, inst: Instance) -> Backlog:
-        """What the instance owes now, with changes it has not yet seen (read only)."""
-        db = self.btrdb.get()
-        bound = self.bind(inst)
-        st = self.state.load(inst.name)
+    def owed(self, bound: Bound, st: InstanceState) -> list[Range]:
+        """What the instance owes, with the changes it has not yet seen (read only)."""
         if st.signature != bound.signature:
-            owed = [EVERYTHING]
-        else:
-            lead, trail = self._margins(inst)
-            changed = []
-            for uu in bound.inputs.values():
-                changed += btrdbio.changes(db, uu, st.consumed.get(str(uu), 0))[0]
-            owed = ranges.merge(st.pending + ranges.widen(changed, trail, lead)
-                                + [r for _, r in self.state.requests(inst.name)])
-        points, oldest = 0, None
+            return [EVERYTHING]
+        db = self.btrdb.get()
+        lead, trail = self._margins(bound.instance)
+        changed = []
         for uu in bound.inputs.values():
-            stream = db.stream_from_uuid(uu)
-            for a, b in owed:
-                for w, _ in stream.aligned_windows(a, b, 36):
-                    points += w.count
-                    if w.count and (oldest is None or w.time < oldest):
-                        oldest = max(w.time, a)
-        return Backlog(owed, points, oldest)
+            changed += btrdbio.changes(db, uu, st.consumed.get(str(uu), 0))[0]
+        return ranges.merge(st.pending + ranges.widen(changed, trail, lead)
+                            + [r for _, r in self.state.requests(bound.instance.name)])
+
+    def measure(self, bound: Bound, owed: list[Range]) -> Backlog:
+        """How far behind ``owed`` puts the instance: the input points in it (from
+        BTrDB's statistics, so about: a window at each end may count a little more),
+        and the time from the oldest owed input point to the newest input point."""
+        now = time.time()
+        if not owed:
+            return Backlog(0, 0, None, now)
+        db = self.btrdb.get()
+        points, oldest, newest = 0, None, None
+        for uu in bound.inputs.values():
+            first = btrdbio.first_in(db, uu, owed)
+            if first is None:
+                continue
+            oldest = first if oldest is None else min(oldest, first)
+            last = btrdbio.next_time(db, uu, MAXIMUM_TIME - 1, backward=True)
+            newest = last if newest is None or (last or 0) > newest else newest
+            points += btrdbio.count_about(db, uu, owed)
+        if oldest is None:
+            return Backlog(0, 0, None, now)
+        return Backlog(points, max(0, (newest or oldest) - oldest), oldest, now)
+
+    def backlog(self, inst: Instance) -> Backlog:
+        """How far behind the instance is now, changes not yet seen included."""
+        bound = self.bind(inst)
+        return self.measure(bound, self.owed(bound, self.state.load(inst.name)))
+
+    def _record_backlog(self, bound: Bound, st: InstanceState) -> None:
+        """Measure and record the backlog after a turn: at once when the instance
+        became current, at most every ``measure_s`` while it owes, and every 30 s
+        anyway (so the status report can tell a stopped service)."""
+        name = bound.instance.name
+        now = self.clock()
+        last_at, last = self._measured.get(name, (None, None))
+        age = None if last_at is None else now - last_at
+        if not st.pending:
+            if last == (0, 0) and age is not None and age < 30:
+                return
+        elif age is not None and age < self.options.measure_s:
+            return
+        try:
+            b = self.measure(bound, st.pending)
+            self.state.measured(name, b)
+        except Exception as exc:  # noqa: BLE001 - a report; the work goes on
+            log.debug("instance %s: backlog not measured: %s", name, describe_error(exc))
+            return
+        self._measured[name] = (now, (b.points, b.lag_ns))
 
     def request(self, inst: Instance, r: Range) -> None:
         """Owe ``r`` again (``qss-distil run``, ``reset``): taken on the instance's next

@@ -5,27 +5,22 @@ poll), and where the engine keeps its state.
 from __future__ import annotations
 
 import logging
-import os
 
 from qss.settings import Settings
 from qss.upmuconfig import UpmuConfigError, UpmuList, fingerprint
 
 from .catalog import angle_difference_instances, builtin_instances
 from .distillate import Instance
-from .state import FILENAME
+from .state import location
 from .userdir import load_folder, user_instances
 
 log = logging.getLogger("distil")
 
 
 def state_path(settings: Settings) -> str:
-    """``[distil] state``, else ``distil.db`` beside the SQLite queue (or in ``[paths]
-    srv`` for MongoDB)."""
-    if settings.distil.state:
-        return settings.distil.state
-    queue_db = settings.queue.sqlite_path
-    folder = os.path.dirname(queue_db) if queue_db else settings.paths.srv
-    return os.path.join(folder, FILENAME)
+    """``[distil] state``, else MongoDB beside a MongoDB queue (its URL), else
+    ``distil.db`` beside the SQLite queue."""
+    return location(settings)
 
 
 def instances_for(settings: Settings, upmus: list, modules=()) -> tuple[list[Instance],
