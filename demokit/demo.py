@@ -129,7 +129,8 @@ class Demo:
                                f"(./dev demo stop)")
         r = self.root
         for d in ("etc/qss", "etc/supervisor/conf.d", "var/run", "var/log/supervisor",
-                  "var/lib/qss", "ssd/data", "ssd/srv", "home/manager"):
+                  "var/lib/qss", "ssd/data", "ssd/srv", "home/manager",
+                  "home/manager/distillates"):
             (r / d).mkdir(parents=True, exist_ok=True)
         self.sim_conf.unlink(missing_ok=True)
         self.ini.write_text(
@@ -142,6 +143,8 @@ class Demo:
             f"[btrdb]\nendpoints = 127.0.0.1:{ports.grpc}\n"
             f"[receiver]\nlisten = 127.0.0.1:{ports.receiver}\n"
             f"[store]\ngrpc = 127.0.0.1:{ports.grpc}\nhttp = 127.0.0.1:{ports.http}\n"
+            # Your own distillates (manual ch. 17): *.py files dropped here.
+            f"[distil]\ndistillates = {r}/home/manager/distillates\n"
             + (f"[plotter]\n# plain HTTP on loopback (the appliance: HTTPS on 443)\n"
                f"listen = 127.0.0.1:{ports.plotter}\ncertificate =\nkey =\nredirect = off\n"
                if ports.plotter else ""))

@@ -124,6 +124,9 @@ class Engine:
             if old != inst:
                 self._bound.pop(name, None)
                 self._retry_at.pop(name, None)
+            elif old is not inst and name in self._bound:
+                # The same computation from a reloaded file: its new code from now on.
+                self._bound[name] = dataclasses.replace(self._bound[name], instance=inst)
         self.instances = new
         try:
             self.state.activate(set(new))
@@ -252,7 +255,7 @@ class Engine:
         except DistillateFailed as exc:
             failures = self.state.failed(inst.name, str(exc))
             delay = self._retry_later(inst.name)
-            log.error("%s (failure %d in a row; retrying in %.0f s)", exc, failures, delay)
+            log.error("%s (failure %d in a row; retrying in %.1f s)", exc, failures, delay)
             return True
         except Exception as exc:  # noqa: BLE001 - BTrDB or state failures: retry
             reason = describe_error(exc)

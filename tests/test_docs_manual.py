@@ -180,7 +180,7 @@ def console_scripts() -> set[str]:
 def test_manual_has_every_chapter_and_a_table_of_contents():
     toc = (MANUAL / "README.md").read_text(encoding="utf-8")
     chapters = sorted(p.name for p in MANUAL.glob("[0-9][0-9]-*.md"))
-    assert len(chapters) == 14       # the original's 13, and the plotter (14)
+    assert len(chapters) == 15       # the original's 13, the plotter (14), derived streams (17)
     for name in chapters:
         assert f"({name})" in toc, f"README.md does not link {name}"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -224,7 +224,7 @@ def test_markers_are_known_and_appliance_only_says_why():
     for block in BLOCKS + README_DEMO:
         for key, value in block.markers:
             assert key in ("appliance-only", "stdin", "expect", "exit", "follows",
-                           "demo"), block.id
+                           "demo", "file"), block.id
             if key == "appliance-only":
                 assert value, f"{block.id}: appliance-only needs a reason"
             if key == "expect":
@@ -350,7 +350,13 @@ def _run(box: Sandbox, block: Block) -> tuple[int, str]:
         text, cwd = block.text, str(box.root.parent)    # the suite's folder
         env = {k: v for k, v in box.env.items() if k not in ("QSS_CONFIG", "PATH")}
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-    if block.lang == "sh":
+    if block.marker("file"):
+        # A file to save (chapter 17's distillate): written where it says, then run.
+        path = Path(box.map(block.marker("file")[0]))
+        assert block.lang == "python" and str(path).startswith(str(box.root)), block.id
+        _write(path, block.text)
+        argv = [sys.executable, str(path)]
+    elif block.lang == "sh":
         argv = ["bash", "-e", "-o", "pipefail", "-c", text]
     elif block.lang == "upmu-adm":
         argv, stdin = [str(BIN / "upmu-adm")], text + stdin
