@@ -17,6 +17,19 @@ ANNOTATIONS = ("distil/distillate", "distil/version", "distil/instance", "distil
                "distil/input/")
 
 
+#: Points per Arrow insert RPC: a 600 s chunk of a 120 Hz output in one call (the
+#: client cuts at 50,000; sync2q sends up to this many, well under gRPC's 4 MB).
+INSERT_POINTS = 172_800
+
+
+def raise_client_batch(points: int = INSERT_POINTS) -> None:
+    """Let the official client send up to ``points`` points per Arrow insert RPC (it
+    cuts ``Stream.arrow_insert`` tables at ``btrdb.stream.INSERT_BATCH_SIZE``): one call
+    per output and chunk instead of two. Process-wide; qss-distil's own process."""
+    import btrdb.stream
+    btrdb.stream.INSERT_BATCH_SIZE = max(int(btrdb.stream.INSERT_BATCH_SIZE), points)
+
+
 class InputMissing(Exception):
     """An input stream does not exist (yet): the instance waits for it."""
 
@@ -70,6 +83,13 @@ def next_time(db, uuid: uuidlib.UUID, at: int, backward: bool = False) -> int | 
     return None if found is None else int(found[0].time)
 
 
+def end_of(db, uuid: uuidlib.UUID) -> int:
+    """Just past the stream's last point (the earliest time when it has none)."""
+    from .ranges import MAXIMUM_TIME, MINIMUM_TIME
+    last = next_time(db, uuid, MAXIMUM_TIME - 1, backward=True)
+    return MINIMUM_TIME if last is None else last + 1
+
+
 def first_in(db, uuid: uuidlib.UUID, within: list[Range]) -> int | None:
     """The time of the stream's first point in any of the sorted, disjoint ranges
     ``within``, or None: one ``nearest`` query per range it skips."""
@@ -97,10 +117,12 @@ def count_about(db, uuid: uuidlib.UUID, within: list[Range]) -> int:
 
 
 def replace(db, uuid: uuidlib.UUID, start: int, end: int, t: np.ndarray,
-            v: np.ndarray) -> None:
-    """Make the stream hold exactly (t, v) in [start, end): delete, then insert."""
+            v: np.ndarray, delete: bool = True) -> None:
+    """Make the stream hold exactly (t, v) in [start, end): delete, then insert
+    (``delete=False``: the caller knows the range holds nothing)."""
     stream = db.stream_from_uuid(uuid)
-    stream.delete(start, end)
+    if delete:
+        stream.delete(start, end)
     if not len(t):
         return
     if db._ARROW_ENABLED:
