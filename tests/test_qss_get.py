@@ -145,7 +145,9 @@ def test_actions_are_a_table_of_mutually_exclusive_flags():
                                  "argument --version"),
     (["-u", "/mnt", "-p", "apcupsd"], "qss-get: error: argument -p/--packages: not allowed "
                                       "with argument -u/--update"),
-    (["--version", "--upgrade"], "qss-get: error: unrecognized arguments: --upgrade"),
+    (["--version", "--upgrade"], "qss-get: error: unrecognised option '--upgrade'"),
+    (["--status", "--bogus", "stray"], "qss-get: error: unrecognised arguments '--bogus', "
+                                       "'stray'"),
 ])
 def test_an_invalid_call_prints_usage_and_exits_2(capsys, argv, error):
     assert main(argv) == ExitStatus.USAGE

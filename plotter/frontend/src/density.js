@@ -1,4 +1,4 @@
-// The plotter's data-density strip (loaded after app.js).
+// The plotter's data-density strip (loaded after lib.js).
 "use strict";
 (function (lib) {
   const { $, api, state } = lib;

@@ -1,4 +1,4 @@
-// The plotter's measuring cursors (loaded after app.js).
+// The plotter's measuring cursors (loaded after lib.js).
 "use strict";
 (function (lib) {
   const { $, NS, fmtNum, fmtTime, state } = lib;

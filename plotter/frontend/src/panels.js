@@ -1,4 +1,4 @@
-// The plotter's data usage gauge and health panel (loaded after app.js).
+// The plotter's data usage gauge and health panel (loaded after lib.js).
 "use strict";
 (function (lib) {
   const { $, api } = lib;
