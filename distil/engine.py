@@ -182,7 +182,21 @@ class Engine:
         lead, trail = self._margins(inst)
         changed, consumed = [], dict(st.consumed)
         for uu in bound.inputs.values():
-            found, to = btrdbio.changes(db, uu, consumed.get(str(uu), 0))
+            since = consumed.get(str(uu), 0)
+            try:
+                found, to = btrdbio.changes(db, uu, since)
+            except Exception:
+                # A server refuses a start version past the stream's: see which it is.
+                to = btrdbio.version(db, uu)
+                if to >= since:
+                    raise
+            if to < since:
+                # The input's version went back: a new database (qss-get --newdb, a
+                # restore). What was consumed means nothing there: owe everything.
+                log.info("instance %s: input %s is at version %d, before the %d "
+                         "consumed (a new database?); computing everything", inst.name,
+                         uu, to, since)
+                found = [EVERYTHING]
             changed += found
             consumed[str(uu)] = to
         if consumed != st.consumed or taken:
@@ -342,7 +356,13 @@ class Engine:
         lead, trail = self._margins(bound.instance)
         changed = []
         for uu in bound.inputs.values():
-            changed += btrdbio.changes(db, uu, st.consumed.get(str(uu), 0))[0]
+            since = st.consumed.get(str(uu), 0)
+            try:
+                changed += btrdbio.changes(db, uu, since)[0]
+            except Exception:
+                if btrdbio.version(db, uu) >= since:
+                    raise
+                return [EVERYTHING]         # a new database: see refresh()
         return ranges.merge(st.pending + ranges.widen(changed, trail, lead)
                             + [r for _, r in self.state.requests(bound.instance.name)])
 

@@ -252,3 +252,29 @@ def test_angle_difference_between_two_upmus_matches_numpy(btrdb, tmp_path):
     np.testing.assert_allclose(got[1], d, rtol=0, atol=1e-9)
     assert np.all((got[1] >= -180) & (got[1] < 180))
     assert_same_as_scratch(btrdb, tmp_path, insts, "angles")
+
+
+def test_an_input_whose_version_went_back_is_computed_again(btrdb, tmp_path, caplog):
+    """After ``qss-get --newdb`` or a restore, an input's version is below the one the
+    state consumed: Changes since then says nothing, so the engine owes everything."""
+    ul = upmu_list("P3000093", first=93)
+    u = ul.upmus[0]
+    create_streams(btrdb, u)
+    db = btrdb.get()
+    put(db, u, records(u.serial, T0, 20))
+    eng = engine(btrdb, tmp_path)
+    inst = catalog.builtin_instances(ul.upmus, ["frequency"])[0]
+    eng.set_instances([inst])
+    eng.catch_up(timeout=60)
+    out = inst.output_uuid("FREQ_L1")
+    db.stream_from_uuid(out).delete(T0 * S, (T0 + 20) * S)       # as a new database would
+    st = eng.state.load(inst.name)
+    key = str(u.streams["L1ANG"].uuid)
+    st.consumed[key] += 10**6                                     # the old database's
+    eng.state.save(inst.name, st)
+    caplog.set_level(logging.INFO, "distil")
+    eng.catch_up(timeout=60)
+    assert len(read(db, out)[0]) == 19 * 120
+    assert any("consumed (a new database?); computing everything" in r.getMessage()
+               for r in caplog.records)
+    assert eng.state.load(inst.name).consumed[key] < st.consumed[key]
