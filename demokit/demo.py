@@ -5,7 +5,8 @@
 ``var/log``, ``var/run``), renders supervisord's files with the same library code as
 ``qss-get --config qss`` (:mod:`installer.components`, for a :class:`Layout` whose prefix
 is the folder, run as the current user), starts supervisord with the programs btrdb
-(the embedded BTrDB), receiver and sync2q (the embedded SQLite queue), registers the
+(the embedded BTrDB), receiver, sync2q (the embedded SQLite queue) and distil (derived
+streams: frequency, power, ... of every uPMU within seconds of its data), registers the
 simulated uPMUs with ``upmu-adm -c "add ...; save"``, and then adds one supervisor
 program per simulated uPMU (``qss-sim``), each back from an hour offline: it pushes
 that hour first, then a file a minute. Everything listens on 127.0.0.1 only; nothing
@@ -36,6 +37,7 @@ from installer import files
 from installer.components import (Layout, Program, plotter_program, program_block, programs,
                                   qss_files, tools_files)
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
+from qss.distilstate import location as distil_location
 from qss.settings import load_settings
 from qss.status import Probes, report, supervisor_programs, watch
 from qss.upmuconfig import UpmuList
@@ -127,7 +129,8 @@ class Demo:
                                f"(./dev demo stop)")
         r = self.root
         for d in ("etc/qss", "etc/supervisor/conf.d", "var/run", "var/log/supervisor",
-                  "var/lib/qss", "ssd/data", "ssd/srv", "home/manager"):
+                  "var/lib/qss", "ssd/data", "ssd/srv", "home/manager",
+                  "home/manager/distillates"):
             (r / d).mkdir(parents=True, exist_ok=True)
         self.sim_conf.unlink(missing_ok=True)
         self.ini.write_text(
@@ -140,6 +143,8 @@ class Demo:
             f"[btrdb]\nendpoints = 127.0.0.1:{ports.grpc}\n"
             f"[receiver]\nlisten = 127.0.0.1:{ports.receiver}\n"
             f"[store]\ngrpc = 127.0.0.1:{ports.grpc}\nhttp = 127.0.0.1:{ports.http}\n"
+            # Your own distillates (manual ch. 17): *.py files dropped here.
+            f"[distil]\ndistillates = {r}/home/manager/distillates\n"
             f"[plotter]\ntagconfig = {r}/home/manager/mr-plotter/tools/tagconfig.json\n"
             + (f"# plain HTTP on loopback (the appliance: HTTPS on 443)\n"
                f"listen = 127.0.0.1:{ports.plotter}\ncertificate =\nkey =\nredirect = off\n"
@@ -176,7 +181,8 @@ class Demo:
         return Ports(**json.loads(self.state.read_text()))
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start supervisord (it detaches) and wait until btrdb, receiver and sync2q run.
+        """Start supervisord (it detaches) and wait until its programs (btrdb, receiver,
+        sync2q, distil) run.
 
         Raises:
             CommandError: supervisord or a program did not start (with the log's tail).
@@ -300,6 +306,7 @@ class Demo:
         """The appliance's status report (as upmu-adm status), with the time."""
         settings = load_settings(str(self.ini), environ={})
         with Probes(queue_url=settings.queue.url, srv=settings.paths.srv,
+                    distil_state=distil_location(settings),
                     max_disk_percent=settings.receiver.max_disk_percent,
                     supervisor=lambda: supervisor_programs(
                         (str(BIN / "supervisorctl"), "-c", str(self.conf), "status"))) as probes:
@@ -379,7 +386,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     demo.write(ports)
     print(f"Starting supervisord in {demo.root}: btrdb (gRPC 127.0.0.1:{ports.grpc}, REST "
           f"127.0.0.1:{ports.http}), receiver (127.0.0.1:{ports.receiver}), sync2q, "
-          f"mr-plotter (http://127.0.0.1:{ports.plotter}/)", flush=True)
+          f"distil, mr-plotter (http://127.0.0.1:{ports.plotter}/)", flush=True)
     demo.start()
     serials = demo.register(args.devices)
     print(f"Registered {', '.join(serials)} with upmu-adm (add ...; save)", flush=True)

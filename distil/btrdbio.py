@@ -17,6 +17,19 @@ ANNOTATIONS = ("distil/distillate", "distil/version", "distil/instance", "distil
                "distil/input/")
 
 
+#: Points per Arrow insert RPC: a 600 s chunk of a 120 Hz output in one call (the
+#: client cuts at 50,000; sync2q sends up to this many, well under gRPC's 4 MB).
+INSERT_POINTS = 172_800
+
+
+def raise_client_batch(points: int = INSERT_POINTS) -> None:
+    """Let the official client send up to ``points`` points per Arrow insert RPC (it
+    cuts ``Stream.arrow_insert`` tables at ``btrdb.stream.INSERT_BATCH_SIZE``): one call
+    per output and chunk instead of two. Process-wide; qss-distil's own process."""
+    import btrdb.stream
+    btrdb.stream.INSERT_BATCH_SIZE = max(int(btrdb.stream.INSERT_BATCH_SIZE), points)
+
+
 class InputMissing(Exception):
     """An input stream does not exist (yet): the instance waits for it."""
 
@@ -63,17 +76,53 @@ def read(db, uuid: uuidlib.UUID, start: int, end: int) -> tuple[np.ndarray, np.n
             np.fromiter((p.value for p in points), np.float64, len(points)))
 
 
-def next_time(db, uuid: uuidlib.UUID, at: int) -> int | None:
-    """The time of the first point at or after ``at``, or None."""
-    found = db.stream_from_uuid(uuid).nearest(at, 0, backward=False)
+def next_time(db, uuid: uuidlib.UUID, at: int, backward: bool = False) -> int | None:
+    """The time of the first point at or after ``at`` (``backward``: the last before
+    it), or None."""
+    found = db.stream_from_uuid(uuid).nearest(at, 0, backward=backward)
     return None if found is None else int(found[0].time)
 
 
-def replace(db, uuid: uuidlib.UUID, start: int, end: int, t: np.ndarray,
-            v: np.ndarray) -> None:
-    """Make the stream hold exactly (t, v) in [start, end): delete, then insert."""
+def end_of(db, uuid: uuidlib.UUID) -> int:
+    """Just past the stream's last point (the earliest time when it has none)."""
+    from .ranges import MAXIMUM_TIME, MINIMUM_TIME
+    last = next_time(db, uuid, MAXIMUM_TIME - 1, backward=True)
+    return MINIMUM_TIME if last is None else last + 1
+
+
+def first_in(db, uuid: uuidlib.UUID, within: list[Range]) -> int | None:
+    """The time of the stream's first point in any of the sorted, disjoint ranges
+    ``within``, or None: one ``nearest`` query per range it skips."""
+    i = 0
+    while i < len(within):
+        t = next_time(db, uuid, within[i][0])
+        if t is None:
+            return None
+        while i < len(within) and within[i][1] <= t:
+            i += 1
+        if i < len(within) and within[i][0] <= t:
+            return t
+    return None
+
+
+def count_about(db, uuid: uuidlib.UUID, within: list[Range]) -> int:
+    """The stream's points in the ranges, from statistics: about 64 aligned windows a
+    range, so a range's count may include up to two windows' worth beside it."""
     stream = db.stream_from_uuid(uuid)
-    stream.delete(start, end)
+    total = 0
+    for a, b in within:
+        pw = min(62, max(20, ((b - a) // 64).bit_length()))
+        total += sum(w.count for w, _ in stream.aligned_windows(a, b, pw))
+    return total
+
+
+def replace(db, uuid: uuidlib.UUID, start: int, end: int, t: np.ndarray,
+            v: np.ndarray, delete: bool = True) -> None:
+    """Make the stream hold exactly (t, v) in [start, end): delete, then insert
+    (``delete=False``: the caller knows the range holds nothing)."""
+    stream = db.stream_from_uuid(uuid)
+    if delete:
+        stream.delete(start, end)
     if not len(t):
         return
     if db._ARROW_ENABLED:

@@ -23,10 +23,11 @@ from qss.cli import (CommandError, ExitStatus, add_traceback_argument, iso_time,
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
+from .btrdbio import raise_client_batch
 from .engine import EVERYTHING, Engine, Options, describe_range
 from .ranges import MAXIMUM_TIME, MINIMUM_TIME
 from .service import Catalog, instances_for, state_path
-from .state import StateError, StateStore
+from .state import StateError, describe, open_state
 from .userdir import load_folder
 
 log = logging.getLogger("distil")
@@ -137,11 +138,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"qss-distil: warning: {warning}", file=sys.stderr)
     path = state_path(settings)
     try:
-        state = StateStore(path)
+        state = open_state(path)
     except StateError as exc:
         raise CommandError(str(exc)) from None
     btrdb = Btrdb([str(e) for e in settings.btrdb.endpoints],
                   apikey=os.environ.get("BTRDB_API_KEY") or None)
+    raise_client_batch()
     engine = Engine(btrdb, state, Options(chunk_ns=int(args.chunk * SECOND)))
     try:
         if args.command == "serve":
@@ -150,26 +152,28 @@ def main(argv: Sequence[str]) -> int:
         if args.command == "list":
             return _list(engine, instances)
         if args.command == "run":
-            return _run(engine, instances, path, args)
+            return _run(engine, instances, path, settings, args)
         return _reset(engine, instances, args)
     finally:
         btrdb.close()
         state.close()
 
 
-def _lock(path: str) -> int:
-    lock = os.path.join(os.path.dirname(path) or ".", LOCK_FILE)
+def _lock(path: str, srv: str) -> int:
+    # Beside an SQLite state; in [paths] srv for a MongoDB one (one service a machine).
+    folder = srv if "://" in path else (os.path.dirname(path) or ".")
+    lock = os.path.join(folder, LOCK_FILE)
     try:
         return lockfile.hold(lock)
     except lockfile.LockError as exc:
         if exc.step == "held":
-            raise CommandError(f"another qss-distil (pid {exc.holder}) serves {path}; stop "
+            raise CommandError(f"another qss-distil (pid {exc.holder}) serves {describe(path)}; stop "
                                f"it first (sudo supervisorctl stop distil)") from None
         raise CommandError(f"cannot open {lock}: {exc.strerror}") from None
 
 
 def _serve(engine: Engine, settings, path: str, args) -> int:
-    _lock(path)
+    _lock(path, settings.paths.srv)
     _configure_logging(args.log_level)
 
     def handler(signum, frame):
@@ -181,7 +185,7 @@ def _serve(engine: Engine, settings, path: str, args) -> int:
     # Before the first line: once it is logged, a SIGTERM is a clean stop.
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
-    log.info("qss-distil: state in %s, BTrDB %s", path, engine.btrdb.endpoint)
+    log.info("qss-distil: state in %s, BTrDB %s", describe(path), engine.btrdb.endpoint)
     catalog = Catalog(settings)
     engine.serve(settings.distil.poll_interval, catalog.poll)
     log.info("qss-distil: stopped")
@@ -194,10 +198,9 @@ def _list(engine: Engine, instances) -> int:
         outputs = ", ".join(inst.distillate.outputs)
         try:
             b = engine.backlog(inst)
-            behind = (f"{b.points} points behind, {_human(b.span_ns)} owed" if b.owed
-                      else "current")
-            if b.owed and b.oldest_ns is not None:
-                behind += f" from {describe_range((b.oldest_ns, b.oldest_ns))[1:25]}"
+            behind = (f"{b.points} points behind, {_human(b.lag_ns)} of data, from "
+                      f"{describe_range((b.oldest_ns, b.oldest_ns))[1:25]}"
+                      if b.oldest_ns is not None else "current")
         except Exception as exc:  # noqa: BLE001 - one line per instance, go on
             behind = f"unknown ({describe_error(exc)})"
         status = engine.state.status(name)
@@ -209,7 +212,7 @@ def _list(engine: Engine, instances) -> int:
     return ExitStatus.OK
 
 
-def _run(engine: Engine, instances, path: str, args) -> int:
+def _run(engine: Engine, instances, path: str, settings, args) -> int:
     inst = _find(instances, args.name)
     if args.start is None or args.end is None:
         raise CommandError("run needs --from and --to", ExitStatus.USAGE)
@@ -218,7 +221,7 @@ def _run(engine: Engine, instances, path: str, args) -> int:
         raise CommandError("--from must be before --to", ExitStatus.USAGE)
     engine.request(inst, r)
     try:
-        fd = _lock(path)
+        fd = _lock(path, settings.paths.srv)
     except CommandError:
         print(f"asked the running qss-distil to recompute {inst.name} over "
               f"{describe_range(r)}; it does within seconds")

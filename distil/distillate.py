@@ -72,12 +72,12 @@ class Outputs:
         parts = self._parts[role]
         if not parts:
             return np.empty(0, np.int64), np.empty(0)
-        t = np.concatenate([p[0] for p in parts])
-        v = np.concatenate([p[1] for p in parts])
+        t = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+        v = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         keep = (t >= start) & (t < end) & np.isfinite(v)
         t, v = t[keep], v[keep]
-        if not len(t):
-            return t, v
+        if len(t) < 2 or bool(np.all(t[1:] > t[:-1])):
+            return t, v                 # the usual case: one part, in time order
         order = np.argsort(t, kind="stable")
         t, v = t[order], v[order]
         last = np.r_[t[1:] != t[:-1], True]

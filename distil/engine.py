@@ -34,7 +34,7 @@ from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describ
 from . import btrdbio, ranges
 from .distillate import Instance, Outputs, Series
 from .ranges import MAXIMUM_TIME, MINIMUM_TIME, Range
-from .state import InstanceState, StateStore
+from .state import Backlog, InstanceState, Store
 
 log = logging.getLogger("distil")
 
@@ -50,6 +50,7 @@ class DistillateFailed(Exception):
 class Options:
     chunk_ns: int = 600 * SECOND          # at most this much output time per chunk
     slice_s: float = 2.0                  # work on one instance at most this long a turn
+    measure_s: float = 5.0                # measure an owing instance's backlog this often
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,25 +60,15 @@ class Bound:
     instance: Instance
     inputs: dict[str, uuidlib.UUID]
     generation: int
+    #: Per output, a time no point is at or past (queried once; the engine is the
+    #: outputs' only writer): a chunk past it needs no delete first.
+    ends: dict[uuidlib.UUID, int] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def signature(self) -> str:
         d = self.instance.distillate
         ins = ",".join(f"{r}={u}" for r, u in sorted(self.inputs.items()))
         return f"{d.name} v{d.version} ({type(d).__module__}.{type(d).__qualname__}) {ins}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Backlog:
-    """How far behind an instance is."""
-
-    owed: list[Range]          # ranges to recompute, including changes not yet seen
-    points: int                # input points in them (from BTrDB's statistics)
-    oldest_ns: int | None      # the start of the first owed range with input points
-
-    @property
-    def span_ns(self) -> int:
-        return ranges.total(self.owed)
 
 
 def _fmt(t: int) -> str:
@@ -103,7 +94,7 @@ def _from_btrdb(exc: BaseException) -> bool:
 class Engine:
     """Keeps a set of instances current (see the module docstring)."""
 
-    def __init__(self, btrdb: Btrdb, state: StateStore, options: Options = Options(), *,
+    def __init__(self, btrdb: Btrdb, state: Store, options: Options = Options(), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.btrdb = btrdb
         self.state = state
@@ -116,6 +107,7 @@ class Engine:
         self._waiting: dict[str, str] = {}      # name -> why it waits (input missing)
         self._outage = Outage(btrdb.what)
         self._stop = threading.Event()
+        self._measured: dict[str, tuple[float, tuple]] = {}   # name -> (when, what)
 
     # -- the set of instances -----------------------------------------------------
     def set_instances(self, instances: Iterable[Instance]) -> None:
@@ -135,7 +127,14 @@ class Engine:
             if old != inst:
                 self._bound.pop(name, None)
                 self._retry_at.pop(name, None)
+            elif old is not inst and name in self._bound:
+                # The same computation from a reloaded file: its new code from now on.
+                self._bound[name] = dataclasses.replace(self._bound[name], instance=inst)
         self.instances = new
+        try:
+            self.state.activate(set(new))
+        except Exception as exc:  # noqa: BLE001 - the status report only; go on
+            log.warning("cannot record the instances in the state: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -183,7 +182,21 @@ class Engine:
         lead, trail = self._margins(inst)
         changed, consumed = [], dict(st.consumed)
         for uu in bound.inputs.values():
-            found, to = btrdbio.changes(db, uu, consumed.get(str(uu), 0))
+            since = consumed.get(str(uu), 0)
+            try:
+                found, to = btrdbio.changes(db, uu, since)
+            except Exception:
+                # A server refuses a start version past the stream's: see which it is.
+                to = btrdbio.version(db, uu)
+                if to >= since:
+                    raise
+            if to < since:
+                # The input's version went back: a new database (qss-get --newdb, a
+                # restore). What was consumed means nothing there: owe everything.
+                log.info("instance %s: input %s is at version %d, before the %d "
+                         "consumed (a new database?); computing everything", inst.name,
+                         uu, to, since)
+                found = [EVERYTHING]
             changed += found
             consumed[str(uu)] = to
         if consumed != st.consumed or taken:
@@ -222,13 +235,20 @@ class Engine:
                 raise DistillateFailed(
                     f"instance {inst.name}: {d.describe()} failed over "
                     f"{describe_range((x, y))}: {type(exc).__name__}: {exc}") from exc
-        written = 0
-        for role in d.outputs:
+        ends = bound.ends
+
+        def write(role: str) -> int:
+            uu = inst.output_uuid(role)
             t, v = outputs.points(role, x, y)
-            btrdbio.replace(db, inst.output_uuid(role), x, y, t, v)
-            written += len(t)
-        for role in d.outputs:
-            btrdbio.flush(db, inst.output_uuid(role))
+            end = ends.get(uu)
+            if end is None:
+                end = btrdbio.end_of(db, uu)
+            # Raised before writing: whatever happens next, no point is at or past it.
+            ends[uu] = max(end, y)
+            btrdbio.replace(db, uu, x, y, t, v, delete=end > x)
+            btrdbio.flush(db, uu)
+            return len(t)
+        written = sum(map(write, d.outputs))
         st.pending = ranges.subtract(st.pending, (x, y))
         self.state.save(inst.name, st)
         return written
@@ -259,7 +279,7 @@ class Engine:
         except DistillateFailed as exc:
             failures = self.state.failed(inst.name, str(exc))
             delay = self._retry_later(inst.name)
-            log.error("%s (failure %d in a row; retrying in %.0f s)", exc, failures, delay)
+            log.error("%s (failure %d in a row; retrying in %.1f s)", exc, failures, delay)
             return True
         except Exception as exc:  # noqa: BLE001 - BTrDB or state failures: retry
             reason = describe_error(exc)
@@ -276,6 +296,7 @@ class Engine:
         self._outage.succeeded()
         self._waiting.pop(inst.name, None)
         self._backoff.pop(inst.name, None)
+        self._record_backlog(bound, st)
         if chunks:
             self.state.succeeded(inst.name, written)
             log.debug("instance %s: %d chunks, %d points", inst.name, chunks, written)
@@ -327,29 +348,70 @@ class Engine:
                 self._stop.wait(poll_interval)
 
     # -- reports and requests -------------------------------------------------------
-    def backlog(self, inst: Instance) -> Backlog:
-        """What the instance owes now, with changes it has not yet seen (read only)."""
-        db = self.btrdb.get()
-        bound = self.bind(inst)
-        st = self.state.load(inst.name)
+    def owed(self, bound: Bound, st: InstanceState) -> list[Range]:
+        """What the instance owes, with the changes it has not yet seen (read only)."""
         if st.signature != bound.signature:
-            owed = [EVERYTHING]
-        else:
-            lead, trail = self._margins(inst)
-            changed = []
-            for uu in bound.inputs.values():
-                changed += btrdbio.changes(db, uu, st.consumed.get(str(uu), 0))[0]
-            owed = ranges.merge(st.pending + ranges.widen(changed, trail, lead)
-                                + [r for _, r in self.state.requests(inst.name)])
-        points, oldest = 0, None
+            return [EVERYTHING]
+        db = self.btrdb.get()
+        lead, trail = self._margins(bound.instance)
+        changed = []
         for uu in bound.inputs.values():
-            stream = db.stream_from_uuid(uu)
-            for a, b in owed:
-                for w, _ in stream.aligned_windows(a, b, 36):
-                    points += w.count
-                    if w.count and (oldest is None or w.time < oldest):
-                        oldest = max(w.time, a)
-        return Backlog(owed, points, oldest)
+            since = st.consumed.get(str(uu), 0)
+            try:
+                changed += btrdbio.changes(db, uu, since)[0]
+            except Exception:
+                if btrdbio.version(db, uu) >= since:
+                    raise
+                return [EVERYTHING]         # a new database: see refresh()
+        return ranges.merge(st.pending + ranges.widen(changed, trail, lead)
+                            + [r for _, r in self.state.requests(bound.instance.name)])
+
+    def measure(self, bound: Bound, owed: list[Range]) -> Backlog:
+        """How far behind ``owed`` puts the instance: the input points in it (from
+        BTrDB's statistics, so about: a window at each end may count a little more),
+        and the time from the oldest owed input point to the newest input point."""
+        now = time.time()
+        if not owed:
+            return Backlog(0, 0, None, now)
+        db = self.btrdb.get()
+        points, oldest, newest = 0, None, None
+        for uu in bound.inputs.values():
+            first = btrdbio.first_in(db, uu, owed)
+            if first is None:
+                continue
+            oldest = first if oldest is None else min(oldest, first)
+            last = btrdbio.next_time(db, uu, MAXIMUM_TIME - 1, backward=True)
+            newest = last if newest is None or (last or 0) > newest else newest
+            points += btrdbio.count_about(db, uu, owed)
+        if oldest is None:
+            return Backlog(0, 0, None, now)
+        return Backlog(points, max(0, (newest or oldest) - oldest), oldest, now)
+
+    def backlog(self, inst: Instance) -> Backlog:
+        """How far behind the instance is now, changes not yet seen included."""
+        bound = self.bind(inst)
+        return self.measure(bound, self.owed(bound, self.state.load(inst.name)))
+
+    def _record_backlog(self, bound: Bound, st: InstanceState) -> None:
+        """Measure and record the backlog after a turn: at once when the instance
+        became current, at most every ``measure_s`` while it owes, and every 30 s
+        anyway (so the status report can tell a stopped service)."""
+        name = bound.instance.name
+        now = self.clock()
+        last_at, last = self._measured.get(name, (None, None))
+        age = None if last_at is None else now - last_at
+        if not st.pending:
+            if last == (0, 0) and age is not None and age < 30:
+                return
+        elif age is not None and age < self.options.measure_s:
+            return
+        try:
+            b = self.measure(bound, st.pending)
+            self.state.measured(name, b)
+        except Exception as exc:  # noqa: BLE001 - a report; the work goes on
+            log.debug("instance %s: backlog not measured: %s", name, describe_error(exc))
+            return
+        self._measured[name] = (now, (b.points, b.lag_ns))
 
     def request(self, inst: Instance, r: Range) -> None:
         """Owe ``r`` again (``qss-distil run``, ``reset``): taken on the instance's next

@@ -56,6 +56,7 @@ class PadSnap(Rebaser):
             raise ValueError(f"pad_snap needs a whole number of ticks a second, not {hz!r}")
         self.hz = hz
         self.margin_ns = -(-SECOND // hz)
+        self._last: tuple | None = None
 
     def describe(self) -> str:
         return f"pad_snap({self.hz})"
@@ -78,19 +79,35 @@ class PadSnap(Rebaser):
         stop += self.time_of(stop) < end
         return np.arange(first, max(first, stop), dtype=np.int64)
 
-    def rebase(self, t, v, start, end):
+    def _grid_times(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The grid of [start, end) and its times; the last one is kept, as every input
+        of a chunk is rebased on the same grid."""
+        cached = self._last
+        if cached is not None and cached[0] == (start, end):
+            return cached[1], cached[2]
         g = self.grid(start, end)
+        times = self.time_of(g)
+        times.flags.writeable = False       # shared by the inputs' Series
+        self._last = ((start, end), g, times)
+        return g, times
+
+    def rebase(self, t, v, start, end):
+        g, times = self._grid_times(start, end)
         out = np.full(len(g), np.nan)
         if len(g) and len(t):
             tick = self.tick_of(t)
             inside = (tick >= g[0]) & (tick <= g[-1])
             tick, tt, vv = tick[inside], t[inside], v[inside]
-            dist = np.abs(tt - self.time_of(tick))
-            order = np.lexsort((-tt, dist, tick))        # per tick: nearest, then latest
-            tick, vv = tick[order], vv[order]
-            first = np.r_[True, tick[1:] != tick[:-1]]
-            out[tick[first] - g[0]] = vv[first]
-        return self.time_of(g), out
+            if len(tick) < 2 or bool(np.all(tick[1:] > tick[:-1])):
+                # The usual case (a uPMU's samples, in time order): one point a tick.
+                out[tick - g[0]] = vv
+            else:
+                dist = np.abs(tt - self.time_of(tick))
+                order = np.lexsort((-tt, dist, tick))    # per tick: nearest, then latest
+                tick, vv = tick[order], vv[order]
+                first = np.r_[True, tick[1:] != tick[:-1]]
+                out[tick[first] - g[0]] = vv[first]
+        return times, out
 
 
 def passthrough() -> Passthrough:

@@ -12,20 +12,16 @@ from qss.upmuconfig import UpmuConfigError, UpmuList, fingerprint
 
 from .catalog import angle_difference_instances, builtin_instances
 from .distillate import Instance
-from .state import FILENAME
+from .state import location
 from .userdir import load_folder, user_instances
 
 log = logging.getLogger("distil")
 
 
 def state_path(settings: Settings) -> str:
-    """``[distil] state``, else ``distil.db`` beside the SQLite queue (or in ``[paths]
-    srv`` for MongoDB)."""
-    if settings.distil.state:
-        return settings.distil.state
-    queue_db = settings.queue.sqlite_path
-    folder = os.path.dirname(queue_db) if queue_db else settings.paths.srv
-    return os.path.join(folder, FILENAME)
+    """``[distil] state``, else MongoDB beside a MongoDB queue (its URL), else
+    ``distil.db`` beside the SQLite queue."""
+    return location(settings)
 
 
 def instances_for(settings: Settings, upmus: list, modules=()) -> tuple[list[Instance],
@@ -50,18 +46,50 @@ def instances_for(settings: Settings, upmus: list, modules=()) -> tuple[list[Ins
     return out, problems
 
 
+def folder_fingerprint(folder: str) -> tuple:
+    """What changes when a ``*.py`` of the folder is added, removed or rewritten."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+    except OSError as exc:
+        return ("error", exc.strerror)
+    out = []
+    for n in names:
+        try:
+            st = os.stat(os.path.join(folder, n))
+        except OSError:
+            continue
+        out.append((n, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 class Catalog:
-    """Follows ``upmuconfig.ini`` (and the distillates folder, read at start): :meth:`poll`
-    returns the instances when they may have changed, else None."""
+    """Follows ``upmuconfig.ini`` and the distillates folder: :meth:`poll` returns the
+    instances when either may have changed (a uPMU added, removed or renamed; a file
+    dropped in, edited or taken away), else None."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.modules, problems = (load_folder(settings.distil.distillates)
-                                  if settings.distil.distillates else ([], []))
+        self.modules: list[object] = []
+        self._seen = object()
+        self._folder_seen = object()
+        self._reported: set[str] = set()
+
+    def _reload_folder(self) -> bool:
+        folder = self.settings.distil.distillates
+        if not folder:
+            return False
+        current = folder_fingerprint(folder)
+        if current == self._folder_seen:
+            return False
+        first = not isinstance(self._folder_seen, tuple)
+        self._folder_seen = current
+        self.modules, problems = load_folder(folder)
         for line in problems:
             log.error("%s", line)
-        self._seen = object()
-        self._reported: set[str] = set()
+        if not first:
+            log.info("distillates folder %s changed: %d file(s) loaded", folder,
+                     len(self.modules))
+        return True
 
     def poll(self) -> list[Instance] | None:
         path = self.settings.paths.upmuconfig
@@ -69,7 +97,8 @@ class Catalog:
             current = fingerprint(path)
         except OSError as exc:
             current = ("error", str(exc))
-        if current == self._seen:
+        folder_changed = self._reload_folder()
+        if current == self._seen and not folder_changed:
             return None
         self._seen = current
         try:

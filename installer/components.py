@@ -4,8 +4,8 @@
 
 =========  ==============================================================================
 qss        /etc/qss/qss.ini (only when missing), /etc/supervisor/supervisord.conf,
-           /etc/supervisor/conf.d/qss.conf (programs btrdb, receiver, sync2q, metadata,
-           and mongo when the queue is a MongoDB on this machine),
+           /etc/supervisor/conf.d/qss.conf (programs btrdb, receiver, sync2q, distil,
+           metadata, and mongo when the queue is a MongoDB on this machine),
            /home/manager/mr-plotter/tools/accounts.py and tagconfig.json (only when
            missing; [plotter] tagconfig, manual ch. 10-11),
            /etc/systemd/system/supervisor.service.d/qss.conf, /etc/sysusers.d/qss.conf
@@ -173,6 +173,11 @@ def programs(settings: Settings, layout: Layout) -> list[Program]:
         Program("sync2q", "parses queued files and inserts them into BTrDB",
                 f"{layout.bindir}/qss-sync2q --config {qss_ini}",
                 priority=400, stopwaitsecs=60, environment=env),
+        # After sync2q, before the plotter: it needs only BTrDB, and stopping first
+        # (the reverse order) it finishes its chunk while BTrDB still serves.
+        Program("distil", "derived streams kept current: frequency, power, ... ([distil])",
+                f"{layout.bindir}/qss-distil --config {qss_ini}",
+                priority=420, stopwaitsecs=30, environment=env),
     ]
     out.append(metadata_program(layout))
     return out

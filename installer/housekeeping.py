@@ -18,11 +18,12 @@ import os
 from pathlib import Path
 
 from installer.clean import clean_synced as _clean_synced
+from qss.distilstate import location as distil_location
 from qss.queue import Queue, QueueError
 from qss.status import Probes, report, watch
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
-from .appliance import appliance_settings
+from .appliance import appliance_settings, place
 from .environment import Environment
 from .files import DeployError
 from .hooks import DataTools
@@ -50,7 +51,9 @@ def probes_for(env: Environment, tools: DataTools) -> tuple[Probes, DataPaths]:
     """
     settings = appliance_settings(env)
     paths = data_paths(env, settings)
+    where = distil_location(settings)
     probes = Probes(queue_url=paths.queue_url, srv=str(paths.srv),
+                    distil_state=where if "://" in where else str(place(env.root, where)),
                     max_disk_percent=settings.receiver.max_disk_percent,
                     open_queue=_existing_queue(tools, paths), disk_usage=tools.disk_usage,
                     supervisor=tools.programs,

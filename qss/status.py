@@ -1,6 +1,7 @@
 """Is data flowing? The status report shared by ``upmu-adm status`` and ``qss-get
---status``: per uPMU when its last file was received and its unsynced backlog, the data
-drive against the receiver's limit, and supervisor's programs.
+--status``: per uPMU when its last file was received and its unsynced backlog, how far
+behind the derived streams (qss-distil) are, the data drive against the receiver's
+limit, and supervisor's programs.
 
 Everything the report reads comes from a :class:`StatusSource` (the queue, the disk and
 supervisor probes, the clock), so tests inject them; a probe that cannot tell is one line
@@ -20,11 +21,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TextIO
 
+from qss.distilstate import StateError, Status, read_statuses
 from qss.queue import Queue, QueueError, SerialStats, open_queue
 from qss.queue.base import utcnow
 from qss.upmuconfig import Upmu
 
-__all__ = ["DiskUsage", "ProbeError", "Probes", "Program", "StatusSource", "age",
+__all__ = ["DiskUsage", "ProbeError", "distil_lines", "Probes", "Program", "StatusSource", "age",
            "disk_usage", "number", "report", "size", "supervisor_programs", "table",
            "tally", "watch", "when"]
 
@@ -173,6 +175,9 @@ class StatusSource(Protocol):
     def queue(self) -> Queue:
         """Raises QueueError."""
 
+    def distil_statuses(self) -> list[Status] | None:
+        """qss-distil's instances; None when it has recorded none. Raises ProbeError."""
+
 
 @dataclass
 class Probes:
@@ -183,6 +188,8 @@ class Probes:
 
     queue_url: str | None = None
     srv: str = "/ssd/srv"
+    #: Where qss-distil keeps its state (qss.distilstate.location); None: no section.
+    distil_state: str | None = None
     max_disk_percent: float = 98.0
     open_queue: Callable[[str], Queue] = open_queue
     disk_usage: Callable[[str], DiskUsage] = disk_usage
@@ -202,6 +209,20 @@ class Probes:
                 raise QueueError("no queue configured ([queue] url in qss.ini, or --queue)")
             self._queue = self.open_queue(self.queue_url)
         return self._queue
+
+    def distil_statuses(self) -> list[Status] | None:
+        """qss-distil's instances and their backlogs, from its state (read only); None
+        when there is no state or no instance yet, or no ``distil_state`` is set.
+
+        Raises:
+            ProbeError: the state cannot be read (the message says why).
+        """
+        if self.distil_state is None:
+            return None
+        try:
+            return read_statuses(self.distil_state)
+        except StateError as exc:
+            raise ProbeError(str(exc)) from None
 
     def close(self) -> None:
         """Close the queue if it was opened. Idempotent."""
@@ -229,6 +250,7 @@ def report(source: StatusSource, upmus: Iterable[Upmu], upmu_path: str) -> list[
         lines.append(f"Queue: cannot be read: {exc}")
     if stats is not None:
         lines += upmu_lines(source, upmus, upmu_path, stats)
+    lines += distil_lines(source)
     lines.append(disk_line(source, stats is not None))
     lines += supervisor_lines(source)
     return lines
@@ -264,6 +286,63 @@ def _figures(s: SerialStats | None, now: dt.datetime) -> list[str]:
     return [when(s.last_received), ago,
             tally(s.unsynced_files, s.unsynced_bytes) if s.unsynced_files else "none",
             tally(s.files, s.bytes) if s.files else "none"]
+
+
+#: A backlog measured longer ago than this is old news: qss-distil is not running.
+STALE_S = 120.0
+
+
+def _behind(st: Status) -> tuple[str, str]:
+    b = st.backlog
+    if b.oldest_ns is None:
+        return "current", "0"
+    return age(b.lag_ns / 1e9), f"{b.points:,}"
+
+
+def distil_lines(source: StatusSource) -> list[str]:
+    """The derived streams: one row per instance qss-distil runs, how far behind it
+    is (the time from its oldest owed input point to the newest, and the input points
+    owed), and which fail; nothing when distil is not set up here."""
+    try:
+        statuses = source.distil_statuses()
+    except ProbeError as exc:
+        return [f"Derived streams: cannot be read: {exc}"]
+    if statuses is None:
+        return ["Derived streams: none yet (qss-distil has not run: sudo supervisorctl "
+                "status distil)"] if getattr(source, "distil_state", None) else []
+    now = source.now().timestamp()
+    rows, failing, behind, stale = [], [], 0, []
+    for st in statuses:
+        if not st.active:
+            continue
+        lag, points = _behind(st)
+        state = "ok"
+        if st.failures:
+            state = f"FAILING ({st.failures} in a row)"
+            failing.append(st)
+        elif st.backlog.oldest_ns is not None:
+            state = "catching up"
+            behind += 1
+        measured = st.backlog.at
+        if measured is None or now - measured > STALE_S:
+            stale.append(st.name)
+        rows.append([st.name, lag, points, state,
+                     "never" if measured is None else age(now - measured)])
+    if not rows:
+        return ["Derived streams: none yet (qss-distil has not run: sudo supervisorctl "
+                "status distil)"]
+    head = (f"Derived streams (qss-distil): {number(len(rows), 'instance')}, "
+            f"{len(rows) - behind - len(failing)} current, {behind} catching up, "
+            f"{len(failing)} failing")
+    lines = [head, *table(["INSTANCE", "BEHIND", "POINTS OWED", "STATE", "MEASURED AGO"],
+                          rows, indent="  ").splitlines()]
+    for st in failing:
+        lines.append(f"FAILING: {st.name}: {st.error}")
+    if stale:
+        lines.append(f"warning: no fresh figures for {len(stale)} instance(s) for over "
+                     f"{STALE_S:g} s: is qss-distil running? (sudo supervisorctl status "
+                     f"distil)")
+    return lines
 
 
 def disk_line(source: StatusSource, queue_open: bool) -> str:

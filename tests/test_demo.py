@@ -9,19 +9,26 @@ import re
 import shutil
 import signal
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
 from demokit.demo import Demo, choose_ports, first_stream
+from distil.distillate import NAMESPACE
 from qss.naming import parse_dat_filename
 from qss.queue import open_queue
 from qss.upmuconfig import UpmuList
 from test_sync2q_support import connect
 from waiting import wait_until
 
-PROGRAMS = ["btrdb", "receiver", "sync2q", "upmu1", "upmu2"]
+PROGRAMS = ["btrdb", "receiver", "sync2q", "distil", "upmu1", "upmu2"]
 POINTS_PER_FILE = 60 * 120
+
+
+def starts_of(names: list[str]) -> list[int]:
+    """The start (unix seconds) of each named file."""
+    return [int(parse_dat_filename(n.rsplit("/", 1)[1])[1].timestamp()) for n in names]
 
 
 def _alive(pid: int) -> bool:
@@ -85,8 +92,7 @@ def test_the_demo_brings_the_appliance_up_and_points_arrive_in_btrdb(demo):
     # Every point of every synced file is in BTrDB exactly once (official client).
     db = connect(f"127.0.0.1:{ports.grpc}")
     for serial in serials:
-        starts = [int(parse_dat_filename(n.rsplit("/", 1)[1])[1].timestamp()) for n in
-                  names[serial]]
+        starts = starts_of(names[serial])
         assert starts == sorted(starts) and len(set(starts)) == len(starts)
         for stream in ("L1MAG", "FREQ_L1_C37"):
             s = db.stream_from_uuid(upmus[serial].streams[stream].uuid)
@@ -95,6 +101,29 @@ def test_the_demo_brings_the_appliance_up_and_points_arrive_in_btrdb(demo):
     values = db.stream_from_uuid(upmus["P3000001"].streams["L1MAG"].uuid).values(
         starts[0] * 10**9, (starts[0] + 1) * 10**9)
     assert len(values) == 120 and all(6500 < p.value < 7700 for p, _ in values)
+
+    # Derived streams follow within seconds: every tick of the synced files has its
+    # frequency (but the first second, which has no second before it) and its power.
+    def derived():
+        out = {}
+        for serial in serials:
+            first, end = starts_of(names[serial])[0] * 10**9, (starts_of(names[serial])[-1]
+                                                                + 60) * 10**9
+            for name, role in (("frequency", "FREQ_L1"), ("power", "P")):
+                uu = uuid.uuid5(NAMESPACE, f"{name}/{serial}/{role}")
+                try:
+                    out[serial, role] = db.stream_from_uuid(uu).count(first, end,
+                                                                      precise=True)
+                except Exception:       # not created yet
+                    out[serial, role] = 0
+        return out
+    want = {(s, r): len(names[s]) * POINTS_PER_FILE - (120 if r == "FREQ_L1" else 0)
+            for s in serials for r in ("FREQ_L1", "P")}
+    wait_until(derived, until=lambda got: got == want, timeout=60, interval=0.5,
+               what="frequency and power of every synced file", detail=lambda: (
+                   f"{derived()}\n{demo.log('distil').read_text()[-3000:]}"))
+    collection = db.stream_from_uuid(uuid.uuid5(NAMESPACE, "frequency/P3000001/FREQ_L1"))
+    assert collection.collection == "upmu/upmu1/distil/frequency"
 
     text = demo.status_text()
     assert "upmu1 (127.0.0.11, P3000001)" in text and "RUNNING" in text

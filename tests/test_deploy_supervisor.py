@@ -55,7 +55,8 @@ SOCKET_GROUP = "nogroup" if ROOT else grp.getgrgid(os.getegid()).gr_name
 # The function each program's console script runs, for when the script is not
 # installed in the venv yet (setup.py lists the scripts once they land).
 REAL_ENTRIES = {"qss-btrdb": "tsdb.server:entry", "qss-receiver": "receiver.server:entry",
-                "qss-sync2q": "sync2q.cli:entry", "qss-metadata": "plotter.metadata:entry"}
+                "qss-sync2q": "sync2q.cli:entry", "qss-metadata": "plotter.metadata:entry",
+                "qss-distil": "distil.cli:entry"}
 
 # How supervisord reports a program that stopped because of its SIGTERM: it exited by
 # itself (the contract), or, when the signal came before the program had installed its
@@ -221,7 +222,7 @@ def _wait_serving(appliance, timeout: float = 20.0) -> None:
 
 def test_every_program_reaches_running(appliance):
     names = [p.name for p in appliance.programs]
-    assert names == ["btrdb", "receiver", "sync2q", "metadata"]
+    assert names == ["btrdb", "receiver", "sync2q", "distil", "metadata"]
     appliance.wait_for(all_running(names), "every program RUNNING")
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout
@@ -333,7 +334,7 @@ def test_stop_all_sends_sigterm_and_waits_for_each_program(appliance):
 
 def test_shutdown_stops_programs_one_at_a_time_in_reverse_start_order(appliance):
     """What systemd does at shutdown and reboot (supervisor.service's ExecStop is
-    `supervisorctl shutdown`): sync2q first, then receiver, then btrdb, each only after
+    `supervisorctl shutdown`): distil first, then sync2q, receiver, btrdb, each only after
     the one before has exited; the time this may take is the drop-in's TimeoutStopSec."""
     names = [p.name for p in appliance.programs]
     assert appliance.ctl("start", "all").returncode == 0

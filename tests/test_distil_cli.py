@@ -130,7 +130,7 @@ def test_list_run_and_reset(appliance):
     assert yes.returncode == 0 and yes.stdout.startswith("reset 1 instances")
     listed = distil("list", *flags).stdout
     power = next(line for line in listed.splitlines() if line.startswith("power/"))
-    assert "points behind" in power and "owed" in power
+    assert "points behind" in power and "of data, from 2015-12-13T10:00:00" in power
 
     unknown = distil("run", "nope", "--from", "2015-12-13T10:05:00Z", "--to",
                      "2015-12-13T10:06:00Z", *flags)

@@ -17,7 +17,7 @@ from qss import dat
 from qss.btrdbclient import Btrdb
 from qss.generator import INTERVAL_MS
 
-from distil_support import (S, T0, create_streams, expected_frequency,
+from distil_support import (S, T0, by_sample, create_streams, expected_frequency,
                             expected_frequency_1s, expected_power, expected_state_changes,
                             put, read, records, tick_time, upmu_list)
 
@@ -212,3 +212,69 @@ def test_a_failing_distillate_is_named_and_retried_and_the_others_finish(
     line = next(r.getMessage() for r in caplog.records if "broken" in r.getMessage())
     assert line.startswith("instance broken/P3000003: broken v1 failed over [2015-12-13T")
     assert "ZeroDivisionError: on purpose (failure 1 in a row; retrying in" in line
+
+
+def test_angle_difference_between_two_upmus_matches_numpy(btrdb, tmp_path):
+    """``[distil] angle_differences = uPMU81:P3000082``: A's L1ANG minus B's, wrapped,
+    at every sample both have: B misses a second and has a late file; A has a record
+    dated 2000 that B lacks."""
+    ul = upmu_list("P3000081", "P3000082", first=81)
+    a, b = ul.upmus
+    for u in (a, b):
+        create_streams(btrdb, u)
+    db = btrdb.get()
+    put(db, a, records(a.serial, T0, 40))
+    put(db, a, records(a.serial, T2000, 2))
+    theirs = records(b.serial, T0, 40)
+    put(db, b, np.delete(theirs[:30], 12))                  # second 12 missing
+    insts, problems = catalog.angle_difference_instances(ul.upmus, [("uPMU81", "P3000082")])
+    assert problems == [] and [i.name for i in insts] == \
+        ["angle-difference/P3000081-P3000082/L1ANG"]
+    inst = insts[0]
+    assert inst.collection == "upmu/uPMU81/distil/angle-difference/uPMU82/L1ANG"
+    eng = engine(btrdb, tmp_path)
+    eng.set_instances(insts)
+    eng.catch_up(timeout=120)
+    put(db, b, theirs[30:])                                 # B's late file
+    eng.catch_up(timeout=120)
+
+    def expected():
+        pa = by_sample(*read(db, a.streams["L1ANG"].uuid))
+        pb = by_sample(*read(db, b.streams["L1ANG"].uuid))
+        keys = sorted(k for k in pa if k in pb)
+        return (np.array([tick_time(s, i) for s, i in keys], np.int64),
+                np.array([(pa[k] - pb[k] + 180) % 360 - 180 for k in keys]))
+
+    t, d = expected()
+    assert len(t) == 39 * 120 and not any(x // S == T0 + 12 for x in t)
+    got = read(db, inst.output_uuid("ANGLE_DIFF"))
+    np.testing.assert_array_equal(got[0], t)
+    np.testing.assert_allclose(got[1], d, rtol=0, atol=1e-9)
+    assert np.all((got[1] >= -180) & (got[1] < 180))
+    assert_same_as_scratch(btrdb, tmp_path, insts, "angles")
+
+
+def test_an_input_whose_version_went_back_is_computed_again(btrdb, tmp_path, caplog):
+    """After ``qss-get --newdb`` or a restore, an input's version is below the one the
+    state consumed: Changes since then says nothing, so the engine owes everything."""
+    ul = upmu_list("P3000093", first=93)
+    u = ul.upmus[0]
+    create_streams(btrdb, u)
+    db = btrdb.get()
+    put(db, u, records(u.serial, T0, 20))
+    eng = engine(btrdb, tmp_path)
+    inst = catalog.builtin_instances(ul.upmus, ["frequency"])[0]
+    eng.set_instances([inst])
+    eng.catch_up(timeout=60)
+    out = inst.output_uuid("FREQ_L1")
+    db.stream_from_uuid(out).delete(T0 * S, (T0 + 20) * S)       # as a new database would
+    st = eng.state.load(inst.name)
+    key = str(u.streams["L1ANG"].uuid)
+    st.consumed[key] += 10**6                                     # the old database's
+    eng.state.save(inst.name, st)
+    caplog.set_level(logging.INFO, "distil")
+    eng.catch_up(timeout=60)
+    assert len(read(db, out)[0]) == 19 * 120
+    assert any("consumed (a new database?); computing everything" in r.getMessage()
+               for r in caplog.records)
+    assert eng.state.load(inst.name).consumed[key] < st.consumed[key]

@@ -180,8 +180,8 @@ def console_scripts() -> set[str]:
 def test_manual_has_every_chapter_and_a_table_of_contents():
     toc = (MANUAL / "README.md").read_text(encoding="utf-8")
     chapters = sorted(p.name for p in MANUAL.glob("[0-9][0-9]-*.md"))
-    assert len(chapters) == 16       # the original's 13, the plotter (14), its domains
-                                     # and accounts (15, 16)
+    assert len(chapters) == 17       # the original's 13, the plotter (14), its domains
+                                     # and accounts (15, 16), derived streams (17)
     for name in chapters:
         assert f"({name})" in toc, f"README.md does not link {name}"
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -225,7 +225,7 @@ def test_markers_are_known_and_appliance_only_says_why():
     for block in BLOCKS + README_DEMO:
         for key, value in block.markers:
             assert key in ("appliance-only", "stdin", "expect", "exit", "follows",
-                           "demo"), block.id
+                           "demo", "file"), block.id
             if key == "appliance-only":
                 assert value, f"{block.id}: appliance-only needs a reason"
             if key == "expect":
@@ -355,7 +355,13 @@ def _run(box: Sandbox, block: Block) -> tuple[int, str]:
         text, cwd = block.text, str(box.root.parent)    # the suite's folder
         env = {k: v for k, v in box.env.items() if k not in ("QSS_CONFIG", "PATH")}
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-    if block.lang == "sh":
+    if block.marker("file"):
+        # A file to save (chapter 17's distillate): written where it says, then run.
+        path = Path(box.map(block.marker("file")[0]))
+        assert block.lang == "python" and str(path).startswith(str(box.root)), block.id
+        _write(path, block.text)
+        argv = [sys.executable, str(path)]
+    elif block.lang == "sh":
         argv = ["bash", "-e", "-o", "pipefail", "-c", text]
     elif block.lang == "upmu-adm":
         argv, stdin = [str(BIN / "upmu-adm")], text + stdin

@@ -306,7 +306,7 @@ def test_an_operators_qss_ini_is_kept_and_used(tmp_path):
             "user=qss\n") in conf
     dropin = (tmp_path / "etc/systemd/system/supervisor.service.d/qss.conf").read_text()
     assert "RequiresMountsFor=/data/btrdb /data/queue\n" in dropin
-    assert "TimeoutStopSec=310\n" in dropin     # 120 + 30 + 30 + 60 + 10 s, plus a minute
+    assert "TimeoutStopSec=340\n" in dropin     # 120 + 30 + 30 + 60 + 30 + 10 s, plus a minute
     tmpfiles = (tmp_path / "etc/tmpfiles.d/qss.conf").read_text()
     assert "d     /data/btrdb                2770  qss  qss   -\n" in tmpfiles
     assert "Z     /data/btrdb                ~2770 qss  qss   -\n" in tmpfiles
@@ -369,7 +369,7 @@ def test_the_operator_shares_the_queue_and_supervisor_with_the_services(tmp_path
     assert "\nchown=root:qss\nchmod=0770\n" in supervisord
     conf = (etc / "supervisor/conf.d/qss.conf").read_text()
     blocks = conf.split("[program:")[1:]
-    assert len(blocks) == 4 and all("\numask=007\n" in b for b in blocks)   # + metadata
+    assert len(blocks) == 5 and all("\numask=007\n" in b for b in blocks)   # + distil, metadata
 
 
 def test_the_operator_joins_the_group_only_when_the_account_exists(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 
 from installer.environment import Environment
 from qss.naming import device_path
+from qss.distilstate import Backlog, SqliteState
 from qss.queue import open_queue
 from qss.status import CLEAR, DiskUsage, ProbeError, Program
 from upmu_adm import Services, ShellState
@@ -84,11 +85,7 @@ class Tty(io.StringIO):
 def test_status_is_upmu_adms_status_report_with_a_header(root):
     status, out = qss_get(env_for(root), "--status")
     assert status == 0
-    upmuconfig = root / "home/manager/upmuconfig.ini"
-    with Services(queue_url=f"sqlite:///{queue_path(root)}", srv=str(root / "ssd/srv"),
-                  disk_usage=disk, supervisor=programs, now=lambda: NOW) as svc:
-        st = ShellState.load(str(upmuconfig), str(root / "home/manager/b.ini"), svc)
-        adm = one(st, "status").text
+    adm = adm_status(root)
     lines = out.splitlines()
     assert lines[0] == "MicroPMU Quickstart Server status at 2024-05-06 07:08:09 UTC"
     assert lines[1:] == adm.splitlines()
@@ -103,6 +100,8 @@ def test_status_is_upmu_adms_status_report_with_a_header(root):
         "1 file (500 bytes)",
         f"Queue sqlite:///{queue_path(root)}: 3 files (3.5 KB), 2 files (2.5 KB) not "
         f"synced yet",
+        "Derived streams: none yet (qss-distil has not run: sudo supervisorctl status "
+        "distil)",
         f"Data drive ({root}/ssd/srv): 42.0 % used, 580 GB free of 1 TB; the receiver "
         f"refuses files from 98 %",
         "Supervisor programs:",
@@ -111,6 +110,49 @@ def test_status_is_upmu_adms_status_report_with_a_header(root):
         "  btrdb     RUNNING  pid 10, uptime 1:00:00",
         "  receiver  RUNNING  pid 11, uptime 1:00:00",
         "  sync2q    RUNNING  pid 12, uptime 1:00:00"]
+
+
+def adm_status(root: Path) -> str:
+    """upmu-adm status on the same appliance (its distil state beside the queue)."""
+    upmuconfig = root / "home/manager/upmuconfig.ini"
+    with Services(queue_url=f"sqlite:///{queue_path(root)}", srv=str(root / "ssd/srv"),
+                  distil_state=str(root / "ssd/srv/distil.db"), disk_usage=disk,
+                  supervisor=programs, now=lambda: NOW) as svc:
+        st = ShellState.load(str(upmuconfig), str(root / "home/manager/b.ini"), svc)
+        return one(st, "status").text
+
+
+def test_status_shows_how_far_behind_each_derived_stream_is_and_which_fail(root):
+    state = SqliteState(str(root / "ssd/srv/distil.db"))
+    at = NOW.timestamp() - 3
+    state.activate({"frequency/P3112234", "power/P3112234", "mine/P3112234",
+                    "frequency/P3000001"})
+    state.activate({"frequency/P3112234", "power/P3112234", "mine/P3112234"})  # one gone
+    state.succeeded("frequency/P3112234", 7200, now=at)
+    state.measured("frequency/P3112234", Backlog(0, 0, None, at))
+    state.measured("power/P3112234", Backlog(1_728_000, 125 * 10**9, 1, at))
+    state.failed("mine/P3112234", "instance mine/P3112234: mine v1 failed over [2024-05-06"
+                 "T06:00:00.000Z, 2024-05-06T06:10:00.000Z): ZeroDivisionError: division "
+                 "by zero", now=at)
+    state.failed("mine/P3112234", "the same again", now=at)
+    state.measured("mine/P3112234", Backlog(86_400, 12 * 10**9, 1, at - 600))
+    state.close()
+    status, out = qss_get(env_for(root), "--status")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[1:] == adm_status(root).splitlines()
+    start = lines.index("Derived streams (qss-distil): 3 instances, 1 current, 1 catching "
+                        "up, 1 failing")
+    assert lines[start + 1:start + 8] == [
+        "  INSTANCE            BEHIND   POINTS OWED  STATE                 MEASURED AGO",
+        "  ------------------  -------  -----------  --------------------  ------------",
+        "  frequency/P3112234  current  0            ok                    3 s",
+        "  mine/P3112234       12 s     86,400       FAILING (2 in a row)  10 min",
+        "  power/P3112234      2 min    1,728,000    catching up           3 s",
+        "FAILING: mine/P3112234: the same again",
+        "warning: no fresh figures for 1 instance(s) for over 120 s: is qss-distil "
+        "running? (sudo supervisorctl status distil)"]
+    assert lines[start + 8].startswith("Data drive (")
 
 
 def test_status_without_a_queue_or_supervisor_says_why_and_creates_nothing(tmp_path):
@@ -123,11 +165,13 @@ def test_status_without_a_queue_or_supervisor_says_why_and_creates_nothing(tmp_p
     assert out.splitlines()[1:] == [
         f"Queue: cannot be read: no queue at {queue_path(root)} ([queue] url; is the data "
         f"drive mounted?)",
+        "Derived streams: none yet (qss-distil has not run: sudo supervisorctl status "
+        "distil)",
         f"Data drive ({root}/ssd/srv): 42.0 % used, 580 GB free of 1 TB; the receiver "
         f"refuses files from 98 %",
         "Supervisor: not reachable (unix:///var/run/supervisor.sock no such file); sudo "
         "supervisorctl status shows the programs"]
-    assert not queue_path(root).exists()
+    assert not queue_path(root).exists() and not (root / "ssd/srv/distil.db").exists()
 
 
 def test_status_under_root_does_not_ask_this_machines_supervisor(root):

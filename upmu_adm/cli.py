@@ -20,6 +20,7 @@ from typing import TextIO
 
 from qss.cli import (CommandError, ExitStatus, add_traceback_argument, internal_error,
                      load_settings, run)
+from qss.distilstate import location as distil_location
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError
 
@@ -165,6 +166,7 @@ def main(argv: Sequence[str]) -> int:
     for warning in settings.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     services = Services(queue_url=settings.queue.url, srv=settings.paths.srv,
+                        distil_state=distil_location(settings),
                         max_disk_percent=settings.receiver.max_disk_percent,
                         progress=tqdm_progress)
     try:
