@@ -9,17 +9,15 @@ import sys
 import pytest
 import requests
 
+from installer.certificate import write_self_signed
 from plotter import testing as plotter_testing
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 (openssl, as qss-get would make one)."""
+    """A self-signed certificate for 127.0.0.1, made as qss-get --config makes one."""
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(d / "plotter.key"), "-out", str(d / "plotter.crt")],
-                   check=True, capture_output=True, timeout=60)
+    assert write_self_signed(d / "plotter.crt", d / "plotter.key", ["127.0.0.1"])
     return d / "plotter.crt", d / "plotter.key"
 
 
