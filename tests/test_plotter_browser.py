@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -277,6 +278,57 @@ def test_the_csv_download_equals_the_clients_windows(browser, plotter, streams, 
     want = [p for p, _ in s.aligned_windows(start, round_up(end, pw), pw)]
     assert [(int(r[0]), float(r[2]), float(r[3]), float(r[4]), int(r[5])) for r in rows[1:]] \
         == [(p.time, p.mean, p.min, p.max, p.count) for p in want]
+
+
+def test_the_svg_download_holds_the_visible_chart(browser, plotter, streams, downloads):
+    a, b = (str(streams[k].uuid) for k in ("upmu/uPMU1/L1MAG", "upmu/uPMU1/C1MAG"))
+    start, end = T0 + 200 * 10**9, T0 + 500 * 10**9        # across the minute's gap
+    load(browser, f"{plotter.url}/#s={a},{b}&start={start}&end={end}&zone=UTC")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+
+    def download() -> ET.Element:
+        for old in downloads.glob("plotter*.svg"):
+            old.unlink()
+        browser.find_element("id", "svg").click()
+        deadline = time.monotonic() + 20
+        while not (done := [p for p in downloads.glob("plotter*.svg")]):
+            assert time.monotonic() < deadline, "no SVG downloaded"
+            time.sleep(0.1)
+        time.sleep(0.2)          # Chrome renames the finished file into place
+        return ET.parse(done[0]).getroot()
+
+    svg = download()
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    colours = browser.execute_script("return window.plotter.selected.map(x => x.color)")
+    means = svg.findall(".//s:path[@class='mean']", ns)
+    assert [p.get("stroke") for p in means] == colours          # a line per visible stream
+    assert all(len(svg.findall(".//s:path[@class='band']", ns)) == 2 for _ in [0])
+    L, T, W, H = (float(browser.execute_script(
+        f"const u = window.plotter.plot; return u.bbox.{k} / uPlot.pxRatio")) for k in
+        ("left", "top", "width", "height"))
+    for path in means:
+        runs = re.findall(r"M[^M]*", path.get("d"))
+        # drawn from the data in view, and the minute without data is a gap (two runs)
+        assert len(runs) == 2, path.get("d")[:200]
+        xy = [tuple(map(float, p.split(","))) for p in re.findall(r"[\d.-]+,[\d.-]+",
+                                                                   path.get("d"))]
+        assert len(xy) > 200
+        inside = [(x, y) for x, y in xy if L <= x <= L + W]
+        assert len(inside) > 0.9 * len(xy) and all(T - 1 <= y <= T + H + 1 for _, y in inside)
+    texts = ["".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"Time (UTC)", "V", "A"} <= set(texts)              # the axes' labels
+    # the time axis' and the two value axes' tick values, as the chart shows them
+    ticks = browser.execute_script(
+        "return window.plotter.plot.axes.map(a => (a._values || []).filter(v => v)"
+        ".map(v => String(v).replace(/\\n/g, '')))")
+    assert len(ticks) == 3 and all(len(t) >= 3 for t in ticks), ticks
+    assert all(set(t) <= set(texts) for t in ticks), (ticks, texts)
+    # a stream switched off in the legend is not in the image
+    browser.execute_script("document.querySelector('#legend tr[data-uuid] input').click()")
+    svg = download()
+    assert [p.get("stroke") for p in svg.findall(".//s:path[@class='mean']", ns)] == \
+        colours[1:]
 
 
 def test_the_density_strip_shows_where_data_exist_and_jumps_there(browser, plotter):
