@@ -482,6 +482,53 @@ def test_shift_drag_pans_and_fetches_the_new_view(browser, plotter, streams):
     assert browser.execute_script("return window.plotter.history.length") >= 1
 
 
+def test_a_pan_fetches_only_the_windows_the_page_lacks(browser, plotter, streams):
+    """A view that partly overlaps the windows in the page asks only for the rest, at the
+    same point width, and what it draws equals a fresh read of the whole view."""
+    s = streams["upmu/uPMU1/L1MAG"]
+    start, end = T0 + 20 * 10**9, T0 + 260 * 10**9
+    load(browser, f"{plotter.url}/#s={s.uuid}&start={start}&end={end}")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1"
+                  " && window.plotter.density.bins")
+    count = "performance.getEntriesByType('resource').filter(e => e.name.includes('/api/data?'))"
+    before = browser.execute_script(f"return {count}.length")
+    pw = browser.execute_script("return window.plotter.last.streams[0].pw")
+    assert pw >= 20
+    browser.execute_script("window.plotter.timeNavigation(0.25)")       # a quarter later
+    wait(browser, "window.plotter.stats.requests >= 2")
+    wait(browser, f"{count}.length >= {before + 1}")
+    time.sleep(0.3)                                # nothing more is asked for
+    asked = browser.execute_script(f"return {count}.slice({before}).map(e => e.name)")
+    assert len(asked) == 1, asked
+    q = dict(p.split("=", 1) for p in asked[0].split("?", 1)[1].split("&"))
+    w = 2**pw
+    v0, v1 = browser.execute_script("return [window.plotter.view.start, window.plotter.view.end]")
+    assert abs(v1 - v0 - (end - start)) < 1e6 and abs(v0 - start - (end - start) / 4) < 1e6
+    # the windows from the page's last one to the new view's end (BTrDB rounds the start
+    # down to a window, the plotter the end up), at the same point width
+    assert int(q["pw"]) == pw
+    assert int(q["start"]) >> pw << pw == round_up(end, pw)
+    assert round_up(int(q["end"]), pw) == round_up(int(v1), pw)
+    # the merged windows are those of a fresh read of the new view
+    held = browser.execute_script(
+        "const s = window.plotter.last.streams[0]; return [s.times, s.mean, s.count]")
+    fresh = [p for p, _ in s.aligned_windows(int(v0) // w * w, round_up(int(v1), pw), pw)]
+    assert held[2] == [p.count for p in fresh]
+    assert [round(t) for t in held[0]] == pytest.approx([p.time for p in fresh], abs=512)
+    assert held[1] == pytest.approx([p.mean for p in fresh], rel=1e-6)
+    # back, and forward again by the same pan: both in the page, nothing asked for
+    browser.execute_script("window.plotter.timeBack()")
+    browser.execute_script("window.plotter.timeNavigation(0.25)")
+    time.sleep(0.5)
+    assert browser.execute_script(f"return {count}.length") == before + 1
+    # a zoom out needs coarser windows: the whole view is fetched, once
+    browser.find_element("id", "reset").click()
+    wait(browser, f"{count}.length >= {before + 2}")
+    time.sleep(0.3)
+    asked = browser.execute_script(f"return {count}.slice({before + 1}).map(e => e.name)")
+    assert len(asked) == 1 and "pw=" not in asked[0], asked
+
+
 def test_twenty_streams_in_one_view(browser, plotter, server):
     db = connect(server.grpc)
     try:
