@@ -15,7 +15,7 @@ VERSION = re.search(r'^__version__ = "([^"]+)"$',
 
 #: The top-level packages: the shared core, the services, the tools, the demo.
 PACKAGES = ["qss", "tsdb", "receiver", "sync2q", "simulator", "dattool", "installer",
-            "upmu_adm", "plotter", "distil", "demokit"]
+            "upmu_adm", "plotter", "distil", "demokit", "plotter_accounts"]
 
 setup(
     name="qss",
@@ -50,6 +50,8 @@ setup(
         "starlette>=0.37,<1",
         "uvicorn>=0.29,<1",
         "orjson>=3.9,<4",
+        # The plotter's accounts: passwords only as Argon2id hashes.
+        "argon2-cffi>=21.3,<26",
     ],
     extras_require={
         "test": [
@@ -81,6 +83,8 @@ setup(
             "qss-sim = simulator.cli:entry",
             "qss-plotter = plotter.server:entry",
             "qss-distil = distil.cli:entry",
+            "qss-accounts = plotter_accounts.cli:entry",
+            "qss-metadata = plotter.metadata:entry",
         ],
     },
 )

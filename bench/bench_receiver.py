@@ -1,6 +1,7 @@
 """How fast the receiver queues pushed files, how fast it answers, and what it costs.
 
-    .venv/bin/python bench/bench_receiver.py [--dir DIR] [--quick]
+    .venv/bin/python bench/bench_receiver.py [--dir DIR] [--quick] [--rounds N]
+                                             [--go-source PATH]
 
 Runs a real ``qss-receiver`` process (``python -m receiver.server``, embedded SQLite
 queue in DIR, default a new temporary directory) and drives it from this process with
@@ -8,8 +9,9 @@ simulated uPMUs over loopback. Prints:
 
 1. durable throughput (files/s, MB/s) with 1, 10 and 100 devices sending extended files
    (551,520 bytes) back to back, each waiting for its reply as a real device does;
-   a file counts once its reply arrived, i.e. after the queue's commit. Goal (issue 4):
-   >= 200 files/s at 10 devices;
+   a file counts once its reply arrived, i.e. after the queue's commit. ``--rounds``
+   rounds (default 3), medians reported. Goals: >= 200 files/s at 10 devices (issue 4),
+   at least the original Go receiver's dry-run rate (issue 22);
 2. reply latency p50/p99 at 50 files/s (50 devices, one file a second each, as real
    devices pace themselves), from the last byte handed to the kernel to the reply.
    Goal: p99 < 100 ms;
@@ -25,7 +27,8 @@ lines sum the figures up.
 
 With ``--go-source PATH`` (``receiver.go``, or a checkout of SoftwareDefinedBuildings/
 uPMU-daemon) and Go installed, the original Go receiver is built and run through the same
-throughput phases in its dry-run mode (acknowledging without storing), side by side.
+throughput phases in its dry-run mode (acknowledging without storing), side by side: each
+phase of each round runs against ours, then against it, so both see the same load.
 """
 from __future__ import annotations
 
@@ -82,6 +85,7 @@ class Receiver:
                 raise SystemExit(f"receiver did not start:\n{open(self.log.name).read()}")
             time.sleep(0.05)
         self.ps = psutil.Process(self.proc.pid)
+        self.port = sock.getsockname()[1]
 
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 1e6
@@ -241,41 +245,50 @@ async def hostile(port: int, receiver: Receiver, pool: list[bytes], connections:
     return max(peak, stalled), stalled, samples[:flooding], samples[flooding + 1:]
 
 
-def compare_go(source: str | None, workdir: str, pool: list[bytes], scale: float) -> str:
-    """Run the throughput phases against the original Go receiver's dry run; return the
-    summary line (or why it was not run)."""
-    print("\n== the original Go receiver, dry run (-m NULL: acknowledges, stores nothing)")
+PHASES = ((1, 300), (10, 1000), (100, 2000))   # (devices, files per round)
+
+
+def start_go(source: str | None, workdir: str) -> tuple[GoReceiver | None, str]:
+    """The original Go receiver in its dry run, or None and why not (one line)."""
     if source is None:
-        line = "original Go receiver: not compared (give --go-source PATH to receiver.go)"
-        print(line)
-        return line
+        return None, "not compared (give --go-source PATH to receiver.go)"
     try:
-        binary = build_go(source, workdir)
-        go = GoReceiver(binary, workdir)
+        return GoReceiver(build_go(source, workdir), workdir), ""
     except GoUnavailable as exc:
-        line = f"original Go receiver: not compared ({exc})"
-        print(line)
-        return line
-    figures = []
-    try:
-        for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
-            cpu = go.cpu_s()
-            rate, mbs = asyncio.run(throughput(go.port, pool, n, int(files * scale), phase))
-            per_file = (go.cpu_s() - cpu) / (int(files * scale) // n * n)
-            figures.append((n, rate, per_file))
-            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
-                  f"{per_file * 1e3:.2f} ms per file")
-    finally:
-        go.stop()
-    return ("original Go receiver (dry run, not storing): " +
-            ", ".join(f"{rate:.0f} files/s and {per_file * 1e3:.2f} ms CPU per file ({n})"
-                      for n, rate, per_file in figures))
+        return None, f"not compared ({exc})"
+
+
+def throughput_rounds(receivers: dict[str, Receiver | GoReceiver], pool: list[bytes],
+                      scale: float, rounds: int) -> dict[str, dict[int, tuple[float, float]]]:
+    """Each phase of :data:`PHASES`, ``rounds`` times, the receivers taking turns (the
+    same client, one after the other, so that both see the same load); return per
+    receiver and device count the median files/s and server CPU per file."""
+    runs: dict[str, dict[int, list[tuple[float, float]]]] = {
+        name: {n: [] for n, _ in PHASES} for name in receivers}
+    for round_ in range(rounds):
+        for i, (n, files) in enumerate(PHASES):
+            for name, receiver in receivers.items():
+                count = int(files * scale) // n * n
+                cpu = receiver.cpu_s()
+                rate, mbs = asyncio.run(throughput(receiver.port, pool, n, count,
+                                                   round_ * len(PHASES) + i))
+                per_file = (receiver.cpu_s() - cpu) / count
+                runs[name][n].append((rate, per_file))
+                print(f"round {round_ + 1} {name:>4}: {n:4d} devices: {rate:7.1f} files/s  "
+                      f"{mbs:6.1f} MB/s  server CPU {per_file * 1e3:.2f} ms per file",
+                      flush=True)
+    return {name: {n: (statistics.median(r for r, _ in values),
+                       statistics.median(c for _, c in values))
+                   for n, values in by_n.items()}
+            for name, by_n in runs.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="directory for the queue (default: a new temporary one)")
     parser.add_argument("--quick", action="store_true", help="fewer files (a smoke run)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="throughput rounds (medians are reported; default 3)")
     parser.add_argument("--go-source", metavar="PATH",
                         help="receiver.go of the original uPMU-daemon (or a checkout of it): "
                              "build it and compare its dry run side by side")
@@ -295,24 +308,26 @@ def main() -> None:
     receiver = Receiver(workdir, sock)
     scale = 0.2 if args.quick else 1.0
     print(f"receiver pid {receiver.proc.pid}, queue {workdir}/queue.db, "
-          f"{os.cpu_count()} CPUs, files of {len(pool[0]):,} bytes (extended)")
+          f"{os.cpu_count()} CPUs, files of {len(pool[0]):,} bytes (extended); "
+          f"load average {os.getloadavg()[0]:.1f}")
     summary: list[str] = []
-    rates: dict[int, float] = {}
-    cpu_per_file: dict[int, float] = {}
+    go, go_missing = start_go(args.go_source, workdir)
     try:
         rest = receiver.rss_mb()
-        print("\n== durable throughput, devices sending back to back")
-        for phase, (n, files) in enumerate(((1, 300), (10, 1000), (100, 2000))):
-            cpu = receiver.cpu_s()
-            rate, mbs = asyncio.run(throughput(port, pool, n, int(files * scale), phase))
-            per_device = int(files * scale) // n
-            cpu_per_file[n] = (receiver.cpu_s() - cpu) / (per_device * n)
-            rates[n] = rate
-            print(f"{n:4d} devices: {rate:7.1f} files/s  {mbs:6.1f} MB/s  server CPU "
-                  f"{cpu_per_file[n] * 1e3:.2f} ms per file")
-        go_line = compare_go(args.go_source, workdir, pool, scale)
+        receivers: dict[str, Receiver | GoReceiver] = {"ours": receiver}
+        if go is not None:
+            receivers["Go"] = go
+        print(f"\n== durable throughput, devices sending back to back ({args.rounds} rounds"
+              + (", taking turns with the original Go receiver's dry run (-m NULL: "
+                 "acknowledges, stores nothing)" if go else f"; Go receiver {go_missing}")
+              + ")")
+        try:
+            figures = throughput_rounds(receivers, pool, scale, args.rounds)
+        finally:
+            if go is not None:
+                go.stop()
         print("\n== reply latency at 50 files/s (50 devices, one file a second each)")
-        samples = asyncio.run(latency(port, pool, 50, 20 * scale, 3))
+        samples = asyncio.run(latency(port, pool, 50, 20 * scale, 100))
         q = statistics.quantiles(samples, n=100)
         p50, p99 = q[49] * 1e3, q[98] * 1e3
         print(f"{len(samples)} files: p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
@@ -325,7 +340,7 @@ def main() -> None:
               "unknown serials; a device pushes a file a second")
         amount = int(70_000_000 * scale)
         hostile_peak, hostile_end, during, after = asyncio.run(
-            hostile(port, receiver, pool, 100, amount, 4))
+            hostile(port, receiver, pool, 100, amount, 101))
         print(f"{100 * amount / 1e9:.1f} GB sent; receiver RSS peak {hostile_peak:.1f} MB, "
               f"{hostile_end:.1f} MB once all stalled")
         for what, values in (("while they sent", during), ("once all stalled", after)):
@@ -333,21 +348,33 @@ def main() -> None:
                 print(f"the device's replies {what}: {len(values)} files, median "
                       f"{statistics.median(values) * 1e3:.1f} ms, max "
                       f"{max(values) * 1e3:.1f} ms")
+        go_figures = figures.get("Go")
+
+        def side_by_side(n: int) -> str:
+            rate, cpu = figures["ours"][n]
+            if go_figures is None:
+                return f"{rate:.0f} files/s, {cpu * 1e3:.2f} ms CPU per file"
+            go_rate, go_cpu = go_figures[n]
+            return (f"{rate:.0f} vs {go_rate:.0f} files/s ({rate / go_rate:.2f}x), "
+                    f"{cpu * 1e3:.2f} vs {go_cpu * 1e3:.2f} ms CPU per file")
+
         summary = [
             "",
-            "== summary (a shared machine makes rates noisy; CPU per file is steadier)",
-            f"files/s: {rates[1]:.0f} (1 device), {rates[10]:.0f} (10), {rates[100]:.0f} (100)",
-            f"server CPU per file: {cpu_per_file[1] * 1e3:.2f} ms (1 device), "
-            f"{cpu_per_file[10] * 1e3:.2f} ms (10), {cpu_per_file[100] * 1e3:.2f} ms (100)",
+            f"== summary: medians of {args.rounds} rounds; load average "
+            f"{os.getloadavg()[0]:.1f} (a shared machine makes rates noisy; CPU per file is "
+            f"steadier)",
+            "ours storing durably" + (" vs the original Go receiver's dry run (storing "
+                                      "nothing), taking turns" if go_figures else
+                                      f"; original Go receiver {go_missing}"),
+            *(f"{n:3d} device{'s' if n > 1 else ' '}: {side_by_side(n)}" for n, _ in PHASES),
             f"reply latency at 50 files/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms",
             f"RSS with 1,000 idle connections: {idle:.1f} MB",
-            go_line if not go_line.startswith("original Go receiver (dry run") else
-            f"{go_line}; ours at 10 devices: {rates[10]:.0f} files/s, "
-            f"{cpu_per_file[10] * 1e3:.2f} ms",
             f"RSS at the end of the hostile run: {hostile_end:.1f} MB (peak "
-            f"{hostile_peak:.1f} MB); a device's slowest reply once all stalled "
-            f"{max(after, default=0) * 1e3:.0f} ms, while they sent "
-            f"{max(during, default=0) * 1e3:.0f} ms",
+            f"{hostile_peak:.1f} MB); a device's replies while they sent: median "
+            f"{statistics.median(during or [0]) * 1e3:.0f} ms, max "
+            f"{max(during, default=0) * 1e3:.0f} ms; once all stalled: median "
+            f"{statistics.median(after or [0]) * 1e3:.0f} ms, max "
+            f"{max(after, default=0) * 1e3:.0f} ms",
         ]
     finally:
         receiver.stop()

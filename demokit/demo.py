@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from installer import files
-from installer.components import (Layout, Program, program_block, programs,
-                                  qss_files)
+from installer.components import (Layout, Program, program_block, programs, qss_files,
+                                  tools_files)
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.settings import load_settings
 from qss.status import Probes, report, supervisor_programs, watch
@@ -140,7 +140,8 @@ class Demo:
             f"[btrdb]\nendpoints = 127.0.0.1:{ports.grpc}\n"
             f"[receiver]\nlisten = 127.0.0.1:{ports.receiver}\n"
             f"[store]\ngrpc = 127.0.0.1:{ports.grpc}\nhttp = 127.0.0.1:{ports.http}\n"
-            + (f"[plotter]\n# plain HTTP on loopback (the appliance: HTTPS on 443)\n"
+            f"[plotter]\ntagconfig = {r}/home/manager/mr-plotter/tools/tagconfig.json\n"
+            + (f"# plain HTTP on loopback (the appliance: HTTPS on 443)\n"
                f"listen = 127.0.0.1:{ports.plotter}\ncertificate =\nkey =\nredirect = off\n"
                if ports.plotter else ""))
         settings = load_settings(str(self.ini), environ={})
@@ -150,6 +151,9 @@ class Demo:
         specs = [s for s in qss_files(settings, layout, plotter=bool(ports.plotter))
                  if s.path.startswith("/etc/supervisor/")]
         list(files.apply(files.plan(specs, r), dt.datetime.now()))
+        # accounts.py and tagconfig.json (manual ch. 10-11), at the folder's own paths.
+        list(files.apply(files.plan(tools_files(settings, layout), Path("/")),
+                         dt.datetime.now()))
         # mr-plotter is in qss.conf, as on the appliance (a folder written before had it
         # in a file of its own: two programs of one name would stop supervisord).
         self.plotter_conf.unlink(missing_ok=True)

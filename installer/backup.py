@@ -6,8 +6,10 @@ A backup is a folder ``DEST/qss-backup-<YYYYmmddTHHMMSS>/`` holding::
     queue/<name>     the SQLite queue, only when it lives outside [paths] srv
     data/...         [paths] data: the BTrDB data directory
     config/upmuconfig.ini, config/backupconfig.ini, config/qss.ini
-    plotter/permalinks.jsonl   the plotter's permalinks, from SQLite or MongoDB
-                               (:mod:`installer.backup_permalinks`)
+    plotter/permalinks.jsonl   the plotter's permalinks when they are in MongoDB
+                               (:mod:`installer.backup_permalinks`; plotter.db, the SQLite
+                               store of permalinks and accounts, is a file of srv/ or
+                               queue/ beside the queue)
     MANIFEST.sha256  "<sha256>  <path>" per file (check by hand: sha256sum -c MANIFEST.sha256)
 
 It is written as ``qss-backup-<stamp>.partial`` and renamed only once every file has
@@ -70,6 +72,7 @@ _CHUNK = 1 << 20
 _MARGIN = 64 << 20          # free space kept on DEST beyond the estimate
 _SQLITE_MAGIC = b"SQLite format 3\0"
 SERVICE_USER = SERVICE_GROUP = "qss"
+PLOTTER_DB = "plotter.db"     # the plotter's SQLite store (permalinks, accounts)
 
 
 # -- what is backed up ------------------------------------------------------------------
@@ -95,6 +98,9 @@ def _sources(paths: DataPaths) -> list[tuple[Path, str]]:
     if paths.queue_file and paths.srv not in paths.queue_file.parents \
             and paths.queue_file.is_file():
         items.append((paths.queue_file, f"queue/{paths.queue_file.name}"))
+        beside = paths.queue_file.with_name(PLOTTER_DB)    # the plotter's, with the queue
+        if beside.is_file() and beside != paths.queue_file:
+            items.append((beside, f"queue/{PLOTTER_DB}"))
     items += _tree(paths.data, "data")
     for path in (paths.upmuconfig, paths.backupconfig, paths.qss_ini):
         if path.is_file():
@@ -228,12 +234,10 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
         if not d.is_dir():
             raise DeployError(f"{what} {d} does not exist (is the data drive mounted?); "
                               f"nothing was copied")
-    # The permalinks are read through their store before anything is stopped (a MongoDB
-    # on this machine is one of the services); the SQLite store then is not copied twice.
+    # MongoDB's permalinks are read through their store before anything is stopped (a
+    # MongoDB on this machine is one of the services).
     permalinks = backup_permalinks.export(env, tools, paths)
     items = _sources(paths)
-    if permalinks is not None:
-        items = [(p, rel) for p, rel in items if p != backup_permalinks.store_file(paths)]
     needed = sum(_size_with_wal(p) for p, _ in items)
     free = tools.disk_free(dest_dir)
     if free < needed + _MARGIN:
@@ -437,7 +441,9 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
             elif top == "srv":
                 dst = paths.srv / rest
             elif top == "queue" and paths.queue_file is not None:
-                dst = paths.queue_file
+                dst = (paths.queue_file.with_name(PLOTTER_DB)
+                       if rest == PLOTTER_DB and paths.queue_file.name != PLOTTER_DB
+                       else paths.queue_file)
             elif top == "plotter":
                 continue            # the permalinks: through their store, below
             elif top == "config" and rest in config:

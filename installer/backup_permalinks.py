@@ -1,10 +1,10 @@
 """The plotter's permalinks in ``qss-get --backup`` and ``--restore``.
 
-A backup carries them as ``plotter/permalinks.jsonl`` (:func:`qss.permalinks.dump`),
-read through the store whichever database holds them: the SQLite file ``plotter.db``
-beside the queue (then not copied as a file as well) or MongoDB's ``mr_plotter.permalinks``.
-A restore makes the store hold exactly those: SQLite while the services are stopped,
-MongoDB once they run again (mongod is one of them).
+In SQLite they are in ``plotter.db`` beside the queue, with the plotter's accounts: the
+backup copies that file (``installer.backup``). In MongoDB (``mr_plotter.permalinks``) a
+backup carries them as ``plotter/permalinks.jsonl`` (:func:`qss.permalinks.dump`), read
+through the store, which works for a MongoDB elsewhere too; a restore makes the
+collection hold exactly those once the services run again (mongod is one of them).
 """
 from __future__ import annotations
 
@@ -36,14 +36,10 @@ def store_file(paths: DataPaths) -> Path | None:
 
 
 def export(env: Environment, tools: DataTools, paths: DataPaths) -> bytes | None:
-    """Every permalink as JSON lines; None when there is no store yet (no permalink was
-    ever made) or MongoDB cannot be reached (a warning says so).
-
-    Raises:
-        DeployError: the SQLite store cannot be read.
-    """
+    """MongoDB's permalinks as JSON lines; None when they are in SQLite (``plotter.db`` is
+    copied as a file) or MongoDB cannot be reached (a warning says so)."""
     path = store_file(paths)
-    if path is not None and not path.exists():
+    if path is not None:
         return None
     try:
         store = tools.open_permalinks(paths.queue_url, str(paths.srv))
@@ -53,9 +49,6 @@ def export(env: Environment, tools: DataTools, paths: DataPaths) -> bytes | None
             store.close()
     except _errors() as exc:
         why = " ".join(str(exc).split())[:200]
-        if path is not None:
-            raise DeployError(f"cannot read the plotter's permalinks {path}: {why}; "
-                              f"nothing was copied") from None
         env.warn(f"the plotter's permalinks (MongoDB {DATABASE}.{COLLECTION}) cannot be "
                  f"read ({why}); the backup holds them only within MongoDB's own files "
                  f"([paths] srv, when MongoDB runs on this machine)")

@@ -155,6 +155,12 @@ class _Parser(argparse.ArgumentParser):
             if unknown:
                 message = (f"unrecognised option{'s' if len(unknown) > 1 else ''} "
                            f"{', '.join(map(repr, unknown))}; {message}")
+        elif message.startswith("unrecognized arguments: "):
+            # argparse's spelling, once an action was given; the same words as above
+            unknown = message.split(": ", 1)[1].split()
+            kind = "option" if all(u.startswith("-") for u in unknown) else "argument"
+            message = (f"unrecognised {kind}{'s' if len(unknown) > 1 else ''} "
+                       f"{', '.join(map(repr, unknown))}")
         elif (m := re.match(r"argument --config: invalid choice: '?([^' ]*)", message)) \
                 and (m[1].endswith(".ini") or "/" in m[1]):
             message += (f"; a settings file goes with --settings (e.g. qss-get --status "

@@ -5,7 +5,9 @@
 =========  ==============================================================================
 qss        /etc/qss/qss.ini (only when missing), /etc/supervisor/supervisord.conf,
            /etc/supervisor/conf.d/qss.conf (programs btrdb, receiver, sync2q, mr-plotter,
-           and mongo when the queue is a MongoDB on this machine),
+           metadata, and mongo when the queue is a MongoDB on this machine),
+           /home/manager/mr-plotter/tools/accounts.py and tagconfig.json (only when
+           missing; [plotter] tagconfig, manual ch. 10-11),
            /etc/systemd/system/supervisor.service.d/qss.conf, /etc/sysusers.d/qss.conf
            (the service user; the operator joins its group), /etc/tmpfiles.d/qss.conf;
            and the plotter's self-signed certificate and key when [plotter] names files
@@ -36,10 +38,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import posixpath
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qss.settings import HostPort, Settings, StoreSettings, parse_hostport, render_default_ini
+from qss.tagconfig import DEFAULT_TEXT as DEFAULT_TAGCONFIG
 
 from . import templating
 from .files import DeployError, FileSpec
@@ -175,7 +179,52 @@ def programs(settings: Settings, layout: Layout, plotter: bool = True) -> list[P
     ]
     if plotter:
         out.append(plotter_program(layout))
+    out.append(metadata_program(layout))
     return out
+
+
+def metadata_program(layout: Layout) -> Program:
+    """Program ``metadata`` (manual ch. 10's ``sudo supervisorctl restart metadata``): at
+    each start it makes the plotter read ``tagconfig.json`` and the stream list again at
+    once and logs who sees which domain; then it logs again whenever ``tagconfig.json`` or
+    ``upmuconfig.ini`` changes (:mod:`plotter.metadata`)."""
+    qss_ini = layout.path(QSS_INI)
+    env = {"QSS_CONFIG": qss_ini, "HOME": layout.path(SERVICE_HOME), "LANG": "C.UTF-8",
+           "PYTHONUNBUFFERED": "1"}
+    return Program("metadata", "makes the plotter reload tagconfig.json and the streams; "
+                   "logs who sees which domain",
+                   f"{layout.bindir}/qss-metadata --config {qss_ini}",
+                   priority=460, stopwaitsecs=10, environment=env)
+
+
+def accounts_launcher(layout: Layout, python: str = sys.executable) -> str:
+    """``accounts.py`` of manual ch. 11: runs the suite's ``qss-accounts``, or else the
+    console's module with the suite's ``python`` (any Python, 2 or 3, may start it)."""
+    exe = f"{layout.bindir}/qss-accounts"
+    return f"""\
+#!/usr/bin/env python3
+# Mr. Plotter account access control console (manual ch. 11), written by
+# `qss-get --config qss`: it runs the suite's console, {exe}.
+#   cd {posixpath.dirname(layout.path("/home/manager/mr-plotter/tools/"))} && python3 accounts.py
+import os
+import sys
+
+os.environ.setdefault("QSS_CONFIG", "{layout.path(QSS_INI)}")
+for argv in (["{exe}"], ["{python}", "-m", "plotter_accounts"]):
+    try:
+        os.execv(argv[0], argv + sys.argv[1:])
+    except OSError:
+        pass
+sys.exit("accounts.py: cannot run {exe}; is the suite installed? (sudo qss-get -u)")
+"""
+
+
+def tools_files(settings: Settings, layout: Layout) -> list[FileSpec]:
+    """``tagconfig.json`` (the operator's once it exists) and ``accounts.py`` beside it."""
+    tools = posixpath.dirname(settings.plotter.tagconfig)
+    return [FileSpec(settings.plotter.tagconfig, DEFAULT_TAGCONFIG, "qss", keep_existing=True),
+            FileSpec(posixpath.join(tools, "accounts.py"), accounts_launcher(layout), "qss",
+                     mode=0o755)]
 
 
 def plotter_program(layout: Layout) -> Program:
@@ -257,6 +306,7 @@ def qss_files(settings: Settings, layout: Layout,
                                    group=layout.group,
                                    lines=tmpfiles_lines(settings, layout.user, layout.group)),
                  "qss"),
+        *tools_files(settings, layout),
     ]
 
 
@@ -279,8 +329,10 @@ def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> s
     """tmpfiles.d lines: the service user's home; its data directories, shared with
     ``group`` (default: the user's name) and setgid, with owner and mode put right
     recursively; the SQLite queue, group-writable; traverse permission on the uPMU
-    list's directory; the plotter's TLS key (when it exists), the service user's alone:
-    the plotter reads it after it has stopped being root.
+    list's directory; the folder of ``tagconfig.json`` (outside /etc and /usr) and the
+    file itself, writable by ``group`` (the operator edits it, the plotter reads it); the
+    plotter's TLS key (when it exists), the service user's alone: the plotter reads it
+    after it has stopped being root.
 
     Raises:
         DeployError: a data directory that is a system directory.
@@ -307,6 +359,12 @@ def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> s
                 and directory != "/":
             # Debian 12 makes home directories 0700; the uPMU lists are 0644 inside one.
             rows.append(("a+", directory, "-", "-", "-", "-", f"u:{user}:x"))
+    tools = posixpath.dirname(posixpath.normpath(settings.plotter.tagconfig))
+    if not any(tools == d or tools.startswith(d + "/") for d in ("/etc", "/usr")) \
+            and tools not in _SYSTEM_DIRS:
+        rows += [("d", tools, "2775", "-", group, "-", ""),
+                 ("z", posixpath.normpath(settings.plotter.tagconfig), "0664", "-", group,
+                  "-", "")]
     if settings.plotter.https:
         rows.append(("z", posixpath.normpath(settings.plotter.key), "0600", user, group,
                      "-", ""))

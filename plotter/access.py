@@ -1,23 +1,27 @@
 """Who may see which streams: the one place every data path asks.
 
-A request is made by a :class:`Viewer` (today always the anonymous one). The
-:class:`Gate` resolves stream UUIDs and lists streams *for a viewer*: a handler never
-touches the catalog or BTrDB stream handles except through it, so the accounts and
-domains of manual ch. 10-11 (issue 19) change :class:`Policy` and :meth:`Gate.viewer`
-and nothing else. A stream the viewer may not see is answered exactly as one that does
-not exist (:class:`UnknownStream`), so its UUID leaks nothing.
+A request is made by a :class:`Viewer`: a signed-in user and their tags, or the anonymous
+one (:meth:`Gate.viewer` asks the sign-in, :mod:`plotter.signin`). The :class:`Gate`
+resolves stream UUIDs and lists streams *for a viewer*: a handler never touches the
+catalog or BTrDB stream handles except through it. The policy of manual ch. 10
+(:class:`DomainPolicy`): a viewer sees the path prefixes ``tagconfig.json`` gives
+``public`` and each of their tags, by whole path elements, matched against the stream's
+path (``/lbnl/uPMU2/L1MAG``). A stream the viewer may not see is answered exactly as one
+that does not exist (:class:`UnknownStream`), so its UUID leaks nothing.
 """
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from qss.tagconfig import TagConfigFile, covers, prefixes_for
 
 from .catalog import Catalog, StreamEntry
 
-__all__ = ["ANONYMOUS", "EveryoneSeesAll", "Gate", "NotAUuid", "Policy", "UnknownStream",
-           "Viewer"]
+__all__ = ["ANONYMOUS", "DomainPolicy", "EveryoneSeesAll", "Gate", "NotAUuid", "Policy",
+           "UnknownStream", "Viewer"]
 
 
 @dataclass(frozen=True)
@@ -43,33 +47,47 @@ class NotAUuid(ValueError):
 
 
 class Policy(Protocol):
-    """Decides whether a viewer may see the streams under a collection path."""
+    """Decides which paths (``/lbnl/uPMU2/L1MAG``, ``/lbnl/uPMU2``) a viewer may see."""
 
-    def may_see(self, viewer: Viewer, collection: str) -> bool: ...
+    def checker(self, viewer: Viewer) -> Callable[[str], bool]: ...
 
 
 class EveryoneSeesAll:
-    """Today's policy: every stream is public (manual ch. 10's ``"public": ["/"]``)."""
+    """Every stream is public (manual ch. 10's ``"public": ["/"]``)."""
 
-    def may_see(self, viewer: Viewer, collection: str) -> bool:
-        return True
+    def checker(self, viewer: Viewer) -> Callable[[str], bool]:
+        return lambda path: True
+
+
+class DomainPolicy:
+    """Manual ch. 10: ``public``'s prefixes and those of the viewer's tags, as
+    ``tagconfig.json`` says now (its last good version while it is broken)."""
+
+    def __init__(self, tagconfig: TagConfigFile) -> None:
+        self.tagconfig = tagconfig
+
+    def checker(self, viewer: Viewer) -> Callable[[str], bool]:
+        prefixes = prefixes_for(self.tagconfig.get(), viewer.tags)
+        return lambda path: any(covers(p, path) for p in prefixes)
 
 
 class Gate:
     """The streams a viewer may see, and nothing else."""
 
-    def __init__(self, catalog: Catalog, policy: Policy | None = None) -> None:
+    def __init__(self, catalog: Catalog, policy: Policy | None = None,
+                 who: Callable[[Any], Viewer] | None = None) -> None:
         self.catalog = catalog
         self.policy = policy or EveryoneSeesAll()
+        self._who = who
 
     def viewer(self, request: object) -> Viewer:
-        """Who made ``request`` (today: everyone is anonymous)."""
-        return ANONYMOUS
+        """Who made ``request`` (anonymous without a sign-in)."""
+        return ANONYMOUS if self._who is None else self._who(request)
 
     def may_see(self, viewer: Viewer, collection: str) -> bool:
         """Whether ``viewer`` may see the streams of ``collection`` (for lists that are not
         streams, such as the health panel's uPMUs)."""
-        return self.policy.may_see(viewer, collection)
+        return self.policy.checker(viewer)("/" + collection.strip("/"))
 
     def streams(self, viewer: Viewer) -> list[StreamEntry]:
         """Every stream ``viewer`` may see, by collection and name.
@@ -77,7 +95,8 @@ class Gate:
         Raises:
             Exception: from the client when BTrDB is unavailable.
         """
-        return [s for s in self.catalog.streams() if self.policy.may_see(viewer, s.collection)]
+        sees = self.policy.checker(viewer)
+        return [s for s in self.catalog.streams() if sees(s.path)]
 
     def stream(self, viewer: Viewer, text: str) -> StreamEntry:
         """The stream with UUID ``text``, if ``viewer`` may see it.
@@ -92,7 +111,12 @@ class Gate:
             raise NotAUuid(f"{text!r} is not a stream UUID (e.g. "
                            f"f0896731-0e43-4ed5-a97f-19266d8e732c)") from None
         entry = self.catalog.find(uu)
-        if entry is None or not self.policy.may_see(viewer, entry.collection):
+        if entry is not None and not self.policy.checker(viewer)(entry.path):
+            # The same work as for a UUID nobody has (the catalog reads BTrDB again), so
+            # not even the time taken tells a hidden stream from a missing one.
+            self.catalog.find(uuidlib.UUID(int=uu.int ^ 1 << 127))
+            entry = None
+        if entry is None:
             raise UnknownStream(str(text))
         return entry
 

@@ -37,13 +37,17 @@ from qss.settings import Settings
 from qss.status import disk_usage
 
 from . import csvexport
-from .access import Gate, NotAUuid, UnknownStream
+from qss.tagconfig import TagConfigFile
+
+from .access import DomainPolicy, Gate, NotAUuid, UnknownStream
 from .catalog import Catalog, tree
 from .health import health, make_probes
+from .metadata import ReloadStamp, reload_stamp_path
 from .permalinks import (MAX_DOC_BYTES, PermalinkError, Permalinks, check_id, open_permalinks,
                          resolve, validate)
 from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
                     read_stream)
+from .signin import AccountsUnavailable, CsrfGuard, SignIn, routes_handlers
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +74,17 @@ class Plotter:
 
     def __init__(self, settings: Settings, btrdb: Btrdb | None = None,
                  gate: Gate | None = None,
-                 usage: Callable[[str], Any] = disk_usage) -> None:
+                 usage: Callable[[str], Any] = disk_usage,
+                 signin: SignIn | None = None) -> None:
         self.settings = settings
         self.btrdb = btrdb or Btrdb([str(e) for e in settings.btrdb.endpoints], deadline=10.0)
-        self.gate = gate or Gate(Catalog(self.btrdb))
+        self.tagconfig = TagConfigFile(settings.plotter.tagconfig)
+        self.signin = signin or SignIn(settings.queue.url, settings.paths.srv, self.tagconfig,
+                                       idle=settings.plotter.idle_minutes * 60,
+                                       https=settings.plotter.https)
+        self.reloads = ReloadStamp(reload_stamp_path(settings), self.reload)
+        self.gate = gate or Gate(Catalog(self.btrdb), DomainPolicy(self.tagconfig),
+                                 who=self.viewer)
         self.usage_probe = usage
         self._permalinks: Permalinks | None = None
         self._permalinks_lock = threading.Lock()
@@ -97,9 +108,22 @@ class Plotter:
                     raise PermalinksUnavailable(f"permalinks unavailable: {exc}") from exc
             return self._permalinks
 
+    def viewer(self, request: Request):
+        """Who made ``request`` (the gate asks); first takes in a ``restart metadata``."""
+        self.reloads.check()
+        return self.signin.viewer(request)
+
+    def reload(self) -> None:
+        """Read ``tagconfig.json`` and the stream list again now (``supervisorctl restart
+        metadata`` asks for it through the reload stamp)."""
+        log.info("metadata reloaded: tagconfig.json and the stream list are read again")
+        self.tagconfig.invalidate()
+        self.gate.catalog.expire()
+
     def close(self) -> None:
         self.btrdb.close()
         self.probes.close()
+        self.signin.close()
         if self._permalinks is not None:
             self._permalinks.close()
 
@@ -386,6 +410,7 @@ def create_app(plotter: Plotter) -> Starlette:
     """The ASGI application serving ``plotter``."""
     routes = [
         Route("/", index),
+        Route("/login", index),                 # the page, its sign-in dialog open
         Route("/api/streams", streams),
         Route("/api/streams/{uuid}", stream_info),
         Route("/api/bracket", bracket),
@@ -395,19 +420,23 @@ def create_app(plotter: Plotter) -> Starlette:
         Route("/api/health", health_report),
         Route("/api/permalinks", create_permalink, methods=["POST"]),
         Route("/api/permalinks/{pid}", read_permalink),
+        *(Route(path, handler, methods=methods)
+          for path, (handler, methods) in routes_handlers().items()),
     ]
     if STATIC.is_dir():
         routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
     app = Starlette(routes=routes,
                     # Level 9 (the default) took 200 ms for a 6-stream view; 5: a tenth of that,
                     # a few percent larger.
-                    middleware=[Middleware(GZipMiddleware, minimum_size=1024,
+                    middleware=[Middleware(CsrfGuard, signin_of=lambda: plotter.signin),
+                                Middleware(GZipMiddleware, minimum_size=1024,
                                            compresslevel=5)],
                     exception_handlers={BadRequest: bad_request, NotAUuid: bad_request,
                                         PermalinkError: bad_request,
                                         UnknownStream: unknown_stream,
                                         UnknownPermalink: unknown_stream,
                                         PermalinksUnavailable: unavailable,
+                                        AccountsUnavailable: unavailable,
                                         HTTPException: http_error, BTrDBError: btrdb_failure,
                                         grpc.RpcError: btrdb_failure, Exception: failure})
     app.state.plotter = plotter

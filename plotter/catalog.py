@@ -87,6 +87,11 @@ class Catalog:
                 entry = self._by_uuid.get(uu)
         return entry
 
+    def expire(self) -> None:
+        """Read the list from BTrDB again on its next use."""
+        with self._lock:
+            self._read_at = None
+
     def refresh(self) -> None:
         """Read the list from BTrDB now.
 

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                     "'mr-plotter').")
     add_settings_arguments(parser, "plotter_listen", "certificate", "key", "redirect",
                            "btrdb", "data", "max_disk_percent", "http", "queue", "srv",
-                           "upmuconfig")
+                           "upmuconfig", "tagconfig", "idle_minutes")
     parser.add_argument("--user", metavar="NAME",
                         help="when started as root (to bind ports 80 and 443), run as this "
                              "user once the sockets are bound; required as root (the "

@@ -37,24 +37,30 @@ class PlotterProcess:
 
 
 def command(btrdb: str, data: str | os.PathLike, *extra: str) -> list[str]:
-    """A plotter on 127.0.0.1, any free port, plain HTTP, no settings file."""
+    """A plotter on 127.0.0.1, any free port, plain HTTP, no settings file, its
+    ``tagconfig.json`` in ``data``."""
     # Tests may run as root (CI does); the worktree need not be readable by another user.
     user = ["--user", "root"] if os.geteuid() == 0 else []
     return [sys.executable, "-m", "plotter", "--config", os.devnull, "--btrdb", btrdb,
             "--data", str(data), "--queue", f"sqlite:///{os.path.abspath(data)}/queue.db",
             "--srv", str(data), "--listen", "127.0.0.1:0", "--certificate", "",
-            "--key", "", "--redirect", "off", *user, *extra]
+            "--key", "", "--redirect", "off",
+            "--tagconfig", os.path.join(os.path.abspath(data), "tagconfig.json"), *user, *extra]
 
 
 def start(btrdb: str, data: str | os.PathLike, *extra: str, log_path: str | os.PathLike,
           timeout: float = 30.0, pythonpath: str | None = None) -> PlotterProcess:
     """Start a plotter reading BTrDB at ``btrdb`` and wait until it logs its URL; its code
     from this checkout, or from ``pythonpath`` (e.g. an unpacked wheel) when given.
+    Without a ``tagconfig.json`` in ``data`` one is written that makes everything public.
 
     Raises:
         RuntimeError: with the plotter's output, if it exits or stays silent.
     """
     log_path = Path(log_path)
+    tagconfig = Path(data) / "tagconfig.json"
+    if not tagconfig.exists():     # what the API tests expect: every stream is public
+        tagconfig.write_text('{"public": ["/"]}\n')
     out = open(log_path, "w")
     code = pythonpath or str(ROOT)
     env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -75,3 +81,21 @@ def start(btrdb: str, data: str | os.PathLike, *extra: str, log_path: str | os.P
         proc.kill()
     proc.wait()
     raise RuntimeError(f"qss-plotter did not start (status {proc.returncode}):\n{p.log()}")
+
+
+def client(url: str, user: str | None = None, password: str | None = None):
+    """A ``requests.Session`` for the plotter at ``url`` that sends the CSRF token, as the
+    page does; signed in as ``user`` when given.
+
+    Raises:
+        RuntimeError: the sign-in is refused.
+    """
+    import requests
+    s = requests.Session()
+    s.headers["X-CSRF-Token"] = s.get(url + "/api/session", timeout=30).json()["csrf"]
+    if user is not None:
+        r = s.post(url + "/api/login", json={"user": user, "password": password}, timeout=30)
+        if r.status_code != 200:
+            raise RuntimeError(f"sign-in as {user!r} refused: {r.status_code} {r.text}")
+        s.headers["X-CSRF-Token"] = r.json()["csrf"]
+    return s

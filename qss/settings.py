@@ -7,7 +7,8 @@ Keys (a contract; flags of the same name override them)::
     [btrdb]    endpoints = 127.0.0.1:4410
     [receiver] listen = 0.0.0.0:1883, max_disk_percent = 98, max_buffer_mb = 256
     [store]    grpc = 127.0.0.1:4410, http = 127.0.0.1:9000
-    [plotter]  listen = 0.0.0.0:443, certificate, key, redirect = 0.0.0.0:80
+    [plotter]  listen = 0.0.0.0:443, certificate, key, redirect = 0.0.0.0:80, tagconfig,
+               idle_minutes = 30
     [distil]   builtins, angle_differences, poll_interval, state, distillates
 
 Precedence, lowest first: built-in defaults, the file, the environment, flags.
@@ -127,6 +128,10 @@ class PlotterSettings:
     certificate: str = "/etc/qss/plotter.crt"
     key: str = "/etc/qss/plotter.key"
     redirect: HostPort | None = HostPort("0.0.0.0", 80)
+    #: The domains' tags (manual ch. 10): which path prefixes each tag opens.
+    tagconfig: str = "/home/manager/mr-plotter/tools/tagconfig.json"
+    #: A signed-in session ends after this many minutes without a request.
+    idle_minutes: float = 30.0
 
     @property
     def https(self) -> bool:
@@ -293,6 +298,7 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
 
 
 _seconds = _number_in(0.1, 3600, "must be a number of seconds from 0.1 to 3600")
+_minutes = _number_in(0.05, 10080, "must be a number of minutes from 0.05 to 10080 (a week)")
 
 
 # section -> key -> (parser, flag name); the flag table below is built from this.
@@ -310,7 +316,9 @@ _KEYS = {
     "plotter": {"listen": (parse_hostport, "plotter_listen"),
                 "certificate": (_optional_path, "certificate"),
                 "key": (_optional_path, "key"),
-                "redirect": (_optional_hostport, "redirect")},
+                "redirect": (_optional_hostport, "redirect"),
+                "tagconfig": (_absolute_path, "tagconfig"),
+                "idle_minutes": (_minutes, "idle_minutes")},
     "distil": {"builtins": (_names, "builtins"),
                "angle_differences": (_pairs, "angle_differences"),
                "poll_interval": (_seconds, "poll_interval"),
@@ -358,6 +366,10 @@ _FLAG_HELP = {
                     "/etc/qss/plotter.key)"),
     "redirect": ("HOST:PORT", "plain-HTTP address that redirects to the HTTPS site, or off "
                               "([plotter] redirect; default 0.0.0.0:80)"),
+    "tagconfig": ("PATH", "which path prefixes each tag opens, tagconfig.json ([plotter] "
+                          "tagconfig; default /home/manager/mr-plotter/tools/tagconfig.json)"),
+    "idle_minutes": ("N", "sign a user out after N minutes without a request ([plotter] "
+                          "idle_minutes; default 30)"),
     "builtins": ("NAMES", "built-in distillates run for every uPMU, comma-separated, or none "
                           "([distil] builtins; default frequency, frequency-1s, power, "
                           "state-changes)"),
@@ -558,6 +570,10 @@ listen = {plotter.listen}
 certificate = {plotter.certificate}
 key = {plotter.key}
 redirect = {redirect}
+# Which path prefixes each tag opens (manual ch. 10; --tagconfig), and the minutes
+# without a request after which a signed-in user is signed out (--idle-minutes).
+tagconfig = {plotter.tagconfig}
+idle_minutes = {plotter.idle_minutes:g}
 
 [store]
 # The embedded BTrDB server: gRPC API (--grpc) and legacy REST API (--http).

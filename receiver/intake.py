@@ -264,6 +264,22 @@ class Intake:
             return self._failed(peer, header, exc)
         return self._stored(upmu, header, result)
 
+    def store_many(self, files: list[tuple[Upmu, FileHeader, Contents, str]]) -> list[bytes]:
+        """Store several whole admitted files ``(upmu, header, data, peer)`` together
+        (:meth:`qss.queue.Queue.put_many`: one transaction for the SQLite queue); return
+        their replies as :meth:`store` does, in order. Never raises for anything a device
+        or the storage can cause."""
+        if len(files) == 1:
+            return [self.store(*files[0])]
+        try:
+            results = self.queue.put_many([(upmu.serial, header.path, data)
+                                           for upmu, header, data, _ in files])
+        except Exception as exc:   # noqa: BLE001 - sorted out in _failed
+            return [self._failed(peer, header, exc) for _, header, _, peer in files]
+        return [self._failed(peer, header, result) if isinstance(result, Exception)
+                else self._stored(upmu, header, result)
+                for (upmu, header, _, peer), result in zip(files, results)]
+
     def open_upload(self, upmu: Upmu, header: FileHeader, peer: str) -> Upload | bytes:
         """Start storing an admitted file piece by piece; return the upload, or the
         failure reply (logged) when the queue cannot start it."""
@@ -300,6 +316,11 @@ class Intake:
         if upmu is None:
             return FAILURE_REPLY
         return self.store(upmu, header, file.data, peer)
+
+    def refuse(self, header: FileHeader, peer: str, kind: str, reason: str) -> bytes:
+        """Refuse the file of ``header`` for a reason the caller found (logged through
+        the refusal log under ``kind``); return the failure reply."""
+        return self._refuse(peer, header.serial, kind, header.path, reason)
 
     def _stored(self, upmu: Upmu, header: FileHeader, result: PutResult) -> bytes:
         note = {PutResult.NEW: "",

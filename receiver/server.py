@@ -13,17 +13,26 @@ they arrive, its end. Memory is bounded by configuration, not by senders:
   that fits in one piece is stored with one queue put (the common case, group-committed
   with the others), a longer one goes to the queue piece by piece through an upload
   (SQLite writes each piece to disk; MongoDB keeps them until the commit);
+- a file that will arrive in several pieces takes disk space before its commit, so the
+  files of a serial arriving that way are limited in number and announced bytes, and so
+  are all of them together (:class:`~receiver.limits.UploadLimits`); past a limit the
+  file is refused at its header like an unknown serial's;
+- the contents of refused and of long files ("bulk") share one rate
+  (:class:`~receiver.limits.BulkRate`, 64 MiB/s): past it such a connection stops
+  reading for its share of the time, so a flood cannot starve devices' files (one piece
+  each, never counted) of the event loop, the queue or the disk;
 - the bytes held across all connections (unparsed input, pieces, pieces being written)
   are counted; at ``max_buffer`` every connection stops reading and partial pieces are
   written out, until the total falls to three quarters of it (back-pressure: the kernel's
-  socket buffers fill and the senders wait). A connection also stops reading while its
-  own piece or file is being written; a device sends its next file only after the reply
-  anyway.
+  socket buffers fill and the senders wait). A connection also stops reading when bytes
+  arrive while its own piece or file is being written (at most one read is held then);
+  a device sends its next file only after the reply anyway.
 
-The queue work runs in writer threads (several: the SQLite queue commits the files
-waiting together in one transaction, MongoDB takes them in parallel), and the reply is
-written only when the file is durable. A connection cut mid-file leaves nothing in the
-queue: its upload is aborted. Other connections keep being served while a write is slow.
+The queue work runs in writer threads (:mod:`receiver.committer`: for the SQLite queue
+one thread commits every file waiting in one transaction; MongoDB takes them in
+parallel), and the reply is written only when the file is durable. A connection cut
+mid-file leaves nothing in the queue: its upload is aborted. Other connections keep
+being served while a write is slow.
 
 A connection is closed, without a reply and without disturbing the others, on a protocol
 error (a header over a limit, bad UTF-8, ...), when it stalls mid-message for
@@ -56,7 +65,9 @@ from qss.queue import Queue, QueueError, Upload, open_queue
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import Upmu
 
+from .committer import Committer
 from .intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
+from .limits import BulkRate, UploadLimits
 
 __all__ = ["DeviceConnection", "ReceiverServer", "entry", "main"]
 
@@ -76,15 +87,21 @@ MAX_BUFFER = 256 << 20
 class _File:
     """The file a connection is receiving."""
 
-    __slots__ = ("header", "upmu", "pieces", "piece_bytes", "upload", "failed")
+    __slots__ = ("header", "upmu", "pieces", "piece_bytes", "upload", "failed", "reserved")
 
-    def __init__(self, header: FileHeader, upmu: Upmu | None) -> None:
+    def __init__(self, header: FileHeader, upmu: Upmu | None, reserved: bool) -> None:
         self.header = header
         self.upmu = upmu            # None: refused, contents dropped
         self.pieces: list[memoryview] = []
         self.piece_bytes = 0
         self.upload: Upload | None = None
         self.failed = upmu is None  # refused, or the queue failed part way: reply zeros
+        self.reserved = reserved    # counted in the server's UploadLimits
+
+    @property
+    def bulk(self) -> bool:
+        """Contents that count against the shared bulk rate (see :mod:`receiver.limits`)."""
+        return self.failed or self.reserved
 
     def take_piece(self) -> bytes | memoryview:
         pieces = self.pieces
@@ -107,6 +124,7 @@ class DeviceConnection(asyncio.Protocol):
         self.busy = False          # a queue job of this connection is running
         self.closed = False
         self.reading = True
+        self.throttled = False     # waiting for its share of the bulk rate
         self.files = 0
         self.file: _File | None = None
         self.writing = 0           # bytes of the piece being written
@@ -133,9 +151,26 @@ class DeviceConnection(asyncio.Protocol):
             self._update_reading()
 
     def data_received(self, data: bytes) -> None:
+        bulk = self.file is not None and self.file.bulk
         self.parser.receive_data(data)
-        self.last_progress = self.server.loop.time()
+        now = self.last_progress = self.server.loop.time()
+        if self.busy:
+            # Paused only now that bytes came while its file is stored: a device waits
+            # for its reply before it sends more, so this is rare, where pausing and
+            # resuming around every file cost two epoll_ctl calls each.
+            self._update_reading()
         self._advance()
+        if bulk or (self.file is not None and self.file.bulk):
+            delay = self.server.bulk.charge(len(data), now)
+            if delay > 0 and not self.closed:
+                self.throttled = True
+                self._update_reading()
+                self.server.loop.call_later(delay, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self.throttled = False
+        self.last_progress = self.server.loop.time()   # the wait was not the sender's
+        self._update_reading()
 
     def eof_received(self) -> bool:
         self.parser.receive_data(b"")
@@ -168,7 +203,7 @@ class DeviceConnection(asyncio.Protocol):
                 if file.piece_bytes >= PIECE:
                     self._write_piece()
             elif cls is FileHeader:
-                self.file = _File(event, self._admit(event))
+                self.file = self._admit(event)
             elif cls is EndOfMessage:
                 self._end_file()
             elif cls is ProtocolError:
@@ -178,20 +213,39 @@ class DeviceConnection(asyncio.Protocol):
                 self.close(None)
         self._account()
 
-    def _admit(self, header: FileHeader) -> Upmu | None:
+    def _admit(self, header: FileHeader) -> _File:
+        intake = self.server.intake
         try:
-            return self.server.intake.admit(header, self.peer)
+            upmu = intake.admit(header, self.peer)
         except Exception:   # noqa: BLE001 - a bug (or an unreadable uPMU list): refuse
             log.exception("uPMU %s: checking a file failed", self.peer)
-            return None
+            upmu = None
+        if upmu is None or header.data_len <= PIECE:
+            return _File(header, upmu, False)
+        # It will arrive in pieces and take disk space before its commit: within limits.
+        why = self.server.uploads.reserve(upmu.serial, header.data_len)
+        if why is not None:
+            intake.refuse(header, self.peer, "uploads", why)
+            return _File(header, None, False)
+        return _File(header, upmu, True)
+
+    def _release(self, file: _File) -> None:
+        """The file is committed or forgotten: it no longer counts in the upload limits."""
+        if file.reserved:
+            file.reserved = False
+            self.server.uploads.release(file.upmu.serial, file.header.data_len)
 
     def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
         """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
         that write pieces of long files), then ``done(result)`` here."""
-        self.busy = True
-        self._update_reading()
         executor = self.server.piece_writers if piece else self.server.writers
-        future = self.server.loop.run_in_executor(executor, work, *args)
+        self._wait(self.server.loop.run_in_executor(executor, work, *args), done)
+
+    def _wait(self, future: asyncio.Future, done: Callable) -> None:
+        """Read no further into the connection until the queue work behind ``future`` is
+        done (bytes arriving meanwhile pause it: see :meth:`data_received`), then pass its
+        result to ``done`` here and go on with the connection."""
+        self.busy = True
         self.server.storing.add(future)
 
         def finished(future: asyncio.Future) -> None:
@@ -243,6 +297,7 @@ class DeviceConnection(asyncio.Protocol):
         self.file = None
         header = file.header
         if file.failed:
+            self._release(file)
             self._reply(FAILURE_REPLY)
             return
         intake, peer = self.server.intake, self.peer
@@ -250,7 +305,7 @@ class DeviceConnection(asyncio.Protocol):
             # The pieces as received, unjoined: the queue writes them one after the other.
             pieces, self.writing = file.pieces, file.piece_bytes
             file.pieces, file.piece_bytes = [], 0
-            work = lambda: intake.store(file.upmu, header, pieces, peer)  # noqa: E731
+            future = self.server.committer.submit((file.upmu, header, pieces, peer))
         else:
             piece = file.take_piece() if file.pieces else None
             self.writing = len(piece) if piece is not None else 0
@@ -263,12 +318,15 @@ class DeviceConnection(asyncio.Protocol):
                         return failure
                 return intake.finish(file.upmu, header, file.upload, peer)
 
+            future = self.server.loop.run_in_executor(self.server.writers, work)
+
         def done(reply: bytes) -> None:
+            self._release(file)
             self.writing = self.kept = 0
             self.files += reply != FAILURE_REPLY
             self._reply(reply)
 
-        self._job(work, done=done)
+        self._wait(future, done)
 
     def _reply(self, reply: bytes) -> None:
         if self.closed:
@@ -296,6 +354,7 @@ class DeviceConnection(asyncio.Protocol):
             file.pieces = []
             file.piece_bytes = 0
             self._abort(file)
+            self._release(file)
         self._account()
 
     def _account(self) -> None:
@@ -309,7 +368,7 @@ class DeviceConnection(asyncio.Protocol):
             self.server.check_pressure()
 
     def _update_reading(self) -> None:
-        want = not (self.busy or self.closed or self.server.pressure)
+        want = not (self.busy or self.closed or self.server.pressure or self.throttled)
         if want != self.reading and self.transport is not None and not self.closed:
             self.reading = want
             if want:
@@ -358,8 +417,10 @@ class DeviceConnection(asyncio.Protocol):
 class ReceiverServer:
     """The listening service around an :class:`Intake`.
 
-    ``writers`` threads run the intake: files waiting together are stored in one
-    transaction by the SQLite queue (group commit), and MongoDB takes writes in parallel.
+    Whole files go to the queue through a :class:`~receiver.committer.Committer`: one
+    thread storing every file waiting in one transaction for the SQLite queue (group
+    commit), ``writers`` threads in parallel for MongoDB. ``bulk`` and ``uploads`` limit
+    what refused and long files may take (:mod:`receiver.limits`; defaults when None).
     ``max_buffer`` bytes of contents at most are held across connections (see the module
     docstring). Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is
     requested).
@@ -367,12 +428,18 @@ class ReceiverServer:
 
     def __init__(self, intake: Intake, *, stall_timeout: float = STALL_TIMEOUT,
                  idle_timeout: float = IDLE_TIMEOUT, writers: int = WRITERS,
-                 max_buffer: int = MAX_BUFFER) -> None:
+                 max_buffer: int = MAX_BUFFER, bulk: BulkRate | None = None,
+                 uploads: UploadLimits | None = None) -> None:
         self.intake = intake
+        self.bulk = bulk or BulkRate()
+        self.uploads = uploads or UploadLimits()
         self.stall_timeout = stall_timeout
         self.idle_timeout = idle_timeout
         self.max_buffer = max_buffer
-        self.writers = concurrent.futures.ThreadPoolExecutor(writers, "receiver-writer")
+        self._committer_threads = writers
+        self.committer: Committer | None = None   # started with the loop
+        # Commits of files that came in pieces (rare from real devices).
+        self.writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS, "receiver-finish")
         # Pieces of long files (rare from real devices, the bulk of a flood) go through
         # threads of their own, so that files devices wait for never queue behind them.
         self.piece_writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS,
@@ -402,6 +469,9 @@ class ReceiverServer:
         else:
             self._server = await self.loop.create_server(
                 lambda: DeviceConnection(self), host, port, reuse_address=True, backlog=1024)
+        batch = getattr(self.intake.queue, "group_commit", False)
+        self.committer = Committer(self.intake.store_many, self.loop,
+                                   threads=1 if batch else self._committer_threads, batch=batch)
         self._sweeper = asyncio.create_task(self._sweep())
         address = self._server.sockets[0].getsockname()
         return address[0], address[1]
@@ -464,6 +534,8 @@ class ReceiverServer:
             await self._server.wait_closed()
         self.writers.shutdown(wait=True)
         self.piece_writers.shutdown(wait=True)
+        if self.committer is not None:
+            self.committer.close()
         self.intake.refusals.flush(everything=True)
 
 

@@ -55,7 +55,8 @@ SOCKET_GROUP = "nogroup" if ROOT else grp.getgrgid(os.getegid()).gr_name
 # The function each program's console script runs, for when the script is not
 # installed in the venv yet (setup.py lists the scripts once they land).
 REAL_ENTRIES = {"qss-btrdb": "tsdb.server:entry", "qss-receiver": "receiver.server:entry",
-                "qss-sync2q": "sync2q.cli:entry", "qss-plotter": "plotter.server:entry"}
+                "qss-sync2q": "sync2q.cli:entry", "qss-plotter": "plotter.server:entry",
+                "qss-metadata": "plotter.metadata:entry"}
 
 # How supervisord reports a program that stopped because of its SIGTERM: it exited by
 # itself (the contract), or, when the signal came before the program had installed its
@@ -226,7 +227,7 @@ def _wait_serving(appliance, timeout: float = 20.0) -> None:
 
 def test_every_program_reaches_running(appliance):
     names = [p.name for p in appliance.programs]
-    assert names == ["btrdb", "receiver", "sync2q", "mr-plotter"]
+    assert names == ["btrdb", "receiver", "sync2q", "mr-plotter", "metadata"]
     appliance.wait_for(all_running(names), "every program RUNNING")
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout

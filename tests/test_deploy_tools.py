@@ -166,7 +166,7 @@ def test_systemd_creates_the_service_user_and_gives_it_its_directories(root, tmp
     sysusers, tmpfiles = tool("systemd-sysusers", "systemd"), tool("systemd-tmpfiles", "systemd")
     target = tmp_path / "target"
     shutil.copytree(root, target)
-    (target / "home/manager").mkdir(parents=True)
+    (target / "home/manager").mkdir(parents=True, exist_ok=True)   # mr-plotter/tools is in it
     (target / "ssd/srv/restored").mkdir(parents=True)
     (target / "ssd/srv/queue.db").write_bytes(b"restored as root")
     (target / "ssd/srv/restored/file").write_bytes(b"restored as root")

@@ -38,9 +38,11 @@ FLOORS: dict[str, frozenset[str]] = {
     "upmu_adm": frozenset({"qss"}),
     "plotter": frozenset({"qss"}),
     "distil": frozenset({"qss"}),
+    "plotter_accounts": frozenset({"qss"}),
     "demokit": frozenset({"qss", "installer"}),
     "bench": frozenset({"qss", "tsdb", "receiver", "sync2q", "simulator", "dattool",
-                        "installer", "upmu_adm", "plotter", "distil", "demokit"}),
+                        "installer", "upmu_adm", "plotter", "distil", "demokit",
+                        "plotter_accounts"}),
 }
 
 

@@ -347,8 +347,10 @@ def test_btrdb_stopped_is_a_503_and_the_plotter_recovers_by_itself(tmp_path):
 # -- permalinks ------------------------------------------------------------------------
 
 def post(plotter, path, body):
-    return requests.post(plotter.url + path, data=body if isinstance(body, bytes) else None,
-                         json=None if isinstance(body, bytes) else body, timeout=30)
+    """A POST as the page sends it (with the CSRF token)."""
+    return plotter_testing.client(plotter.url).post(
+        plotter.url + path, data=body if isinstance(body, bytes) else None,
+        json=None if isinstance(body, bytes) else body, timeout=30)
 
 
 def test_a_permalink_round_trip_for_each_kind_of_window(plotter, streams):

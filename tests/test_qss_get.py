@@ -31,7 +31,8 @@ ROUTES = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU
 ALL_FILES = [
     "etc/qss/qss.ini", "etc/supervisor/supervisord.conf", "etc/supervisor/conf.d/qss.conf",
     "etc/systemd/system/supervisor.service.d/qss.conf", "etc/sysusers.d/qss.conf",
-    "etc/tmpfiles.d/qss.conf", "etc/network/interfaces", "etc/shorewall/interfaces",
+    "etc/tmpfiles.d/qss.conf", "home/manager/mr-plotter/tools/tagconfig.json",
+    "home/manager/mr-plotter/tools/accounts.py", "etc/network/interfaces", "etc/shorewall/interfaces",
     "etc/shorewall/zones", "etc/shorewall/policy", "etc/shorewall/rules",
     "etc/default/shorewall", "etc/apcupsd/apcupsd.conf", "etc/default/apcupsd",
 ]
@@ -148,7 +149,9 @@ def test_actions_are_a_table_of_mutually_exclusive_flags():
                                  "argument --version"),
     (["-u", "/mnt", "-p", "apcupsd"], "qss-get: error: argument -p/--packages: not allowed "
                                       "with argument -u/--update"),
-    (["--version", "--upgrade"], "qss-get: error: unrecognized arguments: --upgrade"),
+    (["--version", "--upgrade"], "qss-get: error: unrecognised option '--upgrade'"),
+    (["--status", "--bogus", "stray"], "qss-get: error: unrecognised arguments '--bogus', "
+                                       "'stray'"),
 ])
 def test_an_invalid_call_prints_usage_and_exits_2(capsys, argv, error):
     assert main(argv) == ExitStatus.USAGE
@@ -203,7 +206,8 @@ def test_config_all_writes_every_file_and_a_second_run_changes_nothing(tmp_path)
         + [f"written under {tmp_path}; nothing on this machine was started or changed"])
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) \
         == sorted(ALL_FILES + CERTIFICATE)
-    assert all(((tmp_path / f).stat().st_mode & 0o777) == 0o644 for f in ALL_FILES)
+    assert {f: (tmp_path / f).stat().st_mode & 0o777 for f in ALL_FILES} == {
+        f: 0o755 if f.endswith("accounts.py") else 0o644 for f in ALL_FILES}
     assert ((tmp_path / "etc/qss/plotter.key").stat().st_mode & 0o777) == 0o600
     before = snapshot(tmp_path)
 
@@ -211,7 +215,7 @@ def test_config_all_writes_every_file_and_a_second_run_changes_nothing(tmp_path)
     status, out = qss_get(env, "--config", "all", "--root", str(tmp_path))
     assert status == 0
     assert lines(out)[1:] == ([f"unchanged {tmp_path}/{f}" for f in ALL_FILES]
-                              + ["nothing to do: 14 files already as qss-get writes them"])
+                              + ["nothing to do: 16 files already as qss-get writes them"])
     assert snapshot(tmp_path) == before     # not even rewritten: same inodes and times
 
 
@@ -309,7 +313,7 @@ def test_an_operators_qss_ini_is_kept_and_used(tmp_path):
             "user=qss\n") in conf
     dropin = (tmp_path / "etc/systemd/system/supervisor.service.d/qss.conf").read_text()
     assert "RequiresMountsFor=/data/btrdb /data/queue\n" in dropin
-    assert "TimeoutStopSec=310\n" in dropin     # 120 + 30 + 30 + 60 + 10 s, plus a minute
+    assert "TimeoutStopSec=320\n" in dropin     # 120 + 30 + 30 + 60 + 10 + 10 s, plus a minute
     tmpfiles = (tmp_path / "etc/tmpfiles.d/qss.conf").read_text()
     assert "d     /data/btrdb                2770  qss  qss   -\n" in tmpfiles
     assert "Z     /data/btrdb                ~2770 qss  qss   -\n" in tmpfiles
@@ -318,7 +322,7 @@ def test_an_operators_qss_ini_is_kept_and_used(tmp_path):
     env = make_env(tmp_path)
     status, out = qss_get(env, "--config", "qss", "--root", str(tmp_path))
     assert status == 0 and lines(out)[-1] == \
-        "nothing to do: 6 files already as qss-get writes them"
+        "nothing to do: 8 files already as qss-get writes them"
     # [store] is the library's default there, 127.0.0.1: kept, but the operator is told
     assert ("qss-get: warning: /etc/qss/qss.ini: [store] grpc = 127.0.0.1:4410 and http = "
             "127.0.0.1:9000: the BTrDB API is reachable from this machine only, although "
@@ -372,7 +376,7 @@ def test_the_operator_shares_the_queue_and_supervisor_with_the_services(tmp_path
     assert "\nchown=root:qss\nchmod=0770\n" in supervisord
     conf = (etc / "supervisor/conf.d/qss.conf").read_text()
     blocks = conf.split("[program:")[1:]
-    assert len(blocks) == 4 and all("\numask=007\n" in b for b in blocks)
+    assert len(blocks) == 5 and all("\numask=007\n" in b for b in blocks)   # + metadata
     # mr-plotter starts as root to bind 443 and 80, then serves as qss; its key is qss's
     (plotter,) = [b for b in blocks if b.startswith("mr-plotter]")]
     assert ("\ncommand=/opt/qss/bin/qss-plotter --config /etc/qss/qss.ini --user qss\n"

@@ -3,7 +3,6 @@ store beside the queue, and from MongoDB's mr_plotter.permalinks (mongomock; a r
 server too when QSS_TEST_MONGO_URL is set)."""
 from __future__ import annotations
 
-import json
 import os
 import uuid
 
@@ -13,10 +12,17 @@ import pytest
 from qss.permalinks import MongoPermalinks, SqlitePermalinks
 from qss.settings import render_default_ini
 
+from qss.queue import open_queue
+
 from test_qss_get_data import FakeServices, fill_queue, make_env, make_root, make_store, qss_get
 
 U1 = "f0896731-0e43-4ed5-a97f-19266d8e732c"
 BACKUP = "usb/qss-backup-20240506T070809"
+
+
+def fill_queue_at(path) -> None:
+    with open_queue(f"sqlite:///{path}") as q:
+        q.put("P3001276", "/root/upmu_data/P3001276_2024-01-01-00-00-00.dat", b"x" * 1000)
 
 
 def view(n: int) -> dict:
@@ -28,40 +34,46 @@ def manifest(folder) -> list[str]:
                   (folder / "MANIFEST.sha256").read_text().splitlines())
 
 
-def test_sqlite_permalinks_are_backed_up_and_restored_exactly(tmp_path):
-    root = make_root(tmp_path)
-    fill_queue(root)
+@pytest.mark.parametrize("outside", [False, True], ids=["queue in srv", "queue elsewhere"])
+def test_sqlite_permalinks_are_backed_up_and_restored_exactly(tmp_path, outside):
+    """plotter.db (permalinks and accounts) is copied as a file beside the queue's."""
+    if outside:
+        root = make_root(tmp_path, render_default_ini().replace(
+            "url = sqlite:////ssd/srv/queue.db", f"url = sqlite:///{tmp_path}/root/q/queue.db"))
+        (root / "q").mkdir()
+        db = root / "q/plotter.db"
+        fill_queue_at(root / "q/queue.db")
+    else:
+        root = make_root(tmp_path)
+        db = root / "ssd/srv/plotter.db"
+        fill_queue(root)
     make_store(root, 100)
-    store = SqlitePermalinks(str(root / "ssd/srv/plotter.db"))
+    store = SqlitePermalinks(str(db))
     kept = {store.create(view(n)): view(n) for n in range(1, 4)}
     store.close()                      # the plotter runs on: a reader beside it is fine
     (tmp_path / "usb").mkdir()
     status, out = qss_get(make_env(root), "--backup", str(tmp_path / "usb"))
     assert status == 0, out
     folder = tmp_path / BACKUP
-    assert manifest(folder) == [
+    queue = ["queue/plotter.db", "queue/queue.db"] if outside else [
+        "srv/plotter.db", "srv/queue.db"]
+    assert manifest(folder) == sorted([
         "config/backupconfig.ini", "config/qss.ini", "config/upmuconfig.ini",
-        "data/btrdb.sqlite3", "plotter/permalinks.jsonl", "srv/queue.db"]   # not plotter.db
-    lines = [json.loads(line) for line in (folder / "plotter/permalinks.jsonl").read_text()
-             .splitlines()]
-    assert {r["id"]: r["doc"] for r in lines} == kept
+        "data/btrdb.sqlite3", *queue])
     # made and lost after the backup: the restore brings back exactly the backup's
-    store = SqlitePermalinks(str(root / "ssd/srv/plotter.db"))
+    store = SqlitePermalinks(str(db))
     store.create(view(99))
     store.close()
-    os.unlink(root / "ssd/srv/plotter.db")
+    os.unlink(db)
     services = FakeServices()
     env = make_env(root, "y\n", services)
     status, out = qss_get(env, "--restore", str(folder))
     assert status == 0, env.stderr.getvalue()
     assert services.calls == ["stop", "start"]
-    assert f"restored  3 permalinks of the plotter into {root}/ssd/srv/plotter.db" in out
-    store = SqlitePermalinks(str(root / "ssd/srv/plotter.db"))
+    store = SqlitePermalinks(str(db))
     assert {r["id"]: r["doc"] for r in store.records()} == kept
-    assert [r["created"] for r in store.records()] == [r["created"] for r in
-                                                      sorted(lines, key=lambda r: r["id"])]
     store.close()
-    assert oct((root / "ssd/srv/plotter.db").stat().st_mode & 0o777) == "0o660"
+    assert (root / ("q/queue.db" if outside else "ssd/srv/queue.db")).stat().st_size > 0
 
 
 def test_no_permalink_store_no_entry(tmp_path):

@@ -401,3 +401,21 @@ def test_put_takes_the_contents_as_pieces_without_joining_them(queue):
     assert queue.put(SERIAL, name, data) is PutResult.DUPLICATE
     assert queue.put(SERIAL, name, [data[:5], b"!" + data[6:]]) is PutResult.REPLACED
     assert queue.put(SERIAL, name_of(SERIAL, 10), []) is PutResult.NEW   # empty
+
+
+def test_put_many_gives_each_file_its_own_outcome(queue, caplog):
+    queue.put(SERIAL, name_of(SERIAL, 1), b"old")
+    queue.put(SERIAL, name_of(SERIAL, 2), b"same")
+    files = [(SERIAL, name_of(SERIAL, 1), b"new"),            # replaced
+             (SERIAL, name_of(SERIAL, 2), [b"sa", b"me"]),     # duplicate, in pieces
+             (SERIAL, "/a\0b", b"x"),                          # refused: NUL in the name
+             ("P2", name_of("P2", 3), memoryview(b"fresh"))]   # new
+    with caplog.at_level(logging.WARNING, logger="qss.queue"):
+        results = queue.put_many(files)
+    assert results[:2] == [PutResult.REPLACED, PutResult.DUPLICATE]
+    assert isinstance(results[2], ValueError) and results[3] is PutResult.NEW
+    assert "different contents" in caplog.text
+    assert bytes(queue.read(queue.get(SERIAL, name_of(SERIAL, 1)))) == b"new"
+    assert bytes(queue.read(queue.get("P2", name_of("P2", 3)))) == b"fresh"
+    assert queue.stats()["P2"].last_received is not None   # a push: the latest time moves
+    assert queue.put_many([]) == []

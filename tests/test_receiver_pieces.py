@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 
-from qss.protocol import encode_message, encode_reply
+from qss.protocol import FAILURE_REPLY, encode_message, encode_reply
 from qss.queue import open_queue
+from receiver.limits import BulkRate, UploadLimits
 from receiver.server import PIECE
 from simulator.devices import push
 from sim_upmu import running, serial_of, write_upmus
@@ -26,6 +28,23 @@ def site(tmp_path):
 
 def big_file(i: int, size: int) -> tuple[str, bytes]:
     return f"/root/upmu_data/big/{i}.dat", os.urandom(size)
+
+
+async def push_raw(port: int, message: bytes) -> bytes:
+    """Send one whole message on a connection of its own; return the reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(message)
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.readexactly(4), 30)
+    writer.close()
+    return reply
+
+
+async def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 def leftovers(queue) -> tuple[int, int, int]:
@@ -103,3 +122,88 @@ def test_at_the_cap_reading_pauses_and_every_device_still_gets_through(site):
     # connection), so the peak is the cap plus one read per connection.
     assert peak["held"] <= cap + 8 * 256 * 1024, peak
     assert leftovers(queue) == (0, 0, 0)
+
+
+def test_a_known_serial_cannot_take_the_disk_with_uploads_it_never_finishes(site):
+    """Hostile senders with a known serial: at most two files of a serial arrive in pieces
+    at once, within a byte limit per serial and in all; the others are refused at the
+    header (contents dropped, zeros after the last byte), and what the cut uploads had
+    written is gone."""
+    queue, upmuconfig = site
+    size = 3 * PIECE
+    limits = UploadLimits(per_serial=2, bytes_per_serial=5 * PIECE, total_bytes=7 * PIECE)
+
+    def message(i: int, serial: str) -> bytes:
+        path, data = big_file(100 + i, size)
+        return encode_message(1, path, serial, data)
+
+    async def stall(port: int, serial: str, i: int):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(message(i, serial)[:2 * PIECE])    # two thirds, then nothing more
+        await writer.drain()
+        return reader, writer
+
+    async def scenario():
+        async with running(queue, upmuconfig, uploads=limits) as server:
+            first = await stall(server.port, serial_of(1), 1)
+            await wait_for(lambda: limits.held(serial_of(1)) == (1, size))
+            # The serial's second file would pass 5 pieces: refused, its data dropped.
+            refused = await push_raw(server.port, message(2, serial_of(1)))
+            second = await stall(server.port, serial_of(2), 3)
+            await wait_for(lambda: limits.total == 2 * size)
+            # 9 pieces announced in all would pass 7: refused though serial 3 has none.
+            refused_total = await push_raw(server.port, message(4, serial_of(3)))
+            written = leftovers(queue)[2]
+            held = limits.total
+            for _, writer in (first, second):
+                writer.close()
+            await wait_for(lambda: limits.total == 0)
+            await wait_for(lambda: leftovers(queue) == (0, 0, 0))
+            # Released: the serial's next long file is taken and stored.
+            path, data = big_file(5, size)
+            after = await push(server.port, serial_of(1), [(path, data)])
+            return refused, refused_total, written, held, after, (path, data)
+
+    refused, refused_total, written, held, after, (path, data) = asyncio.run(scenario())
+    assert refused == FAILURE_REPLY and refused_total == FAILURE_REPLY
+    assert held == 2 * size and written >= 1   # the two admitted ones did reach the disk
+    assert after == [encode_reply(1)]
+    assert bytes(queue.read(queue.get(serial_of(1), path))) == data
+    assert [f.name for s in queue.serials() for f in queue.files(s)] == [path]
+    assert leftovers(queue) == (0, 0, 0) and limits.total == 0
+
+
+def test_bulk_waits_for_its_share_while_a_device_is_answered_at_once(site):
+    """Refused contents count against the shared bulk rate: at 4 MiB/s, 12 MiB from three
+    senders take about 2 s past the burst, while a device's one-piece files never wait."""
+    queue, upmuconfig = site
+    rate = BulkRate(rate=4 * PIECE, burst=PIECE)
+    hostile = [encode_message(1, f"/h/{i}", f"P39{i:05d}", bytes(4 * PIECE)) for i in range(3)]
+    files = [big_file(200 + k, 500_000) for k in range(3)]
+
+    async def scenario():
+        async with running(queue, upmuconfig, bulk=rate) as server:
+            started = time.monotonic()
+            flood = asyncio.gather(*(push_raw(server.port, m) for m in hostile))
+            await asyncio.sleep(0.2)
+            device_started = time.monotonic()
+            device = await push(server.port, serial_of(4), files)
+            device_took = time.monotonic() - device_started
+            replies = await flood
+            return replies, time.monotonic() - started, device, device_took
+
+    replies, took, device, device_took = asyncio.run(scenario())
+    assert replies == [FAILURE_REPLY] * 3
+    assert took >= 1.8, took                  # (12 MiB - 1 MiB burst) / 4 MiB/s = 2.75 s
+    assert device == [encode_reply(1), encode_reply(2), encode_reply(3)]
+    assert device_took < 1.0, device_took
+
+
+def test_the_bulk_rate_is_shared_and_later_senders_wait_in_line():
+    rate = BulkRate(rate=1000, burst=500)
+    assert rate.charge(500, now=10.0) == 0            # the burst
+    assert rate.charge(1000, now=10.0) == 1.0         # a second's worth past it
+    assert rate.charge(1000, now=10.0) == 2.0         # behind the one before
+    # Caught up at 12: a second later the burst is back, and only what passes it waits.
+    assert rate.charge(600, now=13.0) == pytest.approx(0.1)
+    assert rate.charge(100, now=100.0) == 0           # idle time refills, up to the burst

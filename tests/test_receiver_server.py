@@ -258,3 +258,61 @@ def test_stop_finishes_the_file_being_stored_and_replies(site):
     assert reply == encode_reply(5)
     assert idle == b""
     assert [f.name for f in queue.files(serial_of(8))] == [path]
+
+
+def test_the_committer_stores_the_files_waiting_together_and_replies_to_each():
+    from receiver.committer import Committer
+    calls: list[list] = []
+    gate = threading.Event()
+
+    def store(jobs):
+        calls.append(jobs)
+        gate.wait(5)
+        if "bug" in jobs:
+            raise RuntimeError("a bug")
+        return [f"ok {job}".encode() for job in jobs]
+
+    async def scenario():
+        committer = Committer(store, asyncio.get_running_loop(), threads=1, batch=True)
+        first = committer.submit("a")
+        await wait_until_async(lambda: len(calls), until=lambda n: n == 1,
+                               what="the first file to be stored")
+        waiting = [committer.submit(job) for job in ("b", "c", "d")]   # while "a" commits
+        gate.set()
+        replies = await asyncio.gather(first, *waiting)
+        failed = await committer.submit("bug")
+        committer.close()
+        return replies, failed
+
+    replies, failed = asyncio.run(scenario())
+    assert replies == [b"ok a", b"ok b", b"ok c", b"ok d"]
+    assert calls[:2] == [["a"], ["b", "c", "d"]]   # the three waiting went in one batch
+    assert failed == FAILURE_REPLY
+
+
+def test_a_mongodb_queue_takes_files_in_parallel_threads_and_long_files_whole(tmp_path):
+    mongomock = pytest.importorskip("mongomock")
+    from qss.queue.mongo import MongoQueue
+    from receiver.server import PIECE
+    upmuconfig = str(tmp_path / "upmuconfig.ini")
+    write_upmus(upmuconfig, [serial_of(i) for i in range(4)])
+    queue = MongoQueue(client=mongomock.MongoClient())
+    files = {serial_of(i): device_files(serial_of(i), 2) for i in range(3)}
+    long_file = ("/root/upmu_data/long.dat", bytes(range(256)) * (3 * PIECE // 256 + 7))
+
+    async def scenario():
+        async with running(queue, upmuconfig) as server:
+            assert not queue.group_commit
+            return await asyncio.gather(
+                *(push(server.port, serial, fs) for serial, fs in files.items()),
+                push(server.port, serial_of(3), [long_file]))
+
+    try:
+        replies = asyncio.run(scenario())
+        assert replies == [[encode_reply(1), encode_reply(2)]] * 3 + [[encode_reply(1)]]
+        for serial, fs in files.items():
+            for path, data in fs:
+                assert bytes(queue.read(queue.get(serial, path))) == data
+        assert bytes(queue.read(queue.get(serial_of(3), long_file[0]))) == long_file[1]
+    finally:
+        queue.close()

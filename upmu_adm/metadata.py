@@ -82,18 +82,6 @@ def _quiet_client_logging() -> None:
         logging.root.addHandler(logging.NullHandler())
 
 
-def _rpc_error(exc: BaseException) -> BaseException:
-    """The gRPC error under a client error (BTrDBError quotes its whole repr, debug
-    string included), for a shorter message; else ``exc``."""
-    import grpc
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, grpc.RpcError) and hasattr(seen, "code"):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return exc
-
-
 @dataclass
 class BtrdbMetadata:
     """Where and how save applies the streams' metadata (``[btrdb] endpoints``)."""
@@ -118,7 +106,7 @@ class BtrdbMetadata:
                  ) -> StoredDataError:
         from qss.btrdbclient import describe_error
         return StoredDataError(f"{btrdb.what} is unreachable or failing "
-                               f"({describe_error(_rpc_error(exc))})", done)
+                               f"({describe_error(exc)})", done)
 
     def stored(self, uuids: Sequence[UUID]) -> Stored:
         """Which of these streams exist, and how many points they hold (the client's
@@ -197,7 +185,7 @@ class BtrdbMetadata:
                     raise MetadataError(str(exc), True, applied, list(upmus[i:])) from exc
                 except Exception as exc:  # noqa: BLE001 - sorted by classify()
                     refused = classify(exc) is ErrorKind.REFUSED
-                    reason = describe_error(_rpc_error(exc))
+                    reason = describe_error(exc)
                     if not refused:
                         reason = f"{btrdb.what} is unreachable or failing ({reason})"
                     raise MetadataError(reason, refused, applied,

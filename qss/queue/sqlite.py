@@ -143,6 +143,8 @@ class SqliteQueue(Queue):
             file is not a queue or is from a newer suite, or SQLite cannot open it.
     """
 
+    group_commit = True
+
     def __init__(self, path: str, *, busy_timeout: float = 30.0) -> None:
         self.path = os.path.abspath(path)
         self.url = f"sqlite:///{self.path}"
@@ -273,6 +275,41 @@ class SqliteQueue(Queue):
         if request.result is PutResult.REPLACED:
             log_replaced(self.url, serial, name, request.old_size, request.size)
         return request.result
+
+    def put_many(self, files: list[tuple[str, str, Contents]]) -> list[PutResult | Exception]:
+        # All queued at once, so that they share transactions (and fsyncs); a failed
+        # transaction fails only its own batch.
+        when = to_us(utcnow())
+        outcomes: list[_Put | Exception] = []
+        for serial, name, data in files:
+            try:
+                check_identity(serial, name)
+                views = _as_views(data)
+            except ValueError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(_Put(serial, name, views, sum(v.nbytes for v in views), when,
+                                 True))
+        requests = [r for r in outcomes if isinstance(r, _Put)]
+        with self._pending_lock:
+            self._pending.extend(requests)
+        for request in requests:
+            while request.result is None and request.error is None:
+                with self._lock:
+                    if request.result is None and request.error is None:
+                        self._commit(self._take_batch())
+        results: list[PutResult | Exception] = []
+        for outcome in outcomes:
+            if not isinstance(outcome, _Put):
+                results.append(outcome)
+            elif outcome.error is not None:
+                results.append(outcome.error)
+            else:
+                if outcome.result is PutResult.REPLACED:
+                    log_replaced(self.url, outcome.serial, outcome.name, outcome.old_size,
+                                 outcome.size)
+                results.append(outcome.result)
+        return results
 
     def _take_batch(self) -> list[_Put]:
         with self._pending_lock:

@@ -34,7 +34,16 @@
     el.textContent = text || "";
     el.className = error ? "error" : "";
   }
+  function cookie(name) {
+    const m = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return m ? decodeURIComponent(m[1]) : "";
+  }
   async function api(path, init) {
+    // A request that changes something carries the CSRF token the server set as a cookie
+    // (docs/plotter-api.md, "Sign-in").
+    if (init && init.method && init.method !== "GET") {
+      init = { ...init, headers: { ...(init.headers || {}), "X-CSRF-Token": cookie("qss_csrf") } };
+    }
     const r = await fetch(path, init);
     let body = null;
     try { body = await r.json(); } catch (e) { /* not JSON */ }
@@ -76,5 +85,5 @@
     return `${(s / 86400).toPrecision(3)} days`;
   }
 
-  window.plotterLib = { $, api, status, fmtTime, fmtNum, parseTime, spanText, NS, PALETTE, state };
+  window.plotterLib = { $, api, cookie, status, fmtTime, fmtNum, parseTime, spanText, NS, PALETTE, state };
 })();

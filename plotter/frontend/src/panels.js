@@ -56,6 +56,7 @@
     if (h.programs_error) p.textContent = `programs: ${h.programs_error}`;
   }
 
+  lib.health = health;
   usage();
   setInterval(usage, 30000);
   health();

@@ -1,0 +1,133 @@
+"""Signed-in sessions and the throttle on failed sign-ins, in memory (no IO).
+
+A session is a random token in an HttpOnly cookie; the server keeps, per token, the user,
+the account's password ``generation`` when it opened (a password change ends it), its CSRF
+token, and when it was last used: one unused for ``idle`` seconds is gone. Sessions live
+in the plotter's memory, so a restart of ``mr-plotter`` signs everyone out (nothing to
+steal from the disk, nothing to clean up).
+
+The throttle counts failed sign-ins per key (a user name, an address) over a sliding
+``window``; at ``limit`` failures the key is refused until the oldest one ages out.
+Logic never reads the time itself (the clock is given), so tests need not sleep.
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+__all__ = ["MAX_SESSIONS", "Session", "Sessions", "Throttle"]
+
+#: Sessions kept at most; beyond it the least recently used goes (a flood of sign-ins
+#: cannot grow the plotter's memory without bound).
+MAX_SESSIONS = 10_000
+
+
+@dataclass
+class Session:
+    token: str
+    user: str
+    generation: int
+    csrf: str
+    last_used: float
+
+
+class Sessions:
+    """Open sessions by token, ending after ``idle`` seconds unused."""
+
+    def __init__(self, idle: float, clock: Callable[[], float] = time.monotonic,
+                 limit: int = MAX_SESSIONS) -> None:
+        self.idle = idle
+        self._clock = clock
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._by_token: dict[str, Session] = {}
+
+    def open(self, user: str, generation: int) -> Session:
+        """A new session for ``user`` (fresh token and CSRF token)."""
+        now = self._clock()
+        s = Session(secrets.token_urlsafe(32), user, generation, secrets.token_urlsafe(24), now)
+        with self._lock:
+            self._prune(now)
+            while len(self._by_token) >= self._limit:
+                oldest = min(self._by_token.values(), key=lambda x: x.last_used)
+                del self._by_token[oldest.token]
+            self._by_token[s.token] = s
+        return s
+
+    def find(self, token: str | None, touch: bool = True) -> Session | None:
+        """The live session of ``token`` (marked used now), or None."""
+        if not token:
+            return None
+        now = self._clock()
+        with self._lock:
+            s = self._by_token.get(token)
+            if s is None:
+                return None
+            if now - s.last_used > self.idle:
+                del self._by_token[token]
+                return None
+            if touch:
+                s.last_used = now
+            return s
+
+    def close(self, token: str | None) -> None:
+        """End the session of ``token`` (nothing if there is none)."""
+        with self._lock:
+            self._by_token.pop(token or "", None)
+
+    def close_user(self, user: str, keep: str | None = None) -> None:
+        """End every session of ``user`` but ``keep``."""
+        with self._lock:
+            for t in [t for t, s in self._by_token.items() if s.user == user and t != keep]:
+                del self._by_token[t]
+
+    def _prune(self, now: float) -> None:
+        for t in [t for t, s in self._by_token.items() if now - s.last_used > self.idle]:
+            del self._by_token[t]
+
+
+class Throttle:
+    """At most ``limit`` failures per key in any ``window`` seconds."""
+
+    def __init__(self, limit: int = 5, window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = {}
+
+    def wait(self, keys: Iterable[str]) -> float:
+        """Seconds until every key in ``keys`` may try again (0: now)."""
+        now = self._clock()
+        longest = 0.0
+        with self._lock:
+            for k in keys:
+                q = self._expire(k, now)
+                if q is not None and len(q) >= self.limit:
+                    longest = max(longest, q[0] + self.window - now)
+        return longest
+
+    def fail(self, keys: Iterable[str]) -> None:
+        """Count a failure against each key."""
+        now = self._clock()
+        with self._lock:
+            for k in keys:
+                self._failures.setdefault(k, deque()).append(now)
+                if len(self._failures) > 100_000:     # a flood of names: forget the oldest
+                    self._failures.pop(next(iter(self._failures)))
+
+    def _expire(self, key: str, now: float) -> deque[float] | None:
+        q = self._failures.get(key)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if not q:
+            del self._failures[key]
+            return None
+        return q

@@ -1,0 +1,347 @@
+"""The plotter's user accounts (manual ch. 11): names, Argon2id password hashes and tags.
+
+Shared by the plotter (who signs in, which tags they hold) and the account console
+(``accounts.py``, which edits them), so it lives in the core. Stored in the appliance's
+database, as the permalinks: the table ``accounts`` of ``plotter.db`` beside the SQLite
+queue by default, the collection ``mr_plotter.accounts`` when the queue is MongoDB.
+
+Passwords are kept only as Argon2id hashes (argon2-cffi, its RFC 9106 defaults); a check
+of an unknown user verifies against a dummy hash, so a wrong name takes as long as a
+wrong password. Each account carries a ``generation`` that a password change bumps: a
+session opened before the change no longer counts (the plotter compares it).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+__all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
+           "SqliteAccounts", "check_name", "check_password", "check_tags", "open_accounts",
+           "plotter_db_path"]
+
+#: A user name or a tag: what the manual's examples use (peter, psl, lbnl, upmu), plus
+#: digits, ``.``, ``_`` and ``-``; a tag is a path's first element, so no ``/``.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+MAX_PASSWORD = 1024
+
+
+class AccountError(ValueError):
+    """An account operation refused; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as the plotter sees it (never the hash)."""
+
+    name: str
+    tags: tuple[str, ...]
+    generation: int = 0
+    created: str = ""
+
+
+def check_name(name: object, what: str = "user name") -> str:
+    """``name`` if it is a legal user name (or tag, with ``what``).
+
+    Raises:
+        AccountError: it is not.
+    """
+    if not isinstance(name, str) or not NAME.match(name):
+        raise AccountError(f"bad {what} {name!r}: 1 to 64 letters, digits, '.', '_' or '-', "
+                           f"starting with a letter or digit")
+    return name
+
+
+def check_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """The tags, each checked, duplicates dropped, in the order given.
+
+    Raises:
+        AccountError: a bad tag, or none at all.
+    """
+    out: list[str] = []
+    for t in tags:
+        check_name(t, "tag")
+        if t not in out:
+            out.append(t)
+    if not out:
+        raise AccountError("at least one tag is required (e.g. adduser peter PASSWORD psl "
+                           "lbnl pge)")
+    return tuple(out)
+
+
+def check_password(password: object) -> str:
+    """``password`` if it can be one.
+
+    Raises:
+        AccountError: empty, too long or not text.
+    """
+    if not isinstance(password, str) or not password:
+        raise AccountError("the password must not be empty")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"the password is too long (at most {MAX_PASSWORD} characters)")
+    return password
+
+
+class _Hashing:
+    """Argon2id hashing and constant-time checks, shared by the stores."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self.hasher = hasher or PasswordHasher()
+        self._dummy: str | None = None
+
+    def hash(self, password: str) -> str:
+        return self.hasher.hash(check_password(password))
+
+    def verify(self, hashed: str | None, password: str) -> bool:
+        """Whether ``password`` matches ``hashed``; None verifies against a dummy hash (the
+        same work) and is False."""
+        if hashed is None:
+            if self._dummy is None:
+                self._dummy = self.hasher.hash("not a password of anyone")
+            target, real = self._dummy, False
+        else:
+            target, real = hashed, True
+        try:
+            return self.hasher.verify(target, password) and real
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class AccountStore(Protocol):
+    """What the plotter and the console need of a store of accounts."""
+
+    def add(self, name: str, password: str, tags: Iterable[str]) -> Account: ...
+    def delete(self, name: str) -> None: ...
+    def set_password(self, name: str, password: str) -> Account: ...
+    def add_tags(self, name: str, tags: Iterable[str]) -> Account: ...
+    def remove_tags(self, name: str, tags: Iterable[str]) -> Account: ...
+    def get(self, name: str) -> Account | None: ...
+    def list(self) -> list[Account]: ...
+    def check(self, name: str, password: str) -> Account | None: ...
+    def close(self) -> None: ...
+
+
+class _Base:
+    """The operations in terms of four primitives a backend gives."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self._hashing = _Hashing(hasher)
+
+    # primitives: _row(name) -> (tags, generation, hash, created) | None, _insert,
+    # _update(name, **fields) -> bool, _remove(name) -> bool, _rows()
+    def _require(self, name: str) -> tuple:
+        row = self._row(check_name(name))
+        if row is None:
+            raise AccountError(f"no user {name!r} (list shows the users)")
+        return row
+
+    def add(self, name: str, password: str, tags: Iterable[str]) -> Account:
+        """Create user ``name`` with ``password`` and ``tags`` (at least one).
+
+        Raises:
+            AccountError: the user exists, or a bad name, password or tag.
+        """
+        check_name(name)
+        tags = check_tags(tags)
+        hashed = self._hashing.hash(password)
+        created = _now()
+        if not self._insert(name, list(tags), hashed, created):
+            raise AccountError(f"user {name!r} already exists (passwd changes a password, "
+                               f"addtags adds tags)")
+        return Account(name, tags, 0, created)
+
+    def delete(self, name: str) -> None:
+        """Delete user ``name``.
+
+        Raises:
+            AccountError: no such user.
+        """
+        check_name(name)
+        if not self._remove(name):
+            raise AccountError(f"no user {name!r} (list shows the users)")
+
+    def set_password(self, name: str, password: str) -> Account:
+        """Give ``name`` a new password; their open sessions end.
+
+        Raises:
+            AccountError: no such user, or a bad password.
+        """
+        tags, generation, _, created = self._require(name)
+        hashed = self._hashing.hash(password)
+        self._update(name, hash=hashed, generation=generation + 1)
+        return Account(name, tuple(tags), generation + 1, created)
+
+    def add_tags(self, name: str, tags: Iterable[str]) -> Account:
+        """Add ``tags`` to ``name``'s.
+
+        Raises:
+            AccountError: no such user, or a bad or missing tag.
+        """
+        old, generation, _, created = self._require(name)
+        new = check_tags([*old, *check_tags(tags)])
+        self._update(name, tags=list(new))
+        return Account(name, new, generation, created)
+
+    def remove_tags(self, name: str, tags: Iterable[str]) -> Account:
+        """Remove ``tags`` from ``name``'s; a user keeps at least one.
+
+        Raises:
+            AccountError: no such user, a tag they do not have, or none would be left.
+        """
+        old, generation, _, created = self._require(name)
+        drop = check_tags(tags)
+        missing = [t for t in drop if t not in old]
+        if missing:
+            raise AccountError(f"user {name!r} has no tag {missing[0]!r} (their tags: "
+                               f"{' '.join(old)})")
+        new = tuple(t for t in old if t not in drop)
+        if not new:
+            raise AccountError(f"user {name!r} must keep at least one tag (deluser deletes "
+                               f"the user)")
+        self._update(name, tags=list(new))
+        return Account(name, new, generation, created)
+
+    def get(self, name: str) -> Account | None:
+        """User ``name``, or None."""
+        if not isinstance(name, str) or not NAME.match(name):
+            return None
+        row = self._row(name)
+        return None if row is None else Account(name, tuple(row[0]), row[1], row[3])
+
+    def check(self, name: str, password: str) -> Account | None:
+        """The account if ``password`` is ``name``'s, else None; as slow for an unknown
+        user as for a wrong password (Argon2id either way)."""
+        row = self._row(name) if isinstance(name, str) and NAME.match(name) else None
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+            password = ""
+        ok = self._hashing.verify(None if row is None else row[2], password)
+        return Account(name, tuple(row[0]), row[1], row[3]) if ok and row else None
+
+
+class SqliteAccounts(_Base):
+    """Accounts in an SQLite file (the table ``accounts``)."""
+
+    def __init__(self, path: str, hasher: PasswordHasher | None = None) -> None:
+        super().__init__(hasher)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                   timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS accounts (name TEXT PRIMARY KEY, "
+                         "tags TEXT NOT NULL, hash TEXT NOT NULL, generation INTEGER NOT NULL "
+                         "DEFAULT 0, created TEXT NOT NULL)")
+
+    def _row(self, name: str):
+        with self._lock:
+            row = self._db.execute("SELECT tags, generation, hash, created FROM accounts "
+                                   "WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1], row[2], row[3])
+
+    def _insert(self, name: str, tags: list[str], hashed: str, created: str) -> bool:
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO accounts VALUES (?, ?, ?, 0, ?)",
+                                 (name, json.dumps(tags), hashed, created))
+                return True
+            except sqlite3.IntegrityError:
+                return False
+
+    def _update(self, name: str, **fields) -> bool:
+        if "tags" in fields:
+            fields["tags"] = json.dumps(fields["tags"])
+        sets = ", ".join(f"{k} = ?" for k in fields)   # keys are ours, never input
+        with self._lock:
+            cur = self._db.execute(f"UPDATE accounts SET {sets} WHERE name = ?",
+                                   (*fields.values(), name))
+        return cur.rowcount == 1
+
+    def _remove(self, name: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM accounts WHERE name = ?",
+                                    (name,)).rowcount == 1
+
+    def list(self) -> list[Account]:
+        """Every user, by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, tags, generation, created FROM accounts "
+                                    "ORDER BY name").fetchall()
+        return [Account(n, tuple(json.loads(t)), g, c) for n, t, g, c in rows]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MongoAccounts(_Base):
+    """Accounts in MongoDB: database ``mr_plotter``, collection ``accounts``, documents
+    ``{_id: name, tags, hash, generation, created}``."""
+
+    def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None) -> None:
+        super().__init__(hasher)
+        if client is None:
+            import pymongo
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+        self._client = client
+        self._coll = client["mr_plotter"]["accounts"]
+
+    def _row(self, name: str):
+        d = self._coll.find_one({"_id": name})
+        return None if d is None else (list(d["tags"]), int(d.get("generation", 0)),
+                                       d["hash"], d.get("created", ""))
+
+    def _insert(self, name: str, tags: list[str], hashed: str, created: str) -> bool:
+        from pymongo.errors import DuplicateKeyError
+        try:
+            self._coll.insert_one({"_id": name, "tags": tags, "hash": hashed,
+                                   "generation": 0, "created": created})
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def _update(self, name: str, **fields) -> bool:
+        return self._coll.update_one({"_id": name}, {"$set": fields}).matched_count == 1
+
+    def _remove(self, name: str) -> bool:
+        return self._coll.delete_one({"_id": name}).deleted_count == 1
+
+    def list(self) -> list[Account]:
+        """Every user, by name."""
+        return [Account(d["_id"], tuple(d["tags"]), int(d.get("generation", 0)),
+                        d.get("created", ""))
+                for d in self._coll.find({}, {"hash": 0}).sort("_id", 1)]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def plotter_db_path(queue_url: str, srv: str) -> str:
+    """``plotter.db`` beside the SQLite queue of ``queue_url`` (or in ``srv``)."""
+    folder = os.path.dirname(queue_url[len("sqlite:///"):]) if queue_url.startswith(
+        "sqlite:///") else srv
+    return os.path.join(folder, "plotter.db")
+
+
+def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None
+                  ) -> AccountStore:
+    """The account store of an appliance whose queue is ``queue_url``: MongoDB beside a
+    MongoDB queue, else ``plotter.db`` beside the SQLite queue (or in ``srv``).
+
+    Raises:
+        sqlite3.Error, pymongo.errors.PyMongoError: it cannot be opened.
+    """
+    if queue_url.startswith(("mongodb://", "mongodb+srv://")):
+        return MongoAccounts(queue_url, hasher=hasher)
+    return SqliteAccounts(plotter_db_path(queue_url, srv), hasher=hasher)
