@@ -34,8 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from installer import files
-from installer.components import (Layout, Program, plotter_program, program_block, programs,
-                                  qss_files, tools_files)
+from installer.components import (Layout, Program, program_block, programs, qss_files,
+                                  tools_files)
 from qss.cli import CommandError, ExitStatus, add_traceback_argument, run
 from qss.distilstate import location as distil_location
 from qss.settings import load_settings
@@ -153,16 +153,15 @@ class Demo:
         layout = self.layout()
         # Only supervisor's files: the systemd drop-in, sysusers and tmpfiles are for a
         # real appliance's boot, not a folder.
-        specs = [s for s in qss_files(settings, layout) if s.path.startswith("/etc/supervisor/")]
+        specs = [s for s in qss_files(settings, layout, plotter=bool(ports.plotter))
+                 if s.path.startswith("/etc/supervisor/")]
         list(files.apply(files.plan(specs, r), dt.datetime.now()))
         # accounts.py and tagconfig.json (manual ch. 10-11), at the folder's own paths.
         list(files.apply(files.plan(tools_files(settings, layout), Path("/")),
                          dt.datetime.now()))
+        # mr-plotter is in qss.conf, as on the appliance (a folder written before had it
+        # in a file of its own: two programs of one name would stop supervisord).
         self.plotter_conf.unlink(missing_ok=True)
-        if ports.plotter:
-            self.plotter_conf.write_text(
-                "; The plotter's web site (python -m demokit): plain HTTP on 127.0.0.1.\n\n"
-                + program_block(plotter_program(layout), layout, str(r / "var/log")))
         # `cd DIR && supervisorctl status` finds the configuration here.
         link = r / "supervisord.conf"
         if not link.exists():
@@ -194,11 +193,9 @@ class Demo:
                                   stderr=subprocess.STDOUT, cwd=self.root, timeout=60)
         if done.returncode != 0:
             raise CommandError(f"supervisord did not start: {_tail(out)}")
-        names = [p.name for p in programs(load_settings(str(self.ini), environ={}),
-                                          self.layout())]
         ports = self.ports()
-        if ports.plotter:
-            names.append("mr-plotter")
+        names = [p.name for p in programs(load_settings(str(self.ini), environ={}),
+                                          self.layout(), plotter=bool(ports.plotter))]
         self.wait_running(names, timeout)
         # RUNNING means up for startsecs, not yet serving: upmu-adm save needs BTrDB.
         deadline = time.monotonic() + timeout

@@ -6,6 +6,10 @@ A backup is a folder ``DEST/qss-backup-<YYYYmmddTHHMMSS>/`` holding::
     queue/<name>     the SQLite queue, only when it lives outside [paths] srv
     data/...         [paths] data: the BTrDB data directory
     config/upmuconfig.ini, config/backupconfig.ini, config/qss.ini
+    plotter/permalinks.jsonl   the plotter's permalinks when they are in MongoDB
+                               (:mod:`installer.backup_permalinks`; plotter.db, the SQLite
+                               store of permalinks and accounts, is a file of srv/ or
+                               queue/ beside the queue)
     MANIFEST.sha256  "<sha256>  <path>" per file (check by hand: sha256sum -c MANIFEST.sha256)
 
 It is written as ``qss-backup-<stamp>.partial`` and renamed only once every file has
@@ -52,6 +56,7 @@ from tqdm import tqdm
 
 from qss.settings import load_settings
 
+from . import backup_permalinks
 from .appliance import appliance_settings
 from .environment import Environment
 from .files import Cancelled, DeployError
@@ -67,6 +72,7 @@ _CHUNK = 1 << 20
 _MARGIN = 64 << 20          # free space kept on DEST beyond the estimate
 _SQLITE_MAGIC = b"SQLite format 3\0"
 SERVICE_USER = SERVICE_GROUP = "qss"
+PLOTTER_DB = "plotter.db"     # the plotter's SQLite store (permalinks, accounts)
 
 
 # -- what is backed up ------------------------------------------------------------------
@@ -92,6 +98,9 @@ def _sources(paths: DataPaths) -> list[tuple[Path, str]]:
     if paths.queue_file and paths.srv not in paths.queue_file.parents \
             and paths.queue_file.is_file():
         items.append((paths.queue_file, f"queue/{paths.queue_file.name}"))
+        beside = paths.queue_file.with_name(PLOTTER_DB)    # the plotter's, with the queue
+        if beside.is_file() and beside != paths.queue_file:
+            items.append((beside, f"queue/{PLOTTER_DB}"))
     items += _tree(paths.data, "data")
     for path in (paths.upmuconfig, paths.backupconfig, paths.qss_ini):
         if path.is_file():
@@ -225,6 +234,9 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
         if not d.is_dir():
             raise DeployError(f"{what} {d} does not exist (is the data drive mounted?); "
                               f"nothing was copied")
+    # MongoDB's permalinks are read through their store before anything is stopped (a
+    # MongoDB on this machine is one of the services).
+    permalinks = backup_permalinks.export(env, tools, paths)
     items = _sources(paths)
     needed = sum(_size_with_wal(p) for p, _ in items)
     free = tools.disk_free(dest_dir)
@@ -246,6 +258,9 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
                         "the queue first, then the BTrDB store)")
             partial.mkdir()
             sums = _copy_all(env, items, partial)
+            if permalinks is not None:
+                sums[backup_permalinks.ENTRY] = _write_new(partial / backup_permalinks.ENTRY,
+                                                           permalinks)
         _write_manifest(partial, sums)
         _verify(env, partial, sums, "verifying")
         _fsync_dirs(partial)
@@ -277,6 +292,16 @@ def _copy_all(env: Environment, items: list[tuple[Path, str]], into: Path) -> di
                                   f"; the partial backup was removed") from None
             sums[rel] = _sha256(dst)
     return sums
+
+
+def _write_new(path: Path, data: bytes) -> str:
+    """Write ``data`` to the new file ``path``; its SHA-256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return _sha256(path)
 
 
 def _write_manifest(folder: Path, sums: dict[str, str]) -> None:
@@ -322,7 +347,7 @@ def read_manifest(folder: Path) -> dict[str, str]:
     for n, line in enumerate(text.splitlines(), 1):
         digest, sep, rel = line.partition("  ")
         if (not sep or len(digest) != 64 or rel.startswith("/") or ".." in rel.split("/")
-                or rel.split("/")[0] not in ("srv", "data", "queue", "config")):
+                or rel.split("/")[0] not in ("srv", "data", "queue", "config", "plotter")):
             raise DeployError(f"{folder / MANIFEST} line {n}: not a manifest line: "
                               f"{line[:80]!r}")
         sums[rel] = digest
@@ -370,14 +395,20 @@ def restore(env: Environment, tools: DataTools, src: str, assume_yes: bool = Fal
         raise Cancelled("cancelled: nothing was changed (answer y or Y to go ahead; "
                         "scripts use --yes)")
     stamp = env.clock().strftime("%Y%m%dT%H%M%S")
+    entry = backup_permalinks.ENTRY
+    permalinks = (folder / entry).read_bytes() if entry in sums else None
+    in_sqlite = backup_permalinks.store_file(paths) is not None
     with stopped(env, tools, paths, restart_on_error=False):
         try:
-            _restore_files(env, tools, folder, sums, paths, stamp)
+            _restore_files(env, tools, folder, sums, paths, stamp,
+                           permalinks if in_sqlite else None)
         except (OSError, DeployError) as exc:
             why = exc if isinstance(exc, DeployError) else (
                 f"{exc.filename or ''}: {exc.strerror or exc}")
             raise DeployError(f"restore failed: {why}; the data directories are "
                               f"incomplete: run the restore again") from None
+    if permalinks is not None and not in_sqlite:     # MongoDB runs again
+        backup_permalinks.restore(env, tools, paths, permalinks)
     env.say(f"restored  {plural(len(sums), 'file')} ({human(total)}) from {folder}")
 
 
@@ -392,7 +423,7 @@ def _empty(d: Path) -> None:
 
 
 def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[str, str],
-                   paths: DataPaths, stamp: str) -> None:
+                   paths: DataPaths, stamp: str, permalinks: bytes | None = None) -> None:
     _empty(paths.data)
     _empty(paths.srv)
     if paths.queue_file is not None:
@@ -410,7 +441,11 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
             elif top == "srv":
                 dst = paths.srv / rest
             elif top == "queue" and paths.queue_file is not None:
-                dst = paths.queue_file
+                dst = (paths.queue_file.with_name(PLOTTER_DB)
+                       if rest == PLOTTER_DB and paths.queue_file.name != PLOTTER_DB
+                       else paths.queue_file)
+            elif top == "plotter":
+                continue            # the permalinks: through their store, below
             elif top == "config" and rest in config:
                 dst = config[rest]
                 if not _place_config(env, folder / rel, dst, rest, stamp):
@@ -426,6 +461,8 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
     for dst, digest in placed.items():
         if _sha256(dst) != digest:
             raise DeployError(f"{dst}: the restored copy differs from the backup")
+    if permalinks is not None:
+        backup_permalinks.restore(env, tools, paths, permalinks)
     for d in (paths.data, paths.srv, *([paths.queue_file.parent] if paths.queue_file else [])):
         _fsync_dirs(d)
         _fix_modes(d, tools.chown)

@@ -5,11 +5,13 @@
 =========  ==============================================================================
 qss        /etc/qss/qss.ini (only when missing), /etc/supervisor/supervisord.conf,
            /etc/supervisor/conf.d/qss.conf (programs btrdb, receiver, sync2q, distil,
-           metadata, and mongo when the queue is a MongoDB on this machine),
+           mr-plotter, metadata, and mongo when the queue is a MongoDB on this machine),
            /home/manager/mr-plotter/tools/accounts.py and tagconfig.json (only when
            missing; [plotter] tagconfig, manual ch. 10-11),
            /etc/systemd/system/supervisor.service.d/qss.conf, /etc/sysusers.d/qss.conf
-           (the service user; the operator joins its group), /etc/tmpfiles.d/qss.conf
+           (the service user; the operator joins its group), /etc/tmpfiles.d/qss.conf;
+           and the plotter's self-signed certificate and key when [plotter] names files
+           that do not exist yet (:mod:`installer.certificate`; configure makes them)
 nic        /etc/network/interfaces (manual ch. 7)
 shorewall  /etc/shorewall/{interfaces,zones,policy,rules}, /etc/default/shorewall (ch. 13)
 apcupsd    /etc/apcupsd/apcupsd.conf, /etc/default/apcupsd (ch. 15)
@@ -149,8 +151,9 @@ def local_mongo(settings: Settings) -> LocalMongo | None:
     return None
 
 
-def programs(settings: Settings, layout: Layout) -> list[Program]:
-    """The supervisord programs for ``settings``, in start order."""
+def programs(settings: Settings, layout: Layout, plotter: bool = True) -> list[Program]:
+    """The supervisord programs for ``settings``, in start order (``plotter``: with the
+    web site, ``mr-plotter``; the demo runs without it when asked to)."""
     qss_ini = layout.path(QSS_INI)
     env = {"QSS_CONFIG": qss_ini, "HOME": layout.path(SERVICE_HOME), "LANG": "C.UTF-8",
            "PYTHONUNBUFFERED": "1"}
@@ -179,6 +182,8 @@ def programs(settings: Settings, layout: Layout) -> list[Program]:
                 f"{layout.bindir}/qss-distil --config {qss_ini}",
                 priority=420, stopwaitsecs=30, environment=env),
     ]
+    if plotter:
+        out.append(plotter_program(layout))
     out.append(metadata_program(layout))
     return out
 
@@ -231,8 +236,8 @@ def plotter_program(layout: Layout) -> Program:
     """The plotter's web site, supervisor program ``mr-plotter`` (``[plotter]`` of qss.ini).
 
     Started as ``layout.socket_owner`` (root on the appliance, to bind ports 443 and 80),
-    it serves as the service user once its ports are bound (``--user``). Not yet among
-    :func:`programs`: the demo runs it; ``qss-get --config`` will with its certificate.
+    it serves as the service user once its ports are bound (``--user``), so the key
+    must be the service user's to read (:func:`tmpfiles_lines` sees to it).
     """
     qss_ini = layout.path(QSS_INI)
     env = {"QSS_CONFIG": qss_ini, "HOME": layout.path(SERVICE_HOME), "LANG": "C.UTF-8",
@@ -260,15 +265,16 @@ def appliance_ini() -> str:
 
 
 def qss_files(settings: Settings, layout: Layout,
-              operator_exists: bool = True) -> list[FileSpec]:
+              operator_exists: bool = True, plotter: bool = True) -> list[FileSpec]:
     """qss.ini (kept once it exists), supervisord, the systemd drop-in, the service user
     and the operator's membership of its group (commented out when ``operator_exists``
-    is False: sysusers would create the account as a system account without a login).
+    is False: sysusers would create the account as a system account without a login);
+    ``plotter``: with the program ``mr-plotter``.
 
     Raises:
         DeployError: qss.ini names a system directory as a data directory.
     """
-    progs = programs(settings, layout)
+    progs = programs(settings, layout, plotter)
     run_dir, log_dir, etc_dir = (layout.path(p) for p in ("/var/run", "/var/log", "/etc"))
     qss_ini = layout.path(QSS_INI)
     mongo = local_mongo(settings)
@@ -329,7 +335,9 @@ def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> s
     ``group`` (default: the user's name) and setgid, with owner and mode put right
     recursively; the SQLite queue, group-writable; traverse permission on the uPMU
     list's directory; the folder of ``tagconfig.json`` (outside /etc and /usr) and the
-    file itself, writable by ``group`` (the operator edits it, the plotter reads it).
+    file itself, writable by ``group`` (the operator edits it, the plotter reads it); the
+    plotter's TLS key (when it exists), the service user's alone: the plotter reads it
+    after it has stopped being root.
 
     Raises:
         DeployError: a data directory that is a system directory.
@@ -362,6 +370,9 @@ def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> s
         rows += [("d", tools, "2775", "-", group, "-", ""),
                  ("z", posixpath.normpath(settings.plotter.tagconfig), "0664", "-", group,
                   "-", "")]
+    if settings.plotter.https:
+        rows.append(("z", posixpath.normpath(settings.plotter.key), "0600", user, group,
+                     "-", ""))
     return "\n".join(f"{t:<5} {p:<26} {m:<5} {u:<4} {g:<5} {a:<3} {arg}".rstrip()
                      for t, p, m, u, g, a, arg in rows)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from qss.settings import Settings, SettingsError, load_settings
 
 from . import files
-from .components import (APPLIANCE_STORE, COMPONENTS, QSS_INI, SERVICE_USER, Layout,
-                         component_files, missing_programs, next_steps)
+from .certificate import CertificateError, server_names, write_self_signed
+from .components import (APPLIANCE_STORE, COMPONENTS, NIC_ADDRESS, QSS_INI, SERVICE_USER,
+                         Layout, component_files, missing_programs, next_steps)
 from .environment import Environment
 from .files import Cancelled, DeployError, Outcome
 from .netif import check_interface_name, default_route_interface
@@ -75,18 +76,28 @@ def configure(env: Environment, components: tuple[str, ...], interface: str | No
             changed.add(change.spec.path)
 
     ok = True
+    certificate = "qss" in components and plotter_certificate(env, settings)
+    if certificate:
+        changed.add(settings.plotter.key)
+    elif certificate is None:
+        ok = False
     if not changed:
         env.say(f"nothing to do: {_files(len(changes))} already as qss-get writes them")
     if env.live:
         joined = None
         if "qss" in components:
-            ok = service_user_steps(env, changed, join=not was_member)
+            ok = service_user_steps(env, changed, join=not was_member,
+                                    key=settings.plotter.key) and ok
             if not was_member and env.in_group(layout.operator, layout.group):
                 joined = (layout.operator, layout.group)
             for program in missing_programs(settings, layout):
                 env.warn(f"program {program} is not installed yet: supervisor will show it "
                          f"FATAL until it is")
-        for step in next_steps(changed, interface, joined):
+        steps = next_steps(changed, interface, joined)
+        if certificate and not any("restart supervisor" in s for s in steps):
+            steps.append("sudo supervisorctl restart mr-plotter   (it reads its certificate "
+                         "when it starts)")
+        for step in steps:
             env.say(f"next: {step}")
     elif changed:
         env.say(f"written under {env.root}; nothing on this machine was started or changed")
@@ -170,16 +181,18 @@ def network_interface(env: Environment, name: str | None) -> str:
     return detected
 
 
-def service_user_steps(env: Environment, changed: set[str], join: bool = False) -> bool:
+def service_user_steps(env: Environment, changed: set[str], join: bool = False,
+                       key: str | None = None) -> bool:
     """On the live system: create the service user and its directories now (systemd
     does it at every boot), so supervisord can start the programs as that user, and
-    (also when ``join``) make the operator a member of its group. False when a step
-    failed (a warning says which and why)."""
+    (also when ``join``) make the operator a member of its group; hand the plotter's
+    TLS ``key`` to the service user when it is among ``changed`` (just made). False when
+    a step failed (a warning says which and why)."""
     ok = True
     steps = []
     if "/etc/sysusers.d/qss.conf" in changed or join or not env.user_exists(SERVICE_USER):
         steps.append(("systemd-sysusers", "/etc/sysusers.d/qss.conf"))
-    if "/etc/tmpfiles.d/qss.conf" in changed:
+    if "/etc/tmpfiles.d/qss.conf" in changed or (key is not None and key in changed):
         steps.append(("systemd-tmpfiles", "--create", "/etc/tmpfiles.d/qss.conf"))
     for argv in steps:
         code, output = env.run(argv)
@@ -190,6 +203,29 @@ def service_user_steps(env: Environment, changed: set[str], join: bool = False) 
                      f"again once fixed, or supervisord cannot start the programs")
             ok = False
     return ok
+
+
+def plotter_certificate(env: Environment, settings: Settings) -> bool | None:
+    """Make the plotter's self-signed certificate and key where ``[plotter]`` names them,
+    when neither exists (never overwritten; plain HTTP, both empty: none). True when
+    made, False when there was nothing to make, None when it failed (a warning says why:
+    the other files are written all the same)."""
+    cfg = settings.plotter
+    if not cfg.https:
+        return False
+    crt, key = (files.target_path(env.root, p) for p in (cfg.certificate, cfg.key))
+    try:
+        names = server_names(env.root, cfg.listen.host, NIC_ADDRESS)
+        made = write_self_signed(crt, key, names)
+    except (CertificateError, ValueError) as exc:
+        env.warn(f"[plotter] certificate: {exc}; mr-plotter cannot serve HTTPS until "
+                 f"there is one (manual ch. 14)")
+        return None
+    if made:
+        env.say(f"created   {crt} (the plotter's self-signed certificate for "
+                f"{', '.join(names)}; a real one: manual ch. 14)")
+        env.say(f"created   {key} (its key: the service user's alone)")
+    return made
 
 
 def describe(change: files.Change) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from qss.permalinks import Permalinks, open_permalinks
 from qss.queue import Queue, open_queue
 from qss.status import DiskUsage, ProbeError, Program, disk_usage
 
@@ -118,6 +119,9 @@ class DataTools:
 
     services: ServiceControl | None = None
     open_queue: Callable[[str], Queue] = open_queue
+    #: the plotter's permalinks (queue url, srv): backup and restore carry them
+    open_permalinks: Callable[[str, str], Permalinks] = \
+        lambda url, srv: open_permalinks(url, srv, timeout_ms=30_000)
     disk_free: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free
     block_devices: Callable[[], list[BlockDevice]] = list
     mount: Callable[[str], tuple[int, str]] | None = None

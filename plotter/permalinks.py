@@ -9,22 +9,20 @@ plotter's three kinds:
 - ``last``: the last ``span`` ns before the streams' newest point.
 
 :func:`validate` checks a document sans IO; :func:`resolve` turns a window into a range.
-Stored in the appliance's database, as the queue: embedded SQLite by default (the file
-``plotter.db`` beside the SQLite queue), MongoDB (database ``mr_plotter``, collection
-``permalinks``, documents ``{_id, created, doc}``) when the queue is MongoDB.
+Stored in the appliance's database, as the queue (:mod:`qss.permalinks`, shared with
+``qss-get --backup``/``--restore``): embedded SQLite by default (the file ``plotter.db``
+beside the SQLite queue), MongoDB (database ``mr_plotter``, collection ``permalinks``,
+documents ``{_id, created, doc}``) when the queue is MongoDB.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import re
-import secrets
-import sqlite3
-import threading
 import uuid as uuidlib
 from collections.abc import Callable
-from typing import Protocol
+
+from qss.permalinks import (MongoPermalinks, Permalinks, SqlitePermalinks, new_id,
+                            open_permalinks)
 
 __all__ = ["ID", "MAX_DOC_BYTES", "MongoPermalinks", "PermalinkError", "Permalinks",
            "SqlitePermalinks", "new_id", "open_permalinks", "resolve", "validate"]
@@ -38,11 +36,6 @@ KINDS = ("fixed", "now", "last")
 
 class PermalinkError(ValueError):
     """A permalink document or id the API refuses; the message says why (a 400)."""
-
-
-def new_id() -> str:
-    """A short random id (8 bytes: 11 URL-safe characters)."""
-    return secrets.token_urlsafe(8)
 
 
 def check_id(text: str) -> str:
@@ -116,80 +109,3 @@ def resolve(window: dict, now_ns: int, newest: Callable[[], int | None]) -> tupl
         if last is not None:
             end = last + 1
     return end - window["span"], end
-
-
-class Permalinks(Protocol):
-    def create(self, doc: dict) -> str: ...
-    def get(self, pid: str) -> dict | None: ...
-    def close(self) -> None: ...
-
-
-class SqlitePermalinks:
-    """Permalinks in an SQLite file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS permalinks (id TEXT PRIMARY KEY, "
-                         "created TEXT NOT NULL, doc TEXT NOT NULL)")
-
-    def create(self, doc: dict) -> str:
-        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        with self._lock:
-            while True:
-                pid = new_id()
-                try:
-                    self._db.execute("INSERT INTO permalinks VALUES (?, ?, ?)",
-                                     (pid, created, json.dumps(doc)))
-                    return pid
-                except sqlite3.IntegrityError:    # an id already taken: draw again
-                    continue
-
-    def get(self, pid: str) -> dict | None:
-        with self._lock:
-            row = self._db.execute("SELECT doc FROM permalinks WHERE id = ?", (pid,)).fetchone()
-        return None if row is None else json.loads(row[0])
-
-    def close(self) -> None:
-        self._db.close()
-
-
-class MongoPermalinks:
-    """Permalinks in MongoDB: database ``mr_plotter``, collection ``permalinks``."""
-
-    def __init__(self, url: str, client=None) -> None:
-        if client is None:
-            import pymongo
-            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
-        self._client = client
-        self._coll = client["mr_plotter"]["permalinks"]
-
-    def create(self, doc: dict) -> str:
-        from pymongo.errors import DuplicateKeyError
-        while True:
-            pid = new_id()
-            try:
-                self._coll.insert_one({"_id": pid, "created": dt.datetime.now(dt.timezone.utc),
-                                       "doc": doc})
-                return pid
-            except DuplicateKeyError:
-                continue
-
-    def get(self, pid: str) -> dict | None:
-        found = self._coll.find_one({"_id": pid})
-        return None if found is None else found["doc"]
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def open_permalinks(queue_url: str, srv: str) -> Permalinks:
-    """The permalink store of an appliance whose queue is ``queue_url``: MongoDB beside a
-    MongoDB queue, else ``plotter.db`` beside the SQLite queue (or in ``srv``)."""
-    if queue_url.startswith(("mongodb://", "mongodb+srv://")):
-        return MongoPermalinks(queue_url)
-    folder = os.path.dirname(queue_url[len("sqlite:///"):]) if queue_url.startswith(
-        "sqlite:///") else srv
-    return SqlitePermalinks(os.path.join(folder, "plotter.db"))

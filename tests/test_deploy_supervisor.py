@@ -55,8 +55,8 @@ SOCKET_GROUP = "nogroup" if ROOT else grp.getgrgid(os.getegid()).gr_name
 # The function each program's console script runs, for when the script is not
 # installed in the venv yet (setup.py lists the scripts once they land).
 REAL_ENTRIES = {"qss-btrdb": "tsdb.server:entry", "qss-receiver": "receiver.server:entry",
-                "qss-sync2q": "sync2q.cli:entry", "qss-metadata": "plotter.metadata:entry",
-                "qss-distil": "distil.cli:entry"}
+                "qss-sync2q": "sync2q.cli:entry", "qss-distil": "distil.cli:entry",
+                "qss-plotter": "plotter.server:entry", "qss-metadata": "plotter.metadata:entry"}
 
 # How supervisord reports a program that stopped because of its SIGTERM: it exited by
 # itself (the contract), or, when the signal came before the program had installed its
@@ -101,8 +101,9 @@ class Appliance:
         # Ports left in TIME_WAIT: no other process is given them before the programs
         # (which bind with SO_REUSEADDR) take them; supervisord's startretries cover a
         # restart that finds one still in use.
-        grpc, http, listen = reserve_port(), reserve_port(), reserve_port()
-        self.ports = {"btrdb gRPC": grpc, "btrdb REST": http, "receiver": listen}
+        grpc, http, listen, web = reserve_port(), reserve_port(), reserve_port(), reserve_port()
+        self.ports = {"btrdb gRPC": grpc, "btrdb REST": http, "receiver": listen,
+                      "mr-plotter": web}
         ini = p / "etc/qss/qss.ini"
         ini.write_text(f"[paths]\nupmuconfig = {p}/home/manager/upmuconfig.ini\n"
                        f"backupconfig = {p}/home/manager/backupconfig.ini\n"
@@ -110,7 +111,10 @@ class Appliance:
                        f"[queue]\nurl = sqlite:///{p}/ssd/srv/queue.db\n"
                        f"[btrdb]\nendpoints = 127.0.0.1:{grpc}\n"
                        f"[receiver]\nlisten = 127.0.0.1:{listen}\n"
-                       f"[store]\ngrpc = 127.0.0.1:{grpc}\nhttp = 127.0.0.1:{http}\n")
+                       f"[store]\ngrpc = 127.0.0.1:{grpc}\nhttp = 127.0.0.1:{http}\n"
+                       # plain HTTP on loopback: ports 443 and 80 need root
+                       f"[plotter]\nlisten = 127.0.0.1:{web}\ncertificate =\nkey =\n"
+                       f"redirect = off\n")
         layout = Layout(bindir=str(p / "bin"), prefix=str(p), user=getpass.getuser(),
                         group=SOCKET_GROUP, socket_owner=getpass.getuser(), startsecs=1)
         settings = load_settings(str(ini), environ={})
@@ -213,7 +217,8 @@ def _accepting(port: int) -> bool:
 
 
 def _wait_serving(appliance, timeout: float = 20.0) -> None:
-    """Until BTrDB's gRPC and REST ports and the receiver's uPMU port accept connections
+    """Until BTrDB's gRPC and REST ports, the receiver's uPMU port and the plotter's web
+    port accept connections
     (RUNNING only means up for startsecs: a loaded machine may still be importing)."""
     wait_until(lambda: {name: _accepting(port) for name, port in appliance.ports.items()},
                until=lambda accepting: all(accepting.values()), timeout=timeout,
@@ -222,11 +227,12 @@ def _wait_serving(appliance, timeout: float = 20.0) -> None:
 
 def test_every_program_reaches_running(appliance):
     names = [p.name for p in appliance.programs]
-    assert names == ["btrdb", "receiver", "sync2q", "distil", "metadata"]
+    assert names == ["btrdb", "receiver", "sync2q", "distil", "mr-plotter", "metadata"]
     appliance.wait_for(all_running(names), "every program RUNNING")
     proc = appliance.ctl("status", "all")
     assert proc.returncode == 0, proc.stdout
-    # the real programs serve: BTrDB's gRPC and REST ports, the receiver's uPMU port
+    # the real programs serve: BTrDB's gRPC and REST ports, the receiver's uPMU port, the
+    # plotter's web site
     _wait_serving(appliance)
 
 
@@ -334,8 +340,8 @@ def test_stop_all_sends_sigterm_and_waits_for_each_program(appliance):
 
 def test_shutdown_stops_programs_one_at_a_time_in_reverse_start_order(appliance):
     """What systemd does at shutdown and reboot (supervisor.service's ExecStop is
-    `supervisorctl shutdown`): distil first, then sync2q, receiver, btrdb, each only after
-    the one before has exited; the time this may take is the drop-in's TimeoutStopSec."""
+    `supervisorctl shutdown`): metadata first, then mr-plotter, distil, sync2q, receiver,
+    btrdb, each only after the one before has exited; the time this may take is the drop-in's TimeoutStopSec."""
     names = [p.name for p in appliance.programs]
     assert appliance.ctl("start", "all").returncode == 0
     appliance.wait_for(all_running(names), "every program RUNNING")

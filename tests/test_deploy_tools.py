@@ -194,6 +194,10 @@ def test_systemd_creates_the_service_user_and_gives_it_its_directories(root, tmp
         assert (st.st_uid, st.st_gid, oct(stat.S_IMODE(st.st_mode))) == \
             (int(uid), int(gid), oct(mode)), path
     assert (target / "ssd/srv/queue.db").read_bytes() == b"restored as root"   # kept
+    # the plotter's key (qss-get made it as root): qss's alone, which mr-plotter reads
+    # once it no longer runs as root
+    st = (target / "etc/qss/plotter.key").stat()
+    assert (st.st_uid, oct(stat.S_IMODE(st.st_mode))) == (int(uid), oct(0o600))
     # There was no manager account in this root: none was made up (see the next test).
     assert not [line for line in (target / "etc/passwd").read_text().splitlines()
                 if line.startswith("manager:")]

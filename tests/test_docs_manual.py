@@ -56,6 +56,7 @@ SYSTEM_TOOLS = {
     "ping", "ssh", "scp", "passwd", "logout", "shutdown", "reboot", "supervisorctl",
     "systemctl", "nano", "lsblk", "mount", "umount", "findmnt", "shorewall", "apcaccess",
     "curl", "jq", "python3", "ifdown", "ifup", "e2label", ".", "export", "echo", "sed",
+    "install", "openssl",
 }
 BUILTINS = {"cd", "logout", ".", "export", "echo"}
 

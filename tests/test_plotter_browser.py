@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -279,6 +280,57 @@ def test_the_csv_download_equals_the_clients_windows(browser, plotter, streams, 
         == [(p.time, p.mean, p.min, p.max, p.count) for p in want]
 
 
+def test_the_svg_download_holds_the_visible_chart(browser, plotter, streams, downloads):
+    a, b = (str(streams[k].uuid) for k in ("upmu/uPMU1/L1MAG", "upmu/uPMU1/C1MAG"))
+    start, end = T0 + 200 * 10**9, T0 + 500 * 10**9        # across the minute's gap
+    load(browser, f"{plotter.url}/#s={a},{b}&start={start}&end={end}&zone=UTC")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1")
+
+    def download() -> ET.Element:
+        for old in downloads.glob("plotter*.svg"):
+            old.unlink()
+        browser.find_element("id", "svg").click()
+        deadline = time.monotonic() + 20
+        while not (done := [p for p in downloads.glob("plotter*.svg")]):
+            assert time.monotonic() < deadline, "no SVG downloaded"
+            time.sleep(0.1)
+        time.sleep(0.2)          # Chrome renames the finished file into place
+        return ET.parse(done[0]).getroot()
+
+    svg = download()
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    colours = browser.execute_script("return window.plotter.selected.map(x => x.color)")
+    means = svg.findall(".//s:path[@class='mean']", ns)
+    assert [p.get("stroke") for p in means] == colours          # a line per visible stream
+    assert all(len(svg.findall(".//s:path[@class='band']", ns)) == 2 for _ in [0])
+    L, T, W, H = (float(browser.execute_script(
+        f"const u = window.plotter.plot; return u.bbox.{k} / uPlot.pxRatio")) for k in
+        ("left", "top", "width", "height"))
+    for path in means:
+        runs = re.findall(r"M[^M]*", path.get("d"))
+        # drawn from the data in view, and the minute without data is a gap (two runs)
+        assert len(runs) == 2, path.get("d")[:200]
+        xy = [tuple(map(float, p.split(","))) for p in re.findall(r"[\d.-]+,[\d.-]+",
+                                                                   path.get("d"))]
+        assert len(xy) > 200
+        inside = [(x, y) for x, y in xy if L <= x <= L + W]
+        assert len(inside) > 0.9 * len(xy) and all(T - 1 <= y <= T + H + 1 for _, y in inside)
+    texts = ["".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"Time (UTC)", "V", "A"} <= set(texts)              # the axes' labels
+    # the time axis' and the two value axes' tick values, as the chart shows them
+    ticks = browser.execute_script(
+        "return window.plotter.plot.axes.map(a => (a._values || []).filter(v => v)"
+        ".map(v => String(v).replace(/\\n/g, '')))")
+    assert len(ticks) == 3 and all(len(t) >= 3 for t in ticks), ticks
+    assert all(set(t) <= set(texts) for t in ticks), (ticks, texts)
+    # a stream switched off in the legend is not in the image
+    browser.execute_script("document.querySelector('#legend tr[data-uuid] input').click()")
+    svg = download()
+    assert [p.get("stroke") for p in svg.findall(".//s:path[@class='mean']", ns)] == \
+        colours[1:]
+
+
 def test_the_density_strip_shows_where_data_exist_and_jumps_there(browser, plotter):
     open_page(browser, plotter)
     select(browser, "/upmu/uPMU1/L1MAG")
@@ -428,6 +480,53 @@ def test_shift_drag_pans_and_fetches_the_new_view(browser, plotter, streams):
     # dragged left by a quarter of the width: the view moved a quarter later, same span
     assert abs(view[0] - (start + 15e9)) < 1e9 and abs(view[1] - view[0] - 60e9) < 1e6
     assert browser.execute_script("return window.plotter.history.length") >= 1
+
+
+def test_a_pan_fetches_only_the_windows_the_page_lacks(browser, plotter, streams):
+    """A view that partly overlaps the windows in the page asks only for the rest, at the
+    same point width, and what it draws equals a fresh read of the whole view."""
+    s = streams["upmu/uPMU1/L1MAG"]
+    start, end = T0 + 20 * 10**9, T0 + 260 * 10**9
+    load(browser, f"{plotter.url}/#s={s.uuid}&start={start}&end={end}")
+    wait(browser, "window.plotter.plot && window.plotter.stats.requests >= 1"
+                  " && window.plotter.density.bins")
+    count = "performance.getEntriesByType('resource').filter(e => e.name.includes('/api/data?'))"
+    before = browser.execute_script(f"return {count}.length")
+    pw = browser.execute_script("return window.plotter.last.streams[0].pw")
+    assert pw >= 20
+    browser.execute_script("window.plotter.timeNavigation(0.25)")       # a quarter later
+    wait(browser, "window.plotter.stats.requests >= 2")
+    wait(browser, f"{count}.length >= {before + 1}")
+    time.sleep(0.3)                                # nothing more is asked for
+    asked = browser.execute_script(f"return {count}.slice({before}).map(e => e.name)")
+    assert len(asked) == 1, asked
+    q = dict(p.split("=", 1) for p in asked[0].split("?", 1)[1].split("&"))
+    w = 2**pw
+    v0, v1 = browser.execute_script("return [window.plotter.view.start, window.plotter.view.end]")
+    assert abs(v1 - v0 - (end - start)) < 1e6 and abs(v0 - start - (end - start) / 4) < 1e6
+    # the windows from the page's last one to the new view's end (BTrDB rounds the start
+    # down to a window, the plotter the end up), at the same point width
+    assert int(q["pw"]) == pw
+    assert int(q["start"]) >> pw << pw == round_up(end, pw)
+    assert round_up(int(q["end"]), pw) == round_up(int(v1), pw)
+    # the merged windows are those of a fresh read of the new view
+    held = browser.execute_script(
+        "const s = window.plotter.last.streams[0]; return [s.times, s.mean, s.count]")
+    fresh = [p for p, _ in s.aligned_windows(int(v0) // w * w, round_up(int(v1), pw), pw)]
+    assert held[2] == [p.count for p in fresh]
+    assert [round(t) for t in held[0]] == pytest.approx([p.time for p in fresh], abs=512)
+    assert held[1] == pytest.approx([p.mean for p in fresh], rel=1e-6)
+    # back, and forward again by the same pan: both in the page, nothing asked for
+    browser.execute_script("window.plotter.timeBack()")
+    browser.execute_script("window.plotter.timeNavigation(0.25)")
+    time.sleep(0.5)
+    assert browser.execute_script(f"return {count}.length") == before + 1
+    # a zoom out needs coarser windows: the whole view is fetched, once
+    browser.find_element("id", "reset").click()
+    wait(browser, f"{count}.length >= {before + 2}")
+    time.sleep(0.3)
+    asked = browser.execute_script(f"return {count}.slice({before + 1}).map(e => e.name)")
+    assert len(asked) == 1 and "pw=" not in asked[0], asked
 
 
 def test_twenty_streams_in_one_view(browser, plotter, server):

@@ -9,17 +9,15 @@ import sys
 import pytest
 import requests
 
+from installer.certificate import write_self_signed
 from plotter import testing as plotter_testing
 
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 (openssl, as qss-get would make one)."""
+    """A self-signed certificate for 127.0.0.1, made as qss-get --config makes one."""
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(d / "plotter.key"), "-out", str(d / "plotter.crt")],
-                   check=True, capture_output=True, timeout=60)
+    assert write_self_signed(d / "plotter.crt", d / "plotter.key", ["127.0.0.1"])
     return d / "plotter.crt", d / "plotter.key"
 
 
@@ -65,3 +63,36 @@ def test_certificate_problems_are_one_line_errors(certificate, tmp_path):
     assert done.returncode == 1 and done.stderr.startswith(
         f"qss-plotter: error: cannot use certificate {crt} with key {tmp_path}/bad.key: ")
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_connections_send_at_once_without_waiting_for_acks():
+    """The listening socket says TCP, so asyncio turns Nagle's algorithm off on every
+    connection (TCP_NODELAY): otherwise an answer's body waited for the browser's delayed
+    ACK of its head, 40 ms on every request."""
+    import asyncio
+    import socket
+
+    from plotter.server import bind
+    from qss.settings import HostPort
+
+    async def accepted_nodelay() -> int:
+        got: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                s = transport.get_extra_info("socket")
+                got.set_result(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        sock = bind(HostPort("127.0.0.1", 0))
+        server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+        try:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            value = await asyncio.wait_for(got, 10)
+            writer.close()
+            return value
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(accepted_nodelay()) != 0

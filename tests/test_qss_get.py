@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import ssl
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ ALL_FILES = [
     "etc/shorewall/zones", "etc/shorewall/policy", "etc/shorewall/rules",
     "etc/default/shorewall", "etc/apcupsd/apcupsd.conf", "etc/default/apcupsd",
 ]
+#: Made, not templated: the plotter's self-signed certificate and its key.
+CERTIFICATE = ["etc/qss/plotter.crt", "etc/qss/plotter.key"]
 
 
 def _no_tools(argv):
@@ -197,11 +200,15 @@ def test_config_all_writes_every_file_and_a_second_run_changes_nothing(tmp_path)
     assert lines(out) == (
         ["interface eno1 (this machine's default route; choose another with --interface NAME)"]
         + [f"created   {tmp_path}/{f}" for f in ALL_FILES]
+        + [f"created   {tmp_path}/etc/qss/plotter.crt (the plotter's self-signed certificate "
+           f"for 172.16.1.100; a real one: manual ch. 14)",
+           f"created   {tmp_path}/etc/qss/plotter.key (its key: the service user's alone)"]
         + [f"written under {tmp_path}; nothing on this machine was started or changed"])
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) \
-        == sorted(ALL_FILES)
+        == sorted(ALL_FILES + CERTIFICATE)
     assert {f: (tmp_path / f).stat().st_mode & 0o777 for f in ALL_FILES} == {
         f: 0o755 if f.endswith("accounts.py") else 0o644 for f in ALL_FILES}
+    assert ((tmp_path / "etc/qss/plotter.key").stat().st_mode & 0o777) == 0o600
     before = snapshot(tmp_path)
 
     env = make_env(tmp_path)
@@ -306,7 +313,7 @@ def test_an_operators_qss_ini_is_kept_and_used(tmp_path):
             "user=qss\n") in conf
     dropin = (tmp_path / "etc/systemd/system/supervisor.service.d/qss.conf").read_text()
     assert "RequiresMountsFor=/data/btrdb /data/queue\n" in dropin
-    assert "TimeoutStopSec=340\n" in dropin     # 120 + 30 + 30 + 60 + 30 + 10 s, plus a minute
+    assert "TimeoutStopSec=350\n" in dropin     # 120 + 30 + 30 + 60 + 30 + 10 + 10 s, plus a minute
     tmpfiles = (tmp_path / "etc/tmpfiles.d/qss.conf").read_text()
     assert "d     /data/btrdb                2770  qss  qss   -\n" in tmpfiles
     assert "Z     /data/btrdb                ~2770 qss  qss   -\n" in tmpfiles
@@ -369,7 +376,12 @@ def test_the_operator_shares_the_queue_and_supervisor_with_the_services(tmp_path
     assert "\nchown=root:qss\nchmod=0770\n" in supervisord
     conf = (etc / "supervisor/conf.d/qss.conf").read_text()
     blocks = conf.split("[program:")[1:]
-    assert len(blocks) == 5 and all("\numask=007\n" in b for b in blocks)   # + distil, metadata
+    assert len(blocks) == 6 and all("\numask=007\n" in b for b in blocks)   # + distil, mr-plotter, metadata
+    # mr-plotter starts as root to bind 443 and 80, then serves as qss; its key is qss's
+    (plotter,) = [b for b in blocks if b.startswith("mr-plotter]")]
+    assert ("\ncommand=/opt/qss/bin/qss-plotter --config /etc/qss/qss.ini --user qss\n"
+            "user=root\n") in plotter
+    assert "\nz     /etc/qss/plotter.key       0600  qss  qss   -\n" in tmpfiles
 
 
 def test_the_operator_joins_the_group_only_when_the_account_exists(tmp_path):
@@ -398,6 +410,50 @@ def test_the_operator_joins_the_group_only_when_the_account_exists(tmp_path):
     assert f"replaced  {sysusers} (the previous one is {sysusers}.qss-bak-20240506T070809)" \
         in lines(out)
     assert sysusers.read_text().endswith("\nm manager qss\n")
+
+
+def test_the_plotters_certificate_is_made_once_for_the_servers_names(tmp_path):
+    """--config qss makes a self-signed certificate for the server's address and host
+    name when [plotter] names files that are missing; it never overwrites them."""
+    (tmp_path / "etc/network").mkdir(parents=True)
+    (tmp_path / "etc/network/interfaces").write_text(
+        "auto eno1\niface eno1 inet static\naddress 10.1.2.3/24\n")
+    (tmp_path / "etc/hostname").write_text("upmu-server\n")
+    add_account(tmp_path)
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    crt, key = tmp_path / "etc/qss/plotter.crt", tmp_path / "etc/qss/plotter.key"
+    assert status == 0 and (f"created   {crt} (the plotter's self-signed certificate for "
+                            f"10.1.2.3, upmu-server; a real one: manual ch. 14)") in lines(out)
+    decoded = ssl._ssl._test_decode_cert(str(crt))
+    assert decoded["subjectAltName"] == (("IP Address", "10.1.2.3"), ("DNS", "upmu-server"))
+    assert decoded["notAfter"].endswith(" 2036 GMT") or int(decoded["notAfter"][-8:-4]) >= \
+        dt.date.today().year + 9                            # ten years
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(crt, key)  # a pair
+    assert (key.stat().st_mode & 0o777, crt.stat().st_mode & 0o777) == (0o600, 0o644)
+    # an operator's certificate is never replaced
+    crt.write_bytes(b"the operator's certificate\n")
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and "plotter.crt" not in out
+    assert crt.read_bytes() == b"the operator's certificate\n"
+    # a certificate without its key: no key made up for it, and the operator is told
+    key.unlink()
+    env = make_env(tmp_path)
+    status, out = qss_get(env, "--config", "qss", "--root", str(tmp_path))
+    assert status == 1 and not key.exists() and "plotter.key" not in out
+    assert env.stderr.getvalue() == (
+        f"qss-get: warning: [plotter] certificate: {crt} exists but {key} does not: put the "
+        f"matching file there, or move {crt} away to have a self-signed pair made; "
+        f"mr-plotter cannot serve HTTPS until there is one (manual ch. 14)\n")
+
+
+def test_no_certificate_for_a_plain_http_plotter(tmp_path):
+    ini = tmp_path / "etc/qss/qss.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[plotter]\nlisten = 127.0.0.1:8080\ncertificate =\nkey =\nredirect = off\n")
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and "plotter.crt" not in out
+    assert sorted(p.name for p in ini.parent.iterdir()) == ["qss.ini"]
+    assert "plotter.key" not in (tmp_path / "etc/tmpfiles.d/qss.conf").read_text()
 
 
 def test_on_the_live_system_the_operator_is_told_to_log_in_again(tmp_path):
@@ -429,6 +485,14 @@ def test_on_the_live_system_the_operator_is_told_to_log_in_again(tmp_path):
     ran.clear()
     status, out = qss_get(live_env(), "--config", "qss", "--root", str(tmp_path))
     assert status == 0 and ran == [] and "next:" not in out
+    # a new certificate (the old pair moved away): its key is handed to qss at once
+    for name in ("plotter.crt", "plotter.key"):
+        (tmp_path / "etc/qss" / name).unlink()
+    status, out = qss_get(live_env(), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0 and ran == ["systemd-tmpfiles"]
+    assert lines(out)[-1] == ("next: sudo supervisorctl restart mr-plotter   (it reads its "
+                              "certificate when it starts)")
+    ran.clear()
     # the operator was taken out of the group meanwhile: the same files, but it is put back
     members.clear()
     status, out = qss_get(live_env(), "--config", "qss", "--root", str(tmp_path))

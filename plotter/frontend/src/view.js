@@ -98,9 +98,13 @@
     try {
       const early = state.pending.get(key);
       state.pending.delete(key);
-      const answer = (early && await early) || await api("api/data?" + q);
+      let answer = early ? await early : null;
+      let asked = answer ? 1 : 0;
+      // A view that partly overlaps windows in the page: only the rest is fetched.
+      if (!answer) answer = await lib.fetchAround(uuids, v, width);
+      if (!answer) { answer = await api("api/data?" + q); asked = 1; }
+      state.stats.requests += asked;           // (fetchAround counts its own)
       if (seq !== state.fetchSeq) return;      // a newer view was asked for meanwhile
-      state.stats.requests++;
       state.stats.lastWidth = width;
       state.stats.lastPw = answer.streams.map((s) => s.pw);
       state.stats.lastFetchMs = performance.now() - t0;
