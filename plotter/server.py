@@ -162,14 +162,17 @@ async def _serve(settings, sock: socket.socket, redirect_sock: socket.socket | N
     # checked above, so these load.
     ssl_opts = ({"ssl_certfile": settings.plotter.certificate,
                  "ssl_keyfile": settings.plotter.key} if tls is not None else {})
+    # A browser's kept-alive TLS connection would otherwise hold a stop until supervisor
+    # kills the program (stopwaitsecs 10): give open requests 5 s, then close.
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
-                            server_header=False, **ssl_opts)
+                            server_header=False, timeout_graceful_shutdown=5, **ssl_opts)
     servers.append((uvicorn.Server(config), sock))
     host, port = sock.getsockname()[:2]
     scheme = "https" if tls is not None else "http"
     if redirect_sock is not None:
         rconfig = uvicorn.Config(redirect_app(port), log_config=None, access_log=False,
-                                 lifespan="off", server_header=False)
+                                 lifespan="off", server_header=False,
+                                 timeout_graceful_shutdown=5)
         servers.append((uvicorn.Server(rconfig), redirect_sock))
     for server, _ in servers:
         server.install_signal_handlers = lambda: None   # ours, below, stop both

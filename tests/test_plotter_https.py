@@ -96,3 +96,34 @@ def test_connections_send_at_once_without_waiting_for_acks():
             await server.wait_closed()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_a_kept_alive_tls_connection_does_not_hold_a_stop(server, certificate, tmp_path):
+    """A browser keeps its TLS connection open between requests, and may leave one half
+    sent: SIGTERM must still end the plotter well within supervisor's stopwaitsecs (10 s),
+    as a clean exit, not a SIGKILL."""
+    import socket
+    import ssl
+    import time
+
+    crt, key = certificate
+    p = plotter_testing.start(server.grpc, tmp_path, "--certificate", str(crt), "--key",
+                              str(key), log_path=tmp_path / "plotter.log")
+    context = ssl.create_default_context(cafile=str(crt))
+    host, port = p.url.removeprefix("https://").split(":")
+    held = []
+    try:
+        for request in (b"GET /api/usage HTTP/1.1\r\nHost: x\r\n\r\n",   # answered, kept
+                        b"GET /api/usage HTTP/1.1\r\nHost:"):             # half sent
+            conn = context.wrap_socket(socket.create_connection((host, int(port)), 10),
+                                       server_hostname=host)
+            conn.sendall(request)
+            held.append(conn)
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        assert p.stop(timeout=15) == 0
+        assert time.monotonic() - started < 8, p.log()
+    finally:
+        for conn in held:
+            conn.close()
+        p.stop()
