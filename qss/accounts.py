@@ -7,7 +7,8 @@ queue by default, the collection ``mr_plotter.accounts`` when the queue is Mongo
 
 Passwords are kept only as Argon2id hashes (argon2-cffi, its RFC 9106 defaults); a check
 of an unknown user verifies against a dummy hash, so a wrong name takes as long as a
-wrong password. Each account carries a ``generation`` that a password change bumps: a
+wrong password. A backup carries the hashes as stored (:meth:`SqliteAccounts.records`,
+:func:`dump`), never a password. Each account carries a ``generation`` that a password change bumps: a
 session opened before the change no longer counts (the plotter compares it).
 """
 from __future__ import annotations
@@ -18,16 +19,20 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from . import records as _records
+
 __all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
-           "SqliteAccounts", "check_name", "check_password", "check_tags", "open_accounts",
-           "plotter_db_path"]
+           "SqliteAccounts", "check_name", "check_password", "check_record", "check_tags",
+           "dump", "load", "open_accounts", "plotter_db_path"]
+
+DATABASE, COLLECTION = "mr_plotter", "accounts"
 
 #: A user name or a tag: what the manual's examples use (peter, psl, lbnl, upmu), plus
 #: digits, ``.``, ``_`` and ``-``; a tag is a path's first element, so no ``/``.
@@ -91,6 +96,31 @@ def check_password(password: object) -> str:
     return password
 
 
+def check_record(r: object) -> dict:
+    """``r`` if it is an account record (:meth:`SqliteAccounts.records`): a legal name, at
+    least one legal tag, an Argon2id hash, a generation and a creation time.
+
+    Raises:
+        ValueError: it is not (an :class:`AccountError`).
+    """
+    if not (isinstance(r, dict) and set(r) == {"name", "tags", "hash", "generation",
+                                               "created"}):
+        raise AccountError("not an account record")
+    check_name(r["name"])
+    if not isinstance(r["tags"], list) or check_tags(r["tags"]) != tuple(r["tags"]):
+        raise AccountError(f"user {r['name']!r}: bad tags {r['tags']!r}")
+    if not (isinstance(r["hash"], str) and r["hash"].startswith("$argon2id$")):
+        raise AccountError(f"user {r['name']!r}: the password is not an Argon2id hash")
+    try:
+        extract_parameters(r["hash"])
+    except InvalidHashError:
+        raise AccountError(f"user {r['name']!r}: a damaged Argon2id hash") from None
+    if type(r["generation"]) is not int or r["generation"] < 0 \
+            or not isinstance(r["created"], str):
+        raise AccountError(f"user {r['name']!r}: bad generation or creation time")
+    return r
+
+
 class _Hashing:
     """Argon2id hashing and constant-time checks, shared by the stores."""
 
@@ -131,6 +161,8 @@ class AccountStore(Protocol):
     def get(self, name: str) -> Account | None: ...
     def list(self) -> list[Account]: ...
     def check(self, name: str, password: str) -> Account | None: ...
+    def records(self) -> Iterator[dict]: ...
+    def replace_all(self, records: Iterable[dict]) -> int: ...
     def close(self) -> None: ...
 
 
@@ -281,6 +313,21 @@ class SqliteAccounts(_Base):
                                     "ORDER BY name").fetchall()
         return [Account(n, tuple(json.loads(t)), g, c) for n, t, g, c in rows]
 
+    def records(self) -> Iterator[dict]:
+        """Every account with its hash (for a backup), by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, tags, hash, generation, created FROM "
+                                    "accounts ORDER BY name").fetchall()   # one read
+        for name, tags, hashed, generation, created in rows:
+            yield {"name": name, "tags": json.loads(tags), "hash": hashed,
+                   "generation": generation, "created": created}
+
+    def replace_all(self, records: Iterable[dict]) -> int:
+        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number."""
+        rows = [(r["name"], json.dumps(r["tags"]), r["hash"], r["generation"], r["created"])
+                for r in records]
+        return _records.replace_table(self._db, self._lock, "accounts", rows)
+
     def close(self) -> None:
         self._db.close()
 
@@ -289,13 +336,14 @@ class MongoAccounts(_Base):
     """Accounts in MongoDB: database ``mr_plotter``, collection ``accounts``, documents
     ``{_id: name, tags, hash, generation, created}``."""
 
-    def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None,
+                 timeout_ms: int = 5000, database: str = DATABASE) -> None:
         super().__init__(hasher)
         if client is None:
             import pymongo
-            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms)
         self._client = client
-        self._coll = client["mr_plotter"]["accounts"]
+        self._coll = client[database][COLLECTION]
 
     def _row(self, name: str):
         d = self._coll.find_one({"_id": name})
@@ -323,6 +371,21 @@ class MongoAccounts(_Base):
                         d.get("created", ""))
                 for d in self._coll.find({}, {"hash": 0}).sort("_id", 1)]
 
+    def records(self) -> Iterator[dict]:
+        """Every account with its hash (for a backup), by name."""
+        for d in self._coll.find({}, sort=[("_id", 1)]):
+            yield {"name": d["_id"], "tags": list(d["tags"]), "hash": d["hash"],
+                   "generation": int(d.get("generation", 0)), "created": d.get("created", "")}
+
+    def replace_all(self, records: Iterable[dict]) -> int:
+        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number."""
+        docs = [{"_id": r["name"], "tags": list(r["tags"]), "hash": r["hash"],
+                 "generation": r["generation"], "created": r["created"]} for r in records]
+        self._coll.delete_many({})
+        if docs:
+            self._coll.insert_many(docs)
+        return len(docs)
+
     def close(self) -> None:
         self._client.close()
 
@@ -334,14 +397,32 @@ def plotter_db_path(queue_url: str, srv: str) -> str:
     return os.path.join(folder, "plotter.db")
 
 
-def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None
-                  ) -> AccountStore:
+def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None,
+                  mongo_client=None, timeout_ms: int = 5000) -> AccountStore:
     """The account store of an appliance whose queue is ``queue_url``: MongoDB beside a
-    MongoDB queue, else ``plotter.db`` beside the SQLite queue (or in ``srv``).
+    MongoDB queue (``mongo_client``: one already made, e.g. mongomock in tests;
+    ``timeout_ms``: how long to look for the server), else ``plotter.db`` beside the
+    SQLite queue (or in ``srv``).
 
     Raises:
         sqlite3.Error, pymongo.errors.PyMongoError: it cannot be opened.
     """
     if queue_url.startswith(("mongodb://", "mongodb+srv://")):
-        return MongoAccounts(queue_url, hasher=hasher)
+        return MongoAccounts(queue_url, client=mongo_client, hasher=hasher,
+                             timeout_ms=timeout_ms)
     return SqliteAccounts(plotter_db_path(queue_url, srv), hasher=hasher)
+
+
+def dump(store: AccountStore) -> bytes:
+    """Every account of ``store`` as JSON lines, hashes as stored (one a line, by name)."""
+    return _records.dump(store)
+
+
+def load(store: AccountStore, data: bytes) -> int:
+    """Make ``store`` hold exactly the accounts of ``data`` (from :func:`dump`); their
+    number. Nothing is changed unless every line is a good account.
+
+    Raises:
+        ValueError: ``data`` is not :func:`dump`'s (a line and why).
+    """
+    return _records.load(store, data, check_record, "name")
