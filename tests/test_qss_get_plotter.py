@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import mongomock
 import pytest
@@ -165,6 +166,20 @@ def test_mongodb_permalinks_and_accounts_are_backed_up_and_restored_exactly(tmp_
                MongoAccounts("mongodb://x", client=client, hasher=FAST))
     assert client["mr_plotter"]["permalinks"].count_documents({}) == 4
     assert client["mr_plotter"]["accounts"].count_documents({}) == 2
+
+
+MANUAL = Path(__file__).resolve().parent.parent / "docs/manual/05-backup-restore.md"
+
+
+def test_the_manual_quotes_these_lines():
+    """Chapter 5 quotes round_trip's lines (a line there may wrap: spaces collapse)."""
+    text = " ".join(MANUAL.read_text(encoding="utf-8").split())
+    for line in (
+            "exported  2 accounts of the plotter from MongoDB mr_plotter.accounts as "
+            "plotter/accounts.jsonl",
+            "restored  4 permalinks of the plotter into MongoDB mr_plotter.permalinks",
+            "restored  2 accounts of the plotter into MongoDB mr_plotter.accounts"):
+        assert f"`{' '.join(line.split())}`" in text, line
 
 
 def assert_one_warning(env, start: str, end: str) -> None:
