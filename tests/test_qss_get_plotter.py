@@ -168,6 +168,30 @@ def test_mongodb_permalinks_and_accounts_are_backed_up_and_restored_exactly(tmp_
     assert client["mr_plotter"]["accounts"].count_documents({}) == 2
 
 
+
+def test_a_mongodb_backup_restored_with_an_sqlite_queue_fills_plotter_db(tmp_path):
+    """The .jsonl entries go through the SQLite stores then, with the services stopped."""
+    root = mongo_root(tmp_path)
+    client = mongomock.MongoClient()
+    openers = mock_openers(client)
+    openers["open_accounts"]("mongodb://x", "").add("peter", "psladmin", ["psl", "lbnl"])
+    kept = openers["open_permalinks"]("mongodb://x", "").create(view(1))
+    status, out = qss_get(make_env(root, services=FakeServices(), **openers),
+                          "--backup", str(tmp_path / "usb"))
+    assert status == 0, out
+    (root / "etc/qss/qss.ini").write_text(render_default_ini())     # SQLite from now on
+    env = make_env(root, "y\n", FakeServices())
+    status, out = qss_get(env, "--restore", str(tmp_path / BACKUP))
+    assert status == 0, env.stderr.getvalue()
+    db = root / "ssd/srv/plotter.db"
+    assert f"restored  1 account of the plotter into {db}" in out.splitlines()
+    users = SqliteAccounts(str(db))
+    assert users.check("peter", "psladmin").tags == ("psl", "lbnl")
+    users.close()
+    store = SqlitePermalinks(str(db))
+    assert [r["id"] for r in store.records()] == [kept]
+    store.close()
+
 MANUAL = Path(__file__).resolve().parent.parent / "docs/manual/05-backup-restore.md"
 
 
