@@ -19,7 +19,9 @@ __all__ = ["Backlog", "FILENAME", "InstanceState", "Range", "SqliteState", "Stat
 
 def describe(where: str) -> str:
     """``where`` for messages: a MongoDB URL without its user and password."""
-    return re.sub(r"^(mongodb(?:\+srv)?://)[^@/]*@", r"\1", where)
+    # Up to the last "@" before the options: a password with an unescaped "/" or "@"
+    # (pymongo refuses it, and the refusal is printed) must not show either.
+    return re.sub(r"^(mongodb(?:\+srv)?://)[^?]*@", r"\1", where)
 
 
 def location(settings: Settings) -> str:

@@ -28,14 +28,18 @@ class MongoState(StateStore):
         import pymongo
         from pymongo.errors import PyMongoError
         from pymongo.write_concern import WriteConcern
+
+        from . import describe
         if client is None:
             options = {} if "serverSelectionTimeoutMS" in (url or "") else {
                 "serverSelectionTimeoutMS": timeout_ms}
             try:
                 client = pymongo.MongoClient(url, connect=False, **options)
             except (PyMongoError, ValueError, TypeError) as exc:
-                raise StateError(f"distil state {url}: invalid MongoDB URL: {exc}") from None
-        self.location = url or f"mongodb://<{type(client).__name__}>"
+                raise StateError(f"distil state {describe(url or '')}: invalid MongoDB URL: "
+                                 f"{exc}") from None
+        # Without its password: the status report prints messages naming it.
+        self.location = describe(url) if url else f"mongodb://<{type(client).__name__}>"
         self._client = client
         db = client[database]
         concern = WriteConcern(w=1, j=True)
