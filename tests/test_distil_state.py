@@ -108,6 +108,8 @@ def test_the_state_goes_beside_the_queue():
     assert isinstance(open_state(location(mongo)), MongoState)   # connects lazily
     mine = Settings(queue=mongo.queue, distil=DistilSettings(state="/var/lib/d.db"))
     assert location(mine) == "/var/lib/d.db"
+    srv = Settings(queue=QueueSettings("mongodb+srv://u:pw@cluster.example.org/"))
+    assert location(srv) == "mongodb+srv://u:pw@cluster.example.org/"
 
 
 def _closed_port() -> int:

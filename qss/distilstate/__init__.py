@@ -29,7 +29,7 @@ def location(settings: Settings) -> str:
     ``distil.db`` beside the SQLite queue (or in ``[paths] srv``)."""
     if settings.distil.state:
         return settings.distil.state
-    if settings.queue.url.startswith("mongodb://"):
+    if settings.queue.url.startswith(("mongodb://", "mongodb+srv://")):
         return settings.queue.url
     queue_db = settings.queue.sqlite_path
     folder = os.path.dirname(queue_db) if queue_db else settings.paths.srv
@@ -42,7 +42,7 @@ def open_state(where: str) -> StateStore:
     Raises:
         StateError: it cannot be opened (one line).
     """
-    if where.startswith("mongodb://") or where.startswith("mongodb+srv://"):
+    if where.startswith(("mongodb://", "mongodb+srv://")):
         from .mongo import MongoState
         return MongoState(where)
     return SqliteState(where)
@@ -55,7 +55,7 @@ def read_statuses(where: str) -> list[Status] | None:
     Raises:
         StateError: it exists but cannot be read.
     """
-    if where.startswith("mongodb://") or where.startswith("mongodb+srv://"):
+    if where.startswith(("mongodb://", "mongodb+srv://")):
         from .mongo import MongoState
         store = MongoState(where)
         try:
