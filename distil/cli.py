@@ -227,7 +227,7 @@ def _run(engine: Engine, instances, path: str, settings, args) -> int:
               f"{describe_range(r)}; it does within seconds")
         return ExitStatus.OK
     try:
-        engine.set_instances([inst])
+        engine.set_instances([inst], activate=False)   # the others stay in the report
         while engine.turn(inst):
             if inst.name in engine._waiting:
                 raise CommandError(f"instance {inst.name}: {engine._waiting[inst.name]}")

@@ -117,11 +117,20 @@ def test_list_run_and_reset(appliance):
         in freq
     assert freq.endswith("\tcurrent") or "points behind" in freq
 
+    # The running service's instances (as serve records them); run must not hide the
+    # others from the status report.
+    names = {"frequency/P3000009", "power/P3000009", "state-changes/P3000009"}
+    st = StateStore(str(home / "distil.db"))
+    st.activate(names)
+    st.close()
     run = distil("run", "frequency/P3000009", "--from", "2015-12-13T10:05:00Z",
                  "--to", "2015-12-13T10:06:00Z", *flags)
     assert run.returncode == 0, run.stderr
     assert run.stdout == ("recomputed frequency/P3000009 over [2015-12-13T10:05:00.000Z, "
                           "2015-12-13T10:06:00.000Z)\n")
+    st = StateStore(str(home / "distil.db"))
+    assert {s.name for s in st.statuses() if s.active} == names
+    st.close()
 
     no = distil("reset", "power/P3000009", *flags, stdin=subprocess.DEVNULL)
     assert (no.returncode, no.stderr) == (
