@@ -41,13 +41,6 @@ async def push_raw(port: int, message: bytes) -> bytes:
     return reply
 
 
-async def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def leftovers(queue) -> tuple[int, int, int]:
     """(file_data rows without a file, unfinished uploads, their pieces)."""
     [row] = queue._query("SELECT (SELECT count(*) FROM file_data WHERE id NOT IN "
@@ -147,19 +140,24 @@ def test_a_known_serial_cannot_take_the_disk_with_uploads_it_never_finishes(site
     async def scenario():
         async with running(queue, upmuconfig, uploads=limits) as server:
             first = await stall(server.port, serial_of(1), 1)
-            await wait_for(lambda: limits.held(serial_of(1)) == (1, size))
+            await wait_until_async(lambda: limits.held(serial_of(1)),
+                                   until=lambda held: held == (1, size),
+                                   what="serial 1's long file to be admitted")
             # The serial's second file would pass 5 pieces: refused, its data dropped.
             refused = await push_raw(server.port, message(2, serial_of(1)))
             second = await stall(server.port, serial_of(2), 3)
-            await wait_for(lambda: limits.total == 2 * size)
+            await wait_until_async(lambda: limits.total, until=lambda n: n == 2 * size,
+                                   what="the two long files to be admitted")
             # 9 pieces announced in all would pass 7: refused though serial 3 has none.
             refused_total = await push_raw(server.port, message(4, serial_of(3)))
             written = leftovers(queue)[2]
             held = limits.total
             for _, writer in (first, second):
                 writer.close()
-            await wait_for(lambda: limits.total == 0)
-            await wait_for(lambda: leftovers(queue) == (0, 0, 0))
+            await wait_until_async(lambda: limits.total, until=lambda n: n == 0,
+                                   what="the cut uploads to be released")
+            await wait_until_async(lambda: leftovers(queue), until=lambda r: r == (0, 0, 0),
+                                   what="the cut uploads' pieces to be deleted")
             # Released: the serial's next long file is taken and stored.
             path, data = big_file(5, size)
             after = await push(server.port, serial_of(1), [(path, data)])
