@@ -145,3 +145,14 @@ def test_list_run_and_reset(appliance):
                      "2015-12-13T10:06:00Z", *flags)
     assert (unknown.returncode, unknown.stderr) == (
         1, "qss-distil: error: no instance 'nope' (see qss-distil list)\n")
+
+
+def test_the_command_leaves_the_btrdb_client_as_it_is(appliance, capsys):
+    # In-process: the client's batch size is process-wide; qss-distil sends its larger
+    # Arrow inserts without raising it (qss.btrdbclient.arrow_insert).
+    import btrdb.stream
+    from distil.cli import main
+    *_, flags, home = appliance
+    assert main(["list", *flags]) == 0
+    assert "3 instances" in capsys.readouterr().err
+    assert btrdb.stream.INSERT_BATCH_SIZE == 50_000
