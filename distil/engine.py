@@ -34,7 +34,7 @@ from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describ
 from . import btrdbio, ranges
 from .distillate import Instance, Outputs, Series
 from .ranges import MAXIMUM_TIME, MINIMUM_TIME, Range
-from .state import Backlog, InstanceState, Store
+from .state import Backlog, InstanceState, StateStore
 
 log = logging.getLogger("distil")
 
@@ -94,7 +94,7 @@ def _from_btrdb(exc: BaseException) -> bool:
 class Engine:
     """Keeps a set of instances current (see the module docstring)."""
 
-    def __init__(self, btrdb: Btrdb, state: Store, options: Options = Options(), *,
+    def __init__(self, btrdb: Btrdb, state: StateStore, options: Options = Options(), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.btrdb = btrdb
         self.state = state

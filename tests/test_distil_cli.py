@@ -15,7 +15,7 @@ import pytest
 
 from distil import catalog
 from distil.engine import Engine, Options
-from distil.state import StateStore
+from distil.state import SqliteStore
 from qss.btrdbclient import Btrdb
 
 from distil_support import S, T0, create_streams, put, read, records, upmu_list
@@ -57,7 +57,7 @@ def start(flags, log: Path):
 
 
 def caught_up(state_path, names) -> bool:
-    st = StateStore(state_path)
+    st = SqliteStore(state_path)
     try:
         return all(st.load(n).signature and not st.load(n).pending and not st.requests(n)
                    for n in names)
@@ -90,7 +90,7 @@ def test_sigkill_at_random_moments_then_outputs_equal_a_recomputation(appliance,
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
-    scratch = Engine(btrdb, StateStore(str(tmp_path / "scratch.db")),
+    scratch = Engine(btrdb, SqliteStore(str(tmp_path / "scratch.db")),
                      Options(chunk_ns=86400 * S))
     copies = [dataclasses.replace(i, name=f"kill/{i.name}", collection=f"kill/{i.collection}")
               for i in insts]
@@ -120,7 +120,7 @@ def test_list_run_and_reset(appliance):
     # The running service's instances (as serve records them); run must not hide the
     # others from the status report.
     names = {"frequency/P3000009", "power/P3000009", "state-changes/P3000009"}
-    st = StateStore(str(home / "distil.db"))
+    st = SqliteStore(str(home / "distil.db"))
     st.activate(names)
     st.close()
     run = distil("run", "frequency/P3000009", "--from", "2015-12-13T10:05:00Z",
@@ -128,7 +128,7 @@ def test_list_run_and_reset(appliance):
     assert run.returncode == 0, run.stderr
     assert run.stdout == ("recomputed frequency/P3000009 over [2015-12-13T10:05:00.000Z, "
                           "2015-12-13T10:06:00.000Z)\n")
-    st = StateStore(str(home / "distil.db"))
+    st = SqliteStore(str(home / "distil.db"))
     assert {s.name for s in st.statuses() if s.active} == names
     st.close()
 

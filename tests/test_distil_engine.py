@@ -12,7 +12,7 @@ import pytest
 from distil import builtins, catalog
 from distil.distillate import Distillate, Input, Instance
 from distil.engine import Engine, Options
-from distil.state import StateStore
+from distil.state import SqliteStore
 from qss import dat
 from qss.btrdbclient import Btrdb
 from qss.generator import INTERVAL_MS
@@ -33,7 +33,7 @@ def btrdb(server):
 
 
 def engine(btrdb, tmp_path, name="state", chunk_s=120):
-    return Engine(btrdb, StateStore(str(tmp_path / f"{name}.db")),
+    return Engine(btrdb, SqliteStore(str(tmp_path / f"{name}.db")),
                   Options(chunk_ns=chunk_s * S, slice_s=0.5))
 
 
