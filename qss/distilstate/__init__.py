@@ -6,22 +6,14 @@ beside the queue: SQLite ``distil.db`` in the queue's folder, or MongoDB databas
 from __future__ import annotations
 
 import os
-import re
 
 from qss.settings import Settings
 
-from .base import Backlog, InstanceState, Range, StateError, StateStore, Status
+from .base import Backlog, InstanceState, Range, StateError, StateStore, Status, describe
 from .sqlite import FILENAME, SqliteState
 
 __all__ = ["Backlog", "FILENAME", "InstanceState", "Range", "SqliteState", "StateError",
            "StateStore", "Status", "describe", "location", "open_state", "read_statuses"]
-
-
-def describe(where: str) -> str:
-    """``where`` for messages: a MongoDB URL without its user and password."""
-    # Up to the last "@" before the options: a password with an unescaped "/" or "@"
-    # (pymongo refuses it, and the refusal is printed) must not show either.
-    return re.sub(r"^(mongodb(?:\+srv)?://)[^?]*@", r"\1", where)
 
 
 def location(settings: Settings) -> str:

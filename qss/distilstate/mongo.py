@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .base import Backlog, InstanceState, Range, StateError, StateStore, Status
+from .base import (Backlog, InstanceState, Range, StateError, StateStore, Status,
+                   describe)
 
 DATABASE = "qss_distil"
 
@@ -28,8 +29,6 @@ class MongoState(StateStore):
         import pymongo
         from pymongo.errors import PyMongoError
         from pymongo.write_concern import WriteConcern
-
-        from . import describe
         if client is None:
             options = {} if "serverSelectionTimeoutMS" in (url or "") else {
                 "serverSelectionTimeoutMS": timeout_ms}
