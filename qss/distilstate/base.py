@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 
 #: A time range [start, end) in ns.
 Range = tuple[int, int]
@@ -18,6 +19,13 @@ Range = tuple[int, int]
 
 class StateError(Exception):
     """The state store cannot be used; the message is one line."""
+
+
+def describe(where: str) -> str:
+    """``where`` for messages: a MongoDB URL without its user and password."""
+    # Up to the last "@" before the options: a password with an unescaped "/" or "@"
+    # (pymongo refuses it, and the refusal is printed) must not show either.
+    return re.sub(r"^(mongodb(?:\+srv)?://)[^?]*@", r"\1", where)
 
 
 @dataclasses.dataclass
