@@ -19,9 +19,11 @@ BIN = Path(sys.executable).parent
 
 
 def collections(http, url):
+    """The uPMUs' collections (domain/uPMU) the viewer sees streams of: their own and the
+    derived streams under them (distil's <domain>/<uPMU>/distil/...), which move with them."""
     answer = http.get(url + "/api/streams", timeout=30)
     assert answer.status_code == 200, answer.text
-    return {s["collection"] for s in answer.json()["streams"]}
+    return {"/".join(s["collection"].split("/")[:2]) for s in answer.json()["streams"]}
 
 
 def listing(http, url):
