@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import re
+
+from qss.logtext import without_password
 
 #: A time range [start, end) in ns.
 Range = tuple[int, int]
@@ -23,9 +24,7 @@ class StateError(Exception):
 
 def describe(where: str) -> str:
     """``where`` for messages: a MongoDB URL without its user and password."""
-    # Up to the last "@" before the options: a password with an unescaped "/" or "@"
-    # (pymongo refuses it, and the refusal is printed) must not show either.
-    return re.sub(r"^(mongodb(?:\+srv)?://)[^?]*@", r"\1", where)
+    return without_password(where)
 
 
 @dataclasses.dataclass
