@@ -83,7 +83,7 @@ def generate(hours: float, cache: Path) -> tuple[np.ndarray, dict[str, np.ndarra
 def insert(db, upmu, t: np.ndarray, values: dict[str, np.ndarray], start: int = 0,
            end: int | None = None) -> None:
     """The points in [start, end) of the arrays into the uPMU's streams, then flush."""
-    from sync2q.insert import arrow_table
+    from qss.btrdbclient import arrow_table
     end = len(t) if end is None else end
     for name, v in values.items():
         stream = db.stream_from_uuid(upmu.streams[name].uuid)
@@ -225,9 +225,7 @@ def main() -> None:
     p.add_argument("--dir", type=Path, help="work folder (default: a temporary one)")
     args = p.parse_args()
 
-    from distil.btrdbio import raise_client_batch
     from distil.builtins import Frequency
-    raise_client_batch()            # as qss-distil does
     from qss.btrdbclient import Btrdb
     from qss.streammeta import StreamRegistry, specs_of
 

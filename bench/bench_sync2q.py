@@ -145,7 +145,9 @@ def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
     """arrow_insert the parsed points in sync2q's batches, then flush every stream of the
     batch (as sync2q inserts); (points, seconds, server CPU s, client CPU s)."""
     import btrdb
-    from sync2q.insert import arrow_insert
+    from qss.btrdbclient import arrow_insert
+    from sync2q.batch import BATCH_SAMPLES
+    from sync2q.insert import MERGE
     db = btrdb.connect(server.grpc)
     streams: dict[tuple[str, str], object] = {}
     batches: list[list] = []    # per batch: (stream, table) per stream
@@ -161,7 +163,7 @@ def raw_insert(server, works, threads: int) -> tuple[int, float, float, float]:
     points = sum(len(t) for b in batches for _, (t, _) in b)
 
     def insert(stream, points) -> None:
-        arrow_insert(stream, *points)   # as sync2q: one RPC per stream and batch
+        arrow_insert(stream, *points, MERGE, BATCH_SAMPLES)   # as sync2q: one RPC per stream and batch
 
     pool = futures.ThreadPoolExecutor(threads)
     server_cpu, client_cpu = CpuMeter(server.proc.pid), CpuMeter(os.getpid())

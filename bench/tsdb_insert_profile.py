@@ -178,14 +178,15 @@ def calls(minutes: int, files_per_call: int):
 
 def insert_all(grpc: str, work, threads: int, flush_each: bool = False) -> float:
     import btrdb
-    from sync2q.insert import arrow_insert
+    from qss.btrdbclient import arrow_insert
+    from sync2q.insert import MERGE
     per_rpc = max(len(w[1]) for w in work)   # as sync2q: one RPC per stream per call
     db = btrdb.connect(grpc)
     streams = {i: db.create(uuid.uuid4(), "profile", {"name": f"s{i}"}, {})
                for i in {w[0] for w in work}}
 
     def one(i, t, v):
-        arrow_insert(streams[i], t, v, points=per_rpc)
+        arrow_insert(streams[i], t, v, MERGE, per_rpc)
         if flush_each:
             streams[i].flush()
     pool = futures.ThreadPoolExecutor(threads)
