@@ -1,8 +1,9 @@
 """Signed-in sessions and the throttle on failed sign-ins, in memory (no IO).
 
 A session is a random token in an HttpOnly cookie; the server keeps, per token, the user,
-the account's password ``generation`` when it opened (a password change ends it), its CSRF
-token, and when it was last used: one unused for ``idle`` seconds is gone. Sessions live
+the account's random ``stamp`` when it opened (a password change, or deleting the user
+and adding the name again, writes a new one and so ends it), its CSRF token, and when it
+was last used: one unused for ``idle`` seconds is gone. Sessions live
 in the plotter's memory, so a restart of ``mr-plotter`` signs everyone out (nothing to
 steal from the disk, nothing to clean up).
 
@@ -30,9 +31,17 @@ MAX_SESSIONS = 10_000
 class Session:
     token: str
     user: str
-    generation: int
+    stamp: str
     csrf: str
     last_used: float
+    #: The stamp a password change of this session is writing: while it is under way
+    #: the account may hold either (so the changer's own session never ends).
+    next_stamp: str | None = None
+
+    def matches(self, stamp: str) -> bool:
+        """Whether an account with ``stamp`` is still the one this session opened for."""
+        return stamp == self.stamp or (self.next_stamp is not None and
+                                       stamp == self.next_stamp)
 
 
 class Sessions:
@@ -46,10 +55,11 @@ class Sessions:
         self._lock = threading.Lock()
         self._by_token: dict[str, Session] = {}
 
-    def open(self, user: str, generation: int) -> Session:
-        """A new session for ``user`` (fresh token and CSRF token)."""
+    def open(self, user: str, stamp: str) -> Session:
+        """A new session for ``user`` whose account has ``stamp`` (fresh token and CSRF
+        token)."""
         now = self._clock()
-        s = Session(secrets.token_urlsafe(32), user, generation, secrets.token_urlsafe(24), now)
+        s = Session(secrets.token_urlsafe(32), user, stamp, secrets.token_urlsafe(24), now)
         with self._lock:
             self._prune(now)
             while len(self._by_token) >= self._limit:
@@ -78,6 +88,18 @@ class Sessions:
         """End the session of ``token`` (nothing if there is none)."""
         with self._lock:
             self._by_token.pop(token or "", None)
+
+    def restamp(self, s: Session, stamp: str | None, done: bool) -> None:
+        """Around a password change of ``s``: first (``done`` False) accept ``stamp`` as
+        well as the old one; then (``done`` True) keep only ``stamp`` if the change was
+        written, or (``stamp`` None) only the old one if it failed."""
+        with self._lock:
+            if not done:
+                s.next_stamp = stamp
+            else:
+                if stamp is not None:
+                    s.stamp = stamp
+                s.next_stamp = None
 
     def close_user(self, user: str, keep: str | None = None) -> None:
         """End every session of ``user`` but ``keep``."""

@@ -28,7 +28,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qss.accounts import Account, AccountError, AccountStore, check_password, open_accounts
+from qss.accounts import (Account, AccountError, AccountStore, check_password, new_stamp,
+                          open_accounts)
 from qss.tagconfig import TagConfigFile
 
 from .access import ANONYMOUS, Viewer
@@ -110,7 +111,10 @@ class SignIn:
         except Exception as exc:  # noqa: BLE001 - a store failing now: nobody is signed in
             log.warning("accounts unreadable (%s): %s is treated as anonymous", exc, s.user)
             return None
-        if account is None or account.generation != s.generation:
+        if account is None or not s.matches(account.stamp):
+            # Deleted, or a new password (maybe deleted and added again): every session
+            # opened for the old account ends, not only this one.
+            self.sessions.close_user(s.user, keep=None if account is None else token)
             self.sessions.close(token)
             return None
         return s, account
@@ -202,7 +206,7 @@ async def login(request: Request) -> Response:
                     "wrong password" if known else "no such user")
         return _answer({"error": WRONG}, status_code=401)
     signin.sessions.close(request.cookies.get(SESSION_COOKIE))
-    s = signin.sessions.open(account.name, account.generation)
+    s = signin.sessions.open(account.name, account.stamp)
     log.info("%s signed in from %s", account.name, address)
     response = _answer({"user": account.name, "tags": list(account.tags), "csrf": s.csrf,
                         "tagconfig_error": signin.tagconfig.error})
@@ -246,8 +250,16 @@ async def change_password(request: Request) -> Response:
         log.warning("password change failed for user %r from %s: wrong current password",
                     s.user, address)
         return _answer({"error": "wrong current password"}, status_code=401)
-    changed = await signin.hashing(store.set_password, s.user, new)
-    s.generation = changed.generation
+    # The new stamp is this session's before it is in the store, so a request of this
+    # session meanwhile is not taken for one of the old password's (and ended).
+    stamp = new_stamp()
+    signin.sessions.restamp(s, stamp, done=False)
+    try:
+        await signin.hashing(store.set_password, s.user, new, stamp)
+    except BaseException:
+        signin.sessions.restamp(s, None, done=True)
+        raise
+    signin.sessions.restamp(s, stamp, done=True)
     signin.sessions.close_user(s.user, keep=s.token)
     log.info("%s changed their password from %s", s.user, address)
     return _answer({"user": s.user, "changed": True})

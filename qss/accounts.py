@@ -7,8 +7,12 @@ queue by default, the collection ``mr_plotter.accounts`` when the queue is Mongo
 
 Passwords are kept only as Argon2id hashes (argon2-cffi, its RFC 9106 defaults); a check
 of an unknown user verifies against a dummy hash, so a wrong name takes as long as a
-wrong password. Each account carries a ``generation`` that a password change bumps: a
-session opened before the change no longer counts (the plotter compares it).
+wrong password. Each account carries a ``generation`` that a password change bumps, and a
+random ``stamp`` that adding the user and changing the password write anew: a session
+keeps the stamp it opened with and counts only while the account still has it (the
+plotter compares it), so neither a password change nor deleting and adding the name again
+lets an old session in. (The generation alone could not tell a re-added user from the
+deleted one: both start at 0.)
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -26,8 +31,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 __all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
-           "SqliteAccounts", "check_name", "check_password", "check_tags", "open_accounts",
-           "plotter_db_path"]
+           "SqliteAccounts", "check_name", "check_password", "check_tags", "new_stamp",
+           "open_accounts", "plotter_db_path"]
 
 #: A user name or a tag: what the manual's examples use (peter, psl, lbnl, upmu), plus
 #: digits, ``.``, ``_`` and ``-``; a tag is a path's first element, so no ``/``.
@@ -47,6 +52,8 @@ class Account:
     tags: tuple[str, ...]
     generation: int = 0
     created: str = ""
+    #: Random, written anew by add and set_password: what a session is bound to.
+    stamp: str = ""
 
 
 def check_name(name: object, what: str = "user name") -> str:
@@ -116,6 +123,11 @@ class _Hashing:
             return False
 
 
+def new_stamp() -> str:
+    """A fresh random account stamp (see :class:`Account`)."""
+    return secrets.token_hex(16)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -140,7 +152,7 @@ class _Base:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hashing = _Hashing(hasher)
 
-    # primitives: _row(name) -> (tags, generation, hash, created) | None, _insert,
+    # primitives: _row(name) -> (tags, generation, hash, created, stamp) | None, _insert,
     # _update(name, **fields) -> bool, _remove(name) -> bool, _rows()
     def _require(self, name: str) -> tuple:
         row = self._row(check_name(name))
@@ -157,11 +169,11 @@ class _Base:
         check_name(name)
         tags = check_tags(tags)
         hashed = self._hashing.hash(password)
-        created = _now()
-        if not self._insert(name, list(tags), hashed, created):
+        created, stamp = _now(), new_stamp()
+        if not self._insert(name, list(tags), hashed, created, stamp):
             raise AccountError(f"user {name!r} already exists (passwd changes a password, "
                                f"addtags adds tags)")
-        return Account(name, tags, 0, created)
+        return Account(name, tags, 0, created, stamp)
 
     def delete(self, name: str) -> None:
         """Delete user ``name``.
@@ -173,16 +185,18 @@ class _Base:
         if not self._remove(name):
             raise AccountError(f"no user {name!r} (list shows the users)")
 
-    def set_password(self, name: str, password: str) -> Account:
-        """Give ``name`` a new password; their open sessions end.
+    def set_password(self, name: str, password: str, stamp: str | None = None) -> Account:
+        """Give ``name`` a new password and a new stamp (``stamp``, or a random one);
+        their open sessions end.
 
         Raises:
             AccountError: no such user, or a bad password.
         """
-        tags, generation, _, created = self._require(name)
+        tags, generation, _, created, _ = self._require(name)
         hashed = self._hashing.hash(password)
-        self._update(name, hash=hashed, generation=generation + 1)
-        return Account(name, tuple(tags), generation + 1, created)
+        stamp = stamp or new_stamp()
+        self._update(name, hash=hashed, generation=generation + 1, stamp=stamp)
+        return Account(name, tuple(tags), generation + 1, created, stamp)
 
     def add_tags(self, name: str, tags: Iterable[str]) -> Account:
         """Add ``tags`` to ``name``'s.
@@ -190,10 +204,10 @@ class _Base:
         Raises:
             AccountError: no such user, or a bad or missing tag.
         """
-        old, generation, _, created = self._require(name)
+        old, generation, _, created, stamp = self._require(name)
         new = check_tags([*old, *check_tags(tags)])
         self._update(name, tags=list(new))
-        return Account(name, new, generation, created)
+        return Account(name, new, generation, created, stamp)
 
     def remove_tags(self, name: str, tags: Iterable[str]) -> Account:
         """Remove ``tags`` from ``name``'s; a user keeps at least one.
@@ -201,7 +215,7 @@ class _Base:
         Raises:
             AccountError: no such user, a tag they do not have, or none would be left.
         """
-        old, generation, _, created = self._require(name)
+        old, generation, _, created, stamp = self._require(name)
         drop = check_tags(tags)
         missing = [t for t in drop if t not in old]
         if missing:
@@ -212,14 +226,14 @@ class _Base:
             raise AccountError(f"user {name!r} must keep at least one tag (deluser deletes "
                                f"the user)")
         self._update(name, tags=list(new))
-        return Account(name, new, generation, created)
+        return Account(name, new, generation, created, stamp)
 
     def get(self, name: str) -> Account | None:
         """User ``name``, or None."""
         if not isinstance(name, str) or not NAME.match(name):
             return None
         row = self._row(name)
-        return None if row is None else Account(name, tuple(row[0]), row[1], row[3])
+        return None if row is None else Account(name, tuple(row[0]), row[1], row[3], row[4])
 
     def check(self, name: str, password: str) -> Account | None:
         """The account if ``password`` is ``name``'s, else None; as slow for an unknown
@@ -228,7 +242,7 @@ class _Base:
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             password = ""
         ok = self._hashing.verify(None if row is None else row[2], password)
-        return Account(name, tuple(row[0]), row[1], row[3]) if ok and row else None
+        return Account(name, tuple(row[0]), row[1], row[3], row[4]) if ok and row else None
 
 
 class SqliteAccounts(_Base):
@@ -243,19 +257,36 @@ class SqliteAccounts(_Base):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS accounts (name TEXT PRIMARY KEY, "
                          "tags TEXT NOT NULL, hash TEXT NOT NULL, generation INTEGER NOT NULL "
-                         "DEFAULT 0, created TEXT NOT NULL)")
+                         "DEFAULT 0, created TEXT NOT NULL, stamp TEXT NOT NULL DEFAULT '')")
+        self._add_stamps()
+
+    def _add_stamps(self) -> None:
+        """Give a ``plotter.db`` made before the stamp (this session's appliances) its
+        column, and every account without one a random stamp."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(accounts)")}
+        if "stamp" not in columns:
+            try:
+                self._db.execute("ALTER TABLE accounts ADD COLUMN stamp TEXT NOT NULL "
+                                 "DEFAULT ''")
+            except sqlite3.OperationalError as exc:   # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
+        self._db.execute("UPDATE accounts SET stamp = lower(hex(randomblob(16))) "
+                         "WHERE stamp = ''")
 
     def _row(self, name: str):
         with self._lock:
-            row = self._db.execute("SELECT tags, generation, hash, created FROM accounts "
-                                   "WHERE name = ?", (name,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1], row[2], row[3])
+            row = self._db.execute("SELECT tags, generation, hash, created, stamp FROM "
+                                   "accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1], row[2], row[3], row[4])
 
-    def _insert(self, name: str, tags: list[str], hashed: str, created: str) -> bool:
+    def _insert(self, name: str, tags: list[str], hashed: str, created: str,
+                stamp: str) -> bool:
         with self._lock:
             try:
-                self._db.execute("INSERT INTO accounts VALUES (?, ?, ?, 0, ?)",
-                                 (name, json.dumps(tags), hashed, created))
+                self._db.execute("INSERT INTO accounts (name, tags, hash, generation, "
+                                 "created, stamp) VALUES (?, ?, ?, 0, ?, ?)",
+                                 (name, json.dumps(tags), hashed, created, stamp))
                 return True
             except sqlite3.IntegrityError:
                 return False
@@ -287,7 +318,7 @@ class SqliteAccounts(_Base):
 
 class MongoAccounts(_Base):
     """Accounts in MongoDB: database ``mr_plotter``, collection ``accounts``, documents
-    ``{_id: name, tags, hash, generation, created}``."""
+    ``{_id: name, tags, hash, generation, created, stamp}``."""
 
     def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None) -> None:
         super().__init__(hasher)
@@ -300,13 +331,14 @@ class MongoAccounts(_Base):
     def _row(self, name: str):
         d = self._coll.find_one({"_id": name})
         return None if d is None else (list(d["tags"]), int(d.get("generation", 0)),
-                                       d["hash"], d.get("created", ""))
+                                       d["hash"], d.get("created", ""), d.get("stamp", ""))
 
-    def _insert(self, name: str, tags: list[str], hashed: str, created: str) -> bool:
+    def _insert(self, name: str, tags: list[str], hashed: str, created: str,
+                stamp: str) -> bool:
         from pymongo.errors import DuplicateKeyError
         try:
             self._coll.insert_one({"_id": name, "tags": tags, "hash": hashed,
-                                   "generation": 0, "created": created})
+                                   "generation": 0, "created": created, "stamp": stamp})
             return True
         except DuplicateKeyError:
             return False

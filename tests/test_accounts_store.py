@@ -53,6 +53,44 @@ def test_the_manuals_adduser_and_the_other_operations(store):
     assert store.get("ann") is None and [a.name for a in store.list()] == ["peter"]
 
 
+def test_adding_and_a_new_password_write_a_new_random_stamp(store):
+    """The stamp binds a session to one account: a re-added user (generation 0 again)
+    and a new password both get a stamp no old session holds."""
+    first = store.add("ann", "a", ["upmu"])
+    assert len(first.stamp) == 32 and store.get("ann").stamp == first.stamp
+    assert store.add_tags("ann", ["psl"]).stamp == first.stamp == store.get("ann").stamp
+    store.delete("ann")
+    again = store.add("ann", "a", ["upmu"])
+    assert (again.generation, first.generation) == (0, 0)
+    assert again.stamp != first.stamp and store.get("ann").stamp == again.stamp
+    changed = store.set_password("ann", "b")
+    assert changed.stamp not in (again.stamp, "") and store.get("ann").stamp == changed.stamp
+    assert store.set_password("ann", "c", "given").stamp == store.get("ann").stamp == "given"
+    assert store.check("ann", "c").stamp == "given"
+
+
+def test_a_plotter_db_made_before_the_stamp_is_given_one(tmp_path):
+    """This session's appliances have plotter.db without the stamp column."""
+    import sqlite3
+    path = tmp_path / "plotter.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE accounts (name TEXT PRIMARY KEY, tags TEXT NOT NULL, hash TEXT "
+               "NOT NULL, generation INTEGER NOT NULL DEFAULT 0, created TEXT NOT NULL)")
+    hashed = SqliteAccounts(str(tmp_path / "other.db"))._hashing.hash("psladmin")
+    db.execute("INSERT INTO accounts VALUES ('peter', '[\"psl\"]', ?, 2, 'then')", (hashed,))
+    db.commit()
+    db.close()
+    store = SqliteAccounts(str(path))
+    peter = store.check("peter", "psladmin")
+    assert (peter.tags, peter.generation, peter.created) == (("psl",), 2, "then")
+    assert len(peter.stamp) == 32
+    store.add("ann", "a", ["upmu"])
+    store.close()
+    store = SqliteAccounts(str(path))                   # opened again: nothing changes
+    assert store.get("peter").stamp == peter.stamp and store.get("ann").stamp
+    store.close()
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda s: s.add("peter", "x", ["a"]), "user 'peter' already exists"),
     (lambda s: s.add("new", "x", []), "at least one tag is required"),
@@ -139,7 +177,7 @@ def test_the_file_keeps_its_last_good_version_while_broken(tmp_path, caplog):
 def test_a_session_ends_after_its_idle_time_unless_used():
     now = [0.0]
     sessions = Sessions(idle=60, clock=lambda: now[0])
-    s = sessions.open("peter", 0)
+    s = sessions.open("peter", "s0")
     now[0] = 50
     assert sessions.find(s.token) is s
     now[0] = 100                     # 50 s after its last use
@@ -155,7 +193,7 @@ def test_sessions_are_bounded_and_a_user_can_be_signed_out_everywhere():
     made = []
     for i in range(4):
         now[0] = i
-        made.append(sessions.open("peter" if i else "ann", 0))
+        made.append(sessions.open("peter" if i else "ann", "s0"))
     assert sessions.find(made[0].token) is None          # the least recently used went
     sessions.close_user("peter", keep=made[3].token)
     assert [sessions.find(s.token) is not None for s in made] == [False, False, False, True]
@@ -198,3 +236,79 @@ def test_backup_and_restore_carry_the_accounts(tmp_path):
     store = SqliteAccounts(str(db))
     assert store.check("peter", "psladmin").tags == ("psl", "lbnl", "pge")
     store.close()
+
+
+# -- the plotter's sign-in against a store (no server) ---------------------------------
+
+class FakeRequest:
+    """What plotter.signin's handlers read of a request."""
+
+    def __init__(self, signin, token, path="/api/data", body=b"", headers=None):
+        from types import SimpleNamespace as NS
+        from plotter.signin import SESSION_COOKIE
+        self.app = NS(state=NS(plotter=NS(signin=signin)))
+        self.cookies = {SESSION_COOKIE: token} if token else {}
+        self.url = NS(path=path)
+        self.client = NS(host="127.0.0.1")
+        self.headers = headers or {}
+        self._body = body
+
+    async def body(self):
+        return self._body
+
+
+def quick_signin(tmp_path, store=None):
+    from argon2 import PasswordHasher
+    from plotter.signin import SignIn
+    hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    store = store or SqliteAccounts(str(tmp_path / "plotter.db"), hasher=hasher)
+    return SignIn("sqlite:///" + str(tmp_path / "queue.db"), str(tmp_path),
+                  TagConfigFile(str(tmp_path / "tagconfig.json")), idle=60, https=False,
+                  accounts=store)
+
+
+def test_a_password_change_never_ends_the_changers_own_session(tmp_path):
+    """A request of the changing session while the new password is being written (the
+    store already holds it) still counts; the user's other sessions end."""
+    import anyio
+    import json as json_
+    from argon2 import PasswordHasher
+    from plotter.signin import change_password
+    seen = []
+
+    class Watched(SqliteAccounts):
+        def set_password(self, name, password, stamp=None):
+            out = super().set_password(name, password, stamp)
+            seen.append(signin.current(FakeRequest(signin, mine.token)))
+            return out
+    store = Watched(str(tmp_path / "plotter.db"),
+                    hasher=PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    signin = quick_signin(tmp_path, store)
+    ann = store.add("ann", "old", ["upmu"])
+    mine, other = signin.sessions.open("ann", ann.stamp), signin.sessions.open("ann", ann.stamp)
+    body = json_.dumps({"old": "old", "new": "new"}).encode()
+    r = anyio.run(change_password, FakeRequest(signin, mine.token, "/api/password", body))
+    assert r.status_code == 200
+    assert seen and seen[0] is not None and seen[0][0] is mine      # not ended midway
+    assert signin.current(FakeRequest(signin, mine.token)) is not None
+    assert mine.stamp == store.get("ann").stamp and mine.next_stamp is None
+    assert signin.current(FakeRequest(signin, other.token)) is None
+
+
+def test_a_failed_password_write_keeps_the_session_on_the_old_stamp(tmp_path):
+    import anyio
+    import json as json_
+    from plotter.signin import change_password
+    signin = quick_signin(tmp_path)
+    store = signin.accounts()
+    ann = store.add("ann", "old", ["upmu"])
+    mine = signin.sessions.open("ann", ann.stamp)
+
+    def broken(*args):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+    store.set_password = broken
+    body = json_.dumps({"old": "old", "new": "new"}).encode()
+    with pytest.raises(sqlite3.OperationalError):
+        anyio.run(change_password, FakeRequest(signin, mine.token, "/api/password", body))
+    assert (mine.stamp, mine.next_stamp) == (ann.stamp, None)
+    assert signin.current(FakeRequest(signin, mine.token)) is not None

@@ -188,6 +188,24 @@ def test_account_changes_take_effect_on_the_next_request(plotter, streams):
         store.close()
 
 
+def test_a_deleted_users_session_does_not_sign_in_the_name_added_again(plotter, streams):
+    """deluser xena; adduser xena NEWPASS ...: xena's old cookie is not the new account's."""
+    store = SqliteAccounts(str(plotter.folder / "plotter.db"))
+    try:
+        store.add("xena", "oldpass", ["psl"])
+        old = plotter_testing.client(plotter.url, "xena", "oldpass")
+        lbnl = f"{plotter.url}/api/streams/{streams['lbnl'].uuid}"
+        assert old.get(plotter.url + "/api/session", timeout=30).json()["user"] == "xena"
+        store.delete("xena")                # no request in between: nothing saw it gone
+        store.add("xena", "newpass", ["lbnl"])
+        assert old.get(lbnl, timeout=30).status_code == 404
+        assert old.get(plotter.url + "/api/session", timeout=30).json()["user"] is None
+        new = plotter_testing.client(plotter.url, "xena", "newpass")
+        assert new.get(lbnl, timeout=30).status_code == 200
+    finally:
+        store.close()
+
+
 def test_tagconfig_changes_take_effect_within_seconds(plotter, streams):
     path = plotter.folder / "tagconfig.json"
     anon = as_(plotter, None)
