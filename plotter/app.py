@@ -47,7 +47,7 @@ from .permalinks import (MAX_DOC_BYTES, PermalinkError, Permalinks, check_id, op
                          resolve, validate)
 from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
                     read_stream)
-from .signin import AccountsUnavailable, CsrfGuard, SignIn, routes_handlers
+from .signin import AccountsUnavailable, Busy, CsrfGuard, SignIn, routes_handlers
 
 log = logging.getLogger(__name__)
 
@@ -437,6 +437,7 @@ def create_app(plotter: Plotter) -> Starlette:
                                         UnknownPermalink: unknown_stream,
                                         PermalinksUnavailable: unavailable,
                                         AccountsUnavailable: unavailable,
+                                        Busy: unavailable,
                                         HTTPException: http_error, BTrDBError: btrdb_failure,
                                         grpc.RpcError: btrdb_failure, Exception: failure})
     app.state.plotter = plotter

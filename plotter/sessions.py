@@ -8,7 +8,10 @@ in the plotter's memory, so a restart of ``mr-plotter`` signs everyone out (noth
 steal from the disk, nothing to clean up).
 
 The throttle counts failed sign-ins per key (a user name, an address) over a sliding
-``window``; at ``limit`` failures the key is refused until the oldest one ages out.
+``window``, and the attempts under way: an attempt is counted when it starts (before the
+password is hashed), so a burst of parallel sign-ins gets no more guesses than one after
+the other. At ``limit`` failures plus attempts under way the key is refused until the
+oldest failure ages out (or an attempt ends).
 Logic never reads the time itself (the clock is given), so tests need not sleep.
 """
 from __future__ import annotations
@@ -122,6 +125,41 @@ class Throttle:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
+        self._running: dict[str, int] = {}
+
+    def begin(self, keys: Iterable[str]) -> float:
+        """Start an attempt for ``keys``: 0 if it may go on (it is counted until
+        :meth:`end`), else the seconds to wait (nothing is counted)."""
+        keys = list(keys)
+        now = self._clock()
+        longest = 0.0
+        with self._lock:
+            for k in keys:
+                q = self._expire(k, now)
+                failed = 0 if q is None else len(q)
+                if failed + self._running.get(k, 0) < self.limit:
+                    continue
+                # Full of failures: until the oldest ages out; else of attempts under
+                # way: a second (one of them ends by then, as a failure or not).
+                longest = max(longest, q[0] + self.window - now if failed >= self.limit
+                              else 1.0)
+            if longest == 0:
+                for k in keys:
+                    self._running[k] = self._running.get(k, 0) + 1
+        return longest
+
+    def end(self, keys: Iterable[str], failed: bool) -> None:
+        """End an attempt :meth:`begin` let go on; ``failed``: count it as a failure."""
+        keys = list(keys)
+        with self._lock:
+            for k in keys:
+                n = self._running.get(k, 0) - 1
+                if n > 0:
+                    self._running[k] = n
+                else:
+                    self._running.pop(k, None)
+        if failed:
+            self.fail(keys)
 
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds until every key in ``keys`` may try again (0: now)."""

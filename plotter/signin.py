@@ -10,8 +10,10 @@ The session cookie ``qss_session`` is HttpOnly, SameSite=Strict, and Secure unde
 Every request that changes something (any method but GET, HEAD, OPTIONS) must carry
 ``X-CSRF-Token`` equal to the ``qss_csrf`` cookie, and to its session's token when
 signed in; a cross-site ``Origin`` is refused too. Failed sign-ins are slowed down per
-user and per address (:class:`~plotter.sessions.Throttle`, 5 a minute) and each is
-logged with its address (supervisor writes the log to ``/var/log/mr-plotter.log``).
+user and per address (:class:`~plotter.sessions.Throttle`, 5 a minute, an attempt counted
+from its start) and each is logged with its address (supervisor writes the log to
+``/var/log/mr-plotter.log``); past :data:`MAX_HASHING` Argon2 checks waiting at once a
+sign-in is a 503, so a burst cannot queue unbounded work for both cores.
 """
 from __future__ import annotations
 
@@ -51,6 +53,13 @@ PASSIVE = frozenset({"/api/session", "/api/health", "/api/usage"})
 WRONG = "wrong user name or password"
 #: Argon2 checks run at once (the others wait their turn).
 HASHING_AT_ONCE = 2
+#: Argon2 checks running or waiting at most; more is a 503 (each takes about 0.1 s of a
+#: core: ten is a second of both, and receiver and sync2q need them too).
+MAX_HASHING = 10
+
+
+class Busy(Exception):
+    """Too many password checks waiting (a 503)."""
 
 
 class AccountsUnavailable(Exception):
@@ -71,13 +80,24 @@ class SignIn:
         self._accounts = accounts
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
+        self._hashing = 0       # checks running or waiting (touched on the event loop only)
 
     async def hashing(self, fn: Callable, *args):
         """Run an Argon2 check in a worker thread, at most :data:`HASHING_AT_ONCE` at a
-        time: each takes 64 MiB, so a flood of sign-ins cannot exhaust the memory."""
+        time: each takes 64 MiB, so a flood of sign-ins cannot exhaust the memory.
+
+        Raises:
+            Busy: :data:`MAX_HASHING` are running or waiting already.
+        """
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(HASHING_AT_ONCE)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        if self._hashing >= MAX_HASHING:
+            raise Busy("too many sign-ins at once; try again in a moment")
+        self._hashing += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        finally:
+            self._hashing -= 1
 
     def accounts(self) -> AccountStore:
         """The account store, opened on first use.
@@ -178,6 +198,10 @@ async def session_info(request: Request) -> Response:
     return response
 
 
+def _busy(exc: Busy) -> Response:
+    return _answer({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+
 def _too_many(wait: float) -> Response:
     seconds = max(1, int(wait + 0.999))
     return _answer({"error": f"too many failed sign-ins; try again in {seconds} s"},
@@ -191,16 +215,25 @@ async def login(request: Request) -> Response:
     user = user.strip() if isinstance(user, str) else ""
     address = _address(request)
     keys = [f"user:{user.casefold()}", f"address:{address}"]
-    wait = signin.throttle.wait(keys)
+    wait = signin.throttle.begin(keys)
     if wait > 0:
         log.warning("sign-in refused for user %r from %s: too many failures (%d s to wait)",
                     user[:64], address, int(wait + 0.999))
         return _too_many(wait)
-    store = signin.accounts()
-    account = await signin.hashing(store.check, user,
-                                   password if isinstance(password, str) else "")
+    account = None
+    try:
+        store = signin.accounts()
+        account = await signin.hashing(store.check, user,
+                                       password if isinstance(password, str) else "")
+    except Busy as exc:
+        signin.throttle.end(keys, failed=False)
+        log.warning("sign-in refused for user %r from %s: %s", user[:64], address, exc)
+        return _busy(exc)
+    except BaseException:
+        signin.throttle.end(keys, failed=False)
+        raise
+    signin.throttle.end(keys, failed=account is None)
     if account is None:
-        signin.throttle.fail(keys)
         known = await anyio.to_thread.run_sync(store.get, user)
         log.warning("sign-in failed for user %r from %s: %s", user[:64], address,
                     "wrong password" if known else "no such user")
@@ -240,13 +273,22 @@ async def change_password(request: Request) -> Response:
         raise BadRequest(f"new password: {exc}") from None
     address = _address(request)
     keys = [f"user:{s.user.casefold()}", f"address:{address}"]
-    wait = signin.throttle.wait(keys)
+    wait = signin.throttle.begin(keys)
     if wait > 0:
         return _too_many(wait)
-    store = signin.accounts()
-    account = await signin.hashing(store.check, s.user, old if isinstance(old, str) else "")
+    account = None
+    try:
+        store = signin.accounts()
+        account = await signin.hashing(store.check, s.user,
+                                       old if isinstance(old, str) else "")
+    except Busy as exc:
+        signin.throttle.end(keys, failed=False)
+        return _busy(exc)
+    except BaseException:
+        signin.throttle.end(keys, failed=False)
+        raise
+    signin.throttle.end(keys, failed=account is None)
     if account is None:
-        signin.throttle.fail(keys)
         log.warning("password change failed for user %r from %s: wrong current password",
                     s.user, address)
         return _answer({"error": "wrong current password"}, status_code=401)

@@ -213,6 +213,54 @@ def test_the_throttle_allows_five_failures_a_minute():
     assert t.wait(["user:peter"]) == 0
 
 
+def test_the_throttle_counts_an_attempt_from_its_start():
+    """Parallel sign-ins: attempts under way count against the limit, so no more than
+    five guesses are ever hashed at once or within the window."""
+    now = [0.0]
+    t = Throttle(limit=5, window=60, clock=lambda: now[0])
+    keys = ["user:peter", "address:a"]
+    assert [t.begin(keys) for _ in range(7)] == [0] * 5 + [1.0, 1.0]
+    assert t.begin(["user:ann", "address:a"]) == 1.0          # the address is full too
+    assert t.begin(["user:ann", "address:b"]) == 0
+    t.end(["user:ann", "address:b"], failed=False)
+    t.end(keys, failed=False)                                  # a success frees its place
+    assert t.begin(keys) == 0
+    for _ in range(5):
+        now[0] += 1
+        t.end(keys, failed=True)
+    assert t.begin(keys) == pytest.approx(56)       # five failures: the first at 1 ages out
+    now[0] = 61.5
+    assert t.begin(keys) == 0
+    t.end(keys, failed=False)
+    assert t._running == {}
+
+
+def test_no_more_than_max_hashing_password_checks_wait(tmp_path):
+    """A burst from many addresses: checks past MAX_HASHING are refused, not queued."""
+    import threading
+    import anyio
+    from plotter.signin import MAX_HASHING, Busy
+    signin = quick_signin(tmp_path)
+    release = threading.Event()
+    refused = []
+
+    async def main():
+        async def one():
+            try:
+                await signin.hashing(release.wait, 30)
+            except Busy:
+                refused.append(1)
+        async with anyio.create_task_group() as tg:
+            for _ in range(MAX_HASHING + 3):
+                tg.start_soon(one)
+            while len(refused) < 3:
+                await anyio.sleep(0.01)
+            assert signin._hashing == MAX_HASHING
+            release.set()
+    anyio.run(main)
+    assert len(refused) == 3 and signin._hashing == 0
+
+
 def test_backup_and_restore_carry_the_accounts(tmp_path):
     """plotter.db lives beside the SQLite queue in [paths] srv: qss-get --backup copies it
     (SQLite's backup API, as the queue) and --restore brings the accounts back."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import uuid as uuidlib
 
@@ -353,6 +354,24 @@ def test_repeated_failures_are_slowed_down_per_user_and_address(strict):
     log = strict.log()
     assert log.count("sign-in failed for user 'peter' from 127.0.0.1: wrong password") == 5
     assert "sign-in refused for user 'peter' from 127.0.0.1: too many failures" in log
+
+
+def test_parallel_wrong_sign_ins_get_no_more_than_five_guesses(strict):
+    """20 at once from one address: each attempt counts from its start, so at most five
+    are checked (401) and the rest refused (429) before any hashing."""
+    from concurrent.futures import ThreadPoolExecutor
+    clients = [as_(strict, None) for _ in range(20)]
+    barrier = threading.Barrier(len(clients))
+
+    def guess(http):
+        barrier.wait(timeout=30)
+        return http.post(strict.url + "/api/login", json={"user": "peter",
+                         "password": "guess"}, timeout=60).status_code
+    with ThreadPoolExecutor(len(clients)) as pool:
+        codes = list(pool.map(guess, clients))
+    assert codes.count(401) <= 5 and codes.count(401) >= 1, codes
+    assert set(codes) <= {401, 429}, codes
+    assert strict.log().count("sign-in failed for user 'peter'") == codes.count(401)
 
 
 def test_a_session_ends_after_its_idle_time(strict, streams):
