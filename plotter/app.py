@@ -44,7 +44,7 @@ from .catalog import Catalog, tree
 from .health import health, make_probes
 from .metadata import ReloadStamp, reload_stamp_path
 from .permalinks import (MAX_DOC_BYTES, PermalinkError, Permalinks, check_id, open_permalinks,
-                         resolve, validate)
+                         resolve, validate, visible_view)
 from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
                     read_stream)
 from .signin import AccountsUnavailable, Busy, CsrfGuard, SignIn, routes_handlers
@@ -326,8 +326,9 @@ async def read_permalink(request: Request) -> Response:
             except UnknownStream:
                 continue
         start, end = resolve(doc["window"], time.time_ns(), lambda: _newest(handles))
-        return {"id": pid, **doc, "streams": [str(e.uuid) for e, _ in handles],
-                "start": start, "end": end}
+        shown = [(str(e.uuid), e.unit) for e, _ in handles]
+        return {"id": pid, **doc, "streams": [u for u, _ in shown],
+                "view": visible_view(doc.get("view"), shown), "start": start, "end": end}
     return JSON(await app.call(read))
 
 

@@ -157,15 +157,35 @@ def test_every_endpoint_gives_a_refused_stream_the_answer_of_a_missing_one(plott
 
 
 def test_a_permalink_shows_its_viewer_only_what_they_may_see(plotter, streams):
-    peter = as_(plotter, "peter")
-    mine = [str(streams["lbnl"].uuid), str(streams["psl"].uuid)]
-    made = peter.post(plotter.url + "/api/permalinks", json={
-        "streams": mine, "window": {"kind": "last", "span": 10 * 10**9}}, timeout=30)
-    assert made.status_code == 201
+    """Its view too: colours, hidden and stream axes name streams by UUID, axes may be
+    named by the user; a reader gets none of them for a stream they may not see."""
+    root = as_(plotter, "root")
+    every = [str(streams[d].uuid) for d in DOMAINS]
+    lbnl, psl = str(streams["lbnl"].uuid), str(streams["psl"].uuid)
+    view = {"colors": {u: f"#00000{i}" for i, u in enumerate(every)}, "hidden": every,
+            "streamAxes": {u: f"axis of {d}" for d, u in zip(DOMAINS, every)},
+            "axes": {**{f"axis of {d}": {"label": f"label of {d}"} for d in DOMAINS},
+                     "V": {"label": "volts"}}}
+    made = root.post(plotter.url + "/api/permalinks", json={
+        "streams": every, "window": {"kind": "last", "span": 10 * 10**9}, "view": view},
+        timeout=30)
+    assert made.status_code == 201, made.text
     link = f"{plotter.url}/api/permalinks/{made.json()['id']}"
-    assert peter.get(link, timeout=30).json()["streams"] == mine
-    assert as_(plotter, "una").get(link, timeout=30).json()["streams"] == []
-    assert as_(plotter, None).get(link, timeout=30).json()["streams"] == []
+    unused = {k: v for k, v in view["axes"].items() if k != "V"}   # every stream moved
+    assert root.get(link, timeout=30).json()["view"] == {**view, "axes": unused}
+    for user in (None, "peter", "una"):
+        got = as_(plotter, user).get(link, timeout=30)
+        seen = [u for d, u in zip(DOMAINS, every) if d in SEES[user]]
+        assert got.json()["streams"] == seen
+        for d, u in zip(DOMAINS, every):
+            if d not in SEES[user]:
+                assert u not in got.text and f"of {d}" not in got.text, (user, d)
+        assert got.json()["view"]["hidden"] == seen
+        assert set(got.json()["view"]["axes"]) == {f"axis of {d}" for d in SEES[user]}
+    refused = root.post(plotter.url + "/api/permalinks", json={
+        "streams": [lbnl], "window": {"kind": "last", "span": 10**9},
+        "view": {"colors": {psl: "#000000"}}}, timeout=30)
+    assert refused.status_code == 400 and "not one of the permalink's streams" in refused.text
 
 
 # -- changes while running -------------------------------------------------------------
