@@ -172,6 +172,25 @@ def test_the_file_keeps_its_last_good_version_while_broken(tmp_path, caplog):
     assert f.get() == {"public": ("/psl",)} and f.error is None
 
 
+def test_a_tagconfig_gone_after_it_was_seen_keeps_the_last_good_version(tmp_path, caplog):
+    """An editor that saves by rename leaves a moment without the file: that must not
+    switch to the default (which makes /upmu public)."""
+    now = [0.0]
+    path = tmp_path / "tagconfig.json"
+    path.write_text('{"public": [], "upmu": ["/upmu"]}')
+    f = TagConfigFile(str(path), period=1.0, clock=lambda: now[0])
+    assert f.get() == {"public": (), "upmu": ("/upmu",)}
+    path.unlink()
+    now[0] += 1
+    with caplog.at_level(logging.ERROR):
+        assert f.get() == {"public": (), "upmu": ("/upmu",)}
+    assert f.error == f"{path}: no such file; the last good version stays in force until " \
+                      f"it is back" and f.error in caplog.text
+    path.write_text('{"public": ["/psl"]}')
+    now[0] += 1
+    assert f.get() == {"public": ("/psl",)} and f.error is None
+
+
 # -- sessions and the throttle ---------------------------------------------------------
 
 def test_a_session_ends_after_its_idle_time_unless_used():
