@@ -31,8 +31,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 __all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
-           "SqliteAccounts", "check_name", "check_password", "check_tags", "new_stamp",
-           "open_accounts", "plotter_db_path"]
+           "SqliteAccounts", "check_name", "check_password", "check_tags", "create_shared",
+           "new_stamp", "open_accounts", "plotter_db_path"]
 
 #: A user name or a tag: what the manual's examples use (peter, psl, lbnl, upmu), plus
 #: digits, ``.``, ``_`` and ``-``; a tag is a path's first element, so no ``/``.
@@ -245,6 +245,21 @@ class _Base:
         return Account(name, tuple(row[0]), row[1], row[3], row[4]) if ok and row else None
 
 
+def create_shared(path: str) -> None:
+    """Create the SQLite file ``path`` 0660 if it is missing: ``plotter.db`` is written by
+    the plotter (the service user, umask 007) and by the console (the operator, umask
+    022, in its group); SQLite alone would make it 0640 or 0644 and lock the other out
+    (its -wal and -shm files take the database's mode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o660)
+    finally:
+        os.close(fd)
+
+
 class SqliteAccounts(_Base):
     """Accounts in an SQLite file (the table ``accounts``)."""
 
@@ -252,6 +267,7 @@ class SqliteAccounts(_Base):
         super().__init__(hasher)
         self.path = path
         self._lock = threading.Lock()
+        create_shared(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from .accounts import create_shared
+
 __all__ = ["DATABASE", "COLLECTION", "MongoPermalinks", "Permalinks", "SqlitePermalinks",
            "dump", "load", "new_id", "open_permalinks", "sqlite_path"]
 
@@ -51,6 +53,7 @@ class SqlitePermalinks:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        create_shared(path)             # the console writes plotter.db too
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS permalinks (id TEXT PRIMARY KEY, "

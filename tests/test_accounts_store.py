@@ -379,3 +379,62 @@ def test_a_failed_password_write_keeps_the_session_on_the_old_stamp(tmp_path):
         anyio.run(change_password, FakeRequest(signin, mine.token, "/api/password", body))
     assert (mine.stamp, mine.next_stamp) == (ann.stamp, None)
     assert signin.current(FakeRequest(signin, mine.token)) is not None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="acting as two users needs root")
+def test_a_plotter_db_made_by_the_plotter_is_written_by_the_console():
+    """On a fresh appliance the plotter (the service user, umask 007) may create
+    plotter.db before the operator (in its group, umask 022) runs adduser; each writes it
+    in turn, in the setgid data folder as the appliance has it."""
+    import pwd
+    import shutil
+    import tempfile
+    import traceback
+    from argon2 import PasswordHasher
+    from qss.permalinks import SqlitePermalinks
+    used = {p.pw_uid for p in pwd.getpwall()}
+    qss, manager = [i for i in range(61000, 62000) if i not in used][:2]
+    base = tempfile.mkdtemp(prefix="qss-plotterdb-", dir="/tmp")
+    os.chmod(base, 0o755)
+    srv = os.path.join(base, "srv")
+    os.mkdir(srv)
+    os.chown(srv, qss, qss)
+    os.chmod(srv, 0o2770)
+    path = os.path.join(srv, "plotter.db")
+    hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+    def as_user(uid, groups, umask, fn) -> int:
+        pid = os.fork()
+        if pid == 0:                                   # the child: never returns
+            try:
+                os.setgroups(groups)
+                os.setgid(uid)
+                os.setuid(uid)
+                os.umask(umask)
+                fn()
+                os._exit(0)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    def first_permalinks():                            # plotter/metadata open it first
+        SqlitePermalinks(path).close()
+
+    def adduser(name):
+        def run():
+            store = SqliteAccounts(path, hasher=hasher)
+            store.add(name, "pw", ["upmu"])
+            store.close()
+        return run
+    try:
+        assert as_user(qss, [], 0o007, first_permalinks) == 0
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o660)
+        assert as_user(manager, [qss], 0o022, adduser("peter")) == 0
+        assert as_user(qss, [], 0o007, adduser("ann")) == 0
+        assert as_user(manager, [qss], 0o022, adduser("una")) == 0
+        store = SqliteAccounts(path)
+        assert [a.name for a in store.list()] == ["ann", "peter", "una"]
+        store.close()
+    finally:
+        shutil.rmtree(base)
