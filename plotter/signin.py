@@ -108,7 +108,10 @@ class SignIn:
         with self._lock:
             if self._accounts is None:
                 try:
-                    self._accounts = open_accounts(self._queue_url, self._srv)
+                    # A MongoDB that is down answers in 1.5 s rather than 5: the page
+                    # waits on it for every request.
+                    self._accounts = open_accounts(self._queue_url, self._srv,
+                                                   timeout_ms=1500)
                 except Exception as exc:  # noqa: BLE001 - any backend's failure to open
                     raise AccountsUnavailable(f"accounts unavailable: {exc}") from exc
             return self._accounts
@@ -182,7 +185,7 @@ def _answer(content: dict, status_code: int = 200, headers: dict | None = None) 
 
 async def session_info(request: Request) -> Response:
     signin = _signin(request)
-    found = signin.current(request)
+    found = await anyio.to_thread.run_sync(signin.current, request)
     s = found[0] if found else None
     csrf = s.csrf if s else (request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24))
     if found is None:
@@ -250,7 +253,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     signin = _signin(request)
-    s = signin.session(request)
+    s = await anyio.to_thread.run_sync(signin.session, request)
     signin.sessions.close(request.cookies.get(SESSION_COOKIE))
     if s is not None:
         log.info("%s signed out from %s", s.user, _address(request))
@@ -262,7 +265,7 @@ async def logout(request: Request) -> Response:
 
 async def change_password(request: Request) -> Response:
     signin = _signin(request)
-    s = signin.session(request)
+    s = await anyio.to_thread.run_sync(signin.session, request)
     if s is None:
         return _answer({"error": "sign in first"}, status_code=401)
     body = await _json_body(request)

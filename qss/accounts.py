@@ -336,11 +336,12 @@ class MongoAccounts(_Base):
     """Accounts in MongoDB: database ``mr_plotter``, collection ``accounts``, documents
     ``{_id: name, tags, hash, generation, created, stamp}``."""
 
-    def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None,
+                 timeout_ms: int = 5000) -> None:
         super().__init__(hasher)
         if client is None:
             import pymongo
-            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms)
         self._client = client
         self._coll = client["mr_plotter"]["accounts"]
 
@@ -382,14 +383,15 @@ def plotter_db_path(queue_url: str, srv: str) -> str:
     return os.path.join(folder, "plotter.db")
 
 
-def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None
-                  ) -> AccountStore:
+def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None,
+                  timeout_ms: int = 5000) -> AccountStore:
     """The account store of an appliance whose queue is ``queue_url``: MongoDB beside a
-    MongoDB queue, else ``plotter.db`` beside the SQLite queue (or in ``srv``).
+    MongoDB queue (``timeout_ms`` to find the server), else ``plotter.db`` beside the
+    SQLite queue (or in ``srv``).
 
     Raises:
         sqlite3.Error, pymongo.errors.PyMongoError: it cannot be opened.
     """
     if queue_url.startswith(("mongodb://", "mongodb+srv://")):
-        return MongoAccounts(queue_url, hasher=hasher)
+        return MongoAccounts(queue_url, hasher=hasher, timeout_ms=timeout_ms)
     return SqliteAccounts(plotter_db_path(queue_url, srv), hasher=hasher)

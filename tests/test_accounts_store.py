@@ -3,6 +3,7 @@ QSS_TEST_MONGO_URL names one), tagconfig.json, and the plotter's sessions and th
 without a server."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -438,3 +439,32 @@ def test_a_plotter_db_made_by_the_plotter_is_written_by_the_console():
         store.close()
     finally:
         shutil.rmtree(base)
+
+
+def test_account_lookups_do_not_block_the_event_loop(tmp_path):
+    """With MongoDB (down) a lookup can take seconds: the page's other requests go on."""
+    import time as time_
+    import anyio
+    from plotter.signin import session_info
+    signin = quick_signin(tmp_path)
+    store = signin.accounts()
+    ann = store.add("ann", "a", ["upmu"])
+    s = signin.sessions.open("ann", ann.stamp)
+    slow_get = store.get
+    store.get = lambda name: (time_.sleep(0.6), slow_get(name))[1]
+    ticks = []
+
+    async def main():
+        async def tick():
+            while True:
+                ticks.append(1)
+                await anyio.sleep(0.05)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            await anyio.sleep(0)
+            r = await session_info(FakeRequest(signin, s.token, "/api/session"))
+            tg.cancel_scope.cancel()
+        return r
+    r = anyio.run(main)
+    assert json.loads(r.body)["user"] == "ann"
+    assert len(ticks) >= 5, ticks           # the loop ran on while the store answered
