@@ -50,6 +50,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: What the page polls by itself: these requests do not keep a session alive, so an open
 #: but unused page is signed out after the idle time all the same.
 PASSIVE = frozenset({"/api/session", "/api/health", "/api/usage"})
+#: A request with this header set to 1 is one the page makes by itself too (follow-now's
+#: polls of /api/bracket and /api/data every 5 s).
+PASSIVE_HEADER = "x-qss-passive"
 WRONG = "wrong user name or password"
 #: Argon2 checks run at once (the others wait their turn).
 HASHING_AT_ONCE = 2
@@ -123,10 +126,12 @@ class SignIn:
     def current(self, request: Request) -> tuple[Session, Account] | None:
         """The request's live session and its account as stored now, or None: no session,
         one past its idle time, or one whose account is gone or has a new password (then
-        it is ended). A request the page makes by itself (:data:`PASSIVE`) does not count
-        as use."""
+        it is ended). A request the page makes by itself (:data:`PASSIVE`, or with the
+        header :data:`PASSIVE_HEADER`) does not count as use."""
         token = request.cookies.get(SESSION_COOKIE)
-        s = self.sessions.find(token, touch=request.url.path not in PASSIVE)
+        passive = (request.url.path in PASSIVE or
+                   request.headers.get(PASSIVE_HEADER, "") == "1")
+        s = self.sessions.find(token, touch=not passive)
         if s is None:
             return None
         try:

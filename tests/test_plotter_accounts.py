@@ -352,7 +352,7 @@ def test_a_user_changes_their_own_password(plotter, streams):
 def strict(server, streams, tmp_path):
     cfg = layout(tmp_path)
     p = plotter_testing.start(server.grpc, tmp_path, "--upmuconfig", str(cfg),
-                              "--idle-minutes", "0.05", log_path=tmp_path / "plotter.log")
+                              "--idle-minutes", "0.1", log_path=tmp_path / "plotter.log")
     try:
         yield p
     finally:
@@ -395,15 +395,24 @@ def test_parallel_wrong_sign_ins_get_no_more_than_five_guesses(strict):
 
 
 def test_a_session_ends_after_its_idle_time(strict, streams):
+    """What the page asks by itself (the health panel, follow-now's polls with
+    X-QSS-Passive) does not keep a session alive. One request at 0 s, the page's own
+    at 2 s (still signed in), then past the 6 s idle time counted from 0 s: signed out.
+    The fake-clock test of plotter.sessions covers the rest without sleeping."""
     http = plotter_testing.client(strict.url, "peter", "psladmin")
     lbnl = f"{strict.url}/api/streams/{streams['lbnl'].uuid}"
-    assert http.get(strict.url + "/api/session", timeout=30).json()["idle_seconds"] == 3
-    for _ in range(2):                         # each request keeps it alive
-        time.sleep(1.5)
-        assert http.get(lbnl, timeout=30).status_code == 200
-    for _ in range(3):                         # what the page polls by itself does not
-        time.sleep(1.5)
-        http.get(strict.url + "/api/health", timeout=30)
+    assert http.get(strict.url + "/api/session", timeout=30).json()["idle_seconds"] == 6
+    assert http.get(lbnl, timeout=30).status_code == 200       # the last use
+    used = time.monotonic()
+    time.sleep(2)
+    http.get(strict.url + "/api/health", timeout=30)
+    window = {"start": T0, "end": T0 + 60 * 10**9}
+    passive = {"X-QSS-Passive": "1"}
+    for path, params in (("/api/bracket", {}), ("/api/data", {**window, "width": 100})):
+        r = http.get(strict.url + path, params={"uuid": str(streams["lbnl"].uuid), **params},
+                     headers=passive, timeout=30)
+        assert r.status_code == 200, (path, r.text)             # signed in, not refreshed
+    time.sleep(max(0.0, used + 7 - time.monotonic()))
     assert http.get(lbnl, timeout=30).status_code == 404
     assert http.get(strict.url + "/api/session", timeout=30).json()["user"] is None
 
