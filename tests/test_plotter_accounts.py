@@ -3,6 +3,7 @@ sign-in, sign-out, password change, CSRF, throttling, idle expiry, and tagconfig
 changed or broken while the plotter runs (a real qss-plotter and qss-btrdb)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import threading
@@ -186,6 +187,29 @@ def test_a_permalink_shows_its_viewer_only_what_they_may_see(plotter, streams):
         "streams": [lbnl], "window": {"kind": "last", "span": 10**9},
         "view": {"colors": {psl: "#000000"}}}, timeout=30)
     assert refused.status_code == 400 and "not one of the permalink's streams" in refused.text
+
+
+def test_the_health_panel_names_only_a_collection_its_viewer_may_see():
+    """A uPMU whose streams lie in two domains: a viewer of one never sees the other's
+    name (the first in order)."""
+    from types import SimpleNamespace as NS
+    from plotter.health import health
+    from qss.queue import QueueError
+    from qss.status import ProbeError
+
+    def refuse(error):
+        def probe():
+            raise error("not here")
+        return probe
+    probes = NS(now=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+                queue=refuse(QueueError), srv="/nonexistent", supervisor=refuse(ProbeError))
+    unit = NS(alias="uPMU1", serial="P3001271", ip="10.0.0.1",
+              streams={"L1MAG": NS(collection="lbnl2/uPMU1"),
+                       "C1MAG": NS(collection="psl/uPMU1")})
+    seen = health(probes, "", lambda c: c.startswith("psl/"), upmus=[unit])
+    assert [u["collection"] for u in seen["upmus"]] == ["psl/uPMU1"]
+    assert "lbnl2" not in json.dumps(seen)
+    assert health(probes, "", lambda c: False, upmus=[unit])["upmus"] == []
 
 
 # -- changes while running -------------------------------------------------------------
