@@ -139,11 +139,11 @@ class SignIn:
         except Exception as exc:  # noqa: BLE001 - a store failing now: nobody is signed in
             log.warning("accounts unreadable (%s): %s is treated as anonymous", exc, s.user)
             return None
-        if account is None or not s.matches(account.stamp):
-            # Deleted, or a new password (maybe deleted and added again): every session
-            # opened for the old account ends, not only this one.
-            self.sessions.close_user(s.user, keep=None if account is None else token)
-            self.sessions.close(token)
+        if account is None:                     # deleted: each of their sessions ends
+            self.sessions.close_user(s.user)
+            return None
+        if not s.matches(account.stamp):        # a new password, or deleted and added
+            self.sessions.close(token)          # again (one opened since stays)
             return None
         return s, account
 

@@ -287,8 +287,10 @@ class SqliteAccounts(_Base):
             except sqlite3.OperationalError as exc:   # another process added it meanwhile
                 if "duplicate column" not in str(exc):
                     raise
-        self._db.execute("UPDATE accounts SET stamp = lower(hex(randomblob(16))) "
-                         "WHERE stamp = ''")
+        # Only when there is one to stamp: a mere reader need not write.
+        if self._db.execute("SELECT 1 FROM accounts WHERE stamp = '' LIMIT 1").fetchone():
+            self._db.execute("UPDATE accounts SET stamp = lower(hex(randomblob(16))) "
+                             "WHERE stamp = ''")
 
     def _row(self, name: str):
         with self._lock:

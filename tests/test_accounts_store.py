@@ -468,3 +468,17 @@ def test_account_lookups_do_not_block_the_event_loop(tmp_path):
     r = anyio.run(main)
     assert json.loads(r.body)["user"] == "ann"
     assert len(ticks) >= 5, ticks           # the loop ran on while the store answered
+
+
+def test_a_stale_session_ends_alone_and_deleting_a_user_ends_all_of_theirs(tmp_path):
+    signin = quick_signin(tmp_path)
+    store = signin.accounts()
+    old = store.add("ann", "a", ["upmu"])
+    stale = signin.sessions.open("ann", old.stamp)
+    new = signin.sessions.open("ann", store.set_password("ann", "b").stamp)   # the console
+    assert signin.current(FakeRequest(signin, stale.token)) is None
+    assert signin.current(FakeRequest(signin, new.token)) is not None       # signed in since
+    other = signin.sessions.open("ann", store.get("ann").stamp)
+    store.delete("ann")
+    assert signin.current(FakeRequest(signin, new.token)) is None
+    assert signin.sessions.find(other.token, touch=False) is None            # ended too
