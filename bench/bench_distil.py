@@ -136,11 +136,11 @@ def catch_up_rate(btrdb, upmu, name: str, workdir: Path, round_: int, points: in
     import dataclasses
     from distil.catalog import builtin_instances
     from distil.engine import Engine, Options
-    from distil.state import StateStore
+    from distil.state import SqliteStore
     inst = builtin_instances([upmu], [name])[0]
     inst = dataclasses.replace(inst, name=f"r{round_}/{inst.name}",
                                collection=f"r{round_}/{inst.collection}")
-    state = StateStore(str(workdir / f"state-{name}-{round_}.db"))
+    state = SqliteStore(str(workdir / f"state-{name}-{round_}.db"))
     engine = Engine(btrdb, state, Options(chunk_ns=int(chunk_s * S)))
     engine.set_instances([inst])
     engine.bind(inst)                       # creating the outputs is not catching up

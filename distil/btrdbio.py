@@ -4,10 +4,11 @@ making sure the output streams exist with their metadata.
 """
 from __future__ import annotations
 
-import functools
 import uuid as uuidlib
 
 import numpy as np
+
+from qss.btrdbclient import arrow_insert
 
 from .distillate import Instance
 from .ranges import Range
@@ -18,27 +19,14 @@ ANNOTATIONS = ("distil/distillate", "distil/version", "distil/instance", "distil
 
 
 #: Points per Arrow insert RPC: a 600 s chunk of a 120 Hz output in one call (the
-#: client cuts at 50,000; sync2q sends up to this many, well under gRPC's 4 MB).
+#: client's Stream.arrow_insert cuts at 50,000; sync2q sends up to this many, well under
+#: gRPC's 4 MB), through qss.btrdbclient.arrow_insert, which leaves the client's
+#: process-wide batch size alone.
 INSERT_POINTS = 172_800
-
-
-def raise_client_batch(points: int = INSERT_POINTS) -> None:
-    """Let the official client send up to ``points`` points per Arrow insert RPC (it
-    cuts ``Stream.arrow_insert`` tables at ``btrdb.stream.INSERT_BATCH_SIZE``): one call
-    per output and chunk instead of two. Process-wide; qss-distil's own process."""
-    import btrdb.stream
-    btrdb.stream.INSERT_BATCH_SIZE = max(int(btrdb.stream.INSERT_BATCH_SIZE), points)
 
 
 class InputMissing(Exception):
     """An input stream does not exist (yet): the instance waits for it."""
-
-
-@functools.cache
-def _schema():
-    import pyarrow as pa
-    return pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
-                      pa.field("value", pa.float64(), nullable=False)])
 
 
 def version(db, uuid: uuidlib.UUID) -> int:
@@ -126,11 +114,7 @@ def replace(db, uuid: uuidlib.UUID, start: int, end: int, t: np.ndarray,
     if not len(t):
         return
     if db._ARROW_ENABLED:
-        import pyarrow as pa
-        schema = _schema()
-        table = pa.Table.from_arrays([pa.array(t, schema.field("time").type),
-                                      pa.array(v, pa.float64())], schema=schema)
-        stream.arrow_insert(table, merge="replace")
+        arrow_insert(stream, t, v, "replace", INSERT_POINTS)
     else:
         stream.insert(list(zip(t.tolist(), v.tolist())), merge="replace")
 

@@ -23,7 +23,6 @@ from qss.cli import (CommandError, ExitStatus, add_traceback_argument, iso_time,
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
-from .btrdbio import raise_client_batch
 from .engine import EVERYTHING, Engine, Options, describe_range
 from .ranges import MAXIMUM_TIME, MINIMUM_TIME
 from .service import Catalog, instances_for, state_path
@@ -143,7 +142,6 @@ def main(argv: Sequence[str]) -> int:
         raise CommandError(str(exc)) from None
     btrdb = Btrdb([str(e) for e in settings.btrdb.endpoints],
                   apikey=os.environ.get("BTRDB_API_KEY") or None)
-    raise_client_batch()
     engine = Engine(btrdb, state, Options(chunk_ns=int(args.chunk * SECOND)))
     try:
         if args.command == "serve":
@@ -227,7 +225,7 @@ def _run(engine: Engine, instances, path: str, settings, args) -> int:
               f"{describe_range(r)}; it does within seconds")
         return ExitStatus.OK
     try:
-        engine.set_instances([inst])
+        engine.set_instances([inst], activate=False)   # the others stay in the report
         while engine.turn(inst):
             if inst.name in engine._waiting:
                 raise CommandError(f"instance {inst.name}: {engine._waiting[inst.name]}")

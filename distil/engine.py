@@ -34,7 +34,7 @@ from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describ
 from . import btrdbio, ranges
 from .distillate import Instance, Outputs, Series
 from .ranges import MAXIMUM_TIME, MINIMUM_TIME, Range
-from .state import Backlog, InstanceState, Store
+from .state import Backlog, InstanceState, StateStore
 
 log = logging.getLogger("distil")
 
@@ -94,7 +94,7 @@ def _from_btrdb(exc: BaseException) -> bool:
 class Engine:
     """Keeps a set of instances current (see the module docstring)."""
 
-    def __init__(self, btrdb: Btrdb, state: Store, options: Options = Options(), *,
+    def __init__(self, btrdb: Btrdb, state: StateStore, options: Options = Options(), *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.btrdb = btrdb
         self.state = state
@@ -110,8 +110,10 @@ class Engine:
         self._measured: dict[str, tuple[float, tuple]] = {}   # name -> (when, what)
 
     # -- the set of instances -----------------------------------------------------
-    def set_instances(self, instances: Iterable[Instance]) -> None:
-        """Keep these instances current from now on (names must be unique)."""
+    def set_instances(self, instances: Iterable[Instance], *, activate: bool = True) -> None:
+        """Keep these instances current from now on (names must be unique).
+        ``activate``: record them in the state as the ones the service runs (the status
+        report shows only those); False for a one-off command beside the service."""
         new: dict[str, Instance] = {}
         for inst in instances:
             if inst.name in new:
@@ -131,6 +133,8 @@ class Engine:
                 # The same computation from a reloaded file: its new code from now on.
                 self._bound[name] = dataclasses.replace(self._bound[name], instance=inst)
         self.instances = new
+        if not activate:
+            return
         try:
             self.state.activate(set(new))
         except Exception as exc:  # noqa: BLE001 - the status report only; go on

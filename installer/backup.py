@@ -6,13 +6,15 @@ A backup is a folder ``DEST/qss-backup-<YYYYmmddTHHMMSS>/`` holding::
     queue/<name>     the SQLite queue, only when it lives outside [paths] srv
     data/...         [paths] data: the BTrDB data directory
     config/upmuconfig.ini, config/backupconfig.ini, config/qss.ini
-    plotter/permalinks.jsonl   the plotter's permalinks when they are in MongoDB
-                               (:mod:`installer.backup_permalinks`; plotter.db, the SQLite
-                               store of permalinks and accounts, is a file of srv/ or
-                               queue/ beside the queue)
+    plotter/permalinks.jsonl, plotter/accounts.jsonl
+                     the plotter's permalinks and accounts (Argon2id hashes) when they
+                     are in MongoDB (:mod:`installer.backup_plotter`; plotter.db, the
+                     SQLite store of both, is a file of srv/ or queue/ beside the queue)
     MANIFEST.sha256  "<sha256>  <path>" per file (check by hand: sha256sum -c MANIFEST.sha256)
 
-It is written as ``qss-backup-<stamp>.partial`` and renamed only once every file has
+The folder is made with mode 0700 (its files hold the appliance's data and the plotter's
+password hashes: only root, who runs qss-get, reads them; a FAT drive has no modes). It
+is written as ``qss-backup-<stamp>.partial`` and renamed only once every file has
 been read back and matched the manifest (and each SQLite copy passed ``quick_check``),
 so a folder without ``.partial`` is a complete, verified backup.
 
@@ -56,7 +58,7 @@ from tqdm import tqdm
 
 from qss.settings import load_settings
 
-from . import backup_permalinks
+from . import backup_plotter
 from .appliance import appliance_settings
 from .environment import Environment
 from .files import Cancelled, DeployError
@@ -234,9 +236,9 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
         if not d.is_dir():
             raise DeployError(f"{what} {d} does not exist (is the data drive mounted?); "
                               f"nothing was copied")
-    # MongoDB's permalinks are read through their store before anything is stopped (a
-    # MongoDB on this machine is one of the services).
-    permalinks = backup_permalinks.export(env, tools, paths)
+    # MongoDB's permalinks and accounts are read through their stores before anything is
+    # stopped (a MongoDB on this machine is one of the services).
+    plotter = backup_plotter.export(env, tools, paths)
     items = _sources(paths)
     needed = sum(_size_with_wal(p) for p, _ in items)
     free = tools.disk_free(dest_dir)
@@ -256,11 +258,9 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
             if not mongo:
                 env.say("copying   while the services run (consistent SQLite snapshots: "
                         "the queue first, then the BTrDB store)")
-            partial.mkdir()
+            partial.mkdir(mode=0o700)       # password hashes inside: root's only
             sums = _copy_all(env, items, partial)
-            if permalinks is not None:
-                sums[backup_permalinks.ENTRY] = _write_new(partial / backup_permalinks.ENTRY,
-                                                           permalinks)
+            sums.update(backup_plotter.write(env, partial, plotter, _write_new))
         _write_manifest(partial, sums)
         _verify(env, partial, sums, "verifying")
         _fsync_dirs(partial)
@@ -294,10 +294,10 @@ def _copy_all(env: Environment, items: list[tuple[Path, str]], into: Path) -> di
     return sums
 
 
-def _write_new(path: Path, data: bytes) -> str:
-    """Write ``data`` to the new file ``path``; its SHA-256."""
+def _write_new(path: Path, data: bytes, mode: int = 0o666) -> str:
+    """Write ``data`` to the new file ``path`` (``mode``, less the umask); its SHA-256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "xb") as f:
+    with open(path, "xb", opener=lambda p, flags: os.open(p, flags, mode)) as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -395,20 +395,19 @@ def restore(env: Environment, tools: DataTools, src: str, assume_yes: bool = Fal
         raise Cancelled("cancelled: nothing was changed (answer y or Y to go ahead; "
                         "scripts use --yes)")
     stamp = env.clock().strftime("%Y%m%dT%H%M%S")
-    entry = backup_permalinks.ENTRY
-    permalinks = (folder / entry).read_bytes() if entry in sums else None
-    in_sqlite = backup_permalinks.store_file(paths) is not None
+    plotter = {e: (folder / e).read_bytes() for e in backup_plotter.ENTRIES if e in sums}
+    in_sqlite = backup_plotter.store_file(paths) is not None
     with stopped(env, tools, paths, restart_on_error=False):
         try:
             _restore_files(env, tools, folder, sums, paths, stamp,
-                           permalinks if in_sqlite else None)
+                           plotter if in_sqlite else {})
         except (OSError, DeployError) as exc:
             why = exc if isinstance(exc, DeployError) else (
                 f"{exc.filename or ''}: {exc.strerror or exc}")
             raise DeployError(f"restore failed: {why}; the data directories are "
                               f"incomplete: run the restore again") from None
-    if permalinks is not None and not in_sqlite:     # MongoDB runs again
-        backup_permalinks.restore(env, tools, paths, permalinks)
+    if plotter and not in_sqlite:     # MongoDB runs again
+        backup_plotter.restore(env, tools, paths, plotter)
     env.say(f"restored  {plural(len(sums), 'file')} ({human(total)}) from {folder}")
 
 
@@ -423,7 +422,8 @@ def _empty(d: Path) -> None:
 
 
 def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[str, str],
-                   paths: DataPaths, stamp: str, permalinks: bytes | None = None) -> None:
+                   paths: DataPaths, stamp: str, plotter: dict[str, bytes] | None = None
+                   ) -> None:
     _empty(paths.data)
     _empty(paths.srv)
     if paths.queue_file is not None:
@@ -445,7 +445,7 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
                        if rest == PLOTTER_DB and paths.queue_file.name != PLOTTER_DB
                        else paths.queue_file)
             elif top == "plotter":
-                continue            # the permalinks: through their store, below
+                continue            # permalinks, accounts: through their stores, below
             elif top == "config" and rest in config:
                 dst = config[rest]
                 if not _place_config(env, folder / rel, dst, rest, stamp):
@@ -461,8 +461,8 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
     for dst, digest in placed.items():
         if _sha256(dst) != digest:
             raise DeployError(f"{dst}: the restored copy differs from the backup")
-    if permalinks is not None:
-        backup_permalinks.restore(env, tools, paths, permalinks)
+    if plotter:
+        backup_plotter.restore(env, tools, paths, plotter)
     for d in (paths.data, paths.srv, *([paths.queue_file.parent] if paths.queue_file else [])):
         _fsync_dirs(d)
         _fix_modes(d, tools.chown)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from qss.accounts import AccountStore, open_accounts
 from qss.permalinks import Permalinks, open_permalinks
 from qss.queue import Queue, open_queue
 from qss.status import DiskUsage, ProbeError, Program, disk_usage
@@ -122,6 +123,9 @@ class DataTools:
     #: the plotter's permalinks (queue url, srv): backup and restore carry them
     open_permalinks: Callable[[str, str], Permalinks] = \
         lambda url, srv: open_permalinks(url, srv, timeout_ms=30_000)
+    #: the plotter's accounts (queue url, srv): backup and restore carry them, hashes only
+    open_accounts: Callable[[str, str], AccountStore] = \
+        lambda url, srv: open_accounts(url, srv, timeout_ms=30_000)
     disk_free: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free
     block_devices: Callable[[], list[BlockDevice]] = list
     mount: Callable[[str], tuple[int, str]] | None = None

@@ -7,12 +7,13 @@ queue by default, the collection ``mr_plotter.accounts`` when the queue is Mongo
 
 Passwords are kept only as Argon2id hashes (argon2-cffi, its RFC 9106 defaults); a check
 of an unknown user verifies against a dummy hash, so a wrong name takes as long as a
-wrong password. Each account carries a ``generation`` that a password change bumps, and a
-random ``stamp`` that adding the user and changing the password write anew: a session
-keeps the stamp it opened with and counts only while the account still has it (the
-plotter compares it), so neither a password change nor deleting and adding the name again
-lets an old session in. (The generation alone could not tell a re-added user from the
-deleted one: both start at 0.)
+wrong password. A backup carries the hashes as stored (:meth:`SqliteAccounts.records`,
+:func:`dump`), never a password. Each account carries a ``generation`` that a password
+change bumps, and a random ``stamp`` that adding the user, changing the password and a
+restore write anew: a session keeps the stamp it opened with and counts only while the
+account still has it (the plotter compares it), so neither a password change nor
+deleting and adding the name again lets an old session in. (The generation alone could
+not tell a re-added user from the deleted one: both start at 0.)
 """
 from __future__ import annotations
 
@@ -23,16 +24,20 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from . import records as _records
+
 __all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
-           "SqliteAccounts", "check_name", "check_password", "check_tags", "create_shared",
-           "new_stamp", "open_accounts", "plotter_db_path"]
+           "SqliteAccounts", "check_name", "check_password", "check_record", "check_tags",
+           "create_shared", "dump", "load", "new_stamp", "open_accounts", "plotter_db_path"]
+
+DATABASE, COLLECTION = "mr_plotter", "accounts"
 
 #: A user name or a tag: what the manual's examples use (peter, psl, lbnl, upmu), plus
 #: digits, ``.``, ``_`` and ``-``; a tag is a path's first element, so no ``/``.
@@ -98,6 +103,31 @@ def check_password(password: object) -> str:
     return password
 
 
+def check_record(r: object) -> dict:
+    """``r`` if it is an account record (:meth:`SqliteAccounts.records`): a legal name, at
+    least one legal tag, an Argon2id hash, a generation and a creation time.
+
+    Raises:
+        ValueError: it is not (an :class:`AccountError`).
+    """
+    if not (isinstance(r, dict) and set(r) == {"name", "tags", "hash", "generation",
+                                               "created"}):
+        raise AccountError("not an account record")
+    check_name(r["name"])
+    if not isinstance(r["tags"], list) or check_tags(r["tags"]) != tuple(r["tags"]):
+        raise AccountError(f"user {r['name']!r}: bad tags {r['tags']!r}")
+    if not (isinstance(r["hash"], str) and r["hash"].startswith("$argon2id$")):
+        raise AccountError(f"user {r['name']!r}: the password is not an Argon2id hash")
+    try:
+        extract_parameters(r["hash"])
+    except InvalidHashError:
+        raise AccountError(f"user {r['name']!r}: a damaged Argon2id hash") from None
+    if type(r["generation"]) is not int or r["generation"] < 0 \
+            or not isinstance(r["created"], str):
+        raise AccountError(f"user {r['name']!r}: bad generation or creation time")
+    return r
+
+
 class _Hashing:
     """Argon2id hashing and constant-time checks, shared by the stores."""
 
@@ -143,6 +173,8 @@ class AccountStore(Protocol):
     def get(self, name: str) -> Account | None: ...
     def list(self) -> list[Account]: ...
     def check(self, name: str, password: str) -> Account | None: ...
+    def records(self) -> Iterator[dict]: ...
+    def replace_all(self, records: Iterable[dict]) -> int: ...
     def close(self) -> None: ...
 
 
@@ -330,6 +362,22 @@ class SqliteAccounts(_Base):
                                     "ORDER BY name").fetchall()
         return [Account(n, tuple(json.loads(t)), g, c) for n, t, g, c in rows]
 
+    def records(self) -> Iterator[dict]:
+        """Every account with its hash (for a backup), by name."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, tags, hash, generation, created FROM "
+                                    "accounts ORDER BY name").fetchall()   # one read
+        for name, tags, hashed, generation, created in rows:
+            yield {"name": name, "tags": json.loads(tags), "hash": hashed,
+                   "generation": generation, "created": created}
+
+    def replace_all(self, records: Iterable[dict]) -> int:
+        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number.
+        Each gets a new stamp: no session opened before a restore counts after it."""
+        rows = [(r["name"], json.dumps(r["tags"]), r["hash"], r["generation"], r["created"],
+                 new_stamp()) for r in records]
+        return _records.replace_table(self._db, self._lock, "accounts", rows)
+
     def close(self) -> None:
         self._db.close()
 
@@ -339,13 +387,13 @@ class MongoAccounts(_Base):
     ``{_id: name, tags, hash, generation, created, stamp}``."""
 
     def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None,
-                 timeout_ms: int = 5000) -> None:
+                 timeout_ms: int = 5000, database: str = DATABASE) -> None:
         super().__init__(hasher)
         if client is None:
             import pymongo
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=timeout_ms)
         self._client = client
-        self._coll = client["mr_plotter"]["accounts"]
+        self._coll = client[database][COLLECTION]
 
     def _row(self, name: str):
         d = self._coll.find_one({"_id": name})
@@ -374,6 +422,23 @@ class MongoAccounts(_Base):
                         d.get("created", ""))
                 for d in self._coll.find({}, {"hash": 0}).sort("_id", 1)]
 
+    def records(self) -> Iterator[dict]:
+        """Every account with its hash (for a backup), by name."""
+        for d in self._coll.find({}, sort=[("_id", 1)]):
+            yield {"name": d["_id"], "tags": list(d["tags"]), "hash": d["hash"],
+                   "generation": int(d.get("generation", 0)), "created": d.get("created", "")}
+
+    def replace_all(self, records: Iterable[dict]) -> int:
+        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number.
+        Each gets a new stamp: no session opened before a restore counts after it."""
+        docs = [{"_id": r["name"], "tags": list(r["tags"]), "hash": r["hash"],
+                 "generation": r["generation"], "created": r["created"],
+                 "stamp": new_stamp()} for r in records]
+        self._coll.delete_many({})
+        if docs:
+            self._coll.insert_many(docs)
+        return len(docs)
+
     def close(self) -> None:
         self._client.close()
 
@@ -386,14 +451,31 @@ def plotter_db_path(queue_url: str, srv: str) -> str:
 
 
 def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None,
-                  timeout_ms: int = 5000) -> AccountStore:
+                  mongo_client=None, timeout_ms: int = 5000) -> AccountStore:
     """The account store of an appliance whose queue is ``queue_url``: MongoDB beside a
-    MongoDB queue (``timeout_ms`` to find the server), else ``plotter.db`` beside the
+    MongoDB queue (``mongo_client``: one already made, e.g. mongomock in tests;
+    ``timeout_ms``: how long to look for the server), else ``plotter.db`` beside the
     SQLite queue (or in ``srv``).
 
     Raises:
         sqlite3.Error, pymongo.errors.PyMongoError: it cannot be opened.
     """
     if queue_url.startswith(("mongodb://", "mongodb+srv://")):
-        return MongoAccounts(queue_url, hasher=hasher, timeout_ms=timeout_ms)
+        return MongoAccounts(queue_url, client=mongo_client, hasher=hasher,
+                             timeout_ms=timeout_ms)
     return SqliteAccounts(plotter_db_path(queue_url, srv), hasher=hasher)
+
+
+def dump(store: AccountStore) -> bytes:
+    """Every account of ``store`` as JSON lines, hashes as stored (one a line, by name)."""
+    return _records.dump(store)
+
+
+def load(store: AccountStore, data: bytes) -> int:
+    """Make ``store`` hold exactly the accounts of ``data`` (from :func:`dump`); their
+    number. Nothing is changed unless every line is a good account.
+
+    Raises:
+        ValueError: ``data`` is not :func:`dump`'s (a line and why).
+    """
+    return _records.load(store, data, check_record, "name")

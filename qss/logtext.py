@@ -1,4 +1,5 @@
-"""Text from the network made safe for a log line (one function, used everywhere).
+"""Text made safe for a log line: from the network (:func:`escape`, used everywhere) and
+URLs that may hold a password (:func:`without_password`).
 
 A uPMU's serial and path, and anything else a sender chooses, reach the receiver's log.
 :func:`escape` keeps ordinary text as it is and escapes what could start a line, move the
@@ -7,7 +8,9 @@ wherever the value appears (inside quotes or not).
 """
 from __future__ import annotations
 
-__all__ = ["escape"]
+import re
+
+__all__ = ["escape", "without_password"]
 
 # Quotes are escaped too: a value shown as '...' cannot close its quotes early.
 _SPECIAL = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -31,3 +34,12 @@ def escape(text: str) -> str:
             out.append(f"\\x{code:02x}" if code < 0x100 else
                        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
     return "".join(out)
+
+
+def without_password(url: str) -> str:
+    """A MongoDB URL for messages, without its user and password:
+    ``mongodb://qss:secret@db:27017/?x=1`` gives ``mongodb://db:27017/?x=1``; other text
+    comes back unchanged."""
+    # Up to the last "@" before the options: a password with an unescaped "/" or "@"
+    # (pymongo refuses it, and the refusal is printed) must not show either.
+    return re.sub(r"^(mongodb(?:\+srv)?://)[^?]*@", r"\1", url)

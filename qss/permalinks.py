@@ -19,10 +19,11 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from . import records as _records
 from .accounts import create_shared
 
 __all__ = ["DATABASE", "COLLECTION", "MongoPermalinks", "Permalinks", "SqlitePermalinks",
-           "dump", "load", "new_id", "open_permalinks", "sqlite_path"]
+           "check_record", "dump", "load", "new_id", "open_permalinks", "sqlite_path"]
 
 DATABASE, COLLECTION = "mr_plotter", "permalinks"
 SQLITE_NAME = "plotter.db"
@@ -85,17 +86,7 @@ class SqlitePermalinks:
 
     def replace_all(self, records: Iterable[dict]) -> int:
         rows = [(r["id"], r["created"], json.dumps(r["doc"])) for r in records]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM permalinks")
-                self._db.executemany("INSERT INTO permalinks VALUES (?, ?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return len(rows)
+        return _records.replace_table(self._db, self._lock, "permalinks", rows)
 
     def close(self) -> None:
         self._db.close()
@@ -170,9 +161,22 @@ def open_permalinks(queue_url: str, srv: str, mongo_client=None,
     return SqlitePermalinks(path)
 
 
+def check_record(r: object) -> dict:
+    """``r`` if it is a permalink record (:meth:`Permalinks.records`).
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not (isinstance(r, dict) and isinstance(r.get("id"), str)
+            and isinstance(r.get("created"), str) and isinstance(r.get("doc"), dict)):
+        raise ValueError("not a permalink record")
+    dt.datetime.fromisoformat(r["created"])
+    return r
+
+
 def dump(store: Permalinks) -> bytes:
     """Every permalink of ``store`` as JSON lines (one record a line, by id)."""
-    return b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in store.records())
+    return _records.dump(store)
 
 
 def load(store: Permalinks, data: bytes) -> int:
@@ -182,15 +186,4 @@ def load(store: Permalinks, data: bytes) -> int:
     Raises:
         ValueError: ``data`` is not :func:`dump`'s (a line and why).
     """
-    records = []
-    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        try:
-            r = json.loads(line)
-            if not (isinstance(r, dict) and isinstance(r.get("id"), str)
-                    and isinstance(r.get("created"), str) and isinstance(r.get("doc"), dict)):
-                raise ValueError("not a permalink record")
-            dt.datetime.fromisoformat(r["created"])
-        except ValueError as exc:
-            raise ValueError(f"line {n}: {exc}") from None
-        records.append(r)
-    return store.replace_all(records)
+    return _records.load(store, data, check_record, "id")

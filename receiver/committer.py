@@ -77,8 +77,11 @@ class Committer:
                 batch.append(item)
             try:
                 replies = self._store([job for job, _ in batch])
-                assert len(replies) == len(batch)
-            except BaseException:   # noqa: BLE001 - a bug: refuse the files, keep serving
+                # Not an assert (gone under -O): a reply short would leave a device's
+                # connection waiting forever.
+                if len(replies) != len(batch):
+                    raise RuntimeError(f"{len(replies)} replies for {len(batch)} files")
+            except Exception:   # noqa: BLE001 - a bug: refuse the files, keep serving
                 log.exception("storing %d files failed", len(batch))
                 replies = [FAILURE_REPLY] * len(batch)
             try:

@@ -236,9 +236,9 @@ class DeviceConnection(asyncio.Protocol):
             self.server.uploads.release(file.upmu.serial, file.header.data_len)
 
     def _job(self, work: Callable, *args, done: Callable, piece: bool = False) -> None:
-        """Run ``work(*args)`` in a writer thread (``piece``: one of the fewer threads
+        """Run ``work(*args)`` in a finisher thread (``piece``: one of the fewer threads
         that write pieces of long files), then ``done(result)`` here."""
-        executor = self.server.piece_writers if piece else self.server.writers
+        executor = self.server.piece_writers if piece else self.server.finishers
         self._wait(self.server.loop.run_in_executor(executor, work, *args), done)
 
     def _wait(self, future: asyncio.Future, done: Callable) -> None:
@@ -318,7 +318,7 @@ class DeviceConnection(asyncio.Protocol):
                         return failure
                 return intake.finish(file.upmu, header, file.upload, peer)
 
-            future = self.server.loop.run_in_executor(self.server.writers, work)
+            future = self.server.loop.run_in_executor(self.server.finishers, work)
 
         def done(reply: bytes) -> None:
             self._release(file)
@@ -439,7 +439,7 @@ class ReceiverServer:
         self._committer_threads = writers
         self.committer: Committer | None = None   # started with the loop
         # Commits of files that came in pieces (rare from real devices).
-        self.writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS, "receiver-finish")
+        self.finishers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS, "receiver-finish")
         # Pieces of long files (rare from real devices, the bulk of a flood) go through
         # threads of their own, so that files devices wait for never queue behind them.
         self.piece_writers = concurrent.futures.ThreadPoolExecutor(PIECE_WRITERS,
@@ -532,7 +532,7 @@ class ReceiverServer:
             await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
-        self.writers.shutdown(wait=True)
+        self.finishers.shutdown(wait=True)
         self.piece_writers.shutdown(wait=True)
         if self.committer is not None:
             self.committer.close()

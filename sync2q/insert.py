@@ -27,7 +27,6 @@ for the others before raising, so a retry never overlaps an insert still running
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import weakref
@@ -36,7 +35,7 @@ from concurrent import futures
 import numpy as np
 
 from .batch import BATCH_SAMPLES, Batch
-from qss.btrdbclient import Btrdb
+from qss.btrdbclient import Btrdb, arrow_insert
 from qss.streammeta import StreamRegistry
 
 log = logging.getLogger("sync2q")
@@ -44,38 +43,6 @@ log = logging.getLogger("sync2q")
 MERGE = "replace"
 #: Points per RawPoints RPC (the client's own default; ~21 bytes a point on the wire).
 RAW_RPC_POINTS = 50_000
-
-
-@functools.cache
-def _schema():
-    import pyarrow as pa
-    # The schema the client casts to (btrdb.stream.Stream.arrow_insert): a table built in
-    # it makes the client's cast a no-op.
-    return pa.schema([pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
-                      pa.field("value", pa.float64(), nullable=False)])
-
-
-def arrow_table(t: np.ndarray, v: np.ndarray):
-    """(int64 ns times, float64 values) as the Arrow table ``Stream.arrow_insert`` takes
-    (no copy of the arrays)."""
-    import pyarrow as pa
-    schema = _schema()
-    return pa.Table.from_arrays([pa.array(t, schema.field("time").type),
-                                 pa.array(v, pa.float64())], schema=schema)
-
-
-def arrow_insert(stream, t: np.ndarray, v: np.ndarray, merge: str = MERGE,
-                 points: int = BATCH_SAMPLES) -> int:
-    """Insert (times, values) into ``stream`` (a ``btrdb.stream.Stream``) in Arrow RPCs of
-    up to ``points`` points, through the official client's endpoint (its error handling
-    included); returns the stream's version after the last."""
-    ep = stream.btrdb.ep
-    table = arrow_table(t, v)
-    version = 0
-    for lo in range(0, max(len(t), 1), points):
-        version = ep.arrowInsertValues(uu=stream.uuid, values=table.slice(lo, points),
-                                       policy=merge)
-    return version
 
 
 class Skipped(Exception):
@@ -156,7 +123,7 @@ class Inserter:
         if previous is not None and previous.exception() is not None:
             raise Skipped("the previous insert of this stream failed")
         if arrow:
-            arrow_insert(stream, t, v)
+            arrow_insert(stream, t, v, MERGE, BATCH_SAMPLES)
             return
         for lo in range(0, len(t), RAW_RPC_POINTS):
             stream.insert(list(zip(t[lo:lo + RAW_RPC_POINTS].tolist(),

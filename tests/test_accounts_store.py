@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import uuid
 
@@ -13,7 +14,8 @@ import mongomock
 import pytest
 
 from plotter.sessions import Sessions, Throttle
-from qss.accounts import AccountError, MongoAccounts, SqliteAccounts, open_accounts
+from qss.accounts import (AccountError, MongoAccounts, SqliteAccounts, dump, load,
+                          open_accounts)
 from qss.tagconfig import (DEFAULT, TagConfigError, TagConfigFile, covers, normalise, parse,
                            prefixes_for)
 
@@ -90,6 +92,62 @@ def test_a_plotter_db_made_before_the_stamp_is_given_one(tmp_path):
     store = SqliteAccounts(str(path))                   # opened again: nothing changes
     assert store.get("peter").stamp == peter.stamp and store.get("ann").stamp
     store.close()
+
+
+def test_records_carry_the_hashes_and_replace_all_puts_back_exactly_those(store):
+    """A backup's accounts (dump) hold each Argon2id hash as stored and never the password;
+    loading them makes the store hold exactly those, passwords and generations intact."""
+    store.add("peter", "psladmin", ["psl", "lbnl", "pge"])
+    store.add("ann", "s3cret", ["upmu"])
+    store.set_password("ann", "n3w")
+    data = dump(store)
+    assert b"psladmin" not in data and b"n3w" not in data
+    records = list(store.records())
+    assert [(r["name"], r["tags"], r["generation"]) for r in records] == [
+        ("ann", ["upmu"], 1), ("peter", ["psl", "lbnl", "pge"], 0)]
+    assert all(r["hash"].startswith("$argon2id$") for r in records)
+    store.delete("peter")
+    store.add("mallory", "x", ["lbnl"])
+    store.set_password("ann", "other")
+    assert load(store, data) == 2
+    assert list(store.records()) == records
+    assert store.check("peter", "psladmin").tags == ("psl", "lbnl", "pge")
+    assert store.check("ann", "n3w").generation == 1 and store.check("ann", "other") is None
+    assert store.get("mallory") is None
+    assert load(store, b"") == 0 and store.list() == []
+
+
+def account_line(hashed: str, **change) -> str:
+    """A line of a backup's accounts.jsonl, with ``change`` made."""
+    r = {"created": "2024-05-06T07:08:09+00:00", "generation": 0, "hash": hashed,
+         "name": "peter", "tags": ["psl"]}
+    return json.dumps({**r, **change})
+
+
+@pytest.mark.parametrize("change,why", [
+    (lambda h: '{"name": "peter", "password": "psladmin", "tags": ["psl"]}',
+     "not an account record"),
+    (lambda h: account_line("psladmin"), "the password is not an Argon2id hash"),
+    (lambda h: account_line(h.replace("$argon2id$", "$argon2i$")),
+     "the password is not an Argon2id hash"),
+    (lambda h: account_line(h.replace("$v=19$", "$v=x$")), "a damaged Argon2id hash"),
+    (lambda h: account_line(h, tags=[]), "at least one tag is required"),
+    (lambda h: account_line(h, tags=["psl", "psl"]), "bad tags"),
+    (lambda h: account_line(h, name="a b"), "bad user name 'a b'"),
+    (lambda h: account_line(h, generation=-1), "bad generation"),
+    (lambda h: account_line(h, generation=True), "bad generation"),
+    (lambda h: account_line(h, name="ann"), "a second record 'ann'"),
+    (lambda h: "not json", ""),
+], ids=["password", "plain", "argon2i", "damaged", "no tag", "twice a tag", "bad name",
+        "negative generation", "boolean generation", "same user twice", "not json"])
+def test_a_bad_account_line_changes_nothing(store, change, why):
+    store.add("peter", "psladmin", ["psl"])
+    before = list(store.records())
+    hashed = before[0]["hash"]
+    data = f"{account_line(hashed, name='ann')}\n{change(hashed)}\n".encode()
+    with pytest.raises(ValueError, match="^line 2: .*" + re.escape(why)):
+        load(store, data)
+    assert list(store.records()) == before
 
 
 @pytest.mark.parametrize("call,message", [

@@ -15,7 +15,7 @@ import pytest
 
 from distil import catalog
 from distil.engine import Engine, Options
-from distil.state import StateStore
+from distil.state import SqliteStore
 from qss.btrdbclient import Btrdb
 
 from distil_support import S, T0, create_streams, put, read, records, upmu_list
@@ -57,7 +57,7 @@ def start(flags, log: Path):
 
 
 def caught_up(state_path, names) -> bool:
-    st = StateStore(state_path)
+    st = SqliteStore(state_path)
     try:
         return all(st.load(n).signature and not st.load(n).pending and not st.requests(n)
                    for n in names)
@@ -90,7 +90,7 @@ def test_sigkill_at_random_moments_then_outputs_equal_a_recomputation(appliance,
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
-    scratch = Engine(btrdb, StateStore(str(tmp_path / "scratch.db")),
+    scratch = Engine(btrdb, SqliteStore(str(tmp_path / "scratch.db")),
                      Options(chunk_ns=86400 * S))
     copies = [dataclasses.replace(i, name=f"kill/{i.name}", collection=f"kill/{i.collection}")
               for i in insts]
@@ -117,11 +117,20 @@ def test_list_run_and_reset(appliance):
         in freq
     assert freq.endswith("\tcurrent") or "points behind" in freq
 
+    # The running service's instances (as serve records them); run must not hide the
+    # others from the status report.
+    names = {"frequency/P3000009", "power/P3000009", "state-changes/P3000009"}
+    st = SqliteStore(str(home / "distil.db"))
+    st.activate(names)
+    st.close()
     run = distil("run", "frequency/P3000009", "--from", "2015-12-13T10:05:00Z",
                  "--to", "2015-12-13T10:06:00Z", *flags)
     assert run.returncode == 0, run.stderr
     assert run.stdout == ("recomputed frequency/P3000009 over [2015-12-13T10:05:00.000Z, "
                           "2015-12-13T10:06:00.000Z)\n")
+    st = SqliteStore(str(home / "distil.db"))
+    assert {s.name for s in st.statuses() if s.active} == names
+    st.close()
 
     no = distil("reset", "power/P3000009", *flags, stdin=subprocess.DEVNULL)
     assert (no.returncode, no.stderr) == (
@@ -136,3 +145,14 @@ def test_list_run_and_reset(appliance):
                      "2015-12-13T10:06:00Z", *flags)
     assert (unknown.returncode, unknown.stderr) == (
         1, "qss-distil: error: no instance 'nope' (see qss-distil list)\n")
+
+
+def test_the_command_leaves_the_btrdb_client_as_it_is(appliance, capsys):
+    # In-process: the client's batch size is process-wide; qss-distil sends its larger
+    # Arrow inserts without raising it (qss.btrdbclient.arrow_insert).
+    import btrdb.stream
+    from distil.cli import main
+    *_, flags, home = appliance
+    assert main(["list", *flags]) == 0
+    assert "3 instances" in capsys.readouterr().err
+    assert btrdb.stream.INSERT_BATCH_SIZE == 50_000

@@ -12,7 +12,7 @@ import pytest
 from distil import builtins, catalog
 from distil.distillate import Distillate, Input, Instance
 from distil.engine import Engine, Options
-from distil.state import StateStore
+from distil.state import SqliteStore
 from qss import dat
 from qss.btrdbclient import Btrdb
 from qss.generator import INTERVAL_MS
@@ -33,7 +33,7 @@ def btrdb(server):
 
 
 def engine(btrdb, tmp_path, name="state", chunk_s=120):
-    return Engine(btrdb, StateStore(str(tmp_path / f"{name}.db")),
+    return Engine(btrdb, SqliteStore(str(tmp_path / f"{name}.db")),
                   Options(chunk_ns=chunk_s * S, slice_s=0.5))
 
 
@@ -278,3 +278,29 @@ def test_an_input_whose_version_went_back_is_computed_again(btrdb, tmp_path, cap
     assert any("consumed (a new database?); computing everything" in r.getMessage()
                for r in caplog.records)
     assert eng.state.load(inst.name).consumed[key] < st.consumed[key]
+
+
+def test_an_output_chunk_goes_in_one_rpc_without_changing_the_client(btrdb, monkeypatch):
+    """A 600 s chunk of a 120 Hz output (72,000 points, over the client's 50,000) is one
+    Arrow insert, and btrdb.stream.INSERT_BATCH_SIZE stays as the client has it: other
+    users of the client in the process are not changed."""
+    import uuid
+
+    from btrdb import stream as client_stream
+
+    from distil import btrdbio
+    db = btrdb.get()
+    uu = uuid.uuid4()
+    db.create(uu, "scratch/distil/rpc", {"name": "X", "unit": "Hz"})
+    t = T0 * S + np.arange(72_000, dtype=np.int64) * (S // 120)
+    v = np.linspace(59.9, 60.1, len(t))
+    calls = []
+    real = db.ep.arrowInsertValues
+    monkeypatch.setattr(db.ep, "arrowInsertValues",
+                        lambda **kw: calls.append(kw["values"].num_rows) or real(**kw))
+    btrdbio.replace(db, uu, int(t[0]), int(t[-1]) + 1, t, v)
+    assert calls == [72_000]
+    got = read(db, uu)
+    np.testing.assert_array_equal(got[0], t)
+    np.testing.assert_array_equal(got[1], v)
+    assert client_stream.INSERT_BATCH_SIZE == 50_000

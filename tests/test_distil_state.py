@@ -6,6 +6,7 @@ on a MongoDB state, then a restarted engine going on from it without recomputing
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 
 import pytest
@@ -13,8 +14,8 @@ import pytest
 from distil import catalog
 from distil.engine import Engine, Options
 from qss.btrdbclient import Btrdb
-from qss.distilstate import (Backlog, InstanceState, SqliteState, location, open_state,
-                             read_statuses)
+from qss.distilstate import (Backlog, InstanceState, SqliteState, StateError, describe,
+                             location, open_state, read_statuses)
 from qss.distilstate.mongo import MongoState
 from qss.settings import DistilSettings, QueueSettings, Settings
 
@@ -107,6 +108,34 @@ def test_the_state_goes_beside_the_queue():
     assert isinstance(open_state(location(mongo)), MongoState)   # connects lazily
     mine = Settings(queue=mongo.queue, distil=DistilSettings(state="/var/lib/d.db"))
     assert location(mine) == "/var/lib/d.db"
+    srv = Settings(queue=QueueSettings("mongodb+srv://u:pw@cluster.example.org/"))
+    assert location(srv) == "mongodb+srv://u:pw@cluster.example.org/"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mongodb_passwords_stay_out_of_messages():
+    # The status report (qss-get --status, upmu-adm status) prints these messages.
+    url = (f"mongodb://ann:s3cret@127.0.0.1:{_closed_port()}/"
+           f"?serverSelectionTimeoutMS=200")
+    with pytest.raises(StateError) as down:
+        read_statuses(url)
+    assert "s3cret" not in str(down.value) and "ann" not in str(down.value)
+    assert "127.0.0.1" in str(down.value)
+    store = MongoState(url)
+    assert "s3cret" not in store.location and "127.0.0.1" in store.location
+    store.close()
+    with pytest.raises(StateError) as invalid:
+        open_state("mongodb://ann:s3cret@127.0.0.1:99999/")
+    assert "s3cret" not in str(invalid.value) and "invalid MongoDB URL" in str(invalid.value)
+    # Unescaped characters in the password: nothing of it shows either.
+    for bad in ("mongodb://ann:s3/cret@h/", "mongodb://ann:s3@cret@h/",
+                "mongodb+srv://ann:s3cret@h/?w=1"):
+        assert "cret" not in describe(bad) and "h/" in describe(bad)
 
 
 def test_the_status_report_reads_without_creating(tmp_path):

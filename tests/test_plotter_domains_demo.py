@@ -20,8 +20,8 @@ BIN = Path(sys.executable).parent
 
 
 def collections(http, url):
-    """The units (DOMAIN/UNIT) the viewer is shown streams of: the demo's distil adds
-    its own under each unit (DOMAIN/UNIT/distil/...), which count as the unit's."""
+    """The uPMUs' collections (domain/uPMU) the viewer sees streams of: their own and the
+    derived streams under them (distil's <domain>/<uPMU>/distil/...), which move with them."""
     answer = http.get(url + "/api/streams", timeout=30)
     assert answer.status_code == 200, answer.text
     return {"/".join(s["collection"].split("/")[:2]) for s in answer.json()["streams"]}

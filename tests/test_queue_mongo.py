@@ -90,3 +90,19 @@ def test_an_unreachable_server_is_a_queue_error_naming_the_url():
     with pytest.raises(QueueError, match=r"queue mongodb://127\.0\.0\.1:9/.*cannot store file"):
         queue.put("P1", "/a", b"x")
     queue.close()
+
+
+def test_the_queues_messages_never_show_the_urls_password():
+    """The URL goes into every QueueError, the receiver's and sync2q's log lines and the
+    status report: an operator's MongoDB password must not."""
+    # An unreachable server (loopback port 9, discard) answers within the short timeout.
+    url = "mongodb://qss:s3cret@127.0.0.1:9/?directConnection=true"
+    queue = MongoQueue(url, timeout_ms=200)
+    assert queue.url == "mongodb://127.0.0.1:9/?directConnection=true"
+    with pytest.raises(QueueError) as caught:
+        queue.put("P3001276", "/root/upmu_data/a.dat", b"abc")
+    assert "s3cret" not in str(caught.value) and "qss:" not in str(caught.value)
+    assert "127.0.0.1:9" in str(caught.value)
+    with pytest.raises(QueueError) as caught:
+        MongoQueue("mongodb://qss:s3cret/pw@127.0.0.1:9/")   # refused: "/" unescaped
+    assert "invalid MongoDB URL" in str(caught.value) and "s3cret" not in str(caught.value)

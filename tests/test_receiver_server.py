@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -288,6 +292,38 @@ def test_the_committer_stores_the_files_waiting_together_and_replies_to_each():
     assert replies == [b"ok a", b"ok b", b"ok c", b"ok d"]
     assert calls[:2] == [["a"], ["b", "c", "d"]]   # the three waiting went in one batch
     assert failed == FAILURE_REPLY
+
+
+def test_a_store_answering_too_few_replies_fails_every_file_even_under_python_O():
+    # An assert would vanish under -O, and the files without a reply would hang their
+    # connections; run where asserts are off.
+    script = textwrap.dedent("""
+        import asyncio, threading
+        from receiver.committer import Committer
+        gate = threading.Event()
+
+        def store(jobs):
+            gate.wait(5)
+            return [b"ok"] * (len(jobs) - 1)     # a bug: one reply short
+
+        async def scenario():
+            committer = Committer(store, asyncio.get_running_loop(), threads=1, batch=True)
+            futures = [committer.submit(job) for job in "ab"]
+            gate.set()
+            replies = await asyncio.wait_for(asyncio.gather(*futures), 10)
+            committer.close()
+            return replies
+
+        print(asyncio.run(scenario()))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True,
+                          text=True, env=env, cwd=root, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{[FAILURE_REPLY, FAILURE_REPLY]}\n"
+    assert "RuntimeError" in done.stderr    # logged as the bug it is
 
 
 def test_a_mongodb_queue_takes_files_in_parallel_threads_and_long_files_whole(tmp_path):

@@ -100,8 +100,10 @@ def test_waiting_for_btrdb_is_one_line_a_minute_at_most(caplog):
 
 
 @pytest.mark.parametrize("queue, want", [
-    ("sqlite:////ssd/srv/queue.db", ["btrdb", "receiver", "sync2q", "distil"]),
-    ("mongodb://localhost:27017", ["mongo", "btrdb", "receiver", "sync2q", "distil"]),
+    ("sqlite:////ssd/srv/queue.db", ["btrdb", "receiver", "sync2q", "distil", "mr-plotter",
+                                     "metadata"]),
+    ("mongodb://localhost:27017", ["mongo", "btrdb", "receiver", "sync2q", "distil",
+                                   "mr-plotter", "metadata"]),
 ])
 def test_supervisord_starts_btrdb_before_the_programs_that_use_it(tmp_path, queue, want):
     """supervisord's own reading of the appliance's programs: the start order, by

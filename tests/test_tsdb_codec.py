@@ -1,5 +1,6 @@
 """The column codec round-trips every int64 and float64 bit pattern exactly."""
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
@@ -83,3 +84,13 @@ def test_encoding_is_the_reference_format(ints, floats, f32):
     cols = [ints[:n], ints[:n], floats[:n], f32[:n].astype(np.float64)]
     kinds = [codec.TIME, codec.INT, codec.F64, codec.F64]
     assert codec.encode(cols, kinds) == _reference_encode(cols, kinds)
+
+
+def test_a_blob_shorter_than_its_header_says_is_refused():
+    # The compiled decoder does not check bounds: a short body must be caught before it.
+    t = np.arange(1000, dtype=np.int64)
+    blob = codec.encode([t, t], [codec.TIME, codec.INT])
+    head = blob[:codec._HEAD.size + 2]
+    short = head + codec.compress(codec.decompress(blob[len(head):])[:-8])
+    with pytest.raises(ValueError, match="truncated"):
+        codec.decode(short)

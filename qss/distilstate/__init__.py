@@ -6,20 +6,14 @@ beside the queue: SQLite ``distil.db`` in the queue's folder, or MongoDB databas
 from __future__ import annotations
 
 import os
-import re
 
 from qss.settings import Settings
 
-from .base import Backlog, InstanceState, Range, StateError, StateStore, Status
+from .base import Backlog, InstanceState, Range, StateError, StateStore, Status, describe
 from .sqlite import FILENAME, SqliteState
 
 __all__ = ["Backlog", "FILENAME", "InstanceState", "Range", "SqliteState", "StateError",
            "StateStore", "Status", "describe", "location", "open_state", "read_statuses"]
-
-
-def describe(where: str) -> str:
-    """``where`` for messages: a MongoDB URL without its user and password."""
-    return re.sub(r"^(mongodb(?:\+srv)?://)[^@/]*@", r"\1", where)
 
 
 def location(settings: Settings) -> str:
@@ -27,7 +21,7 @@ def location(settings: Settings) -> str:
     ``distil.db`` beside the SQLite queue (or in ``[paths] srv``)."""
     if settings.distil.state:
         return settings.distil.state
-    if settings.queue.url.startswith("mongodb://"):
+    if settings.queue.url.startswith(("mongodb://", "mongodb+srv://")):
         return settings.queue.url
     queue_db = settings.queue.sqlite_path
     folder = os.path.dirname(queue_db) if queue_db else settings.paths.srv
@@ -40,7 +34,7 @@ def open_state(where: str) -> StateStore:
     Raises:
         StateError: it cannot be opened (one line).
     """
-    if where.startswith("mongodb://") or where.startswith("mongodb+srv://"):
+    if where.startswith(("mongodb://", "mongodb+srv://")):
         from .mongo import MongoState
         return MongoState(where)
     return SqliteState(where)
@@ -53,7 +47,7 @@ def read_statuses(where: str) -> list[Status] | None:
     Raises:
         StateError: it exists but cannot be read.
     """
-    if where.startswith("mongodb://") or where.startswith("mongodb+srv://"):
+    if where.startswith(("mongodb://", "mongodb+srv://")):
         from .mongo import MongoState
         store = MongoState(where)
         try:

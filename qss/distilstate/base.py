@@ -12,12 +12,19 @@ from __future__ import annotations
 import abc
 import dataclasses
 
+from qss.logtext import without_password
+
 #: A time range [start, end) in ns.
 Range = tuple[int, int]
 
 
 class StateError(Exception):
     """The state store cannot be used; the message is one line."""
+
+
+def describe(where: str) -> str:
+    """``where`` for messages: a MongoDB URL without its user and password."""
+    return without_password(where)
 
 
 @dataclasses.dataclass

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .base import Backlog, InstanceState, Range, StateError, StateStore, Status
+from .base import (Backlog, InstanceState, Range, StateError, StateStore, Status,
+                   describe)
 
 DATABASE = "qss_distil"
 
@@ -34,8 +35,10 @@ class MongoState(StateStore):
             try:
                 client = pymongo.MongoClient(url, connect=False, **options)
             except (PyMongoError, ValueError, TypeError) as exc:
-                raise StateError(f"distil state {url}: invalid MongoDB URL: {exc}") from None
-        self.location = url or f"mongodb://<{type(client).__name__}>"
+                raise StateError(f"distil state {describe(url or '')}: invalid MongoDB URL: "
+                                 f"{exc}") from None
+        # Without its password: the status report prints messages naming it.
+        self.location = describe(url) if url else f"mongodb://<{type(client).__name__}>"
         self._client = client
         db = client[database]
         concern = WriteConcern(w=1, j=True)

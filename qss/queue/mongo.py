@@ -46,6 +46,8 @@ import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
+from qss.logtext import without_password
+
 from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
                    QueuedFile, SerialStats, Tally, check_identity, in_period, log,
                    log_replaced, utcnow)
@@ -106,8 +108,10 @@ class MongoQueue(Queue):
             try:
                 client = pymongo.MongoClient(url, connect=False, **options)
             except (PyMongoError, ValueError) as exc:
-                raise QueueError(f"queue {url}: invalid MongoDB URL: {exc}") from None
-        self.url = url or f"mongodb://<{type(client).__name__}>"
+                raise QueueError(f"queue {without_password(url)}: invalid MongoDB URL: "
+                                 f"{exc}") from None
+        # For messages and logs only (the client holds the real one): no password.
+        self.url = without_password(url) if url else f"mongodb://<{type(client).__name__}>"
         self._client = client
         self._db = client[database]
         # Keep the URL's w (e.g. majority on a replica set); always journal.

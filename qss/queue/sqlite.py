@@ -262,18 +262,9 @@ class SqliteQueue(Queue):
         views = _as_views(data)
         request = _Put(serial, name, views, sum(v.nbytes for v in views),
                        to_us(time_received or utcnow()), update_latest)
-        with self._pending_lock:
-            self._pending.append(request)
-        # Group commit: whoever holds the write lock stores every put waiting by then in
-        # one transaction (one WAL fsync for all); the others find theirs done.
-        while request.result is None and request.error is None:
-            with self._lock:
-                if request.result is None and request.error is None:
-                    self._commit(self._take_batch())
+        self._enqueue_and_wait([request])
         if request.error is not None:
             raise request.error
-        if request.result is PutResult.REPLACED:
-            log_replaced(self.url, serial, name, request.old_size, request.size)
         return request.result
 
     def put_many(self, files: list[tuple[str, str, Contents]]) -> list[PutResult | Exception]:
@@ -290,26 +281,26 @@ class SqliteQueue(Queue):
                 continue
             outcomes.append(_Put(serial, name, views, sum(v.nbytes for v in views), when,
                                  True))
-        requests = [r for r in outcomes if isinstance(r, _Put)]
+        self._enqueue_and_wait([r for r in outcomes if isinstance(r, _Put)])
+        return [(o.error if o.error is not None else o.result) if isinstance(o, _Put) else o
+                for o in outcomes]
+
+    def _enqueue_and_wait(self, requests: list[_Put]) -> None:
+        """Queue ``requests`` and return once each is stored or has failed (its
+        ``result`` or ``error`` set); logs the files replaced."""
         with self._pending_lock:
             self._pending.extend(requests)
+        # Group commit: whoever holds the write lock stores every put waiting by then in
+        # one transaction (one WAL fsync for all); the others find theirs done.
         for request in requests:
             while request.result is None and request.error is None:
                 with self._lock:
                     if request.result is None and request.error is None:
                         self._commit(self._take_batch())
-        results: list[PutResult | Exception] = []
-        for outcome in outcomes:
-            if not isinstance(outcome, _Put):
-                results.append(outcome)
-            elif outcome.error is not None:
-                results.append(outcome.error)
-            else:
-                if outcome.result is PutResult.REPLACED:
-                    log_replaced(self.url, outcome.serial, outcome.name, outcome.old_size,
-                                 outcome.size)
-                results.append(outcome.result)
-        return results
+        for request in requests:
+            if request.error is None and request.result is PutResult.REPLACED:
+                log_replaced(self.url, request.serial, request.name, request.old_size,
+                             request.size)
 
     def _take_batch(self) -> list[_Put]:
         with self._pending_lock:
