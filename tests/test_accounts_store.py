@@ -540,3 +540,13 @@ def test_a_stale_session_ends_alone_and_deleting_a_user_ends_all_of_theirs(tmp_p
     store.delete("ann")
     assert signin.current(FakeRequest(signin, new.token)) is None
     assert signin.sessions.find(other.token, touch=False) is None            # ended too
+
+
+def test_a_restore_gives_every_account_a_new_stamp(store):
+    """The backup format has no stamp: restored accounts get new ones, so no session
+    opened before the restore counts after it; their passwords still work."""
+    before = store.add("peter", "psladmin", ["psl"])
+    assert store.replace_all(list(store.records())) == 1
+    after = store.get("peter")
+    assert after.stamp and after.stamp != before.stamp
+    assert store.check("peter", "psladmin").stamp == after.stamp
