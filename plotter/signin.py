@@ -249,6 +249,10 @@ async def login(request: Request) -> Response:
     signin.sessions.close(request.cookies.get(SESSION_COOKIE))
     s = signin.sessions.open(account.name, account.stamp)
     log.info("%s signed in from %s", account.name, address)
+    # The answer says whether tagconfig.json is broken as it is now, not as it was at the
+    # last look (up to a second ago): one stat per sign-in.
+    signin.tagconfig.invalidate()
+    signin.tagconfig.get()
     response = _answer({"user": account.name, "tags": list(account.tags), "csrf": s.csrf,
                         "tagconfig_error": signin.tagconfig.error})
     signin.cookie(response, SESSION_COOKIE, s.token, http_only=True)
