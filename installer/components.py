@@ -333,7 +333,7 @@ def timeout_stop_sec(progs: Sequence[Program]) -> int:
 def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> str:
     """tmpfiles.d lines: the service user's home; its data directories, shared with
     ``group`` (default: the user's name) and setgid, with owner and mode put right
-    recursively; the SQLite queue, group-writable; traverse permission on the uPMU
+    recursively; the SQLite queue and ``plotter.db`` beside it, group-writable; traverse permission on the uPMU
     list's directory; the folder of ``tagconfig.json`` (outside /etc and /usr) and the
     file itself, writable by ``group`` (the operator edits it, the plotter reads it); the
     plotter's TLS key (when it exists), the service user's alone: the plotter reads it
@@ -359,6 +359,9 @@ def tmpfiles_lines(settings: Settings, user: str, group: str | None = None) -> s
         # -wal and -shm with the database's mode: created here, it is 0660 from the start.
         rows.append(("f", posixpath.normpath(settings.queue.sqlite_path), "0660", user, group,
                      "-", ""))
+        # plotter.db beside it: the plotter and the account console write it in turn.
+        rows.append(("f", posixpath.join(posixpath.dirname(posixpath.normpath(
+            settings.queue.sqlite_path)), "plotter.db"), "0660", user, group, "-", ""))
     for directory in list_dirs:
         if not any(directory == d or directory.startswith(d + "/") for d in ("/etc", "/usr")) \
                 and directory != "/":

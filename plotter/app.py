@@ -44,10 +44,10 @@ from .catalog import Catalog, tree
 from .health import health, make_probes
 from .metadata import ReloadStamp, reload_stamp_path
 from .permalinks import (MAX_DOC_BYTES, PermalinkError, Permalinks, check_id, open_permalinks,
-                         resolve, validate)
+                         resolve, validate, visible_view)
 from .query import (MAX_STREAMS, BadRequest, compact, parse_pointwidth, parse_view,
                     read_stream)
-from .signin import AccountsUnavailable, CsrfGuard, SignIn, routes_handlers
+from .signin import AccountsUnavailable, Busy, CsrfGuard, SignIn, routes_handlers
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ class Plotter:
         if self._permalinks is not None:
             self._permalinks.close()
 
+    async def viewer_of(self, request: Request):
+        """Who made ``request``, found in a worker thread: the account store may be
+        MongoDB (a blocking query, seconds while it is down), never on the event loop."""
+        return await self.call(self.gate.viewer, request)
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking BTrDB call in a worker thread."""
         return await anyio.to_thread.run_sync(fn, *args)
@@ -154,14 +159,14 @@ async def index(request: Request) -> Response:
 
 async def streams(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
     entries = await app.call(app.gate.streams, viewer)
     return JSON({"streams": [e.brief() for e in entries], "tree": tree(entries)})
 
 
 async def stream_info(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
 
     def info() -> dict:
         entry, stream = app.gate.handles(viewer, [request.path_params["uuid"]])[0]
@@ -195,7 +200,7 @@ def curl_example(request: Request, uuid: str, first: int | None, last: int | Non
 async def bracket(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
     uuids = _uuids(request)
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
 
     def read() -> dict:
         out = []
@@ -218,7 +223,7 @@ async def data(request: Request) -> Response:
     view = parse_view(params)
     pw = parse_pointwidth(params)
     small = params.get("compact", "") in ("1", "true", "yes")
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
     handles = await app.call(app.gate.handles, viewer, uuids)
     answers: list[dict | None] = [None] * len(handles)
 
@@ -265,7 +270,7 @@ async def csv(request: Request) -> Response:
             raise BadRequest("give raw=1, pw=N (windows of 2^N ns) or width=PIXELS")
         from .query import choose_pointwidth
         pw = choose_pointwidth(view)
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
     handles = await app.call(app.gate.handles, viewer, uuids)
     entries = [e for e, _ in handles]
     streams_ = [s for _, s in handles]
@@ -300,7 +305,7 @@ async def create_permalink(request: Request) -> Response:
         doc = validate(orjson.loads(body))
     except orjson.JSONDecodeError:
         raise BadRequest("the body must be a JSON permalink document") from None
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
 
     def store() -> str:
         for u in doc["streams"]:
@@ -313,7 +318,7 @@ async def create_permalink(request: Request) -> Response:
 async def read_permalink(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
     pid = check_id(request.path_params["pid"])
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
 
     def read() -> dict:
         doc = app.permalinks().get(pid)
@@ -326,8 +331,9 @@ async def read_permalink(request: Request) -> Response:
             except UnknownStream:
                 continue
         start, end = resolve(doc["window"], time.time_ns(), lambda: _newest(handles))
-        return {"id": pid, **doc, "streams": [str(e.uuid) for e, _ in handles],
-                "start": start, "end": end}
+        shown = [(str(e.uuid), e.unit) for e, _ in handles]
+        return {"id": pid, **doc, "streams": [u for u, _ in shown],
+                "view": visible_view(doc.get("view"), shown), "start": start, "end": end}
     return JSON(await app.call(read))
 
 
@@ -337,7 +343,7 @@ class UnknownPermalink(LookupError):
 
 async def health_report(request: Request) -> Response:
     app: Plotter = request.app.state.plotter
-    viewer = app.gate.viewer(request)
+    viewer = await app.viewer_of(request)
 
     def read() -> dict:
         with app._probes_lock:      # one queue connection, one report at a time
@@ -437,6 +443,7 @@ def create_app(plotter: Plotter) -> Starlette:
                                         UnknownPermalink: unknown_stream,
                                         PermalinksUnavailable: unavailable,
                                         AccountsUnavailable: unavailable,
+                                        Busy: unavailable,
                                         HTTPException: http_error, BTrDBError: btrdb_failure,
                                         grpc.RpcError: btrdb_failure, Exception: failure})
     app.state.plotter = plotter

@@ -86,7 +86,7 @@ def health(probes: Probes, upmuconfig: str, may_see: Callable[[str], bool],
         last = s.last_received if s else None
         rows.append({
             "alias": u.alias, "serial": u.serial, "ip": u.ip,
-            "collection": sorted(collections)[0],
+            "collection": sorted(c for c in collections if may_see(c))[0],
             "last_received": _iso(last),
             "seconds_ago": None if last is None else round((now - last).total_seconds()),
             "unsynced_files": s.unsynced_files if s else 0,

@@ -25,7 +25,8 @@ from qss.permalinks import (MongoPermalinks, Permalinks, SqlitePermalinks, new_i
                             open_permalinks)
 
 __all__ = ["ID", "MAX_DOC_BYTES", "MongoPermalinks", "PermalinkError", "Permalinks",
-           "SqlitePermalinks", "new_id", "open_permalinks", "resolve", "validate"]
+           "SqlitePermalinks", "new_id", "open_permalinks", "resolve", "validate",
+           "visible_view"]
 
 ID = re.compile(r"[A-Za-z0-9_-]{6,32}\Z")
 #: A document's size as stored: a view of 64 streams with axes and colours is ~10 KB.
@@ -48,6 +49,59 @@ def check_id(text: str) -> str:
         raise PermalinkError(f"malformed permalink id {text!r} (6 to 32 letters, digits, "
                              f"- or _)")
     return text
+
+
+#: The page's view keys (share.js): by stream UUID, a list of UUIDs, by axis id.
+BY_STREAM = ("colors", "streamAxes")
+
+
+def _stream_of(key: object, streams: list[str], where: str) -> str:
+    try:
+        u = str(uuidlib.UUID(key))      # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):
+        u = None
+    if u not in streams:
+        raise PermalinkError(f"'view.{where}' names {str(key)[:40]!r}, not one of the "
+                             f"permalink's streams")
+    return u
+
+
+def _checked_view(view: dict, streams: list[str]) -> dict:
+    """``view`` with its stream keys checked against ``streams`` and normalised: a view
+    must not say anything about a stream the permalink does not hold."""
+    out = dict(view)
+    for key in BY_STREAM:
+        if key in out:
+            if not isinstance(out[key], dict):
+                raise PermalinkError(f"'view.{key}' must be an object keyed by stream UUID")
+            out[key] = {_stream_of(k, streams, key): v for k, v in out[key].items()}
+    if "hidden" in out:
+        if not isinstance(out["hidden"], list):
+            raise PermalinkError("'view.hidden' must be a list of stream UUIDs")
+        out["hidden"] = [_stream_of(u, streams, "hidden") for u in out["hidden"]]
+    if "axes" in out and not isinstance(out["axes"], dict):
+        raise PermalinkError("'view.axes' must be an object keyed by axis")
+    return out
+
+
+def visible_view(view: object, shown: list[tuple[str, str]]) -> dict:
+    """What a viewer may read of a stored ``view``: only the streams ``shown`` (UUID and
+    unit pairs, the ones they may see) in colours, hidden and stream axes, only the axes
+    those streams use (an axis is named by its unit or by the user), nothing else."""
+    if not isinstance(view, dict):
+        return {}
+    uuids = {u for u, _ in shown}
+    out: dict = {}
+    for key in BY_STREAM:
+        if isinstance(view.get(key), dict):
+            out[key] = {k: v for k, v in view[key].items() if k in uuids}
+    if isinstance(view.get("hidden"), list):
+        out["hidden"] = [u for u in view["hidden"] if u in uuids]
+    if isinstance(view.get("axes"), dict):
+        placed = out.get("streamAxes", {})
+        used = {placed.get(u) or unit or "(none)" for u, unit in shown}   # legend.js axisOf
+        out["axes"] = {k: v for k, v in view["axes"].items() if k in used}
+    return out
 
 
 def _int(doc: dict, key: str) -> int:
@@ -92,6 +146,7 @@ def validate(doc: object) -> dict:
     view = doc.get("view", {})
     if not isinstance(view, dict):
         raise PermalinkError("'view' must be an object (the page's axes, colours, cursors)")
+    view = _checked_view(view, streams)
     out = {"streams": streams, "window": window, "zone": zone, "view": view}
     if len(json.dumps(out)) > MAX_DOC_BYTES:
         raise PermalinkError(f"a permalink may hold at most {MAX_DOC_BYTES:,} bytes")

@@ -1,13 +1,17 @@
 """Signed-in sessions and the throttle on failed sign-ins, in memory (no IO).
 
 A session is a random token in an HttpOnly cookie; the server keeps, per token, the user,
-the account's password ``generation`` when it opened (a password change ends it), its CSRF
-token, and when it was last used: one unused for ``idle`` seconds is gone. Sessions live
+the account's random ``stamp`` when it opened (a password change, or deleting the user
+and adding the name again, writes a new one and so ends it), its CSRF token, and when it
+was last used: one unused for ``idle`` seconds is gone. Sessions live
 in the plotter's memory, so a restart of ``mr-plotter`` signs everyone out (nothing to
 steal from the disk, nothing to clean up).
 
 The throttle counts failed sign-ins per key (a user name, an address) over a sliding
-``window``; at ``limit`` failures the key is refused until the oldest one ages out.
+``window``, and the attempts under way: an attempt is counted when it starts (before the
+password is hashed), so a burst of parallel sign-ins gets no more guesses than one after
+the other. At ``limit`` failures plus attempts under way the key is refused until the
+oldest failure ages out (or an attempt ends).
 Logic never reads the time itself (the clock is given), so tests need not sleep.
 """
 from __future__ import annotations
@@ -30,9 +34,17 @@ MAX_SESSIONS = 10_000
 class Session:
     token: str
     user: str
-    generation: int
+    stamp: str
     csrf: str
     last_used: float
+    #: The stamp a password change of this session is writing: while it is under way
+    #: the account may hold either (so the changer's own session never ends).
+    next_stamp: str | None = None
+
+    def matches(self, stamp: str) -> bool:
+        """Whether an account with ``stamp`` is still the one this session opened for."""
+        return stamp == self.stamp or (self.next_stamp is not None and
+                                       stamp == self.next_stamp)
 
 
 class Sessions:
@@ -46,10 +58,11 @@ class Sessions:
         self._lock = threading.Lock()
         self._by_token: dict[str, Session] = {}
 
-    def open(self, user: str, generation: int) -> Session:
-        """A new session for ``user`` (fresh token and CSRF token)."""
+    def open(self, user: str, stamp: str) -> Session:
+        """A new session for ``user`` whose account has ``stamp`` (fresh token and CSRF
+        token)."""
         now = self._clock()
-        s = Session(secrets.token_urlsafe(32), user, generation, secrets.token_urlsafe(24), now)
+        s = Session(secrets.token_urlsafe(32), user, stamp, secrets.token_urlsafe(24), now)
         with self._lock:
             self._prune(now)
             while len(self._by_token) >= self._limit:
@@ -79,6 +92,18 @@ class Sessions:
         with self._lock:
             self._by_token.pop(token or "", None)
 
+    def restamp(self, s: Session, stamp: str | None, done: bool) -> None:
+        """Around a password change of ``s``: first (``done`` False) accept ``stamp`` as
+        well as the old one; then (``done`` True) keep only ``stamp`` if the change was
+        written, or (``stamp`` None) only the old one if it failed."""
+        with self._lock:
+            if not done:
+                s.next_stamp = stamp
+            else:
+                if stamp is not None:
+                    s.stamp = stamp
+                s.next_stamp = None
+
     def close_user(self, user: str, keep: str | None = None) -> None:
         """End every session of ``user`` but ``keep``."""
         with self._lock:
@@ -100,6 +125,41 @@ class Throttle:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, deque[float]] = {}
+        self._running: dict[str, int] = {}
+
+    def begin(self, keys: Iterable[str]) -> float:
+        """Start an attempt for ``keys``: 0 if it may go on (it is counted until
+        :meth:`end`), else the seconds to wait (nothing is counted)."""
+        keys = list(keys)
+        now = self._clock()
+        longest = 0.0
+        with self._lock:
+            for k in keys:
+                q = self._expire(k, now)
+                failed = 0 if q is None else len(q)
+                if failed + self._running.get(k, 0) < self.limit:
+                    continue
+                # Full of failures: until the oldest ages out; else of attempts under
+                # way: a second (one of them ends by then, as a failure or not).
+                longest = max(longest, q[0] + self.window - now if failed >= self.limit
+                              else 1.0)
+            if longest == 0:
+                for k in keys:
+                    self._running[k] = self._running.get(k, 0) + 1
+        return longest
+
+    def end(self, keys: Iterable[str], failed: bool) -> None:
+        """End an attempt :meth:`begin` let go on; ``failed``: count it as a failure."""
+        keys = list(keys)
+        with self._lock:
+            for k in keys:
+                n = self._running.get(k, 0) - 1
+                if n > 0:
+                    self._running[k] = n
+                else:
+                    self._running.pop(k, None)
+        if failed:
+            self.fail(keys)
 
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds until every key in ``keys`` may try again (0: now)."""

@@ -10,8 +10,10 @@ The session cookie ``qss_session`` is HttpOnly, SameSite=Strict, and Secure unde
 Every request that changes something (any method but GET, HEAD, OPTIONS) must carry
 ``X-CSRF-Token`` equal to the ``qss_csrf`` cookie, and to its session's token when
 signed in; a cross-site ``Origin`` is refused too. Failed sign-ins are slowed down per
-user and per address (:class:`~plotter.sessions.Throttle`, 5 a minute) and each is
-logged with its address (supervisor writes the log to ``/var/log/mr-plotter.log``).
+user and per address (:class:`~plotter.sessions.Throttle`, 5 a minute, an attempt counted
+from its start) and each is logged with its address (supervisor writes the log to
+``/var/log/mr-plotter.log``); past :data:`MAX_HASHING` Argon2 checks waiting at once a
+sign-in is a 503, so a burst cannot queue unbounded work for both cores.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from qss.accounts import Account, AccountError, AccountStore, check_password, open_accounts
+from qss.accounts import (Account, AccountError, AccountStore, check_password, new_stamp,
+                          open_accounts)
 from qss.tagconfig import TagConfigFile
 
 from .access import ANONYMOUS, Viewer
@@ -47,9 +50,19 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: What the page polls by itself: these requests do not keep a session alive, so an open
 #: but unused page is signed out after the idle time all the same.
 PASSIVE = frozenset({"/api/session", "/api/health", "/api/usage"})
+#: A request with this header set to 1 is one the page makes by itself too (follow-now's
+#: polls of /api/bracket and /api/data every 5 s).
+PASSIVE_HEADER = "x-qss-passive"
 WRONG = "wrong user name or password"
 #: Argon2 checks run at once (the others wait their turn).
 HASHING_AT_ONCE = 2
+#: Argon2 checks running or waiting at most; more is a 503 (each takes about 0.1 s of a
+#: core: ten is a second of both, and receiver and sync2q need them too).
+MAX_HASHING = 10
+
+
+class Busy(Exception):
+    """Too many password checks waiting (a 503)."""
 
 
 class AccountsUnavailable(Exception):
@@ -70,13 +83,24 @@ class SignIn:
         self._accounts = accounts
         self._lock = threading.Lock()
         self._limiter: anyio.CapacityLimiter | None = None
+        self._hashing = 0       # checks running or waiting (touched on the event loop only)
 
     async def hashing(self, fn: Callable, *args):
         """Run an Argon2 check in a worker thread, at most :data:`HASHING_AT_ONCE` at a
-        time: each takes 64 MiB, so a flood of sign-ins cannot exhaust the memory."""
+        time: each takes 64 MiB, so a flood of sign-ins cannot exhaust the memory.
+
+        Raises:
+            Busy: :data:`MAX_HASHING` are running or waiting already.
+        """
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(HASHING_AT_ONCE)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        if self._hashing >= MAX_HASHING:
+            raise Busy("too many sign-ins at once; try again in a moment")
+        self._hashing += 1
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        finally:
+            self._hashing -= 1
 
     def accounts(self) -> AccountStore:
         """The account store, opened on first use.
@@ -87,7 +111,10 @@ class SignIn:
         with self._lock:
             if self._accounts is None:
                 try:
-                    self._accounts = open_accounts(self._queue_url, self._srv)
+                    # A MongoDB that is down answers in 1.5 s rather than 5: the page
+                    # waits on it for every request.
+                    self._accounts = open_accounts(self._queue_url, self._srv,
+                                                   timeout_ms=1500)
                 except Exception as exc:  # noqa: BLE001 - any backend's failure to open
                     raise AccountsUnavailable(f"accounts unavailable: {exc}") from exc
             return self._accounts
@@ -99,10 +126,12 @@ class SignIn:
     def current(self, request: Request) -> tuple[Session, Account] | None:
         """The request's live session and its account as stored now, or None: no session,
         one past its idle time, or one whose account is gone or has a new password (then
-        it is ended). A request the page makes by itself (:data:`PASSIVE`) does not count
-        as use."""
+        it is ended). A request the page makes by itself (:data:`PASSIVE`, or with the
+        header :data:`PASSIVE_HEADER`) does not count as use."""
         token = request.cookies.get(SESSION_COOKIE)
-        s = self.sessions.find(token, touch=request.url.path not in PASSIVE)
+        passive = (request.url.path in PASSIVE or
+                   request.headers.get(PASSIVE_HEADER, "") == "1")
+        s = self.sessions.find(token, touch=not passive)
         if s is None:
             return None
         try:
@@ -110,8 +139,11 @@ class SignIn:
         except Exception as exc:  # noqa: BLE001 - a store failing now: nobody is signed in
             log.warning("accounts unreadable (%s): %s is treated as anonymous", exc, s.user)
             return None
-        if account is None or account.generation != s.generation:
-            self.sessions.close(token)
+        if account is None:                     # deleted: each of their sessions ends
+            self.sessions.close_user(s.user)
+            return None
+        if not s.matches(account.stamp):        # a new password, or deleted and added
+            self.sessions.close(token)          # again (one opened since stays)
             return None
         return s, account
 
@@ -158,7 +190,7 @@ def _answer(content: dict, status_code: int = 200, headers: dict | None = None) 
 
 async def session_info(request: Request) -> Response:
     signin = _signin(request)
-    found = signin.current(request)
+    found = await anyio.to_thread.run_sync(signin.current, request)
     s = found[0] if found else None
     csrf = s.csrf if s else (request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24))
     if found is None:
@@ -174,6 +206,10 @@ async def session_info(request: Request) -> Response:
     return response
 
 
+def _busy(exc: Busy) -> Response:
+    return _answer({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+
 def _too_many(wait: float) -> Response:
     seconds = max(1, int(wait + 0.999))
     return _answer({"error": f"too many failed sign-ins; try again in {seconds} s"},
@@ -187,23 +223,36 @@ async def login(request: Request) -> Response:
     user = user.strip() if isinstance(user, str) else ""
     address = _address(request)
     keys = [f"user:{user.casefold()}", f"address:{address}"]
-    wait = signin.throttle.wait(keys)
+    wait = signin.throttle.begin(keys)
     if wait > 0:
         log.warning("sign-in refused for user %r from %s: too many failures (%d s to wait)",
                     user[:64], address, int(wait + 0.999))
         return _too_many(wait)
-    store = signin.accounts()
-    account = await signin.hashing(store.check, user,
-                                   password if isinstance(password, str) else "")
+    account = None
+    try:
+        store = signin.accounts()
+        account = await signin.hashing(store.check, user,
+                                       password if isinstance(password, str) else "")
+    except Busy as exc:
+        signin.throttle.end(keys, failed=False)
+        log.warning("sign-in refused for user %r from %s: %s", user[:64], address, exc)
+        return _busy(exc)
+    except BaseException:
+        signin.throttle.end(keys, failed=False)
+        raise
+    signin.throttle.end(keys, failed=account is None)
     if account is None:
-        signin.throttle.fail(keys)
         known = await anyio.to_thread.run_sync(store.get, user)
         log.warning("sign-in failed for user %r from %s: %s", user[:64], address,
                     "wrong password" if known else "no such user")
         return _answer({"error": WRONG}, status_code=401)
     signin.sessions.close(request.cookies.get(SESSION_COOKIE))
-    s = signin.sessions.open(account.name, account.generation)
+    s = signin.sessions.open(account.name, account.stamp)
     log.info("%s signed in from %s", account.name, address)
+    # The answer says whether tagconfig.json is broken as it is now, not as it was at the
+    # last look (up to a second ago): one stat per sign-in.
+    signin.tagconfig.invalidate()
+    signin.tagconfig.get()
     response = _answer({"user": account.name, "tags": list(account.tags), "csrf": s.csrf,
                         "tagconfig_error": signin.tagconfig.error})
     signin.cookie(response, SESSION_COOKIE, s.token, http_only=True)
@@ -213,7 +262,7 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     signin = _signin(request)
-    s = signin.session(request)
+    s = await anyio.to_thread.run_sync(signin.session, request)
     signin.sessions.close(request.cookies.get(SESSION_COOKIE))
     if s is not None:
         log.info("%s signed out from %s", s.user, _address(request))
@@ -225,7 +274,7 @@ async def logout(request: Request) -> Response:
 
 async def change_password(request: Request) -> Response:
     signin = _signin(request)
-    s = signin.session(request)
+    s = await anyio.to_thread.run_sync(signin.session, request)
     if s is None:
         return _answer({"error": "sign in first"}, status_code=401)
     body = await _json_body(request)
@@ -236,18 +285,35 @@ async def change_password(request: Request) -> Response:
         raise BadRequest(f"new password: {exc}") from None
     address = _address(request)
     keys = [f"user:{s.user.casefold()}", f"address:{address}"]
-    wait = signin.throttle.wait(keys)
+    wait = signin.throttle.begin(keys)
     if wait > 0:
         return _too_many(wait)
-    store = signin.accounts()
-    account = await signin.hashing(store.check, s.user, old if isinstance(old, str) else "")
+    account = None
+    try:
+        store = signin.accounts()
+        account = await signin.hashing(store.check, s.user,
+                                       old if isinstance(old, str) else "")
+    except Busy as exc:
+        signin.throttle.end(keys, failed=False)
+        return _busy(exc)
+    except BaseException:
+        signin.throttle.end(keys, failed=False)
+        raise
+    signin.throttle.end(keys, failed=account is None)
     if account is None:
-        signin.throttle.fail(keys)
         log.warning("password change failed for user %r from %s: wrong current password",
                     s.user, address)
         return _answer({"error": "wrong current password"}, status_code=401)
-    changed = await signin.hashing(store.set_password, s.user, new)
-    s.generation = changed.generation
+    # The new stamp is this session's before it is in the store, so a request of this
+    # session meanwhile is not taken for one of the old password's (and ended).
+    stamp = new_stamp()
+    signin.sessions.restamp(s, stamp, done=False)
+    try:
+        await signin.hashing(store.set_password, s.user, new, stamp)
+    except BaseException:
+        signin.sessions.restamp(s, None, done=True)
+        raise
+    signin.sessions.restamp(s, stamp, done=True)
     signin.sessions.close_user(s.user, keep=s.token)
     log.info("%s changed their password from %s", s.user, address)
     return _answer({"user": s.user, "changed": True})

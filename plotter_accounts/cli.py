@@ -34,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "exits.",
         epilog=f"commands:\n{commands}\n\nexamples:\n"
                f"  cd /home/manager/mr-plotter/tools && python accounts.py\n"
-               f'  qss-accounts -c "adduser peter psladmin psl lbnl pge; list"\n\n'
+               f'  qss-accounts < users.txt     (commands with passwords: never with -c, '
+               f'which shows them in ps and the shell history)\n'
+               f'  qss-accounts -c "addtags peter upmu; list"\n\n'
                f"files:\n  plotter.db beside the SQLite queue, or MongoDB mr_plotter.accounts "
                f"when the queue is MongoDB\n  ~/.qss_accounts_history (passwords written as "
                f"********)\n\nexit status:\n  0  every command succeeded\n"
                f"  1  a command failed, or the accounts cannot be opened\n"
                f"  2  invalid command line or settings")
     p.add_argument("-c", "--command", metavar="COMMANDS", dest="commands",
-                   help='run COMMANDS ("adduser peter psladmin psl lbnl pge; list"), then exit')
+                   help='run COMMANDS ("addtags peter upmu; list"), then exit; no passwords '
+                        'here: the command line shows in ps and the shell history')
     add_traceback_argument(p)
     add_settings_arguments(p, "queue", "srv", "tagconfig")
     return p

@@ -9,12 +9,22 @@ line.
 from __future__ import annotations
 
 import shlex
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from qss.accounts import AccountError, AccountStore
 
-__all__ = ["COMMANDS", "Command", "Console", "Refusal", "Reply", "execute", "redact"]
+try:
+    from pymongo.errors import PyMongoError
+except ImportError:             # pragma: no cover - pymongo is a dependency
+    PyMongoError = sqlite3.Error  # type: ignore[misc,assignment]
+
+#: The appliance's fix for a plotter.db the console cannot write (manual ch. 16).
+TMPFILES_FIX = "sudo systemd-tmpfiles --create /etc/tmpfiles.d/qss.conf"
+
+__all__ = ["COMMANDS", "Command", "Console", "Refusal", "Reply", "execute", "redact",
+           "store_failure"]
 
 #: ask(prompt, secret) -> the answer, or None when nobody can be asked (a script).
 Ask = Callable[[str, bool], "str | None"]
@@ -219,7 +229,21 @@ def execute(console: Console, line: str) -> list[Reply]:
         except (Refusal, AccountError) as exc:
             replies.append(Reply(f"error: {exc}", ok=False))
             break
+        except (sqlite3.Error, PyMongoError) as exc:
+            replies.append(Reply(f"error: {store_failure(console.store, exc)}", ok=False))
+            break
     return replies
+
+
+def store_failure(store: AccountStore, exc: Exception) -> str:
+    """One line for a store that cannot be read or written: where, why, and the fix."""
+    path = getattr(store, "path", None)
+    if path is None:
+        return f"the accounts in MongoDB (mr_plotter.accounts) cannot be used: {exc}"
+    text = f"the accounts in {path} cannot be used: {exc}"
+    if "readonly" in str(exc) or "unable to open" in str(exc):
+        text += f" (its owner or mode is wrong; on the appliance: {TMPFILES_FIX})"
+    return text
 
 
 def redact(line: str) -> str:

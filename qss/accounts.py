@@ -8,8 +8,12 @@ queue by default, the collection ``mr_plotter.accounts`` when the queue is Mongo
 Passwords are kept only as Argon2id hashes (argon2-cffi, its RFC 9106 defaults); a check
 of an unknown user verifies against a dummy hash, so a wrong name takes as long as a
 wrong password. A backup carries the hashes as stored (:meth:`SqliteAccounts.records`,
-:func:`dump`), never a password. Each account carries a ``generation`` that a password change bumps: a
-session opened before the change no longer counts (the plotter compares it).
+:func:`dump`), never a password. Each account carries a ``generation`` that a password
+change bumps, and a random ``stamp`` that adding the user, changing the password and a
+restore write anew: a session keeps the stamp it opened with and counts only while the
+account still has it (the plotter compares it), so neither a password change nor
+deleting and adding the name again lets an old session in. (The generation alone could
+not tell a re-added user from the deleted one: both start at 0.)
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -30,7 +35,7 @@ from . import records as _records
 
 __all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
            "SqliteAccounts", "check_name", "check_password", "check_record", "check_tags",
-           "dump", "load", "open_accounts", "plotter_db_path"]
+           "create_shared", "dump", "load", "new_stamp", "open_accounts", "plotter_db_path"]
 
 DATABASE, COLLECTION = "mr_plotter", "accounts"
 
@@ -52,6 +57,8 @@ class Account:
     tags: tuple[str, ...]
     generation: int = 0
     created: str = ""
+    #: Random, written anew by add and set_password: what a session is bound to.
+    stamp: str = ""
 
 
 def check_name(name: object, what: str = "user name") -> str:
@@ -146,6 +153,11 @@ class _Hashing:
             return False
 
 
+def new_stamp() -> str:
+    """A fresh random account stamp (see :class:`Account`)."""
+    return secrets.token_hex(16)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -172,7 +184,7 @@ class _Base:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hashing = _Hashing(hasher)
 
-    # primitives: _row(name) -> (tags, generation, hash, created) | None, _insert,
+    # primitives: _row(name) -> (tags, generation, hash, created, stamp) | None, _insert,
     # _update(name, **fields) -> bool, _remove(name) -> bool, _rows()
     def _require(self, name: str) -> tuple:
         row = self._row(check_name(name))
@@ -189,11 +201,11 @@ class _Base:
         check_name(name)
         tags = check_tags(tags)
         hashed = self._hashing.hash(password)
-        created = _now()
-        if not self._insert(name, list(tags), hashed, created):
+        created, stamp = _now(), new_stamp()
+        if not self._insert(name, list(tags), hashed, created, stamp):
             raise AccountError(f"user {name!r} already exists (passwd changes a password, "
                                f"addtags adds tags)")
-        return Account(name, tags, 0, created)
+        return Account(name, tags, 0, created, stamp)
 
     def delete(self, name: str) -> None:
         """Delete user ``name``.
@@ -205,16 +217,18 @@ class _Base:
         if not self._remove(name):
             raise AccountError(f"no user {name!r} (list shows the users)")
 
-    def set_password(self, name: str, password: str) -> Account:
-        """Give ``name`` a new password; their open sessions end.
+    def set_password(self, name: str, password: str, stamp: str | None = None) -> Account:
+        """Give ``name`` a new password and a new stamp (``stamp``, or a random one);
+        their open sessions end.
 
         Raises:
             AccountError: no such user, or a bad password.
         """
-        tags, generation, _, created = self._require(name)
+        tags, generation, _, created, _ = self._require(name)
         hashed = self._hashing.hash(password)
-        self._update(name, hash=hashed, generation=generation + 1)
-        return Account(name, tuple(tags), generation + 1, created)
+        stamp = stamp or new_stamp()
+        self._update(name, hash=hashed, generation=generation + 1, stamp=stamp)
+        return Account(name, tuple(tags), generation + 1, created, stamp)
 
     def add_tags(self, name: str, tags: Iterable[str]) -> Account:
         """Add ``tags`` to ``name``'s.
@@ -222,10 +236,10 @@ class _Base:
         Raises:
             AccountError: no such user, or a bad or missing tag.
         """
-        old, generation, _, created = self._require(name)
+        old, generation, _, created, stamp = self._require(name)
         new = check_tags([*old, *check_tags(tags)])
         self._update(name, tags=list(new))
-        return Account(name, new, generation, created)
+        return Account(name, new, generation, created, stamp)
 
     def remove_tags(self, name: str, tags: Iterable[str]) -> Account:
         """Remove ``tags`` from ``name``'s; a user keeps at least one.
@@ -233,7 +247,7 @@ class _Base:
         Raises:
             AccountError: no such user, a tag they do not have, or none would be left.
         """
-        old, generation, _, created = self._require(name)
+        old, generation, _, created, stamp = self._require(name)
         drop = check_tags(tags)
         missing = [t for t in drop if t not in old]
         if missing:
@@ -244,14 +258,14 @@ class _Base:
             raise AccountError(f"user {name!r} must keep at least one tag (deluser deletes "
                                f"the user)")
         self._update(name, tags=list(new))
-        return Account(name, new, generation, created)
+        return Account(name, new, generation, created, stamp)
 
     def get(self, name: str) -> Account | None:
         """User ``name``, or None."""
         if not isinstance(name, str) or not NAME.match(name):
             return None
         row = self._row(name)
-        return None if row is None else Account(name, tuple(row[0]), row[1], row[3])
+        return None if row is None else Account(name, tuple(row[0]), row[1], row[3], row[4])
 
     def check(self, name: str, password: str) -> Account | None:
         """The account if ``password`` is ``name``'s, else None; as slow for an unknown
@@ -260,7 +274,22 @@ class _Base:
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             password = ""
         ok = self._hashing.verify(None if row is None else row[2], password)
-        return Account(name, tuple(row[0]), row[1], row[3]) if ok and row else None
+        return Account(name, tuple(row[0]), row[1], row[3], row[4]) if ok and row else None
+
+
+def create_shared(path: str) -> None:
+    """Create the SQLite file ``path`` 0660 if it is missing: ``plotter.db`` is written by
+    the plotter (the service user, umask 007) and by the console (the operator, umask
+    022, in its group); SQLite alone would make it 0640 or 0644 and lock the other out
+    (its -wal and -shm files take the database's mode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o660)
+    finally:
+        os.close(fd)
 
 
 class SqliteAccounts(_Base):
@@ -270,24 +299,44 @@ class SqliteAccounts(_Base):
         super().__init__(hasher)
         self.path = path
         self._lock = threading.Lock()
+        create_shared(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=10)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS accounts (name TEXT PRIMARY KEY, "
                          "tags TEXT NOT NULL, hash TEXT NOT NULL, generation INTEGER NOT NULL "
-                         "DEFAULT 0, created TEXT NOT NULL)")
+                         "DEFAULT 0, created TEXT NOT NULL, stamp TEXT NOT NULL DEFAULT '')")
+        self._add_stamps()
+
+    def _add_stamps(self) -> None:
+        """Give a ``plotter.db`` made before the stamp (this session's appliances) its
+        column, and every account without one a random stamp."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(accounts)")}
+        if "stamp" not in columns:
+            try:
+                self._db.execute("ALTER TABLE accounts ADD COLUMN stamp TEXT NOT NULL "
+                                 "DEFAULT ''")
+            except sqlite3.OperationalError as exc:   # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
+        # Only when there is one to stamp: a mere reader need not write.
+        if self._db.execute("SELECT 1 FROM accounts WHERE stamp = '' LIMIT 1").fetchone():
+            self._db.execute("UPDATE accounts SET stamp = lower(hex(randomblob(16))) "
+                             "WHERE stamp = ''")
 
     def _row(self, name: str):
         with self._lock:
-            row = self._db.execute("SELECT tags, generation, hash, created FROM accounts "
-                                   "WHERE name = ?", (name,)).fetchone()
-        return None if row is None else (json.loads(row[0]), row[1], row[2], row[3])
+            row = self._db.execute("SELECT tags, generation, hash, created, stamp FROM "
+                                   "accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (json.loads(row[0]), row[1], row[2], row[3], row[4])
 
-    def _insert(self, name: str, tags: list[str], hashed: str, created: str) -> bool:
+    def _insert(self, name: str, tags: list[str], hashed: str, created: str,
+                stamp: str) -> bool:
         with self._lock:
             try:
-                self._db.execute("INSERT INTO accounts VALUES (?, ?, ?, 0, ?)",
-                                 (name, json.dumps(tags), hashed, created))
+                self._db.execute("INSERT INTO accounts (name, tags, hash, generation, "
+                                 "created, stamp) VALUES (?, ?, ?, 0, ?, ?)",
+                                 (name, json.dumps(tags), hashed, created, stamp))
                 return True
             except sqlite3.IntegrityError:
                 return False
@@ -323,9 +372,10 @@ class SqliteAccounts(_Base):
                    "generation": generation, "created": created}
 
     def replace_all(self, records: Iterable[dict]) -> int:
-        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number."""
-        rows = [(r["name"], json.dumps(r["tags"]), r["hash"], r["generation"], r["created"])
-                for r in records]
+        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number.
+        Each gets a new stamp: no session opened before a restore counts after it."""
+        rows = [(r["name"], json.dumps(r["tags"]), r["hash"], r["generation"], r["created"],
+                 new_stamp()) for r in records]
         return _records.replace_table(self._db, self._lock, "accounts", rows)
 
     def close(self) -> None:
@@ -334,7 +384,7 @@ class SqliteAccounts(_Base):
 
 class MongoAccounts(_Base):
     """Accounts in MongoDB: database ``mr_plotter``, collection ``accounts``, documents
-    ``{_id: name, tags, hash, generation, created}``."""
+    ``{_id: name, tags, hash, generation, created, stamp}``."""
 
     def __init__(self, url: str, client=None, hasher: PasswordHasher | None = None,
                  timeout_ms: int = 5000, database: str = DATABASE) -> None:
@@ -348,13 +398,14 @@ class MongoAccounts(_Base):
     def _row(self, name: str):
         d = self._coll.find_one({"_id": name})
         return None if d is None else (list(d["tags"]), int(d.get("generation", 0)),
-                                       d["hash"], d.get("created", ""))
+                                       d["hash"], d.get("created", ""), d.get("stamp", ""))
 
-    def _insert(self, name: str, tags: list[str], hashed: str, created: str) -> bool:
+    def _insert(self, name: str, tags: list[str], hashed: str, created: str,
+                stamp: str) -> bool:
         from pymongo.errors import DuplicateKeyError
         try:
             self._coll.insert_one({"_id": name, "tags": tags, "hash": hashed,
-                                   "generation": 0, "created": created})
+                                   "generation": 0, "created": created, "stamp": stamp})
             return True
         except DuplicateKeyError:
             return False
@@ -378,9 +429,11 @@ class MongoAccounts(_Base):
                    "generation": int(d.get("generation", 0)), "created": d.get("created", "")}
 
     def replace_all(self, records: Iterable[dict]) -> int:
-        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number."""
+        """Hold exactly ``records`` (:meth:`records`'s, hashes as they are); their number.
+        Each gets a new stamp: no session opened before a restore counts after it."""
         docs = [{"_id": r["name"], "tags": list(r["tags"]), "hash": r["hash"],
-                 "generation": r["generation"], "created": r["created"]} for r in records]
+                 "generation": r["generation"], "created": r["created"],
+                 "stamp": new_stamp()} for r in records]
         self._coll.delete_many({})
         if docs:
             self._coll.insert_many(docs)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from . import records as _records
+from .accounts import create_shared
 
 __all__ = ["DATABASE", "COLLECTION", "MongoPermalinks", "Permalinks", "SqlitePermalinks",
            "check_record", "dump", "load", "new_id", "open_permalinks", "sqlite_path"]
@@ -53,6 +54,7 @@ class SqlitePermalinks:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        create_shared(path)             # the console writes plotter.db too
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS permalinks (id TEXT PRIMARY KEY, "

@@ -87,9 +87,11 @@ def prefixes_for(config: Mapping[str, Iterable[str]], tags: Iterable[str]) -> tu
 class TagConfigFile:
     """The file at ``path``, read again when it changes (looked at once a ``period``).
 
-    A missing file means :data:`DEFAULT` (the appliance's file as shipped). A broken one
-    keeps the last good contents (:data:`DEFAULT` if there never was one) and sets
-    :attr:`error`; it is logged once per change.
+    A file never seen means :data:`DEFAULT` (the appliance's file as shipped). A broken
+    one keeps the last good contents (:data:`DEFAULT` if there never was one) and sets
+    :attr:`error`, and so does one missing after a file was seen: an editor that saves
+    by rename leaves a moment without the file, which must not open what it closes. It
+    is logged once per change.
     """
 
     def __init__(self, path: str, period: float = 1.0,
@@ -102,6 +104,7 @@ class TagConfigFile:
         self._stamp: object = _UNSEEN
         self._good: dict[str, tuple[str, ...]] = dict(DEFAULT)
         self.error: str | None = None
+        self._seen = False      # a file (good or broken) was there once
 
     def invalidate(self) -> None:
         """Look at the file again on the next :meth:`get`."""
@@ -129,12 +132,18 @@ class TagConfigFile:
             return self._good
 
     def _load(self, stamp) -> None:
+        if stamp is None and self._seen:
+            self.error = (f"{self.path}: no such file; the last good version stays in force "
+                          f"until it is back")
+            log.error("%s", self.error)
+            return
         if stamp is None:
             if self.error is not None or self._good != dict(DEFAULT):
                 log.warning("%s: no such file; using the default %s", self.path,
                             DEFAULT_TEXT.replace("\n", " ").replace("    ", ""))
             self._good, self.error = dict(DEFAULT), None
             return
+        self._seen = True
         try:
             with open(self.path, encoding="utf-8") as f:
                 config = parse(f.read())

@@ -253,3 +253,19 @@ def test_in_a_terminal_tab_completes_commands_and_tags(term, tmp_path):
     term.child.expect(pexpect.EOF)
     term.child.close()
     assert term.child.exitstatus == 0
+
+
+def test_a_store_that_cannot_be_written_is_one_line_naming_the_file_and_the_fix(tmp_path):
+    import sqlite3
+
+    class ReadOnly(SqliteAccounts):
+        def _insert(self, *args):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+    store = ReadOnly(str(tmp_path / "plotter.db"))
+    try:
+        assert texts(Console(store), "adduser peter psladmin psl; list") == [
+            (f"error: the accounts in {tmp_path}/plotter.db cannot be used: attempt to write "
+             f"a readonly database (its owner or mode is wrong; on the appliance: sudo "
+             f"systemd-tmpfiles --create /etc/tmpfiles.d/qss.conf)", False)]
+    finally:
+        store.close()

@@ -398,7 +398,8 @@ def test_the_operator_and_the_services_write_the_sqlite_queue_in_turn():
         assert receiver("put a.dat") == "ok"      # the receiver creates the tables
         assert upmu_adm("put b.dat") == "ok"      # importdat while the services run
         assert receiver("close") == upmu_adm("close") == "ok"
-        assert sorted(p.name for p in srv.iterdir()) == ["queue.db"]
+        assert sorted(p.name for p in srv.iterdir()) == ["plotter.db", "queue.db"]
+        assert _owner_mode(srv / "plotter.db") == (qss, qss, oct(0o660))   # tmpfiles' too
         # the services stopped: the operator opens the queue first, creating -wal, -shm
         assert upmu_adm("put c.dat") == "ok"
         for name in ("queue.db-wal", "queue.db-shm"):

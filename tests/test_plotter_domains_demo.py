@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from demokit.demo import Demo, choose_ports
 from plotter import testing as plotter_testing
+
+from waiting import wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -34,13 +35,6 @@ def listing(http, url):
         return None
 
 
-def wait_for(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.3)
-
-
 def test_the_manuals_example_in_the_demo_appliance():
     root = Path(tempfile.mkdtemp(prefix="qss-dd-", dir="/tmp"))    # short: supervisord's socket
     demo = Demo(root)
@@ -56,7 +50,9 @@ def test_the_manuals_example_in_the_demo_appliance():
         demo.register(2)
         url = f"http://127.0.0.1:{ports.plotter}"
         anon = plotter_testing.client(url)
-        wait_for(lambda: collections(anon, url) == {"upmu/upmu1", "upmu/upmu2"})
+        wait_until(lambda: collections(anon, url), interval=0.3,
+                   until=lambda got: got == {"upmu/upmu1", "upmu/upmu2"},
+                   what="anonymous to see upmu1 and upmu2")
 
         # 1. upmu2's Paths to /lbnl in upmuconfig.ini, then save (manager2lite.ipy)
         cfg = root / "home/manager/upmuconfig.ini"
@@ -65,7 +61,9 @@ def test_the_manuals_example_in_the_demo_appliance():
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         # not public (tagconfig.json as shipped): anonymous no longer sees it
-        wait_for(lambda: collections(anon, url) == {"upmu/upmu1"})
+        wait_until(lambda: collections(anon, url), interval=0.3,
+                   until=lambda got: got == {"upmu/upmu1"},
+                   what="anonymous to see upmu1 only")
 
         # 2. python accounts.py: adduser peter psladmin psl lbnl pge
         done = subprocess.run(["python3", "accounts.py"], cwd=tools, env=env, text=True,
@@ -80,7 +78,9 @@ def test_the_manuals_example_in_the_demo_appliance():
         done = demo.ctl("restart", "metadata")
         assert done.returncode == 0 and "metadata: started" in done.stdout, done.stdout
         log = root / "var/log/metadata.log"
-        wait_for(lambda: "domain /lbnl (upmu2): tag lbnl (peter)" in log.read_text())
+        wait_until(lambda: "domain /lbnl (upmu2): tag lbnl (peter)" in log.read_text(),
+                   interval=0.3, what="metadata's report of the domain /lbnl",
+                   detail=log.read_text)
         assert "domain /upmu (upmu1): public (everyone)" in log.read_text()
 
         # 5. anonymous sees /upmu only; peter sees /lbnl too
@@ -94,9 +94,11 @@ def test_the_manuals_example_in_the_demo_appliance():
         done = demo.ctl("restart", "all", timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
         demo.wait_running(["btrdb", "receiver", "sync2q", "metadata", "mr-plotter"], 60)
-        wait_for(lambda: _answers(url))
+        wait_until(lambda: _answers(url), interval=0.3, what="the plotter to answer")
         peter = plotter_testing.client(url, "peter", "psladmin")
-        wait_for(lambda: listing(peter, url) == {"upmu/upmu1", "lbnl/upmu2"})
+        wait_until(lambda: listing(peter, url), interval=0.3,
+                   until=lambda got: got == {"upmu/upmu1", "lbnl/upmu2"},
+                   what="peter to see upmu1 and lbnl/upmu2")
         assert collections(plotter_testing.client(url), url) == {"upmu/upmu1"}
     finally:
         demo.stop()

@@ -5,7 +5,7 @@ import mongomock
 import pytest
 
 from plotter.permalinks import (MongoPermalinks, PermalinkError, SqlitePermalinks, check_id,
-                                open_permalinks, resolve, validate)
+                                open_permalinks, resolve, validate, visible_view)
 
 U1, U2 = "f0896731-0e43-4ed5-a97f-19266d8e732c", "0b7e0a4e-4a47-4c45-9f3a-0d0f5bcb5a11"
 
@@ -36,11 +36,38 @@ def test_a_valid_document_is_normalised():
     ({**doc(), "zone": ""}, "'zone' must be a time zone name"),
     ({**doc(), "view": []}, "'view' must be an object"),
     ({**doc(), "view": {"x": "y" * 40_000}}, "at most 32,000 bytes"),
+    ({**doc(), "view": {"colors": {U1: "#f00", "0b7e0a4e-0000-4c45-9f3a-0d0f5bcb5a11": 1}}},
+     "'view.colors' names '0b7e0a4e-0000-4c45-9f3a-0d0f5bcb5a11', not one of the"),
+    ({**doc(), "view": {"hidden": ["nope"]}}, "'view.hidden' names 'nope', not one of"),
+    ({**doc(), "view": {"streamAxes": {"x": "axis 1"}}}, "'view.streamAxes' names 'x'"),
+    ({**doc(), "view": {"hidden": U1}}, "'view.hidden' must be a list of stream UUIDs"),
+    ({**doc(), "view": {"colors": []}}, "'view.colors' must be an object keyed by stream"),
 ])
 def test_bad_documents_are_refused_with_the_reason(bad, message):
     with pytest.raises(PermalinkError) as exc:
         validate(bad)
     assert message in str(exc.value)
+
+
+def test_a_views_stream_keys_are_normalised():
+    out = validate({**doc(), "view": {"colors": {U1.upper(): "#f00"}, "hidden": [U2.upper()],
+                                      "streamAxes": {U2: "axis 1"}, "axes": {"V": {}}}})
+    assert out["view"] == {"colors": {U1: "#f00"}, "hidden": [U2],
+                           "streamAxes": {U2: "axis 1"}, "axes": {"V": {}}}
+
+
+def test_a_reader_gets_only_the_view_of_the_streams_they_see():
+    view = {"colors": {U1: "#f00", U2: "#0f0"}, "hidden": [U1, U2],
+            "streamAxes": {U2: "axis 1"}, "cursors": [U2],
+            "axes": {"V": {"label": "volts"}, "A": {"label": "amps"},
+                     "axis 1": {"label": "secret"}}}
+    assert visible_view(view, [(U1, "V")]) == {"colors": {U1: "#f00"}, "hidden": [U1],
+                                               "streamAxes": {},
+                                               "axes": {"V": {"label": "volts"}}}
+    assert visible_view(view, [(U2, "A")])["axes"] == {"axis 1": {"label": "secret"}}
+    assert visible_view(view, []) == {"colors": {}, "hidden": [], "streamAxes": {},
+                                      "axes": {}}
+    assert visible_view({}, [(U1, "V")]) == {} and visible_view(None, []) == {}
 
 
 @pytest.mark.parametrize("pid", ["abc", "a" * 33, "abc/../x", "abc def", "", None])

@@ -371,6 +371,7 @@ def test_the_operator_shares_the_queue_and_supervisor_with_the_services(tmp_path
         assert f"\nd     {path:<26} 2770  qss  qss   -\n" in tmpfiles
         assert f"\nZ     {path:<26} ~2770 qss  qss   -\n" in tmpfiles
     assert "\nf     /ssd/srv/queue.db          0660  qss  qss   -\n" in tmpfiles
+    assert "\nf     /ssd/srv/plotter.db        0660  qss  qss   -\n" in tmpfiles
     assert "\nd     /var/lib/qss               0750  qss  qss   -\n" in tmpfiles   # not shared
     supervisord = (etc / "supervisor/supervisord.conf").read_text()
     assert "\nchown=root:qss\nchmod=0770\n" in supervisord

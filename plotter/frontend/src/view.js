@@ -5,10 +5,14 @@
   const { $, api, status, fmtTime, parseTime, NS, state } = lib;
 
   // -- the view -----------------------------------------------------------------------
-  async function bracket() {
+  async function bracket(init) {
     const q = state.selected.map((x) => "uuid=" + x.entry.uuid).join("&");
-    return api("api/bracket?" + q);
+    return api("api/bracket?" + q, init);
   }
+  // What follow-now asks by itself every 5 s does not keep a session alive (the server
+  // does not count a request with this header as use), so an unattended page following
+  // now is still signed out after the idle time.
+  const PASSIVE = { headers: { "X-QSS-Passive": "1" } };
   async function showAll(remember = true) {
     const b = await bracket();
     if (b.first === null) { status("The selected streams hold no data yet."); setView(null, remember); refresh(); return; }
@@ -136,7 +140,7 @@
   // to the newest point, at the view's point width, appended to what the page has.
   async function follow() {
     if (!state.view || !state.selected.length) return;
-    const b = await bracket().catch(() => null);
+    const b = await bracket(PASSIVE).catch(() => null);
     if (!b || b.last === null) return;
     const span = state.view.end - state.view.start;
     const end = b.last + span * 0.02;
@@ -155,7 +159,7 @@
     let fresh;
     try {
       fresh = await api("api/data?" + uuids.map((u) => "uuid=" + u).join("&") +
-        `&start=${Math.floor(from)}&end=${Math.ceil(end)}&width=${old.width}&pw=${pw}&compact=1`);
+        `&start=${Math.floor(from)}&end=${Math.ceil(end)}&width=${old.width}&pw=${pw}&compact=1`, PASSIVE);
     } catch (err) { return; }
     const merged = { ...old, start: view.start, end: view.end, data: null, dataKey: null,
       streams: old.streams.map((s, i) => {
