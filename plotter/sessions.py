@@ -151,6 +151,7 @@ class Throttle:
     def end(self, keys: Iterable[str], failed: bool) -> None:
         """End an attempt :meth:`begin` let go on; ``failed``: count it as a failure."""
         keys = list(keys)
+        # Under one lock with the failure: no begin() in between sees neither.
         with self._lock:
             for k in keys:
                 n = self._running.get(k, 0) - 1
@@ -158,8 +159,8 @@ class Throttle:
                     self._running[k] = n
                 else:
                     self._running.pop(k, None)
-        if failed:
-            self.fail(keys)
+            if failed:
+                self._count_failure(keys, self._clock())
 
     def wait(self, keys: Iterable[str]) -> float:
         """Seconds until every key in ``keys`` may try again (0: now)."""
@@ -176,10 +177,13 @@ class Throttle:
         """Count a failure against each key."""
         now = self._clock()
         with self._lock:
-            for k in keys:
-                self._failures.setdefault(k, deque()).append(now)
-                if len(self._failures) > 100_000:     # a flood of names: forget the oldest
-                    self._failures.pop(next(iter(self._failures)))
+            self._count_failure(keys, now)
+
+    def _count_failure(self, keys: Iterable[str], now: float) -> None:
+        for k in keys:
+            self._failures.setdefault(k, deque()).append(now)
+            if len(self._failures) > 100_000:     # a flood of names: forget the oldest
+                self._failures.pop(next(iter(self._failures)))
 
     def _expire(self, key: str, now: float) -> deque[float] | None:
         q = self._failures.get(key)
