@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 
 from installer import files
+from installer.cli import ACTIONS, build_parser, main
 from installer.components import APPLIANCE_STORE, COMPONENTS, OPERATOR_USER, SERVICE_GROUP
+from installer.configure import service_user_steps
 from installer.environment import Environment
 from qss import __version__
 from qss.cli import ExitStatus, run
-from installer.configure import service_user_steps
-from qss.cli import run
-from installer.cli import ACTIONS, build_parser, main
 from qss.settings import HostPort, Settings, load_settings
 
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9)
