@@ -4,16 +4,17 @@ keeps lines with their passwords written as ``********``. Ctrl+C clears the line
 Ctrl+D on an empty line (or ``exit``) leaves."""
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Iterable
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.history import History
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
+
+from qss.cli import history as shell_history
 
 from .commands import Console, execute, redact
 from .completion import complete
@@ -41,40 +42,11 @@ class _Completer(Completer):
             yield Completion(text, start_position=-replace)
 
 
-class _RedactingHistory(FileHistory):
-    """File history that never writes a password, and degrades to none on errors."""
-
-    def __init__(self, filename: str, warn: Callable[[str], None]) -> None:
-        super().__init__(filename)
-        self._warn, self._failed = warn, False
-
-    def append_string(self, string: str) -> None:
-        super().append_string(redact(string))
-
-    def store_string(self, string: str) -> None:
-        if self._failed:
-            return
-        try:
-            super().store_string(string)
-        except OSError as exc:
-            self._failed = True
-            self._warn(f"warning: cannot write history file {self.filename!r} "
-                       f"({exc.strerror or exc}); history is off for this session")
-
-
 def open_history(path: str = HISTORY_FILE,
                  warn: Callable[[str], None] = print) -> History:
-    """The console's history file, or history in memory (with a warning) when it cannot
-    be written."""
-    full = os.path.expanduser(path)
-    try:
-        with open(full, "ab"):
-            pass
-    except OSError as exc:
-        warn(f"warning: cannot write history file {full!r} ({exc.strerror or exc}); "
-             f"history is off for this session")
-        return InMemoryHistory()
-    return _RedactingHistory(full, warn)
+    """The console's history file, never holding a password (:func:`redact`), or history
+    in memory (with a warning) when it cannot be written."""
+    return shell_history.open_history(path, warn, "qss-accounts", redact)
 
 
 def run_interactive(console: Console, where: str, tags: Callable[[], Iterable[str]],

@@ -17,7 +17,7 @@ from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from plotter_accounts.app import _RedactingHistory, run_interactive
+from plotter_accounts.app import open_history, run_interactive
 from plotter_accounts.cli import run_script
 from plotter_accounts.commands import Console, execute, redact
 from plotter_accounts.completion import complete
@@ -122,7 +122,7 @@ def test_the_shell_asks_for_the_password_twice(console):
 
 
 def test_the_history_file_keeps_lines_without_passwords(tmp_path):
-    h = _RedactingHistory(str(tmp_path / "h"), print)
+    h = open_history(str(tmp_path / "h"), print)
     h.append_string("adduser peter psladmin psl")
     assert "psladmin" not in (tmp_path / "h").read_text()
     assert "+adduser peter ******** psl" in (tmp_path / "h").read_text()

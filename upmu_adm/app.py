@@ -9,7 +9,6 @@ discarded, since nobody is left to ask.
 """
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -17,11 +16,12 @@ from collections.abc import Callable, Iterable
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, WordCompleter
 from prompt_toolkit.document import Document
-from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.history import History
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
 
+from qss.cli import history as shell_history
 from qss.naming import parse_dat_filename
 from qss.queue import QueueError
 from qss.upmuconfig import UpmuListError
@@ -93,46 +93,12 @@ def sources_for(state: ShellState) -> Sources:
                    years=years)
 
 
-class _SafeFileHistory(FileHistory):
-    """FileHistory that turns write errors into one warning instead of a crash."""
-
-    def __init__(self, filename: str, warn: Callable[[str], None]):
-        super().__init__(filename)
-        self._warn = warn
-        self._failed = False
-
-    def store_string(self, string: str) -> None:
-        if self._failed:
-            return
-        try:
-            super().store_string(string)
-        except OSError as exc:
-            self._failed = True
-            self._warn(f"upmu-adm: warning: cannot write history file {self.filename!r} "
-                       f"({exc.strerror or exc}); history is off for the rest of this "
-                       f"session")
-
-    def load_history_strings(self) -> Iterable[str]:
-        try:
-            yield from list(super().load_history_strings())
-        except (OSError, UnicodeDecodeError):
-            return
-
-
 def open_history(path: str = HISTORY_FILE,
                  warn: Callable[[str], None] | None = None) -> History:
     """History kept in ``path`` across sessions; in memory only (with a warning) when the
     file cannot be written."""
-    warn = warn or (lambda text: print(text, file=sys.stderr))
-    full = os.path.expanduser(path)
-    try:
-        with open(full, "ab"):
-            pass
-    except OSError as exc:
-        warn(f"upmu-adm: warning: cannot write history file {full!r} "
-             f"({exc.strerror or exc}); history is off for this session")
-        return InMemoryHistory()
-    return _SafeFileHistory(full, warn)
+    return shell_history.open_history(
+        path, warn or (lambda text: print(text, file=sys.stderr)), "upmu-adm")
 
 
 def _key_bindings() -> KeyBindings:
