@@ -16,9 +16,9 @@ import requests
 from plotter import testing as plotter_testing
 from qss.accounts import SqliteAccounts
 from qss.btrdbclient import connect
-from qss.upmuconfig import UpmuList
 
 import test_plotter_https
+from domains import upmuconfig_in_domains
 from waiting import wait_until
 
 certificate = test_plotter_https.certificate        # the fixture: a self-signed certificate
@@ -50,15 +50,7 @@ def streams(server):
 
 def layout(folder, tagconfig=TAGCONFIG, users=USERS):
     """upmuconfig.ini with uPMU1..4 in the four domains, tagconfig.json and accounts."""
-    cfg = folder / "upmuconfig.ini"
-    upmus = UpmuList.load(str(cfg))
-    for i, _ in enumerate(DOMAINS, 1):
-        upmus.add(f"10.0.0.{i}", f"P300127{i}", f"uPMU{i}")
-    upmus.save(str(cfg))
-    text = cfg.read_text()
-    for i, domain in enumerate(DOMAINS, 1):
-        text = text.replace(f"Path = /upmu/uPMU{i}/", f"Path = /{domain}/uPMU{i}/")
-    cfg.write_text(text)
+    cfg = upmuconfig_in_domains(folder / "upmuconfig.ini", DOMAINS)
     (folder / "tagconfig.json").write_text(json.dumps(tagconfig))
     store = SqliteAccounts(str(folder / "plotter.db"))
     for name, (password, tags) in users.items():

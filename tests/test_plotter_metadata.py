@@ -8,18 +8,11 @@ from plotter.metadata import ReloadStamp, domain_report, touch
 from qss.tagconfig import parse
 from qss.upmuconfig import UpmuList
 
+from domains import upmuconfig_in_domains  # tests/ is on sys.path
+
 
 def upmus(tmp_path, domains):
-    cfg = tmp_path / "upmuconfig.ini"
-    lst = UpmuList.load(str(cfg))
-    for i, _ in enumerate(domains, 1):
-        lst.add(f"10.0.0.{i}", f"P300127{i}", f"uPMU{i}")
-    lst.save(str(cfg))
-    text = cfg.read_text()
-    for i, d in enumerate(domains, 1):
-        text = text.replace(f"Path = /upmu/uPMU{i}/", f"Path = /{d}/uPMU{i}/")
-    cfg.write_text(text)
-    return UpmuList.load(str(cfg))
+    return UpmuList.load(str(upmuconfig_in_domains(tmp_path / "upmuconfig.ini", domains)))
 
 
 def test_the_report_says_who_sees_each_domain(tmp_path):
