@@ -1,9 +1,32 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and the order of the files on pytest-xdist's
+workers."""
 from __future__ import annotations
 
 import pytest
 
 from tsdb import testing
+
+#: The test files that take longest (``./dev test --durations=0``), longest first. On
+#: pytest-xdist's workers (``./dev test``: a whole file per worker, handed out in
+#: collection order, ``--no-loadscope-reorder``) they are handed out before the others,
+#: so that no worker is left running a long one at the end while the other idles. A name
+#: no longer here costs only that; nothing else depends on the order.
+LONGEST_FIRST = (
+    "test_qss_get_update.py", "test_docs_manual.py", "test_distil_engine.py",
+    "test_plotter_accounts.py", "test_plotter_domains_demo.py", "test_distil_cli.py",
+    "test_plotter_browser.py", "test_sync2q_faults.py", "test_e2e_faults.py",
+    "test_e2e_disk_threshold.py", "test_plotter_api.py", "test_e2e_exactly_once.py",
+    "test_accounts_store.py", "test_demo.py", "test_distil_service.py",
+    "test_plotter_demo.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker, the longest files first, each file's tests in their order."""
+    if not hasattr(config, "workerinput"):
+        return          # one process: the files in their usual order
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))    # stable
 
 
 @pytest.fixture(scope="module")
