@@ -156,8 +156,25 @@ def test_a_batch_concatenates_its_files_in_order_and_splits_into_single_files():
     batch = Batch("P1", unit, specs_of(unit), works)
     t, v = batch.stream_points("C2ANG")
     assert len(t) == 3 * 7200 and np.all(np.diff(t) > 0)
+    assert v.tolist() == [x for w in works for x in w.streams["C2ANG"][1].tolist()]
     assert batch.stream_names() == list(unit.active_streams)
     assert [b.files for b in batch.split()] == [[w] for w in works]
+    # The streams share their files' times, and so one joined array.
+    t2, v2 = batch.stream_points("L1MAG")
+    assert t2 is t and v2.tolist() == [x for w in works
+                                       for x in w.streams["L1MAG"][1].tolist()]
+
+
+def test_an_extended_file_gives_every_stream_the_same_times_without_copies():
+    unit = upmu(extended=True)
+    data = UpmuSimulator("P1", extended=True).file_bytes(START)
+    parsed = dat.parse(data)
+    work = prepare(queued(size=len(data)), data, unit, specs_of(unit))
+    assert len(work.streams) == 19
+    for name, (t, v) in work.streams.items():
+        assert np.array_equal(t, parsed.times)
+        assert v.tolist() == parsed.stream(name)[1].tolist()
+    assert len({id(t) for t, _ in work.streams.values()}) == 1
 
 
 # -- quarantine --------------------------------------------------------------------------
