@@ -12,14 +12,13 @@ import datetime as dt
 import importlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
 from qss import lockfile
 from qss.btrdbclient import Btrdb, describe_error
-from qss.cli import (CommandError, ExitStatus, add_traceback_argument, iso_time,
-                     load_settings, run)
+from qss.cli import (CommandError, ExitStatus, add_traceback_argument, install_stop_signals,
+                     iso_time, load_settings, run)
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
@@ -173,16 +172,8 @@ def _lock(path: str, srv: str) -> int:
 def _serve(engine: Engine, settings, path: str, args) -> int:
     _lock(path, settings.paths.srv)
     _configure_logging(args.log_level)
-
-    def handler(signum, frame):
-        if engine._stop.is_set():
-            raise KeyboardInterrupt
-        log.info("%s: finishing the chunk being written, then exiting",
-                 signal.Signals(signum).name)
-        engine.stop()
     # Before the first line: once it is logged, a SIGTERM is a clean stop.
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    install_stop_signals(engine.stop, log, "finishing the chunk being written, then exiting")
     log.info("qss-distil: state in %s, BTrDB %s", describe(path), engine.btrdb.endpoint)
     catalog = Catalog(settings)
     engine.serve(settings.distil.poll_interval, catalog.poll)

@@ -11,13 +11,13 @@ import argparse
 import gc
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Sequence
 
 from qss import lockfile, malloc
-from qss.cli import CommandError, ExitStatus, add_traceback_argument, load_settings, run
+from qss.cli import (CommandError, ExitStatus, add_traceback_argument, install_stop_signals,
+                     load_settings, run)
 from qss.queue import QueueError, open_queue
 from qss.settings import add_settings_arguments
 from qss.upmuconfig import UpmuConfigError, UpmuList
@@ -175,7 +175,8 @@ def main(argv: Sequence[str]) -> int:
         worker = Worker(queue, ConfigWatcher(settings.paths.upmuconfig), btrdb, quarantine,
                         Options(once=args.once, rate_interval=args.rate_interval,
                                 insert_threads=args.insert_threads))
-        _install_signals(worker)
+        install_stop_signals(worker.stop, log, "finishing the batch being inserted, then exiting",
+                             "exiting now (files not marked synced are synced again next time)")
         try:
             return worker.run()
         except WorkerFailed as exc:
@@ -207,19 +208,6 @@ def _manage(quarantine: Quarantine, queue, args) -> int:
     print(f"{len(released)} files released; a running sync2q tries them within seconds, "
           f"or run qss-sync2q --once", file=sys.stderr)
     return ExitStatus.OK
-
-
-def _install_signals(worker: Worker) -> None:
-    def handler(signum, frame):
-        if worker._stop.is_set():
-            log.warning("second %s: exiting now (files not marked synced are synced "
-                        "again next time)", signal.Signals(signum).name)
-            raise KeyboardInterrupt
-        log.info("%s: finishing the batch being inserted, then exiting",
-                 signal.Signals(signum).name)
-        worker.stop()
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def entry() -> None:

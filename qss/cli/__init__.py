@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import enum
+import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -83,6 +85,32 @@ def run(main: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None,
             traceback.print_exc()
         print(internal_error(prog, exc), file=sys.stderr)
         return int(ExitStatus.ERROR)
+
+
+def install_stop_signals(stop: Callable[[], None], log: logging.Logger, finishing: str,
+                         second: str | None = None) -> None:
+    """Make SIGTERM and SIGINT ask a service to stop cleanly, and a second one stop it now.
+
+    The first signal logs ``"SIGTERM: <finishing>"`` and calls ``stop()`` (which must be
+    signal-safe: setting an event, say); the next raises KeyboardInterrupt, which
+    :func:`run` turns into exit status 130, after logging ``"second SIGTERM: <second>"`` as
+    a warning when ``second`` is given. Installed before the service's first log line, so
+    that once it is logged a SIGTERM is a clean stop.
+    """
+    stopping = False
+
+    def handler(signum, frame):
+        nonlocal stopping
+        name = signal.Signals(signum).name
+        if stopping:
+            if second is not None:
+                log.warning("second %s: %s", name, second)
+            raise KeyboardInterrupt
+        stopping = True
+        log.info("%s: %s", name, finishing)
+        stop()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def internal_error(prog: str, exc: BaseException) -> str:
