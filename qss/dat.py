@@ -184,6 +184,8 @@ class DatFile:
             return self.times, self.values[row]
         if row >= len(self.values):
             return self.times[:0], np.empty(0)
+        if self.extended_records == self.record_count:  # every record: no copies
+            return self.times, self.values[row]
         return self.times[self.extended], self.values[row][self.extended]
 
     def iter_streams(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

@@ -70,6 +70,9 @@ class Batch:
     files: list[FileWork] = dataclasses.field(default_factory=list)
     insert_ms: float = 0.0
     started: float = 0.0              # when its inserts were submitted
+    # Joined times by the ids of their parts (kept, so the ids stay theirs).
+    _times: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
 
     @property
     def samples(self) -> int:
@@ -92,7 +95,11 @@ class Batch:
         parts = [f.streams[name] for f in self.files if name in f.streams]
         if len(parts) == 1:
             return parts[0]
-        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        # The streams of a file share one times array (qss.dat): join each set once.
+        key = tuple(id(p[0]) for p in parts)
+        if key not in self._times:   # the entry keeps the parts, so their ids stay theirs
+            self._times[key] = ([p[0] for p in parts], np.concatenate([p[0] for p in parts]))
+        return self._times[key][1], np.concatenate([p[1] for p in parts])
 
     def split(self) -> list[Batch]:
         """One batch per file (to find the file BTrDB refuses)."""

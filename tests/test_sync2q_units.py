@@ -15,14 +15,15 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pyarrow as pa
 import pytest
 from btrdb import exceptions as bx
 
 from qss import dat
-from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify
+from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, arrow_table, classify
 from qss.generator import UpmuSimulator
 from qss.queue import QueuedFile
-from qss.streammeta import StreamRegistry, specs_of
+from qss.streammeta import StreamConflict, StreamRegistry, specs_of
 from qss.upmuconfig import UpmuList
 from sync2q import Batch, ConfigWatcher, Options, Quarantine, Worker, prepare
 from sync2q.cli import build_parser
@@ -155,8 +156,25 @@ def test_a_batch_concatenates_its_files_in_order_and_splits_into_single_files():
     batch = Batch("P1", unit, specs_of(unit), works)
     t, v = batch.stream_points("C2ANG")
     assert len(t) == 3 * 7200 and np.all(np.diff(t) > 0)
+    assert v.tolist() == [x for w in works for x in w.streams["C2ANG"][1].tolist()]
     assert batch.stream_names() == list(unit.active_streams)
     assert [b.files for b in batch.split()] == [[w] for w in works]
+    # The streams share their files' times, and so one joined array.
+    t2, v2 = batch.stream_points("L1MAG")
+    assert t2 is t and v2.tolist() == [x for w in works
+                                       for x in w.streams["L1MAG"][1].tolist()]
+
+
+def test_an_extended_file_gives_every_stream_the_same_times_without_copies():
+    unit = upmu(extended=True)
+    data = UpmuSimulator("P1", extended=True).file_bytes(START)
+    parsed = dat.parse(data)
+    work = prepare(queued(size=len(data)), data, unit, specs_of(unit))
+    assert len(work.streams) == 19
+    for name, (t, v) in work.streams.items():
+        assert np.array_equal(t, parsed.times)
+        assert v.tolist() == parsed.stream(name)[1].tolist()
+    assert len({id(t) for t, _ in work.streams.values()}) == 1
 
 
 # -- quarantine --------------------------------------------------------------------------
@@ -249,6 +267,56 @@ def test_streams_get_their_metadata_and_keep_other_annotations(server, tmp_path)
     registry.ensure(unit, specs_of(unit))
     assert db.ep.streamInfo(stream.uuid, False, True)[1] == version
     conn.close()
+
+
+def test_a_new_upmus_streams_are_made_together_and_one_refused_stream_stops_none_else(
+        server, tmp_path, caplog):
+    path = str(tmp_path / "upmuconfig.ini")
+    with UpmuList.edit(path) as ul:
+        ul.add("10.0.0.1", "P3600002", "together", extended=True)
+    unit = UpmuList.load(path).by_serial("P3600002")
+    specs = specs_of(unit)
+    db = connect(server.grpc)
+    # Someone else's stream already has the collection and name of one of ours.
+    db.create(uuid.uuid4(), "upmu/together", {"name": "L2ANG", "unit": "deg"})
+    conn = Btrdb([server.grpc])
+    registry = StreamRegistry(conn)
+    with caplog.at_level(logging.INFO, logger="qss.streammeta"), \
+            pytest.raises(StreamConflict, match=r"stream L2ANG \(.*cannot be created"):
+        registry.ensure(unit, specs)
+    names = list(specs)
+    others = [n for n in names if n != "L2ANG"]
+    for name in others:      # every other stream was made, with its metadata
+        stream = db.stream_from_uuid(specs[name].uuid)
+        stream.refresh_metadata()
+        assert (stream.collection, stream.tags()["name"]) == ("upmu/together", name)
+    # One line for what was done, the streams in their order.
+    created = [r.getMessage() for r in caplog.records if "created" in r.getMessage()]
+    assert created == [f"uPMU {unit.describe()}: {len(others)} streams created in "
+                       f"collection 'upmu/together': {', '.join(others)}"]
+    handles = registry.ensure(unit, specs, others)
+    assert list(handles) == others and all(h.uuid == specs[n].uuid
+                                           for n, h in handles.items())
+    conn.close()
+
+
+def test_arrow_tables_view_the_arrays_in_the_clients_schema():
+    t = np.arange(1_000, dtype=np.int64) * 8_333_333 + 1_450_426_440 * 10**9
+    v = np.linspace(-1, 1, 1_000)
+    table = arrow_table(t, v)
+    assert table.schema == pa.schema([
+        pa.field("time", pa.timestamp("ns", tz="UTC"), nullable=False),
+        pa.field("value", pa.float64(), nullable=False)])
+    assert np.shares_memory(np.frombuffer(table.column(0).chunk(0).buffers()[1], np.int64), t)
+    assert table.column(0).to_numpy().view(np.int64).tolist() == t.tolist()
+    # Strided or other-typed arrays are copied into what the client sends.
+    half = arrow_table(t[::2], v[::2].astype(np.float32))
+    assert half.column(0).to_numpy().view(np.int64).tolist() == t[::2].tolist()
+    assert half.column(1).to_numpy().tolist() == v[::2].astype(np.float32).tolist()
+    assert half.slice(100, 50).column(1).to_numpy().tolist() == \
+        v[::2].astype(np.float32)[100:150].tolist()
+    with pytest.raises(ValueError, match="1000 times but 999 values"):
+        arrow_table(t, v[1:])
 
 
 def test_the_rawpoint_path_inserts_the_same_points(server, site):
