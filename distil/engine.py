@@ -49,7 +49,9 @@ class DistillateFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    chunk_ns: int = 600 * SECOND          # at most this much output time per chunk
+    #: At most this much output time per chunk: 24 min, one insert RPC per output of a
+    #: 120 Hz uPMU (btrdbio.INSERT_POINTS); fewer, larger calls and fsyncs than 10 min.
+    chunk_ns: int = 1440 * SECOND
     slice_s: float = 2.0                  # work on one instance at most this long a turn
     measure_s: float = 5.0                # measure an owing instance's backlog this often
     ahead: bool = True                    # compute the next chunk while writing one
