@@ -248,16 +248,20 @@ class Engine:
         lead, trail = self._margins(inst)
         x, y = chunk
         r0, r1 = max(x - lead, MINIMUM_TIME), min(y + trail, MAXIMUM_TIME - 1)
-        raw = {role: btrdbio.read(db, uu, r0, r1) for role, uu in bound.inputs.items()}
+        # Each input rebased as soon as it is read: only one is held as read at a time.
+        series, found = {}, False
+        for role, uu in bound.inputs.items():
+            t, v = btrdbio.read(db, uu, r0, r1)
+            found = found or len(t) > 0
+            series[role] = Series(*d.rebaser.rebase(t, v, r0, r1))
+            del t, v
         outputs = Outputs(d.outputs)
-        if not any(len(t) for t, _ in raw.values()):
+        if not found:
             # No input near the chunk: no output until trail before the next point.
             nexts = [n for uu in bound.inputs.values()
                      if (n := btrdbio.next_time(db, uu, r1)) is not None]
             y = owed_to if not nexts else max(y, min(owed_to, min(nexts) - trail))
         else:
-            series = {role: Series(*d.rebaser.rebase(t, v, r0, r1))
-                      for role, (t, v) in raw.items()}
             try:
                 d.process(series, outputs)
             except Exception as exc:
