@@ -9,7 +9,7 @@ derived points follow a file's sync.
    into a fresh embedded server (``qss-btrdb``, own process) through the official client:
    the 12 phasor streams ``power`` reads, ``L1ANG`` among them (``frequency``'s input).
 2. In each round, alternating: read ``frequency``'s inputs through the official client
-   (``arrow_values``) in the engine's chunks (600 s, widened by the lead as the engine
+   (``arrow_values``) in the engine's chunks (``--chunk``, widened by the lead as the engine
    reads), then catch ``frequency`` up from nothing with the engine (this process, a
    fresh state and fresh outputs, the service's settings); the same for ``power``. Rates
    in input points per second; the ratio of each catch-up to its read (goal >= 0.5).

@@ -18,7 +18,7 @@ ANNOTATIONS = ("distil/distillate", "distil/version", "distil/instance", "distil
                "distil/input/")
 
 
-#: Points per Arrow insert RPC: a 600 s chunk of a 120 Hz output in one call (the
+#: Points per Arrow insert RPC: a chunk (24 min) of a 120 Hz output in one call (the
 #: client's Stream.arrow_insert cuts at 50,000; sync2q sends up to this many, well under
 #: gRPC's 4 MB), through qss.btrdbclient.arrow_insert, which leaves the client's
 #: process-wide batch size alone.

@@ -102,11 +102,12 @@ class Power(Distillate):
         for p in PHASES:
             s = inputs[f"L{p}MAG"].v * inputs[f"C{p}MAG"].v
             phi = np.radians(inputs[f"L{p}ANG"].v - inputs[f"C{p}ANG"].v)
-            pw, qv = s * np.cos(phi), s * np.sin(phi)
+            cos = np.cos(phi)
+            pw, qv = s * cos, s * np.sin(phi)
             outputs.add(f"P{p}", t, pw)
             outputs.add(f"Q{p}", t, qv)
             outputs.add(f"S{p}", t, s)
-            outputs.add(f"DPF{p}", t, np.cos(phi))
+            outputs.add(f"DPF{p}", t, cos)
             total_p += pw
             total_q += qv
         va = np.hypot(total_p, total_q)

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", type=iso_time, metavar="TIME",
                    help="run: the end of the range (exclusive)")
     p.add_argument("--yes", action="store_true", help="reset: do not ask for confirmation")
-    p.add_argument("--chunk", type=float, default=600.0, metavar="SECONDS",
-                   help="at most this much output time per chunk (default 600)")
+    p.add_argument("--chunk", type=float, default=Options.chunk_ns / SECOND,
+                   metavar="SECONDS", help="at most this much output time per chunk "
+                   f"(default {Options.chunk_ns // SECOND})")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"])
     add_traceback_argument(p)

@@ -50,6 +50,7 @@ class Outputs:
 
     def __init__(self, roles) -> None:
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {r: [] for r in roles}
+        self._seen: tuple[np.ndarray, bool] | None = None
 
     def add(self, role: str, t, v) -> None:
         """Add points (times in ns, values) to the output ``role``.
@@ -60,8 +61,9 @@ class Outputs:
         """
         if role not in self._parts:
             raise KeyError(f"no output {role!r} (outputs: {', '.join(self._parts)})")
-        t = np.asarray(t, np.int64).ravel()
-        v = np.asarray(v, np.float64).ravel()
+        t, v = np.asarray(t, np.int64), np.asarray(v, np.float64)
+        t = t if t.ndim == 1 else t.ravel()       # the same array: see _ascending
+        v = v if v.ndim == 1 else v.ravel()
         if t.shape != v.shape:
             raise ValueError(f"output {role!r}: {len(t)} times but {len(v)} values")
         self._parts[role].append((t, v))
@@ -72,16 +74,34 @@ class Outputs:
         parts = self._parts[role]
         if not parts:
             return np.empty(0, np.int64), np.empty(0)
-        t = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-        v = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
+        if len(parts) == 1 and self._ascending(parts[0][0]):
+            # The usual case (one part, in time order, often the times every output of
+            # the chunk shares): a slice, and a copy only where values are not finite.
+            t, v = parts[0]
+            lo, hi = np.searchsorted(t, (start, end))
+            t, v = t[lo:hi], v[lo:hi]
+            finite = np.isfinite(v)
+            return (t, v) if finite.all() else (t[finite], v[finite])
+        t = np.concatenate([p[0] for p in parts])
+        v = np.concatenate([p[1] for p in parts])
         keep = (t >= start) & (t < end) & np.isfinite(v)
         t, v = t[keep], v[keep]
         if len(t) < 2 or bool(np.all(t[1:] > t[:-1])):
-            return t, v                 # the usual case: one part, in time order
+            return t, v
         order = np.argsort(t, kind="stable")
         t, v = t[order], v[order]
         last = np.r_[t[1:] != t[:-1], True]
         return t[last], v[last]
+
+    def _ascending(self, t: np.ndarray) -> bool:
+        """Whether ``t`` is strictly increasing (the last array asked is remembered:
+        outputs of a chunk usually share their times)."""
+        seen = self._seen
+        if seen is not None and seen[0] is t:
+            return seen[1]
+        answer = len(t) < 2 or bool(np.all(t[1:] > t[:-1]))
+        self._seen = (t, answer)
+        return answer
 
 
 class Distillate:

@@ -21,6 +21,7 @@ query per input instead of chunk by chunk, so that costs a few calls per span of
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -48,9 +49,24 @@ class DistillateFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    chunk_ns: int = 600 * SECOND          # at most this much output time per chunk
+    #: At most this much output time per chunk: 24 min, one insert RPC per output of a
+    #: 120 Hz uPMU (btrdbio.INSERT_POINTS); fewer, larger calls and fsyncs than 10 min.
+    chunk_ns: int = 1440 * SECOND
     slice_s: float = 2.0                  # work on one instance at most this long a turn
     measure_s: float = 5.0                # measure an owing instance's backlog this often
+    ahead: bool = True                    # compute the next chunk while writing one
+    writers: int = 2                      # outputs written at once (1: one after another)
+
+
+@dataclasses.dataclass(frozen=True)
+class Computed:
+    """A chunk read and processed, not yet written: ``asked`` is the chunk it was
+    computed for, ``range`` what it covers (longer, up to the next input point, when
+    no input was near)."""
+
+    asked: Range
+    range: Range
+    outputs: Outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +124,8 @@ class Engine:
         self._outage = Outage(btrdb.what)
         self._stop = threading.Event()
         self._measured: dict[str, tuple[float, tuple]] = {}   # name -> (when, what)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._last_commit = 0.0             # how long the last chunk's writes took
 
     # -- the set of instances -----------------------------------------------------
     def set_instances(self, instances: Iterable[Instance], *, activate: bool = True) -> None:
@@ -210,8 +228,16 @@ class Engine:
             self.state.save(inst.name, st, taken)
         return st
 
-    def work_one_chunk(self, bound: Bound, st: InstanceState) -> int:
-        """Recompute the first chunk owed; returns the output points written.
+    def _next(self, pending: list[Range]) -> tuple[Range, int]:
+        """The chunk to recompute next (the start of what is owed, at most ``chunk_ns``)
+        and the end of the owed range holding it."""
+        a, b = pending[0]
+        return (a, min(b, a + self.options.chunk_ns)), b
+
+    def compute(self, bound: Bound, chunk: Range, owed_to: int) -> Computed:
+        """Read the inputs around ``chunk`` and process them: no side effect, so it may
+        run ahead of the writes of the chunk before (``owed_to``: where the owed range
+        holding the chunk ends, how far a chunk without inputs near it may stretch).
 
         Raises:
             DistillateFailed: the distillate raised (BTrDB errors pass as they are).
@@ -220,30 +246,42 @@ class Engine:
         inst = bound.instance
         d = inst.distillate
         lead, trail = self._margins(inst)
-        a, b = st.pending[0]
-        x, y = a, min(b, a + self.options.chunk_ns)
+        x, y = chunk
         r0, r1 = max(x - lead, MINIMUM_TIME), min(y + trail, MAXIMUM_TIME - 1)
-        raw = {role: btrdbio.read(db, uu, r0, r1) for role, uu in bound.inputs.items()}
+        # Each input rebased as soon as it is read: only one is held as read at a time.
+        series, found = {}, False
+        for role, uu in bound.inputs.items():
+            t, v = btrdbio.read(db, uu, r0, r1)
+            found = found or len(t) > 0
+            series[role] = Series(*d.rebaser.rebase(t, v, r0, r1))
+            del t, v
         outputs = Outputs(d.outputs)
-        if not any(len(t) for t, _ in raw.values()):
+        if not found:
             # No input near the chunk: no output until trail before the next point.
             nexts = [n for uu in bound.inputs.values()
                      if (n := btrdbio.next_time(db, uu, r1)) is not None]
-            y = b if not nexts else max(y, min(b, min(nexts) - trail))
+            y = owed_to if not nexts else max(y, min(owed_to, min(nexts) - trail))
         else:
-            series = {role: Series(*d.rebaser.rebase(t, v, r0, r1))
-                      for role, (t, v) in raw.items()}
             try:
                 d.process(series, outputs)
             except Exception as exc:
                 raise DistillateFailed(
                     f"instance {inst.name}: {d.describe()} failed over "
                     f"{describe_range((x, y))}: {type(exc).__name__}: {exc}") from exc
+        return Computed(chunk, (x, y), outputs)
+
+    def commit(self, bound: Bound, st: InstanceState, done: Computed) -> int:
+        """Write a computed chunk: replace every output over exactly its range, flush
+        them all, and only then strike the range from what is owed (one transaction).
+        Returns the output points written."""
+        db = self.btrdb.get()
+        inst = bound.instance
+        x, y = done.range
         ends = bound.ends
 
         def write(role: str) -> int:
             uu = inst.output_uuid(role)
-            t, v = outputs.points(role, x, y)
+            t, v = done.outputs.points(role, x, y)
             end = ends.get(uu)
             if end is None:
                 end = btrdbio.end_of(db, uu)
@@ -251,15 +289,75 @@ class Engine:
             ends[uu] = max(end, y)
             btrdbio.replace(db, uu, x, y, t, v, delete=end > x)
             return len(t)
-        written = sum(map(write, d.outputs))
+        roles = list(inst.distillate.outputs)
+        if self.options.writers > 1 and len(roles) > 1:
+            # Outputs are separate streams: the server stores them on several cores.
+            futures = [self._executor().submit(write, role) for role in roles]
+            concurrent.futures.wait(futures)
+            written = sum(f.result() for f in futures)      # raises the first failure
+        else:
+            written = sum(map(write, roles))
         # Flushed once all are written: a flush waits for the disk up to its stream's last
         # commit, so the first one usually covers the others too (power's 16 outputs paid
-        # 16 fsyncs in a row). The state is saved only after every flush, as before.
-        for role in d.outputs:
+        # 16 fsyncs in a row). The state is saved only after every flush.
+        for role in roles:
             btrdbio.flush(db, inst.output_uuid(role))
         st.pending = ranges.subtract(st.pending, (x, y))
         self.state.save(inst.name, st)
         return written
+
+    def work_one_chunk(self, bound: Bound, st: InstanceState) -> int:
+        """Recompute the first chunk owed; returns the output points written.
+
+        Raises:
+            DistillateFailed: the distillate raised (BTrDB errors pass as they are).
+        """
+        return self.commit(bound, st, self.compute(bound, *self._next(st.pending)))
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            # One worker computes the next chunk ahead, the others write outputs.
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1 + max(1, self.options.writers), thread_name_prefix="distil")
+        return self._pool
+
+    def work(self, bound: Bound, st: InstanceState, deadline: float) -> tuple[int, int]:
+        """Work through what is owed, chunk by chunk, until done, stopped or past
+        ``deadline``; returns (chunks, output points written).
+
+        While one chunk is written, the next is read and computed (``Options.ahead``):
+        the writes still go in order, each chunk's state saved after its flush, so a
+        kill still redoes at most the chunk being written; a chunk computed ahead is
+        only used if it is what is owed next."""
+        chunks = written = 0
+        ahead: concurrent.futures.Future | None = None
+        try:
+            done = self.compute(bound, *self._next(st.pending))
+            while True:
+                after = ranges.subtract(st.pending, done.range)
+                started = self.clock()
+                if after and self.options.ahead and not self._stop.is_set() and \
+                        started + self._last_commit < deadline:
+                    wanted = self._next(after)
+                    ahead = self._executor().submit(self.compute, bound, *wanted)
+                written += self.commit(bound, st, done)
+                chunks += 1
+                self._last_commit = self.clock() - started
+                if not st.pending or self._stop.is_set() or self.clock() >= deadline:
+                    break
+                if ahead is not None:
+                    taken, ahead = ahead, None
+                    if wanted == self._next(st.pending):    # always, as it stands
+                        done = taken.result()
+                        continue
+                    concurrent.futures.wait([taken])
+                done = self.compute(bound, *self._next(st.pending))
+        finally:
+            if ahead is not None:
+                # Not taken (stopped, past the deadline, or a failure): let it finish,
+                # so nothing computes behind the caller's back; its outcome is dropped.
+                concurrent.futures.wait([ahead])
+        return chunks, written
 
     def turn(self, inst: Instance) -> bool:
         """One turn of an instance: refresh, then work for up to ``slice_s``. Returns
@@ -271,13 +369,9 @@ class Engine:
         try:
             bound = self.bind(inst)
             st = self.refresh(bound)
-            written, chunks = 0, 0
-            deadline = self.clock() + self.options.slice_s
-            while st.pending and not self._stop.is_set():
-                written += self.work_one_chunk(bound, st)
-                chunks += 1
-                if self.clock() >= deadline:
-                    break
+            chunks = written = 0
+            if st.pending and not self._stop.is_set():
+                chunks, written = self.work(bound, st, self.clock() + self.options.slice_s)
         except btrdbio.InputMissing as exc:
             if self._waiting.get(inst.name) != str(exc):
                 log.warning("instance %s: waiting: %s", inst.name, exc)

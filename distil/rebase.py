@@ -57,6 +57,7 @@ class PadSnap(Rebaser):
         self.hz = hz
         self.margin_ns = -(-SECOND // hz)
         self._last: tuple | None = None
+        self._places_last: tuple | None = None
 
     def describe(self) -> str:
         return f"pad_snap({self.hz})"
@@ -91,22 +92,38 @@ class PadSnap(Rebaser):
         self._last = ((start, end), g, times)
         return g, times
 
+    def _places(self, t: np.ndarray, g: np.ndarray) -> tuple:
+        """Where the points at times ``t`` go on grid ``g``: (mask of the points on the
+        grid, which of those to keep or None for all, their positions in the grid). The
+        last answer is kept: a uPMU's streams share their times, so the inputs of a
+        chunk usually ask the same question."""
+        cached = self._places_last
+        if cached is not None and cached[1] is g and (
+                cached[0] is t or np.array_equal(cached[0], t)):
+            return cached[2]
+        tick = self.tick_of(t)
+        inside = (tick >= g[0]) & (tick <= g[-1])
+        tick, tt = tick[inside], t[inside]
+        if len(tick) < 2 or bool(np.all(tick[1:] > tick[:-1])):
+            # The usual case (a uPMU's samples, in time order): one point a tick.
+            keep = None
+        else:
+            dist = np.abs(tt - self.time_of(tick))
+            order = np.lexsort((-tt, dist, tick))    # per tick: nearest, then latest
+            first = np.r_[True, tick[order][1:] != tick[order][:-1]]
+            keep = order[first]
+            tick = tick[keep]
+        places = (inside, keep, tick - g[0])
+        self._places_last = (t, g, places)
+        return places
+
     def rebase(self, t, v, start, end):
         g, times = self._grid_times(start, end)
         out = np.full(len(g), np.nan)
         if len(g) and len(t):
-            tick = self.tick_of(t)
-            inside = (tick >= g[0]) & (tick <= g[-1])
-            tick, tt, vv = tick[inside], t[inside], v[inside]
-            if len(tick) < 2 or bool(np.all(tick[1:] > tick[:-1])):
-                # The usual case (a uPMU's samples, in time order): one point a tick.
-                out[tick - g[0]] = vv
-            else:
-                dist = np.abs(tt - self.time_of(tick))
-                order = np.lexsort((-tt, dist, tick))    # per tick: nearest, then latest
-                tick, vv = tick[order], vv[order]
-                first = np.r_[True, tick[1:] != tick[:-1]]
-                out[tick[first] - g[0]] = vv[first]
+            inside, keep, at = self._places(t, g)
+            vv = v[inside]
+            out[at] = vv if keep is None else vv[keep]
         return times, out
 
 

@@ -214,6 +214,45 @@ def test_a_failing_distillate_is_named_and_retried_and_the_others_finish(
     assert "ZeroDivisionError: on purpose (failure 1 in a row; retrying in" in line
 
 
+class BrokenAfter(Distillate):
+    """A copy that fails once its input reaches 15 s into the data."""
+    name = "broken-after"
+    inputs = ("in",)
+    outputs = {"out": ""}
+
+    def process(self, inputs, outputs):
+        if inputs["in"].t[-1] >= (T0 + 15) * S:
+            raise ZeroDivisionError("on purpose")
+        outputs.add("out", inputs["in"].t, inputs["in"].v)
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_a_chunk_failing_while_the_one_before_is_written_leaves_that_one_done(
+        btrdb, tmp_path, ahead):
+    """Chunks of 10 s: the one from 10 s fails while (ahead) or after the one before is
+    written. That one is written, flushed and struck from what is owed; the failing one
+    writes nothing and is named."""
+    ul = upmu_list(f"P30000{61 + ahead}", first=61 + ahead)
+    u = ul.upmus[0]
+    create_streams(btrdb, u)
+    db = btrdb.get()
+    put(db, u, records(u.serial, T0, 30, extended=False))
+    eng = Engine(btrdb, SqliteStore(str(tmp_path / "state.db")),
+                 Options(chunk_ns=10 * S, slice_s=60, ahead=ahead))
+    inst = Instance(f"broken-after/{u.serial}", BrokenAfter(),
+                    {"in": Input(f"upmu/{u.alias}/L1MAG")}, f"upmu/{u.alias}/distil/b")
+    eng.set_instances([inst])
+    assert eng.turn(inst)                             # still owes: it failed
+    got = read(db, inst.output_uuid("out"))
+    want = read(db, u.streams["L1MAG"].uuid, T0 * S, (T0 + 10) * S)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert eng.state.load(inst.name).pending[0][0] == (T0 + 10) * S
+    status = eng.state.status(inst.name)
+    assert status.failures == 1 and "ZeroDivisionError: on purpose" in status.error
+    assert "failed over [2015-12-13T" in status.error and ":10.000Z, " in status.error
+
+
 def test_angle_difference_between_two_upmus_matches_numpy(btrdb, tmp_path):
     """``[distil] angle_differences = uPMU81:P3000082``: A's L1ANG minus B's, wrapped,
     at every sample both have: B misses a second and has a late file; A has a record
