@@ -57,7 +57,7 @@ setup(
         "test": [
             "pytest>=7.4,<10",
             # ./dev test runs the suite on two workers, a test file each (--dist loadfile).
-            "pytest-xdist>=3.5,<4",
+            "pytest-xdist>=3.8,<4",
             "hypothesis>=6.80,<7",
             "pexpect>=4.8,<5",
             "mongomock>=4.1,<5",

@@ -371,7 +371,8 @@ def arrow_table(t, v):
     import numpy as np
     import pyarrow as pa
     schema = _schema()
-    t = np.ascontiguousarray(t, dtype=np.int64)
+    # same_kind: int32 times widen, but float times raise instead of being truncated.
+    t = np.ascontiguousarray(np.asarray(t).astype(np.int64, casting="same_kind", copy=False))
     v = np.ascontiguousarray(v, dtype=np.float64)
     if len(t) != len(v):
         raise ValueError(f"{len(t)} times but {len(v)} values")

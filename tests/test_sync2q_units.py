@@ -300,6 +300,46 @@ def test_a_new_upmus_streams_are_made_together_and_one_refused_stream_stops_none
     conn.close()
 
 
+def test_an_outage_while_making_streams_drops_the_ones_not_started(tmp_path):
+    """A BTrDB that accepts but does not answer must cost one call's wait, not one per
+    round of 8: the first failure that is not a refusal ends ensure() at once."""
+    path = str(tmp_path / "upmuconfig.ini")
+    with UpmuList.edit(path) as ul:
+        ul.add("10.0.0.1", "P3600003", "outage", extended=True)
+    unit = UpmuList.load(path).by_serial("P3600003")
+    specs = specs_of(unit)
+    release = threading.Event()
+    calls = []
+    lock = threading.Lock()
+
+    class Endpoint:
+        def streamInfo(self, uuid, *_):
+            with lock:
+                calls.append(uuid)
+                first = len(calls) == 1
+            if not first:
+                release.wait(30)         # a call that hangs until the test lets it go
+            raise ConnectionError("BTrDB went away")
+
+    class Db:
+        ep = Endpoint()
+
+    class Conn:
+        generation = 1
+
+        def get(self):
+            return Db()
+
+    try:
+        with pytest.raises(ConnectionError, match="went away"):
+            StreamRegistry(Conn()).ensure(unit, specs)
+        # 8 at a time: the first round, and at most the one the failed call's thread took
+        # before the rest were dropped; the hanging calls were not waited for.
+        assert not release.is_set() and len(calls) <= 9 < len(specs)
+    finally:
+        release.set()
+
+
 def test_arrow_tables_view_the_arrays_in_the_clients_schema():
     t = np.arange(1_000, dtype=np.int64) * 8_333_333 + 1_450_426_440 * 10**9
     v = np.linspace(-1, 1, 1_000)
