@@ -357,6 +357,8 @@ def test_arrow_tables_view_the_arrays_in_the_clients_schema():
         v[::2].astype(np.float32)[100:150].tolist()
     with pytest.raises(ValueError, match="1000 times but 999 values"):
         arrow_table(t, v[1:])
+    with pytest.raises(TypeError):       # float times are refused, never truncated
+        arrow_table(t + 0.5, v)
 
 
 def test_the_rawpoint_path_inserts_the_same_points(server, site):
