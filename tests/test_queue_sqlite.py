@@ -291,6 +291,96 @@ def test_after_a_failed_fsync_of_the_wal_no_put_is_acknowledged(tmp_path):
     reopened.close()
 
 
+def test_a_queue_file_symlinked_elsewhere_fsyncs_the_wal_sqlite_writes(tmp_path,
+                                                                       monkeypatch):
+    # SQLite names the WAL after the symlink's target; a stray file next to the link
+    # (left from before the queue was moved) must not be the one fsynced.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").mkdir()
+    os.symlink("../real/queue.db", tmp_path / "link" / "queue.db")
+    stray = tmp_path / "link" / "queue.db-wal"
+    stray.write_bytes(b"")
+    synced: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd):
+        synced.append(os.fstat(fd).st_ino)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(sqlite_wal.os, "fdatasync", fdatasync)
+    queue = SqliteQueue(str(tmp_path / "link" / "queue.db"))
+    assert queue.put("P1", "/a", b"1") is PutResult.NEW
+    assert queue.put_many([("P1", "/b", b"2")]) == [PutResult.NEW]
+    real_wal = os.stat(tmp_path / "real" / "queue.db-wal").st_ino
+    assert synced and set(synced) == {real_wal}
+    assert os.stat(stray).st_ino != real_wal
+    queue.close()
+
+
+def test_an_error_opening_the_wal_fails_the_open_not_later_puts(tmp_path, monkeypatch):
+    path = str(tmp_path / "queue.db")
+    SqliteQueue(path).close()
+    real_open = os.open
+
+    def open_(name, *args, **kwargs):
+        if str(name).endswith("-wal"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_wal.os, "open", open_)
+    with pytest.raises(QueueError, match=r"cannot open its WAL .*queue\.db-wal: Too many "
+                                         r"open files$"):
+        SqliteQueue(path)
+    monkeypatch.setattr(sqlite_wal.os, "open", real_open)   # descriptors freed again
+    queue = SqliteQueue(path)
+    assert queue.put("P1", "/a", b"1") is PutResult.NEW
+    queue.close()
+
+
+def test_a_replaced_wal_fails_the_open_with_one_line(tmp_path, monkeypatch):
+    path = str(tmp_path / "queue.db")
+    SqliteQueue(path).close()
+    real_stat = os.stat
+    other = real_stat(path)   # another inode than the WAL's
+
+    def stat(name, *args, **kwargs):
+        return other if str(name).endswith("-wal") else real_stat(name, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_wal.os, "stat", stat)
+    with pytest.raises(QueueError, match="cannot open its WAL .*: the file opened is not "
+                                         "the WAL SQLite uses"):
+        SqliteQueue(path)
+
+
+def test_close_waits_for_a_running_fsync_of_the_wal(tmp_path):
+    queue = SqliteQueue(str(tmp_path / "queue.db"))
+    sync = queue._wal_sync
+    real_fsync = sync._fsync
+    started, release = threading.Event(), threading.Event()
+
+    def slow_fsync():
+        started.set()
+        assert release.wait(10)
+        real_fsync()   # the descriptor is still open: close() waits for this
+
+    sync._fsync = slow_fsync
+    results = []
+    put = threading.Thread(target=lambda: results.append(queue.put("P1", "/a", b"1")))
+    put.start()
+    assert started.wait(10)
+    closing = threading.Thread(target=queue.close)
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive()          # waiting for the fsync, descriptor not closed
+    release.set()
+    put.join(10)
+    closing.join(10)
+    assert not closing.is_alive() and results == [PutResult.NEW]
+    assert sync.closed
+    with pytest.raises(OSError, match="the queue is closed"):
+        sync.wait(sync._commits + 1)
+
+
 def test_under_non_stop_puts_the_wal_starts_over_instead_of_growing(tmp_path, monkeypatch):
     # A passive checkpoint never catches up while puts go on; the checkpointer then
     # restarts the WAL under the write lock, so the file stays near WAL_RESTART.

@@ -65,7 +65,7 @@ from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, Queue
                    QueuedFile, SerialStats, Tally, Upload, check_identity, in_period, log,
                    log_replaced, utcnow)
 from .sqlite_upload import SqliteUpload, as_bytes_view, to_us
-from .sqlite_wal import Checkpointer, WalSync
+from .sqlite_wal import Checkpointer, WalSync, wal_path
 
 __all__ = ["SqliteQueue"]
 
@@ -170,7 +170,6 @@ class SqliteQueue(Queue):
         self._checkpointer: Checkpointer | None = None   # started by the first write
         self._pending: collections.deque[_Put] = collections.deque()
         self._pending_lock = threading.Lock()
-        self._wal_sync = WalSync(self.path + "-wal")
         try:
             # SQLite creates a new database 0644 minus the umask, so services with umask 007
             # would make it 0640 and lock the operator (group qss) out; creating it first
@@ -191,6 +190,16 @@ class SqliteQueue(Queue):
         except QueueError:
             self._db.close()
             raise
+        # The WAL exists now (_setup wrote). Opened here, not at the first put: an error
+        # opening it (EMFILE, a replaced file) is the queue's open error, not a failed
+        # fsync that would refuse every later file.
+        wal = wal_path(self._db)
+        try:
+            self._wal_sync = WalSync(wal)
+        except OSError as exc:
+            self._db.close()
+            raise QueueError(f"queue {self.url}: cannot open its WAL {wal}: "
+                             f"{exc.strerror or exc}") from None
 
     # -- setup ----------------------------------------------------------------------
 
@@ -362,7 +371,11 @@ class SqliteQueue(Queue):
                     self._wal_sync.wait(commit)
                 except OSError as exc:
                     for request in batch:
-                        if request.error is None:
+                        if request.error is None and self._wal_sync.closed:
+                            request.error = QueueError(
+                                f"queue {self.url}: storing file {request.name!r} of uPMU "
+                                f"{request.serial} was interrupted: the queue was closed")
+                        elif request.error is None:
                             request.error = QueueError(
                                 f"queue {self.url}: cannot make file {request.name!r} of "
                                 f"uPMU {request.serial} durable: fsync of the WAL failed "

@@ -2,6 +2,7 @@
 that makes puts durable, shared and outside the write lock (:class:`WalSync`)."""
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import threading
@@ -85,13 +86,38 @@ class WalSync:
     """
 
     def __init__(self, wal_path: str) -> None:
+        """Open the WAL ``wal_path`` (SQLite's own name for it: see :func:`wal_path`)
+        and fsync its directory, so that its name is durable too.
+
+        Opened once: SQLite deletes the WAL only when the last connection closes, and the
+        queue's stays open until :meth:`close`; a checkpoint truncates the file, it never
+        replaces it.
+
+        Raises:
+            OSError: it cannot be opened, or the file opened is not the one at
+                ``wal_path`` (it was replaced meanwhile).
+        """
         self.wal_path = wal_path
         self._cond = threading.Condition(threading.Lock())
         self._commits = 0        # commits whose WAL frames have been written
         self._synced = 0         # commits known to be on disk
         self._syncing = False    # a thread is running an fsync
         self._error: OSError | None = None
-        self._fd: int | None = None
+        fd = os.open(wal_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            opened, named = os.fstat(fd), os.stat(wal_path)
+            if (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino):
+                raise OSError(errno.ESTALE, "the file opened is not the WAL SQLite uses "
+                                            "(it was replaced while the queue opened)")
+            directory = os.open(os.path.dirname(wal_path), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
 
     def committed(self) -> int:
         """Count a commit whose frames are written (call it right after COMMIT, under
@@ -131,22 +157,34 @@ class WalSync:
                 self._synced = max(self._synced, target)
 
     def _fsync(self) -> None:
-        # Opened once, with an fsync of the directory (the WAL's name durable too): SQLite
-        # deletes the WAL only when the last connection closes, and the queue's stays open
-        # until close(); a checkpoint truncates the file, it never replaces it.
-        if self._fd is None:
-            fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
-            directory = os.open(os.path.dirname(self.wal_path), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-            self._fd = fd
-        os.fdatasync(self._fd)
+        # Only the thread that set _syncing gets here, and close() waits for it to end:
+        # the descriptor read under the lock stays open (never another file's number).
+        with self._cond:
+            fd = self._fd
+        if fd is None:
+            raise OSError(errno.EBADF, "the queue is closed")
+        os.fdatasync(fd)
+
+    @property
+    def closed(self) -> bool:
+        """:meth:`close` has been called."""
+        with self._cond:
+            return self._fd is None
 
     def close(self) -> None:
-        """Close the WAL's descriptor (before the queue's connection)."""
+        """Close the WAL's descriptor (before the queue's connection), once a running
+        fsync has ended; a later :meth:`wait` raises OSError."""
         with self._cond:
+            while self._syncing:
+                self._cond.wait()
+            if self._error is None:
+                self._error = OSError(errno.EBADF, "the queue is closed")
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+def wal_path(db: sqlite3.Connection) -> str:
+    """The WAL of ``db``'s main database, named as SQLite names it: after the file it
+    opened, with symlinks resolved (not after the name it was given)."""
+    return db.execute("PRAGMA database_list").fetchone()[2] + "-wal"
