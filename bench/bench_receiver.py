@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import multiprocessing
 import os
 import random
 import resource
@@ -192,12 +193,34 @@ async def idle_memory(port: int, receiver: Receiver, count: int) -> tuple[float,
     return before, with_idle
 
 
+def _paced_device(port: int, pool: list[bytes], phase: int, stop, results) -> None:
+    """In a process of its own: push a file a second until ``stop`` is set, then send
+    ``(push started, reply latency)`` for each over ``results``."""
+    async def pace() -> list[tuple[float, float]]:
+        device = Device(port, serial_of(DEVICES - 1), pool, phase)
+        await device.connect()
+        samples = []
+        while not stop.is_set():
+            started = time.perf_counter()
+            samples.append((started, await device.push_one()))
+            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+        await device.close()
+        return samples
+
+    results.send(asyncio.run(pace()))
+
+
 async def hostile(port: int, receiver: Receiver, pool: list[bytes], connections: int,
                   amount: int, phase: int) -> tuple[float, float, list[float], list[float]]:
     """``connections`` senders announce 70 MB and send ``amount`` bytes of it, then stall
     (half with unknown serials); a device pushes a file a second meanwhile. Returns the
     peak RSS (MB), the RSS once all stalled, and the device's latencies while the senders
-    send and once they all stalled."""
+    send and once they all stalled.
+
+    The device runs in a process of its own: in this one, the event loop writing the
+    senders' 7 GB delayed its replies by up to a second (measured: a reply the receiver
+    wrote 33 ms after the push was read here 169 ms after it), which is not the receiver's
+    answer time."""
     size = MAX_DATA_LEN   # 75.7 MB announced, ``amount`` of it sent
     piece = b"\xa5" * (1 << 20)
     writers = []
@@ -221,28 +244,26 @@ async def hostile(port: int, receiver: Receiver, pool: list[bytes], connections:
             peak = max(peak, receiver.rss_mb())
             await asyncio.sleep(0.02)
 
-    device = Device(port, serial_of(DEVICES - 1), pool, phase)
-    await device.connect()
-    samples: list[float] = []
-
-    async def pace() -> None:
-        while not done.is_set():
-            started = time.perf_counter()
-            samples.append(await device.push_one())
-            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
-
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    results, child_end = context.Pipe(duplex=False)
+    device = context.Process(target=_paced_device, args=(port, pool, phase, stop, child_end))
+    device.start()
     sampler = asyncio.create_task(sample())
-    pacer = asyncio.create_task(pace())
     await asyncio.gather(*(sender(i) for i in range(connections)))
-    flooding = len(samples)
+    flood_over = time.perf_counter()
     await asyncio.sleep(10.0)   # all stalled: the device keeps pushing
     stalled = receiver.rss_mb()
     done.set()
-    await asyncio.gather(sampler, pacer)
+    stop.set()
+    await sampler
+    samples = await asyncio.to_thread(results.recv)
+    device.join()
     for writer in writers:
         writer.close()
-    await device.close()
-    return max(peak, stalled), stalled, samples[:flooding], samples[flooding + 1:]
+    during = [latency for started, latency in samples if started < flood_over]
+    after = [latency for started, latency in samples if started >= flood_over]
+    return max(peak, stalled), stalled, during, after
 
 
 PHASES = ((1, 300), (10, 1000), (100, 2000))   # (devices, files per round)
