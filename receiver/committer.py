@@ -5,14 +5,11 @@ Why not ``loop.run_in_executor`` per file: with the SQLite queue, puts from seve
 threads only wait for each other's lock and are then committed together anyway, and every
 file paid a thread wake-up, a lock hand-over and a loop wake-up of its own (measured under
 ``bench/bench_receiver.py``: futex and scheduler work were a sixth of the receiver's CPU).
-Here a queue that group-commits (:attr:`qss.queue.Queue.group_commit`) gets two threads:
-each takes every file waiting, stores them with one :meth:`~qss.queue.Queue.put_many` (one
+Here a queue that group-commits (:attr:`qss.queue.Queue.group_commit`) gets one thread:
+it takes every file waiting, stores them with one :meth:`~qss.queue.Queue.put_many` (one
 transaction, one fsync), and hands all their replies back to the loop in one call. While
-one waits for its fsync (the SQLite queue runs it outside its write lock), the other
-writes the next files' transaction; with one thread the disk and the CPU took turns
-(measured at 10 devices: 4.5 ms of a 6.8 ms store was the COMMIT's fsync). Other queues
-(MongoDB) get several threads taking one file each, so that their writes run in parallel
-and one slow write holds up no other.
+it commits, the next files gather. Other queues (MongoDB) get several threads taking one
+file each, so that their writes run in parallel and one slow write holds up no other.
 """
 from __future__ import annotations
 

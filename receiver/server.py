@@ -29,8 +29,8 @@ they arrive, its end. Memory is bounded by configuration, not by senders:
   a device sends its next file only after the reply anyway.
 
 The queue work runs in writer threads (:mod:`receiver.committer`: for the SQLite queue
-two threads, each committing every file waiting in one transaction while the other
-waits for its fsync; MongoDB takes them in parallel), and the reply is written only when the file is durable. A connection cut
+one thread commits every file waiting in one transaction; MongoDB takes them in
+parallel), and the reply is written only when the file is durable. A connection cut
 mid-file leaves nothing in the queue: its upload is aborted. Other connections keep
 being served while a write is slow.
 
@@ -77,8 +77,6 @@ STALL_TIMEOUT = 60.0
 IDLE_TIMEOUT = 900.0
 # Queue work at once; each job holds at most one piece.
 WRITERS = 8
-#: Writer threads for a queue that group-commits (see receiver.committer).
-GROUP_WRITERS = 2
 PIECE_WRITERS = 2
 #: Contents gathered before they go to the queue: a whole file in one put for every file
 #: a uPMU sends (378,720 or 551,520 bytes), and the SQLite queue's blob piece size.
@@ -419,9 +417,9 @@ class DeviceConnection(asyncio.Protocol):
 class ReceiverServer:
     """The listening service around an :class:`Intake`.
 
-    Whole files go to the queue through a :class:`~receiver.committer.Committer`: two
-    threads each storing every file waiting in one transaction for the SQLite queue
-    (group commit), ``writers`` threads in parallel for MongoDB. ``bulk`` and ``uploads`` limit
+    Whole files go to the queue through a :class:`~receiver.committer.Committer`: one
+    thread storing every file waiting in one transaction for the SQLite queue (group
+    commit), ``writers`` threads in parallel for MongoDB. ``bulk`` and ``uploads`` limit
     what refused and long files may take (:mod:`receiver.limits`; defaults when None).
     ``max_buffer`` bytes of contents at most are held across connections (see the module
     docstring). Call :meth:`start`, then :meth:`stop` (or :meth:`serve` until a stop is
@@ -473,8 +471,7 @@ class ReceiverServer:
                 lambda: DeviceConnection(self), host, port, reuse_address=True, backlog=1024)
         batch = getattr(self.intake.queue, "group_commit", False)
         self.committer = Committer(self.intake.store_many, self.loop,
-                                   threads=GROUP_WRITERS if batch else self._committer_threads,
-                                   batch=batch)
+                                   threads=1 if batch else self._committer_threads, batch=batch)
         self._sweeper = asyncio.create_task(self._sweep())
         address = self._server.sockets[0].getsockname()
         return address[0], address[1]

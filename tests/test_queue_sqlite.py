@@ -2,7 +2,6 @@
 memory for the largest file, giving space back, and refusing what is not a queue."""
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -12,12 +11,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
 from qss.queue import PutResult, QueueError, Tally, open_queue
-from qss.queue import sqlite_wal
 from qss.queue.sqlite import PAGE_SIZE, SqliteQueue
 
 
@@ -224,183 +221,6 @@ def test_group_commit_stores_waiting_puts_together_and_fails_them_together(tmp_p
     assert queue.get("P1", "/poison") is None
     queue._commit = original
     assert queue.put("P1", "/poison", b"x") is PutResult.NEW
-    queue.close()
-
-
-def test_each_put_returns_after_an_fsync_of_the_wal_begun_after_its_commit(tmp_path):
-    """The fsync of puts runs outside the write lock, is shared by the puts that commit
-    while one runs, and no put returns before an fsync that began after its commit."""
-    queue = SqliteQueue(str(tmp_path / "queue.db"))
-    sync = queue._wal_sync
-    real_fsync, real_wait = sync._fsync, sync.wait
-    fsyncs: list[int] = []   # commits counted when each finished fsync began
-    acks: list[tuple[int, int]] = []   # (commit, latest commit covered by an fsync then)
-    lock = threading.Lock()
-
-    def fsync():
-        assert not queue._lock._is_owned()   # no other writer waits for the disk
-        begun = sync._commits
-        time.sleep(0.005)                    # a slow disk: puts gather meanwhile
-        real_fsync()
-        with lock:
-            fsyncs.append(begun)
-
-    def wait(commit):
-        real_wait(commit)
-        with lock:
-            acks.append((commit, max(fsyncs, default=0)))
-
-    sync._fsync, sync.wait = fsync, wait
-
-    def worker(t):
-        for i in range(20):
-            name = f"/t{t}/{i:03d}"
-            assert queue.put("P1", name, contents(name, 20_000)) is PutResult.NEW
-
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(acks) == sync._commits and all(covered >= commit for commit, covered in acks)
-    assert len(fsyncs) < sync._commits          # shared
-    assert sum(1 for _ in queue.files("P1")) == 120
-    queue.close()
-
-
-def test_after_a_failed_fsync_of_the_wal_no_put_is_acknowledged(tmp_path):
-    # Linux marks the pages clean after a failed fsync: a later one succeeding would
-    # prove nothing, so the queue refuses files until it is opened again.
-    queue = SqliteQueue(str(tmp_path / "queue.db"))
-    assert queue.put("P1", "/a", b"1") is PutResult.NEW
-
-    def failing():
-        raise OSError(errno.EIO, "Input/output error")
-
-    queue._wal_sync._fsync = failing
-    with pytest.raises(QueueError, match="cannot make file '/b' of uPMU P1 durable: fsync "
-                                         "of the WAL failed \\(Input/output error\\)"):
-        queue.put("P1", "/b", b"2")
-    del queue._wal_sync._fsync   # the disk is fine again: still refused
-    assert isinstance(queue.put_many([("P1", "/c", b"3")])[0], QueueError)
-    queue.close()
-    reopened = SqliteQueue(str(tmp_path / "queue.db"))
-    # Committed, never acknowledged: the device's resend is acknowledged now.
-    assert reopened.put("P1", "/c", b"3") is PutResult.DUPLICATE
-    assert reopened.put("P1", "/d", b"4") is PutResult.NEW
-    reopened.close()
-
-
-def test_a_queue_file_symlinked_elsewhere_fsyncs_the_wal_sqlite_writes(tmp_path,
-                                                                       monkeypatch):
-    # SQLite names the WAL after the symlink's target; a stray file next to the link
-    # (left from before the queue was moved) must not be the one fsynced.
-    (tmp_path / "real").mkdir()
-    (tmp_path / "link").mkdir()
-    os.symlink("../real/queue.db", tmp_path / "link" / "queue.db")
-    stray = tmp_path / "link" / "queue.db-wal"
-    stray.write_bytes(b"")
-    synced: list[int] = []
-    real_fdatasync = os.fdatasync
-
-    def fdatasync(fd):
-        synced.append(os.fstat(fd).st_ino)
-        real_fdatasync(fd)
-
-    monkeypatch.setattr(sqlite_wal.os, "fdatasync", fdatasync)
-    queue = SqliteQueue(str(tmp_path / "link" / "queue.db"))
-    assert queue.put("P1", "/a", b"1") is PutResult.NEW
-    assert queue.put_many([("P1", "/b", b"2")]) == [PutResult.NEW]
-    real_wal = os.stat(tmp_path / "real" / "queue.db-wal").st_ino
-    assert synced and set(synced) == {real_wal}
-    assert os.stat(stray).st_ino != real_wal
-    queue.close()
-
-
-def test_an_error_opening_the_wal_fails_the_open_not_later_puts(tmp_path, monkeypatch):
-    path = str(tmp_path / "queue.db")
-    SqliteQueue(path).close()
-    real_open = os.open
-
-    def open_(name, *args, **kwargs):
-        if str(name).endswith("-wal"):
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_open(name, *args, **kwargs)
-
-    monkeypatch.setattr(sqlite_wal.os, "open", open_)
-    with pytest.raises(QueueError, match=r"cannot open its WAL .*queue\.db-wal: Too many "
-                                         r"open files$"):
-        SqliteQueue(path)
-    monkeypatch.setattr(sqlite_wal.os, "open", real_open)   # descriptors freed again
-    queue = SqliteQueue(path)
-    assert queue.put("P1", "/a", b"1") is PutResult.NEW
-    queue.close()
-
-
-def test_a_replaced_wal_fails_the_open_with_one_line(tmp_path, monkeypatch):
-    path = str(tmp_path / "queue.db")
-    SqliteQueue(path).close()
-    real_stat = os.stat
-    other = real_stat(path)   # another inode than the WAL's
-
-    def stat(name, *args, **kwargs):
-        return other if str(name).endswith("-wal") else real_stat(name, *args, **kwargs)
-
-    monkeypatch.setattr(sqlite_wal.os, "stat", stat)
-    with pytest.raises(QueueError, match="cannot open its WAL .*: the file opened is not "
-                                         "the WAL SQLite uses"):
-        SqliteQueue(path)
-
-
-def test_close_waits_for_a_running_fsync_of_the_wal(tmp_path):
-    queue = SqliteQueue(str(tmp_path / "queue.db"))
-    sync = queue._wal_sync
-    real_fsync = sync._fsync
-    started, release = threading.Event(), threading.Event()
-
-    def slow_fsync():
-        started.set()
-        assert release.wait(10)
-        real_fsync()   # the descriptor is still open: close() waits for this
-
-    sync._fsync = slow_fsync
-    results = []
-    put = threading.Thread(target=lambda: results.append(queue.put("P1", "/a", b"1")))
-    put.start()
-    assert started.wait(10)
-    closing = threading.Thread(target=queue.close)
-    closing.start()
-    closing.join(0.3)
-    assert closing.is_alive()          # waiting for the fsync, descriptor not closed
-    release.set()
-    put.join(10)
-    closing.join(10)
-    assert not closing.is_alive() and results == [PutResult.NEW]
-    assert sync.closed
-    with pytest.raises(OSError, match="the queue is closed"):
-        sync.wait(sync._commits + 1)
-
-
-def test_under_non_stop_puts_the_wal_starts_over_instead_of_growing(tmp_path, monkeypatch):
-    # A passive checkpoint never catches up while puts go on; the checkpointer then
-    # restarts the WAL under the write lock, so the file stays near WAL_RESTART.
-    monkeypatch.setattr(sqlite_wal, "WAL_RESTART", 2 << 20)
-    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_S", 0.02)
-    queue = SqliteQueue(str(tmp_path / "queue.db"))
-    wal = str(tmp_path / "queue.db-wal")
-    data = contents("x", 300_000)
-    largest = written = 0
-    # Until 160 MB are written (80 x WAL_RESTART), not for a fixed time: a loaded machine
-    # or a slow disk writes less per second. (The WAL's size is its high-water mark, and
-    # the first ~20 MB come before the checkpointer's first passes: measured.)
-    deadline = time.monotonic() + 60
-    while written * len(data) <= 160 << 20 and time.monotonic() < deadline:
-        queue.put_many([("P1", f"/f{written + i}", data) for i in range(4)])
-        written += 4
-        largest = max(largest, os.path.getsize(wal))
-    total = written * len(data)
-    assert total > 160 << 20, "too few puts to tell in 60 s"
-    assert largest < total / 4   # without restarts the WAL holds every byte written
     queue.close()
 
 

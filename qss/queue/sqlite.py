@@ -15,11 +15,7 @@ Why it looks like this:
 
 - Crash safety: WAL journal with ``synchronous=FULL``, so a committed transaction is on
   disk when ``COMMIT`` returns; a file and its device's latest time are written in one
-  transaction, so after a crash a file is either whole or absent. Puts are as durable,
-  but their fsync runs after the write lock is released: a put commits without one and
-  returns after an fdatasync of the WAL begun after its commit, shared by the puts that
-  committed meanwhile, while the next transaction is written
-  (:class:`~qss.queue.sqlite_wal.WalSync`).
+  transaction, so after a crash a file is either whole or absent.
 - Memory: contents go in and out through incremental blob I/O (``Connection.blobopen``)
   in 1 MiB pieces: the row is created with ``zeroblob(n)`` and filled from the caller's
   buffer, and reads fill one ``bytearray``. Binding a 75 MB ``bytes`` parameter instead
@@ -65,7 +61,7 @@ from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, Queue
                    QueuedFile, SerialStats, Tally, Upload, check_identity, in_period, log,
                    log_replaced, utcnow)
 from .sqlite_upload import SqliteUpload, as_bytes_view, to_us
-from .sqlite_wal import Checkpointer, WalSync, wal_path
+from .sqlite_wal import Checkpointer
 
 __all__ = ["SqliteQueue"]
 
@@ -74,12 +70,7 @@ PAGE_SIZE = 65536
 _CHUNK = 1 << 20          # blob I/O piece: bounds the extra memory per file
 _DELETE_BATCH = 256       # files per delete transaction: keeps write locks short
 _VACUUM_STEP = 256        # pages (16 MiB) moved per incremental-vacuum transaction
-# WAL size kept after a checkpoint: above the size at which the checkpointer restarts it
-# (sqlite_wal.WAL_RESTART), so that under steady writes the WAL is rewritten in place.
-# At 64 MiB every restart cut it and the next 64 MiB were new blocks again, each commit's
-# fdatasync then a journal commit of the file's size; measured at 10 devices, side by
-# side: 590 to 675 against 472 to 490 files/s, and less CPU in ext4's block allocation.
-_WAL_LIMIT = 256 << 20
+_WAL_LIMIT = 64 << 20     # WAL size kept after a checkpoint
 _CACHE_KIB = 4096         # page cache per connection (metadata pages; blobs stream past it)
 _FORGET_PIECES = 8        # pieces of an abandoned upload deleted per transaction
 _BATCH_FILES = 64         # group commit: at most this many files per transaction,
@@ -139,13 +130,9 @@ class _Put:
     size: int
     when: int
     update_latest: bool
-    result: PutResult | None = None   # set only once durable
+    result: PutResult | None = None
     old_size: int = 0
     error: QueueError | None = None
-    taken: bool = False               # in a batch being committed
-    stored: PutResult | None = None   # committed, not yet known durable
-    commit: int = 0                   # its commit's number (WalSync)
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class SqliteQueue(Queue):
@@ -190,16 +177,6 @@ class SqliteQueue(Queue):
         except QueueError:
             self._db.close()
             raise
-        # The WAL exists now (_setup wrote). Opened here, not at the first put: an error
-        # opening it (EMFILE, a replaced file) is the queue's open error, not a failed
-        # fsync that would refuse every later file.
-        wal = wal_path(self._db)
-        try:
-            self._wal_sync = WalSync(wal)
-        except OSError as exc:
-            self._db.close()
-            raise QueueError(f"queue {self.url}: cannot open its WAL {wal}: "
-                             f"{exc.strerror or exc}") from None
 
     # -- setup ----------------------------------------------------------------------
 
@@ -251,8 +228,13 @@ class SqliteQueue(Queue):
         with self._lock:
             if not durable:
                 self._db.execute("PRAGMA synchronous = NORMAL")
-            if self._checkpointer is None and checkpoints:
-                self._checkpointer = Checkpointer(self.path, PAGE_SIZE, self._lock)
+            if self._checkpointer is None:
+                if checkpoints:
+                    self._checkpointer = Checkpointer(self.path, PAGE_SIZE)
+            elif self._checkpointer.restart_wanted.is_set():
+                self._checkpointer.restart_wanted.clear()
+                with contextlib.suppress(sqlite3.Error):   # busy: the next write tries again
+                    self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -304,27 +286,17 @@ class SqliteQueue(Queue):
                 for o in outcomes]
 
     def _enqueue_and_wait(self, requests: list[_Put]) -> None:
-        """Queue ``requests`` and return once each is stored durably or has failed (its
+        """Queue ``requests`` and return once each is stored or has failed (its
         ``result`` or ``error`` set); logs the files replaced."""
         with self._pending_lock:
             self._pending.extend(requests)
         # Group commit: whoever holds the write lock stores every put waiting by then in
-        # one transaction, releases the lock, and waits for an fsync of the WAL
-        # (WalSync: the next transaction is written meanwhile, and fsyncs are shared);
-        # the others wait for theirs to be done.
+        # one transaction (one WAL fsync for all); the others find theirs done.
         for request in requests:
-            while not request.done.is_set():
-                if request.taken:
-                    request.done.wait()
-                    break
-                batch: list[_Put] = []
-                try:
-                    with self._lock:
-                        if not request.taken:
-                            batch = self._take_batch()
-                            self._commit(batch)
-                finally:
-                    self._settle(batch)
+            while request.result is None and request.error is None:
+                with self._lock:
+                    if request.result is None and request.error is None:
+                        self._commit(self._take_batch())
         for request in requests:
             if request.error is None and request.result is PutResult.REPLACED:
                 log_replaced(self.url, request.serial, request.name, request.old_size,
@@ -338,59 +310,28 @@ class SqliteQueue(Queue):
                 if batch and size + self._pending[0].size > _BATCH_BYTES:
                     break
                 batch.append(self._pending.popleft())
-                batch[-1].taken = True
                 size += batch[-1].size
         return batch
 
     def _commit(self, batch: list[_Put]) -> None:
-        """Store ``batch`` in one transaction, not yet durable (see :meth:`_settle`);
-        called with the write lock held."""
         results: list[tuple[PutResult, int]] = []
         try:
-            with self._write(durable=False) as db:
+            with self._write() as db:
                 for request in batch:
                     results.append(self._put_one(db, request))
-            commit = self._wal_sync.committed()
             for request, (result, old_size) in zip(batch, results):
                 request.old_size = old_size
-                request.stored = result
-                request.commit = commit
+                request.result = result   # only now: the commit is on disk
         except sqlite3.Error as exc:
             # The transaction rolled back: none of the batch is stored.
             for request in batch:
                 request.error = self._error(
                     f"cannot store file {request.name!r} of uPMU {request.serial}", exc)
-
-    def _settle(self, batch: list[_Put]) -> None:
-        """Wait until the commit of ``batch`` is on disk, then give each put its result
-        (outside the write lock: see :class:`~qss.queue.sqlite_wal.WalSync`)."""
-        try:
-            commit = max((r.commit for r in batch if r.error is None), default=0)
-            if commit:
-                try:
-                    self._wal_sync.wait(commit)
-                except OSError as exc:
-                    for request in batch:
-                        if request.error is None and self._wal_sync.closed:
-                            request.error = QueueError(
-                                f"queue {self.url}: storing file {request.name!r} of uPMU "
-                                f"{request.serial} was interrupted: the queue was closed")
-                        elif request.error is None:
-                            request.error = QueueError(
-                                f"queue {self.url}: cannot make file {request.name!r} of "
-                                f"uPMU {request.serial} durable: fsync of the WAL failed "
-                                f"({exc.strerror or exc}); no file is taken until the "
-                                f"queue is opened again (restart the program)")
-                else:
-                    for request in batch:
-                        if request.error is None:
-                            request.result = request.stored   # only now: it is on disk
         finally:
             for request in batch:   # an interrupt: never leave a waiting put hanging
                 if request.result is None and request.error is None:
                     request.error = QueueError(f"queue {self.url}: storing file "
                                                f"{request.name!r} was interrupted")
-                request.done.set()
 
     def _put_one(self, db: sqlite3.Connection, r: _Put) -> tuple[PutResult, int]:
         size = r.size
@@ -745,9 +686,7 @@ class SqliteQueue(Queue):
 
     def close(self) -> None:
         with self._lock:
-            checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None:   # outside the lock, which it may be waiting for
-            checkpointer.stop()
-        with self._lock:
-            self._wal_sync.close()
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
             self._db.close()
