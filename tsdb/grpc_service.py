@@ -4,28 +4,16 @@ Using ``btrdb.grpcinterface.btrdb_pb2_grpc`` (the client's own generated code) m
 wire format cannot drift from what the client speaks. Errors travel in-band in each
 response's ``stat`` (code, msg) with gRPC status OK, as the real server does; streaming
 RPCs always send at least one message (reference/btrdb-v5.md §0).
-
-How calls are run (grpc.aio, one event loop on a thread of its own, see
-:class:`GrpcServer`): inserts without ``sync`` and the metadata look-ups run straight on
-the loop, one at a time, with no thread hand-off; what waits for an fsync (Flush,
-``sync`` inserts, creates, deletes, tag and annotation changes) and every read runs on
-a thread pool, a streaming read one message per hand-off, so that a plotter's reads are
-answered while inserts keep the loop busy. grpcio's synchronous server handed every call
-from its polling thread to a pool thread and back (~0.47 ms of server CPU per call,
-thread switches ~16 % of a drain's profile); see docs/tsdb-design.md, twelfth session.
 """
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import dataclasses
 import functools
 import logging
 import sqlite3
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 
 import grpc
@@ -73,20 +61,12 @@ def _stat(exc: Exception) -> pb.Status:
     return pb.Status(code=500, msg=f"internal error: {type(exc).__name__}: {exc}")
 
 
-@dataclasses.dataclass
-class _Call:
-    """What the request log hears about the running call."""
-
-    items: int = 0                 # points, windows, streams moved
-    request: object = None         # the request as the handler decoded it, if it did
-
-
-_call: contextvars.ContextVar[_Call] = contextvars.ContextVar("tsdb_grpc_call")
+_call = threading.local()  # the running handler's item count (points, windows, ...)
 
 
 def _items(n: int) -> None:
     """Tell the request log how many items (points, windows, streams) this call moved."""
-    _call.get().items += int(n)
+    _call.items = getattr(_call, "items", 0) + int(n)
 
 
 def _detail(request) -> str:
@@ -94,58 +74,48 @@ def _detail(request) -> str:
     return str(uuidlib.UUID(bytes=raw)) if isinstance(raw, bytes) and len(raw) == 16 else ""
 
 
-def _finish(self, name: str, request, call: _Call, started: float,
-            stat: pb.Status | None, exc: Exception | None) -> None:
-    request = call.request or request   # as the handler decoded it
+def _finish(self, name: str, request, started: float, stat: pb.Status | None,
+            exc: Exception | None) -> None:
+    request = getattr(_call, "request", None) or request   # as the handler decoded it
     if exc is not None and _engine_error(exc) is None:
         log.error("%s failed", name, exc_info=exc)
     self.requests.record("grpc", name, outcome(stat.code) if stat is not None else OK,
-                         time.perf_counter() - started, call.items,
+                         time.perf_counter() - started, getattr(_call, "items", 0),
                          _detail(request), stat.msg if stat is not None else "")
 
 
 def _unary(response_type: type) -> Callable:
-    """Turn engine errors into ``stat`` of a unary response, and log the call (for
-    coroutine handlers)."""
+    """Turn engine errors into ``stat`` of a unary response, and log the call."""
     def wrap(fn):
         @functools.wraps(fn)
-        async def handler(self, request, context):
-            call, started = _Call(), time.perf_counter()
-            _call.set(call)
+        def handler(self, request, context):
+            _call.items, _call.request, started = 0, None, time.perf_counter()
             try:
-                resp = await fn(self, request, context)
+                resp = fn(self, request, context)
             except Exception as exc:  # noqa: BLE001 - every error goes back in stat
                 stat = _stat(exc)
-                _finish(self, fn.__name__, request, call, started, stat, exc)
+                _finish(self, fn.__name__, request, started, stat, exc)
                 return response_type(stat=stat)
-            _finish(self, fn.__name__, request, call, started, None, None)
+            _finish(self, fn.__name__, request, started, None, None)
             return resp
         return handler
     return wrap
 
 
-_END = object()
-
-
 def _streaming(response_type: type) -> Callable:
-    """Same for streaming responses, whose handlers are plain generators: each message
-    is made on the pool (reads hold no event loop); an error ends the stream with one
-    stat message."""
+    """Same for streaming responses; an error ends the stream with one stat message."""
     def wrap(fn):
         @functools.wraps(fn)
-        async def handler(self, request, context):
-            call, started = _Call(), time.perf_counter()
-            _call.set(call)
-            gen = fn(self, request, context)
+        def handler(self, request, context):
+            _call.items, _call.request, started = 0, None, time.perf_counter()
             try:
-                async for message in self._pump(gen):
-                    yield message
+                yield from fn(self, request, context)
             except Exception as exc:  # noqa: BLE001
                 stat = _stat(exc)
-                _finish(self, fn.__name__, request, call, started, stat, exc)
+                _finish(self, fn.__name__, request, started, stat, exc)
                 yield response_type(stat=stat)
                 return
-            _finish(self, fn.__name__, request, call, started, None, None)
+            _finish(self, fn.__name__, request, started, None, None)
         return handler
     return wrap
 
@@ -176,56 +146,26 @@ def _stat_points(w: Windows, lo: int, hi: int) -> list[pb.StatPoint]:
 class BTrDBServicer(pb_grpc.BTrDBServicer):
     """The v5 RPCs; each is a thin translation to one Store call."""
 
-    def __init__(self, store: Store, requests: RequestLog | None = None,
-                 pool: futures.ThreadPoolExecutor | None = None):
+    def __init__(self, store: Store, requests: RequestLog | None = None):
         self.store = store
         self.requests = requests or RequestLog()
-        #: Runs what may wait (fsyncs) or take long (reads) off the event loop.
-        self.pool = pool or futures.ThreadPoolExecutor(thread_name_prefix="btrdb-grpc")
-
-    async def _blocking(self, fn: Callable, *args):
-        """``fn(*args)`` on the pool, in this call's context (its request log entry)."""
-        ctx = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self.pool, ctx.run, fn,
-                                                                *args)
-
-    async def _pump(self, gen: Iterator) -> AsyncIterator:
-        """The messages of a generator, each made by a ``next`` on the pool."""
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        pending = None
-        try:
-            while True:
-                pending = loop.run_in_executor(self.pool, ctx.run, next, gen, _END)
-                message = await pending
-                pending = None
-                if message is _END:
-                    return
-                yield message
-        finally:
-            # Cancelled (client gone, shutdown): close the generator once it is not
-            # running, so that it unwinds as grpcio's synchronous server had it do.
-            if pending is not None and not pending.done():
-                pending.add_done_callback(lambda _: gen.close())
-            else:
-                gen.close()
 
     # ---- metadata -------------------------------------------------------------------
     @_unary(pb.InfoResponse)
-    async def Info(self, request, context):
+    def Info(self, request, context):
         from qss import __version__
         return pb.InfoResponse(majorVersion=VERSION[0], minorVersion=VERSION[1],
                                build=f"qss-{__version__}",
                                proxy=pb.ProxyInfo(proxyEndpoints=[]))
 
     @_unary(pb.CreateResponse)
-    async def Create(self, request, context):
-        await self._blocking(self.store.create, _uuid(request.uuid), request.collection,
-                             _from_kov(request.tags), _from_kov(request.annotations))
+    def Create(self, request, context):
+        self.store.create(_uuid(request.uuid), request.collection, _from_kov(request.tags),
+                          _from_kov(request.annotations))
         return pb.CreateResponse()
 
     @_unary(pb.StreamInfoResponse)
-    async def StreamInfo(self, request, context):
+    def StreamInfo(self, request, context):
         if request.omitVersion and request.omitDescriptor:
             raise WrongArgs("you cannot omit descriptor and version")
         info = self.store.info(_uuid(request.uuid))
@@ -237,17 +177,15 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
         return resp
 
     @_unary(pb.SetStreamAnnotationsResponse)
-    async def SetStreamAnnotations(self, request, context):
-        await self._blocking(self.store.set_annotations, _uuid(request.uuid),
-                             request.expectedPropertyVersion, _from_kov(request.changes),
-                             list(request.removals))
+    def SetStreamAnnotations(self, request, context):
+        self.store.set_annotations(_uuid(request.uuid), request.expectedPropertyVersion,
+                                   _from_kov(request.changes), list(request.removals))
         return pb.SetStreamAnnotationsResponse()
 
     @_unary(pb.SetStreamTagsResponse)
-    async def SetStreamTags(self, request, context):
-        await self._blocking(self.store.set_tags, _uuid(request.uuid),
-                             request.expectedPropertyVersion, _from_kov(request.tags),
-                             request.collection, list(request.remove))
+    def SetStreamTags(self, request, context):
+        self.store.set_tags(_uuid(request.uuid), request.expectedPropertyVersion,
+                            _from_kov(request.tags), request.collection, list(request.remove))
         return pb.SetStreamTagsResponse()
 
     @_streaming(pb.ListCollectionsResponse)
@@ -261,60 +199,50 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
         yield pb.LookupStreamsResponse(results=[_descriptor(i) for i in found])
 
     @_unary(pb.MetadataUsageResponse)
-    async def GetMetadataUsage(self, request, context):
+    def GetMetadataUsage(self, request, context):
         tags, anns = self.store.metadata_usage(request.prefix)
         return pb.MetadataUsageResponse(
             tags=[pb.KeyCount(key=k, count=n) for k, n in tags.items()],
             annotations=[pb.KeyCount(key=k, count=n) for k, n in anns.items()])
 
     # ---- writes ---------------------------------------------------------------------
-    async def _insert(self, request, t: np.ndarray, v: np.ndarray) -> pb.InsertResponse:
+    def _insert(self, request, t: np.ndarray, v: np.ndarray) -> pb.InsertResponse:
         try:
             policy = MergePolicy(request.merge_policy)
         except ValueError:
             raise WrongArgs(f"unknown merge policy {request.merge_policy}") from None
+        # Committed either way; ``sync`` (never set by the official client) also waits for
+        # the fsync that Flush would wait for (db.py).
         _items(len(t))
-        args = (_uuid(request.uuid), t, v, policy)
-        if request.sync:
-            # Never set by the official client: waits for the fsync that Flush would
-            # wait for (db.py), so off the loop.
-            version = await self._blocking(functools.partial(self.store.insert, sync=True),
-                                           *args)
-        else:
-            # Committed when it returns, no fsync waited for: on the loop, where it
-            # costs no thread hand-off (the store releases the GIL in zstd, the
-            # kernels and SQLite, for the pool's reads and gRPC's threads).
-            version = self.store.insert(*args, sync=False)
+        version = self.store.insert(_uuid(request.uuid), t, v, policy, sync=request.sync)
         return pb.InsertResponse(versionMajor=version, versionMinor=0)
 
     @_unary(pb.InsertResponse)
-    async def Insert(self, request, context):
+    def Insert(self, request, context):
         n = len(request.values)
         t = np.fromiter((p.time for p in request.values), np.int64, n)
         v = np.fromiter((p.value for p in request.values), np.float64, n)
-        return await self._insert(request, t, v)
+        return self._insert(request, t, v)
 
     @_unary(pb.InsertResponse)
-    async def ArrowInsert(self, request, context):
+    def ArrowInsert(self, request, context):
         if isinstance(request, bytes):  # as make_server registers it: see tsdb/wire.py
-            request = _call.get().request = wire.parse_arrow_insert(request)
+            request = _call.request = wire.parse_arrow_insert(request)
         t, v = arrowio.decode_points(request.arrowBytes)
-        return await self._insert(request, t, v)
+        return self._insert(request, t, v)
 
     @_unary(pb.DeleteResponse)
-    async def Delete(self, request, context):
-        version = await self._blocking(self.store.delete, _uuid(request.uuid),
-                                       request.start, request.end)
+    def Delete(self, request, context):
+        version = self.store.delete(_uuid(request.uuid), request.start, request.end)
         return pb.DeleteResponse(versionMajor=version)
 
     @_unary(pb.FlushResponse)
-    async def Flush(self, request, context):
-        version = await self._blocking(self.store.flush, _uuid(request.uuid))
-        return pb.FlushResponse(versionMajor=version)
+    def Flush(self, request, context):
+        return pb.FlushResponse(versionMajor=self.store.flush(_uuid(request.uuid)))
 
     @_unary(pb.ObliterateResponse)
-    async def Obliterate(self, request, context):
-        await self._blocking(self.store.obliterate, _uuid(request.uuid))
+    def Obliterate(self, request, context):
+        self.store.obliterate(_uuid(request.uuid))
         return pb.ObliterateResponse()
 
     # ---- reads ----------------------------------------------------------------------
@@ -362,7 +290,7 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
                            "use LookupStreams (conn.streams_in_collection)")
         yield  # a generator, like the other streaming handlers
 
-    async def Subscribe(self, request_iterator, context):
+    def Subscribe(self, request_iterator, context):
         yield pb.SubscriptionResp(stat=pb.Status(
             code=NotSupported.code, msg="subscriptions are not supported by this server"))
 
@@ -405,10 +333,9 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
         yield from self._arrow_stat_stream(*self._windows(request), pb.ArrowWindowsResponse)
 
     @_unary(pb.NearestResponse)
-    async def Nearest(self, request, context):
-        t, v, ver = await self._blocking(self.store.nearest, _uuid(request.uuid),
-                                         request.time, request.backward,
-                                         request.versionMajor)
+    def Nearest(self, request, context):
+        t, v, ver = self.store.nearest(_uuid(request.uuid), request.time, request.backward,
+                                       request.versionMajor)
         return pb.NearestResponse(versionMajor=ver, value=pb.RawPoint(time=t, value=v))
 
     @_streaming(pb.ChangesResponse)
@@ -430,93 +357,35 @@ class BTrDBServicer(pb_grpc.BTrDBServicer):
 MAX_REQUEST_BYTES = 256 << 20
 
 
-class GrpcServer:
-    """The gRPC server: grpc.aio on an event loop of its own thread, driven from other
-    threads as grpcio's synchronous server is. Binds in the constructor; :meth:`start`;
-    :meth:`stop` returns an event set once the server, its pool and its loop are done.
-
-    Raises (constructor):
-        OSError: the address cannot be bound.
-    """
-
-    def __init__(self, store: Store, address: str, *, workers: int = 8,
-                 requests: RequestLog | None = None,
-                 max_request_bytes: int = MAX_REQUEST_BYTES):
-        self._pool = futures.ThreadPoolExecutor(max_workers=workers,
-                                                thread_name_prefix="btrdb-grpc")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="btrdb-grpc-loop")
-        self._thread.start()
-        self.servicer = BTrDBServicer(store, requests, self._pool)
-        try:
-            self._server, self.port = self._run(self._bind(address, max_request_bytes))
-        except BaseException:
-            self._close()
-            raise
-
-    def _run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    async def _bind(self, address: str, max_request_bytes: int
-                    ) -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", max_request_bytes),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0)])
-        # ArrowInsert takes its request as bytes (tsdb/wire.py); gRPC asks the handlers
-        # in the order added, so this one comes before the generated ones.
-        arrow_insert = grpc.unary_unary_rpc_method_handler(
-            self.servicer.ArrowInsert,
-            response_serializer=pb.InsertResponse.SerializeToString)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            "v5api.BTrDB", {"ArrowInsert": arrow_insert}),))
-        pb_grpc.add_BTrDBServicer_to_server(self.servicer, server)
-        try:
-            port = server.add_insecure_port(address)
-        except RuntimeError as exc:  # grpcio raises RuntimeError when it cannot bind
-            raise OSError(f"cannot listen on {address}: {exc}") from None
-        if port == 0:
-            raise OSError(f"cannot listen on {address}: address in use or not a local "
-                          f"address")
-        return server, port
-
-    def start(self) -> None:
-        self._run(self._server.start())
-
-    def stop(self, grace: float | None) -> threading.Event:
-        """Refuse new calls at once and cancel those still running after ``grace``
-        seconds (None: at once); the event is set when every call, the pool's work
-        included, has ended."""
-        stopped = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
-        done = threading.Event()
-
-        def finish() -> None:
-            try:
-                stopped.result()
-            finally:
-                self._close()
-                done.set()
-        threading.Thread(target=finish, name="btrdb-grpc-stop", daemon=True).start()
-        return done
-
-    def _close(self) -> None:
-        # The pool first: a cancelled read's message still being made finishes there.
-        self._pool.shutdown(wait=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-
 def make_server(store: Store, address: str = "127.0.0.1:4410", workers: int = 8, *,
                 requests: RequestLog | None = None,
-                max_request_bytes: int = MAX_REQUEST_BYTES) -> tuple[GrpcServer, int]:
+                executor: futures.ThreadPoolExecutor | None = None,
+                max_request_bytes: int = MAX_REQUEST_BYTES) -> tuple[grpc.Server, int]:
     """A started-later gRPC server bound to ``address``; returns it and the bound port
-    (useful with port 0). Call ``start()`` and, to stop, ``stop(grace).wait()``.
+    (useful with port 0). Call ``start()`` and, to stop, ``stop(grace)``.
 
     Raises:
         OSError: the address cannot be bound.
     """
-    server = GrpcServer(store, address, workers=workers, requests=requests,
-                        max_request_bytes=max_request_bytes)
-    return server, server.port
+    executor = executor or futures.ThreadPoolExecutor(max_workers=workers,
+                                                      thread_name_prefix="btrdb-grpc")
+    server = grpc.server(executor,
+                         options=[("grpc.max_receive_message_length", max_request_bytes),
+                                  ("grpc.max_send_message_length", -1),
+                                  ("grpc.so_reuseport", 0)])
+    servicer = BTrDBServicer(store, requests)
+    # ArrowInsert takes its request as bytes (tsdb/wire.py); gRPC asks the handlers in
+    # the order added, so this one comes before the generated ones.
+    arrow_insert = grpc.unary_unary_rpc_method_handler(
+        servicer.ArrowInsert,
+        response_serializer=pb.InsertResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "v5api.BTrDB", {"ArrowInsert": arrow_insert}),))
+    pb_grpc.add_BTrDBServicer_to_server(servicer, server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio raises RuntimeError when it cannot bind
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: address in use or not a local address")
+    return server, port

@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
+from concurrent import futures
 from pathlib import Path
 
 from qss import lockfile, malloc
@@ -145,11 +146,14 @@ class BtrdbServer:
         self._rest = rest
         self.store = store
         self.requests = requests or RequestLog()
+        self._executor = futures.ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="btrdb-grpc")
         try:
             _check_bindable(grpc_addr)  # gRPC's core would print its own lines first
             self.grpc, self.grpc_port = grpc_service.make_server(
-                store, str(grpc_addr), workers, requests=self.requests)
+                store, str(grpc_addr), requests=self.requests, executor=self._executor)
         except OSError as exc:
+            self._executor.shutdown()
             reason = exc.strerror or str(exc).rpartition(": ")[2]
             raise CommandError(f"gRPC address {str(grpc_addr)!r}: cannot listen: {reason}"
                                ) from None
@@ -157,7 +161,8 @@ class BtrdbServer:
             self.http, self.http_port = rest.make_server(store, http_addr.host,
                                                          http_addr.port, self.requests)
         except OSError as exc:
-            self.grpc.stop(None).wait()
+            self.grpc.stop(None)
+            self._executor.shutdown()
             raise CommandError(f"REST address {str(http_addr)!r}: cannot listen: "
                                f"{exc.strerror or exc}") from None
         self.grpc_host, self.http_host = grpc_addr.host, http_addr.host
@@ -172,6 +177,7 @@ class BtrdbServer:
         done = self.grpc.stop(grace)
         self.http.stop()
         done.wait()
+        self._executor.shutdown(wait=True)
 
 
 def _check_bindable(addr: HostPort) -> None:
