@@ -482,15 +482,9 @@ class Worker:
         all its inserts returned. A failure is handled one batch at a time, in order."""
         window: collections.deque[tuple[Batch, list]] = collections.deque()
         ended = False
-        ensured = False      # the last step made a uPMU's streams
         while not ended or window:
             while not ended and len(window) < self.options.in_flight:
-                # New or changed uPMUs' streams are made one uPMU at a time, taking turns
-                # with batches already parsed: a batch needs only its own uPMU's streams
-                # (submit makes them), not every uPMU's (at a drain's start, 4 uPMUs'
-                # streams took 0.16-0.27 s before the first insert).
-                job = None if ensured and self._batches.qsize() else self._take_ensure_job()
-                ensured = job is not None
+                job = self._take_ensure_job()
                 if job is not None:
                     self._ensure(job)
                     continue
