@@ -3,7 +3,8 @@
 A backup is a folder ``DEST/qss-backup-<YYYYmmddTHHMMSS>/`` holding::
 
     srv/...          [paths] srv: the queue (and sync2q's quarantine registry)
-    queue/<name>     the SQLite queue, only when it lives outside [paths] srv
+    queue/<name>     the SQLite queue (and its data segments, <name>.data/), only when it
+                     lives outside [paths] srv
     data/...         [paths] data: the BTrDB data directory
     config/upmuconfig.ini, config/backupconfig.ini, config/qss.ini
     plotter/permalinks.jsonl, plotter/accounts.jsonl
@@ -56,6 +57,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from qss.queue.sqlite_segments import data_dir
 from qss.settings import load_settings
 
 from . import backup_plotter
@@ -100,6 +102,8 @@ def _sources(paths: DataPaths) -> list[tuple[Path, str]]:
     if paths.queue_file and paths.srv not in paths.queue_file.parents \
             and paths.queue_file.is_file():
         items.append((paths.queue_file, f"queue/{paths.queue_file.name}"))
+        segments = Path(data_dir(str(paths.queue_file)))   # the files' contents
+        items += _tree(segments, f"queue/{segments.name}")
         beside = paths.queue_file.with_name(PLOTTER_DB)    # the plotter's, with the queue
         if beside.is_file() and beside != paths.queue_file:
             items.append((beside, f"queue/{PLOTTER_DB}"))
@@ -430,6 +434,7 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
         for suffix in ("", "-wal", "-shm", "-journal"):   # a stale WAL would corrupt it
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{paths.queue_file}{suffix}")
+        shutil.rmtree(data_dir(str(paths.queue_file)), ignore_errors=True)
     config = {"upmuconfig.ini": paths.upmuconfig, "backupconfig.ini": paths.backupconfig,
               "qss.ini": paths.qss_ini}
     placed: dict[Path, str] = {}
@@ -440,6 +445,9 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
                 dst = paths.data / rest
             elif top == "srv":
                 dst = paths.srv / rest
+            elif top == "queue" and paths.queue_file is not None and "/" in rest:
+                # The queue's data segments, beside the queue file whatever its name.
+                dst = Path(data_dir(str(paths.queue_file))) / rest.rpartition("/")[2]
             elif top == "queue" and paths.queue_file is not None:
                 dst = (paths.queue_file.with_name(PLOTTER_DB)
                        if rest == PLOTTER_DB and paths.queue_file.name != PLOTTER_DB

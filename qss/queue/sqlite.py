@@ -344,6 +344,7 @@ class SqliteQueue(Queue):
     def _commit(self, batch: list[_Put]) -> None:
         """Store ``batch`` in one transaction: the new contents appended to this process's
         segment and fdatasynced, then the rows pointing into it committed (WAL fsync)."""
+        appended = False
         try:
             with self._write() as db:
                 plans = self._plan(db, batch)
@@ -351,6 +352,7 @@ class SqliteQueue(Queue):
                            if result is not PutResult.DUPLICATE]
                 segment, offsets = (self._segments.append([r.views for r in storing])
                                     if storing else ("", []))
+                appended = bool(storing)
                 where = dict(zip(map(id, storing), offsets))
                 for request, (result, row) in zip(batch, plans):
                     if result is not PutResult.DUPLICATE:
@@ -361,8 +363,10 @@ class SqliteQueue(Queue):
             for request, (result, _) in zip(batch, plans):
                 request.result = result   # only now: the commit is on disk
         except (sqlite3.Error, OSError) as exc:
-            # The transaction rolled back: none of the batch is stored (what was appended
-            # to the segment is a tail no row points to).
+            # The transaction rolled back: none of the batch is stored, and what it
+            # appended to the segment is a tail no row points to.
+            if appended:
+                self._segments.undo()
             for request in batch:
                 request.error = self._error(
                     f"cannot store file {request.name!r} of uPMU {request.serial}", exc)

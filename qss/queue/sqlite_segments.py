@@ -94,6 +94,7 @@ class Segments:
         self._fd = -1            # the segment this process appends to
         self._name = ""
         self._end = 0
+        self._start = 0          # where the last append began
 
     # -- writing ----------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class Segments:
             self.release()
         if self._fd < 0:
             self._name, self._fd = self._create("s", SEG_SUFFIX)
-            self._end = 0
+            self._end = self._start = 0
             self._fsync_dir(self.dir)   # the name must survive a crash before any row does
         offsets = []
         end = self._end
@@ -164,8 +165,17 @@ class Segments:
                 os.ftruncate(self._fd, self._end)
             self.release()
             raise
-        self._end = end
+        self._start, self._end = self._end, end
         return self._name, offsets
+
+    def undo(self) -> None:
+        """Cut what the last :meth:`append` wrote (its rows were not committed)."""
+        if self._fd >= 0 and self._start < self._end:
+            try:
+                os.ftruncate(self._fd, self._start)
+                self._end = self._start
+            except OSError:
+                self.release()
 
     def release(self) -> str | None:
         """Stop appending to the current segment (its lock goes); return its name."""
@@ -173,7 +183,7 @@ class Segments:
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
-        self._fd, self._name, self._end = -1, "", 0
+        self._fd, self._name, self._end, self._start = -1, "", 0, 0
         return name
 
     def open_part(self) -> Part:
