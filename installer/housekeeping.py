@@ -142,5 +142,5 @@ def clean_synced(env: Environment, tools: DataTools, assume_yes: bool = False) -
     if paths.queue_file is not None:
         if after < before:
             env.say(f"Gave {human(before - after)} back to the file system ({paths.queue_file}"
-                    f" is now {human(after)}).")
+                    f" and its data files are now {human(after)}).")
     return int(done) == 0
