@@ -541,3 +541,19 @@ def test_two_actions_are_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: qss-get ACTION [OPTIONS]\n")
     assert "not allowed with argument" in err
+
+
+def test_a_backup_refuses_a_queue_copy_whose_segments_were_cut_meanwhile(tmp_path):
+    """Files deleted while a backup runs (their segment deleted or cut after the queue's
+    snapshot) make it fail with a one-line error, never a copy missing bytes."""
+    from installer.backup import _check_segments
+    from installer.files import DeployError
+    with open_queue(f"sqlite:///{tmp_path}/queue.db") as q:
+        q.put("P1", "/a", b"a" * 1000)
+        q.put("P1", "/b", b"b" * 1000)
+    [segment] = (tmp_path / "queue.db.data").iterdir()
+    _check_segments(tmp_path / "queue.db", tmp_path / "queue.db.data")   # whole: fine
+    os.truncate(segment, 1500)
+    with pytest.raises(DeployError, match=r"^the queue changed while it was copied \(files "
+                                          r"deleted: s-.*\.seg is missing or short\)"):
+        _check_segments(tmp_path / "queue.db", tmp_path / "queue.db.data")

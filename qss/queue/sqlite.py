@@ -1,50 +1,54 @@
-"""The embedded queue: one SQLite file (``[queue] url = sqlite:////ssd/srv/queue.db``).
+"""The embedded queue: one SQLite file for the metadata and a directory of data segments
+beside it for the contents (``[queue] url = sqlite:////ssd/srv/queue.db``; the segments
+in ``/ssd/srv/queue.db.data/``).
 
-The same model as MongoDB's ``upmu_database`` (architecture §5), in four tables::
+The same model as MongoDB's ``upmu_database`` (architecture §5), in these tables::
 
     received_files  id, serial_number, name, size, time_received (µs since 1970, UTC),
-                    ytag, published, generation;  UNIQUE (serial_number, name)
-                    and INDEX (serial_number, ytag, name)
-    file_data       id (= received_files.id), data BLOB
+                    ytag, published, generation, segment, seg_offset;
+                    UNIQUE (serial_number, name), INDEX (serial_number, ytag, name),
+                    INDEX (segment)
     latest_times    serial_number PRIMARY KEY, time_received (µs)
     meta            key PRIMARY KEY, value: schema version, ytagbase
-    uploads         id, file (its file_data row once assembled): uploads not committed
-    upload_pieces   upload, seq, data: their pieces as they arrived
+    file_data       id (= received_files.id), data BLOB: contents of schema 1 only
+    uploads, upload_pieces: schema 1's unfinished uploads (deleted by the receiver)
 
 Why it looks like this:
 
+- Each file's contents are written once: appended to a segment file
+  (:mod:`qss.queue.sqlite_segments`) and fdatasynced, then the rows pointing into it
+  (``segment``, ``seg_offset``, ``size``) committed. Contents in SQLite went through
+  the WAL and again into the database file at the checkpoint: 1.1 to 1.3 MB of writes
+  per 0.55 MB file, and each commit's fsync shared the disk with the checkpoint.
 - Crash safety: WAL journal with ``synchronous=FULL``, so a committed transaction is on
-  disk when ``COMMIT`` returns; a file and its device's latest time are written in one
-  transaction, so after a crash a file is either whole or absent.
-- Memory: contents go in and out through incremental blob I/O (``Connection.blobopen``)
-  in 1 MiB pieces: the row is created with ``zeroblob(n)`` and filled from the caller's
-  buffer, and reads fill one ``bytearray``. Binding a 75 MB ``bytes`` parameter instead
-  makes SQLite copy it (measured: 231 MB peak for a 75 MB file, against 87 MB here).
-- Contents live in their own table so scans of the metadata (listing, statistics) never
-  touch blob pages: inline, each row would carry ~8 KB of its blob on the leaf page.
-- 64 KiB pages: a 552 KB file spans 9 overflow pages instead of 135; measured on this
-  suite's files, writes went from 216 to 336 files/s and blob reads from 1,800 to
-  6,400 files/s against 4 KiB pages. Set when the file is created (it cannot change later).
-- ``auto_vacuum=INCREMENTAL`` (also at creation) so deleting synced files can give the
-  space back to the file system (``PRAGMA incremental_vacuum``) without a full VACUUM.
+  disk when ``COMMIT`` returns; the contents are durable before it (data fsync first), so
+  a committed row never points at bytes a crash lost. A file and its device's latest
+  time are one transaction, so after a crash a file is either whole or absent. What a
+  crash leaves in segments (contents without rows) is cut or deleted at the next open.
+- Queues of schema 1 (contents in ``file_data``) are used as they are: their rows have no
+  segment and are read, compared and deleted there; new and replaced contents go to
+  segments. Opening one adds the two columns (no rewrite) and makes it schema 2.
+- Memory: contents are written from the caller's buffers and read into one new buffer
+  (``os.preadv``), never joined or copied whole.
+- 4 KiB pages (the contents are elsewhere: a commit writes a few small pages); schema 1
+  files keep their 64 KiB pages. ``auto_vacuum=INCREMENTAL`` (set at creation) so
+  deleting gives the metadata's space back without a full VACUUM.
 - Several processes: every write is a short ``BEGIN IMMEDIATE`` transaction, waits for
   the lock up to ``busy_timeout``, and iterators read in pages of short transactions
-  (a reader holding a snapshot for long would stop checkpoints and grow the WAL).
+  (a reader holding a snapshot for long would stop checkpoints and grow the WAL). Each
+  writing process appends to segments of its own (an ``flock`` says whose).
 - ``generation`` counts replacements, so marking a file synced after it was replaced by
   different bytes marks nothing.
 - Uploads (:meth:`SqliteQueue.open_upload`, the receiver's way for files that arrive in
   several pieces; uPMUs' own files fit in one piece and are put whole): each piece is
-  stored as it arrives, as a row of ``upload_pieces``, in a short transaction without an
-  fsync, so a sender costs the disk only what it really sent (a ``zeroblob`` of the
-  announced size would let a 44-byte header write 75 MB). At the commit the pieces are
-  copied into a ``file_data`` row, a piece per short transaction, and one durable
-  transaction adds the ``received_files`` row pointing at it (the fsync of the WAL makes
-  the earlier writes durable too). A ``file_data`` row without a ``received_files`` row
-  is invisible, so an aborted or crashed upload is never seen; the receiver deletes what
-  ``uploads`` lists at its start. ``file_data`` ids are allocated first, so they never
-  collide with a ``received_files`` id.
+  appended as it arrives to a data file of the upload's own, without an fsync, so a
+  sender costs the disk only what it really sent. The commit fdatasyncs it (outside the
+  queue's lock), renames it into a segment of its own and commits its row. Until then no
+  reader sees it; an abort deletes it; the receiver deletes at its start those a crash
+  left (:meth:`SqliteQueue.unfinished_uploads`).
 
-Names are stored as text values, never as file-system paths.
+Names are stored as text values, never as file-system paths; segment names are the
+queue's own.
 """
 from __future__ import annotations
 
@@ -70,7 +74,7 @@ SCHEMA_VERSION = 2        # 2: contents in segments (received_files.segment, seg
 PAGE_SIZE = 4096          # metadata only: a commit writes a few small pages
 _CHUNK = 1 << 20          # blob I/O piece: bounds the extra memory per file
 _DELETE_BATCH = 256       # files per delete transaction: keeps write locks short
-_VACUUM_STEP = 256        # pages (16 MiB) moved per incremental-vacuum transaction
+_VACUUM_STEP = 256        # pages moved per incremental-vacuum transaction
 _WAL_LIMIT = 64 << 20     # WAL size kept after a checkpoint
 _CACHE_KIB = 4096         # page cache per connection (metadata pages; blobs stream past it)
 _FORGET_PIECES = 8        # pieces of an abandoned upload deleted per transaction
