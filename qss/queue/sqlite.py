@@ -213,6 +213,8 @@ class SqliteQueue(Queue):
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        # 64 KiB in files of schema 1: the checkpointer sizes the WAL in pages.
+        self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         if mode.lower() != "wal":
             raise QueueError(f"queue {self.url}: cannot switch to WAL journal (got {mode!r})")
         db.execute("PRAGMA synchronous = FULL")
@@ -259,7 +261,7 @@ class SqliteQueue(Queue):
                 self._db.execute("PRAGMA synchronous = NORMAL")
             if self._checkpointer is None:
                 if checkpoints:
-                    self._checkpointer = Checkpointer(self.path, PAGE_SIZE)
+                    self._checkpointer = Checkpointer(self.path, self._page_size)
             elif self._checkpointer.restart_wanted.is_set():
                 self._checkpointer.restart_wanted.clear()
                 with contextlib.suppress(sqlite3.Error):   # busy: the next write tries again

@@ -312,6 +312,11 @@ class Segments:
         try:
             if not _try_lock(fd):
                 return 0
+            try:
+                if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                    return 0
+            except FileNotFoundError:   # another process deleted it while we waited
+                return 0
             end = referenced_end(name)
             size = os.fstat(fd).st_size
             if end is None:
