@@ -151,7 +151,6 @@ class _Put:
     old_size: int = 0
     error: QueueError | None = None
     old_segment: str | None = None   # a replaced version's segment (to free)
-    old_inline: int | None = None    # a replaced version's file_data row (old layout)
 
 
 class SqliteQueue(Queue):

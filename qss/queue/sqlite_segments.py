@@ -146,9 +146,16 @@ class Segments:
         if self._fd >= 0 and self._end >= SEGMENT_BYTES:
             self.release()
         if self._fd < 0:
-            self._name, self._fd = self._create("s", SEG_SUFFIX)
+            name, fd = self._create("s", SEG_SUFFIX)
+            try:
+                self._fsync_dir(self.dir)   # the name must survive a crash before any row
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.dir, name))
+                os.close(fd)
+                raise
+            self._name, self._fd = name, fd
             self._end = self._start = 0
-            self._fsync_dir(self.dir)   # the name must survive a crash before any row does
         offsets = []
         end = self._end
         try:
