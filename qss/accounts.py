@@ -434,10 +434,7 @@ class MongoAccounts(_Base):
         docs = [{"_id": r["name"], "tags": list(r["tags"]), "hash": r["hash"],
                  "generation": r["generation"], "created": r["created"],
                  "stamp": new_stamp()} for r in records]
-        self._coll.delete_many({})
-        if docs:
-            self._coll.insert_many(docs)
-        return len(docs)
+        return _records.replace_collection(self._coll, docs)
 
     def close(self) -> None:
         self._client.close()

@@ -130,10 +130,7 @@ class MongoPermalinks:
     def replace_all(self, records: Iterable[dict]) -> int:
         docs = [{"_id": r["id"], "created": dt.datetime.fromisoformat(r["created"]),
                  "doc": r["doc"]} for r in records]
-        self._coll.delete_many({})
-        if docs:
-            self._coll.insert_many(docs)
-        return len(docs)
+        return _records.replace_collection(self._coll, docs)
 
     def close(self) -> None:
         self._client.close()
