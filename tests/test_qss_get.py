@@ -510,6 +510,36 @@ def test_a_remote_mongodb_gets_no_mongo_program(tmp_path):
             "another machine:\n; no mongo program here.\n") in conf
 
 
+@pytest.mark.parametrize("url, command", [
+    ("mongodb://LOCALHOST:27018", "--bind_ip 127.0.0.1 --port 27018\n"),
+    ("mongodb://[::1]:27018/upmu_database", "--bind_ip ::1 --port 27018 --ipv6\n"),
+], ids=["a host name in capitals", "IPv6"])
+def test_a_mongodb_on_this_machine_gets_a_mongo_program_bound_to_its_address(tmp_path, url,
+                                                                              command):
+    """mongod listens on IPv6 only with --ipv6; a host name is the same in any case."""
+    ini = tmp_path / "etc/qss/qss.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(f"[queue]\nurl = {url}\n")
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0, out
+    conf = (tmp_path / "etc/supervisor/conf.d/qss.conf").read_text()
+    assert f"command=/usr/bin/mongod --dbpath /ssd/srv {command}" in conf
+    assert "on another machine" not in conf
+
+
+def test_a_mongodb_srv_url_gets_no_mongo_program(tmp_path):
+    """DNS lists its servers: never this machine's to run (the settings refused it)."""
+    ini = tmp_path / "etc/qss/qss.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text("[queue]\nurl = mongodb+srv://qss:s3cret@cluster0.example.org/\n")
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0, out
+    conf = (tmp_path / "etc/supervisor/conf.d/qss.conf").read_text()
+    assert "[program:mongo]" not in conf and "s3cret" not in conf
+    assert ("; [queue] url = mongodb+srv://***@cluster0.example.org/ is a MongoDB on "
+            "another machine:\n; no mongo program here.\n") in conf
+
+
 @pytest.mark.parametrize("text, error", [
     ("[queue]\nurl = postgres://x\n",
      "[queue] url = 'postgres://x': expected sqlite:////ABSOLUTE/PATH or mongodb://HOST[:PORT]"),
