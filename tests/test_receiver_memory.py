@@ -15,14 +15,13 @@ import threading
 import time
 
 import psutil
-import pytest
 
 from qss.protocol import FAILURE_REPLY, HEADER, encode_message, encode_reply
 from qss.queue import open_queue
 from qss.queue.sqlite_segments import data_dir
 from simulator.devices import device_files
 from sim_upmu import serial_of, write_upmus
-from test_receiver_process import Receiver
+from receiver_support import Receiver
 
 
 def part_bytes(db) -> tuple[int, int]:
@@ -35,16 +34,6 @@ def part_bytes(db) -> tuple[int, int]:
 MB = 1 << 20
 HOSTILE_SIZE = 70_000_000
 HOSTILE_PATH = "/root/upmu_data/2015/Month_12/Day_18/Hour_08/hostile.dat"
-
-
-@pytest.fixture
-def listener():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    yield sock
-    sock.close()
 
 
 class PeakRss:
