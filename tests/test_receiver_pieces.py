@@ -40,11 +40,11 @@ async def push_raw(port: int, message: bytes) -> bytes:
 
 
 def leftovers(queue) -> tuple[int, int, int]:
-    """(file_data rows without a file, unfinished uploads, their pieces)."""
-    [row] = queue._query("SELECT (SELECT count(*) FROM file_data WHERE id NOT IN "
-                         "(SELECT id FROM received_files)), (SELECT count(*) FROM uploads), "
-                         "(SELECT count(*) FROM upload_pieces)", ())
-    return row
+    """(data segments no file points into, unfinished uploads' data files, their bytes)."""
+    segments = queue._segments
+    unreferenced = sum(queue._referenced_end(n) is None for n in segments.names(".seg"))
+    parts = [os.path.join(segments.dir, n) for n in segments.names(".part")]
+    return unreferenced, len(parts), sum(os.path.getsize(p) for p in parts)
 
 
 def test_a_file_of_several_pieces_is_stored_whole_and_acknowledged(site):
