@@ -11,8 +11,10 @@ derived points follow a file's sync.
 2. In each round, alternating: read ``frequency``'s inputs through the official client
    (``arrow_values``) in the engine's chunks (``--chunk``, widened by the lead as the engine
    reads), then catch ``frequency`` up from nothing with the engine (this process, a
-   fresh state and fresh outputs, the service's settings); the same for ``power``. Rates
-   in input points per second; the ratio of each catch-up to its read (goal >= 0.5).
+   fresh state and fresh outputs, the service's settings and allocator settings); the
+   same for ``power``. Rates in input points per second; the ratio of each catch-up to
+   its read (goal >= 0.5); how far the client's and the server's resident memory rose
+   during a catch-up.
 3. Lag: ``qss-distil`` (a subprocess, the service's defaults: polls every 2 s) keeps
    ``frequency`` and ``power`` current while one-minute files of the uPMU arrive (the
    demo's pace while it empties a backlog: a file every ``--gap`` s); for each file, from
@@ -98,20 +100,35 @@ def insert(db, upmu, t: np.ndarray, values: dict[str, np.ndarray], start: int = 
 # -- rates ------------------------------------------------------------------------------
 
 class Cpu:
-    """CPU seconds (user + system) of this process and the server's, over a span."""
+    """CPU seconds (user + system) of this process and the server's over a span, and
+    how far each one's resident memory rose above where it was at the start (sampled
+    every 10 ms): ``grown`` (this process, the server) in bytes."""
 
     def __init__(self, server_pid: int) -> None:
         import psutil
         self.procs = [psutil.Process(), psutil.Process(server_pid)]
 
     def __enter__(self):
+        import threading
         self.before = [sum(p.cpu_times()[:2]) for p in self.procs]
+        self.rss = [p.memory_info().rss for p in self.procs]
+        self.peak = list(self.rss)
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
         self.started = time.perf_counter()
         return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak = [max(m, p.memory_info().rss) for m, p in zip(self.peak, self.procs)]
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.started
         self.cpu = sum(sum(p.cpu_times()[:2]) - b for p, b in zip(self.procs, self.before))
+        self._done.set()
+        self._sampler.join()
+        self.grown = tuple(m - r for m, r in zip(self.peak, self.rss))
 
 
 def read_rate(db, upmu, names, t0: int, t1: int, chunk_s: int, lead_ns: int,
@@ -130,9 +147,10 @@ def read_rate(db, upmu, names, t0: int, t1: int, chunk_s: int, lead_ns: int,
 
 
 def catch_up_rate(btrdb, upmu, name: str, workdir: Path, round_: int, points: int,
-                  server_pid: int, chunk_s: float) -> tuple[float, float]:
-    """(input points per second, per CPU second of client and server) of the engine
-    computing ``name`` from nothing."""
+                  server_pid: int, chunk_s: float) -> tuple[float, float, tuple[int, int]]:
+    """(input points per second, per CPU second of client and server, how far the
+    client's and the server's resident memory rose) of the engine computing ``name``
+    from nothing."""
     import dataclasses
     from distil.catalog import builtin_instances
     from distil.engine import Engine, Options
@@ -147,7 +165,7 @@ def catch_up_rate(btrdb, upmu, name: str, workdir: Path, round_: int, points: in
     with Cpu(server_pid) as cpu:
         engine.catch_up(timeout=3600)
     state.close()
-    return points / cpu.seconds, points / cpu.cpu
+    return points / cpu.seconds, points / cpu.cpu, cpu.grown
 
 
 # -- lag --------------------------------------------------------------------------------
@@ -230,7 +248,11 @@ def main() -> None:
     from qss.streammeta import StreamRegistry, specs_of
 
     import logging
+    from distil.cli import DISTIL_TRIM_THRESHOLD
+    from qss import malloc
     logging.getLogger("distil").setLevel(logging.WARNING)
+    # The engine runs in this process with the allocator settings qss-distil uses.
+    malloc.keep_large_buffers(trim_threshold=DISTIL_TRIM_THRESHOLD)
     print(f"# load before: {os.getloadavg()[0]:.2f} (uptime), {os.cpu_count()} cores",
           flush=True)
     t, values = generate(args.hours, args.cache)
@@ -253,7 +275,7 @@ def main() -> None:
               flush=True)
         t0, t1 = int(t[0]), int(t[-1]) + 1
         pid = server.proc.pid
-        runs: dict[str, list[tuple[float, float]]] = {
+        runs: dict[str, list[tuple]] = {
             k: [] for k in ("read frequency", "distil frequency", "read power", "distil power")}
         for r in range(args.rounds):
             runs["read frequency"].append(read_rate(db, upmu, ["L1ANG"], t0, t1, args.chunk,
@@ -267,11 +289,15 @@ def main() -> None:
             print(f"# round {r + 1}: " + ", ".join(f"{k} {v[-1][0] / 1e6:.2f} M/s"
                                                    for k, v in runs.items())
                   + f"; load {os.getloadavg()[0]:.2f}", flush=True)
-        med = {k: statistics.median(x for x, _ in v) for k, v in runs.items()}
-        cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
+        med = {k: statistics.median(x[0] for x in v) for k, v in runs.items()}
+        cpu = {k: statistics.median(x[1] for x in v) for k, v in runs.items()}
         for k in runs:
             print(f"{k}: {med[k] / 1e6:.2f} M input points/s, {cpu[k] / 1e6:.2f} M per CPU "
                   f"second (client + server; median of {args.rounds})")
+        for k in ("distil frequency", "distil power"):
+            grown = [x[2] for x in runs[k]]
+            print(f"{k}: memory rose by at most {max(g[0] for g in grown) / 2**20:.0f} MB "
+                  f"(client), {max(g[1] for g in grown) / 2**20:.0f} MB (server)")
         ratio_f = med["distil frequency"] / med["read frequency"]
         ratio_p = med["distil power"] / med["read power"]
         cpu_f = cpu["distil frequency"] / cpu["read frequency"]

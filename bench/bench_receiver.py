@@ -401,7 +401,10 @@ def main() -> None:
         receiver.stop()
         sock.close()
         size = os.path.getsize(os.path.join(workdir, "queue.db"))
-        print(f"\nqueue file {size / 1e6:.0f} MB; receiver log {workdir}/receiver.log")
+        data = os.path.join(workdir, "queue.db.data")   # the queue's data segments
+        if os.path.isdir(data):
+            size += sum(e.stat().st_size for e in os.scandir(data))
+        print(f"\nqueue {size / 1e6:.0f} MB; receiver log {workdir}/receiver.log")
         if not args.dir:
             shutil.rmtree(workdir)
     print("\n".join(summary))

@@ -3,7 +3,8 @@
 A backup is a folder ``DEST/qss-backup-<YYYYmmddTHHMMSS>/`` holding::
 
     srv/...          [paths] srv: the queue (and sync2q's quarantine registry)
-    queue/<name>     the SQLite queue, only when it lives outside [paths] srv
+    queue/<name>     the SQLite queue (and its data segments, <name>.data/), only when it
+                     lives outside [paths] srv
     data/...         [paths] data: the BTrDB data directory
     config/upmuconfig.ini, config/backupconfig.ini, config/qss.ini
     plotter/permalinks.jsonl, plotter/accounts.jsonl
@@ -56,6 +57,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from qss.queue.sqlite_segments import SEG_SUFFIX, data_dir
 from qss.settings import load_settings
 
 from . import backup_plotter
@@ -100,6 +102,8 @@ def _sources(paths: DataPaths) -> list[tuple[Path, str]]:
     if paths.queue_file and paths.srv not in paths.queue_file.parents \
             and paths.queue_file.is_file():
         items.append((paths.queue_file, f"queue/{paths.queue_file.name}"))
+        segments = Path(data_dir(str(paths.queue_file)))   # the files' contents
+        items += _tree(segments, f"queue/{segments.name}")
         beside = paths.queue_file.with_name(PLOTTER_DB)    # the plotter's, with the queue
         if beside.is_file() and beside != paths.queue_file:
             items.append((beside, f"queue/{PLOTTER_DB}"))
@@ -278,20 +282,55 @@ def backup(env: Environment, tools: DataTools, dest: str) -> Path:
 
 def _copy_all(env: Environment, items: list[tuple[Path, str]], into: Path) -> dict[str, str]:
     sums: dict[str, str] = {}
+    segment_dirs = {Path(data_dir(str(src))) for src, _ in items}
+    segment_dirs = {d for d in segment_dirs if d.is_dir()}
+
+    def copy(src: Path, rel: str) -> None:
+        dst = into / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if _is_sqlite(src) and src.suffix != ".ini":
+                _copy_sqlite(src, dst, bar)
+            else:
+                _copy_plain(src, dst, bar)
+        except (OSError, sqlite3.Error) as exc:
+            raise DeployError(f"cannot copy {src}: {getattr(exc, 'strerror', None) or exc}"
+                              f"; the partial backup was removed") from None
+        sums[rel] = _sha256(dst)
+
     with _bar(env, sum(_size_with_wal(p) for p, _ in items), "backing up") as bar:
         for src, rel in items:
-            dst = into / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                if _is_sqlite(src) and src.suffix != ".ini":
-                    _copy_sqlite(src, dst, bar)
-                else:
-                    _copy_plain(src, dst, bar)
-            except (OSError, sqlite3.Error) as exc:
-                raise DeployError(f"cannot copy {src}: {getattr(exc, 'strerror', None) or exc}"
-                                  f"; the partial backup was removed") from None
-            sums[rel] = _sha256(dst)
+            if src.parent in segment_dirs:
+                continue          # with their queue, below
+            copy(src, rel)
+            segments = Path(data_dir(str(src)))
+            if segments in segment_dirs:
+                # The queue's data segments, listed only now that its snapshot is taken:
+                # a segment is made before any row points into it and only appended to.
+                names = sorted(n for n in os.listdir(segments) if n.endswith(SEG_SUFFIX))
+                for name in names:
+                    copy(segments / name, f"{rel}.data/{name}")
+                _check_segments(into / rel, into / f"{rel}.data")
     return sums
+
+
+def _check_segments(queue_copy: Path, segments: Path) -> None:
+    """Refuse a queue copy whose rows point past its copied segments (files deleted while
+    the backup ran, their segments deleted or cut after the snapshot)."""
+    con = sqlite3.connect(f"file:{queue_copy}?mode=ro", uri=True)
+    try:
+        ends = con.execute("SELECT segment, max(seg_offset + size) FROM received_files "
+                           "WHERE segment IS NOT NULL GROUP BY segment").fetchall()
+    except sqlite3.Error:
+        ends = []   # the old layout: no segments
+    finally:
+        con.close()
+    for name, end in ends:
+        path = segments / name
+        if not path.is_file() or path.stat().st_size < end:
+            raise DeployError(f"the queue changed while it was copied (files deleted: "
+                              f"{path.name} is missing or short); the partial backup was "
+                              f"removed: run the backup again")
 
 
 def _write_new(path: Path, data: bytes, mode: int = 0o666) -> str:
@@ -430,6 +469,7 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
         for suffix in ("", "-wal", "-shm", "-journal"):   # a stale WAL would corrupt it
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{paths.queue_file}{suffix}")
+        shutil.rmtree(data_dir(str(paths.queue_file)), ignore_errors=True)
     config = {"upmuconfig.ini": paths.upmuconfig, "backupconfig.ini": paths.backupconfig,
               "qss.ini": paths.qss_ini}
     placed: dict[Path, str] = {}
@@ -440,6 +480,9 @@ def _restore_files(env: Environment, tools: DataTools, folder: Path, sums: dict[
                 dst = paths.data / rest
             elif top == "srv":
                 dst = paths.srv / rest
+            elif top == "queue" and paths.queue_file is not None and "/" in rest:
+                # The queue's data segments, beside the queue file whatever its name.
+                dst = Path(data_dir(str(paths.queue_file))) / rest.rpartition("/")[2]
             elif top == "queue" and paths.queue_file is not None:
                 dst = (paths.queue_file.with_name(PLOTTER_DB)
                        if rest == PLOTTER_DB and paths.queue_file.name != PLOTTER_DB

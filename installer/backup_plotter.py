@@ -17,6 +17,7 @@ from pathlib import Path
 
 from qss import accounts, permalinks
 from qss.records import RecordStore
+from qss.settings import is_mongodb
 
 from .environment import Environment
 from .files import DeployError
@@ -73,8 +74,9 @@ def _names(cs: tuple[Collection, ...]) -> str:
 
 def store_file(paths: DataPaths) -> Path | None:
     """The SQLite store's file (None: the permalinks and accounts are in MongoDB)."""
-    path = permalinks.sqlite_path(paths.queue_url, str(paths.srv))
-    return None if path is None else Path(path)
+    if is_mongodb(paths.queue_url):
+        return None
+    return Path(accounts.plotter_db_path(paths.queue_url, str(paths.srv)))
 
 
 def _with_store(c: Collection, tools: DataTools, paths: DataPaths, work):

@@ -42,7 +42,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qss.settings import HostPort, Settings, StoreSettings, parse_hostport, render_default_ini
+from qss.settings import HostPort, Settings, StoreSettings, local_mongodb, render_default_ini
 from qss.tagconfig import DEFAULT_TEXT as DEFAULT_TAGCONFIG
 
 from . import templating
@@ -122,35 +122,6 @@ class Program:
     user: str | None = None    # who supervisord starts it as (None: the layout's user)
 
 
-@dataclass(frozen=True)
-class LocalMongo:
-    """A MongoDB queue on this machine: where mongod listens."""
-
-    host: str
-    port: int
-
-
-def local_mongo(settings: Settings) -> LocalMongo | None:
-    """The MongoDB to run here when ``[queue] url`` names one on this machine, else None
-    (an SQLite queue, or a MongoDB elsewhere that is not ours to run)."""
-    url = settings.queue.url
-    if not url.startswith("mongodb://"):
-        return None
-    hosts = url[len("mongodb://"):].split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
-    if "," in hosts:
-        return None          # a replica set is run elsewhere
-    try:
-        hp = parse_hostport(hosts, default_port=27017)
-    except ValueError:
-        return None
-    host = hp.host.strip("[]")
-    if host == "localhost":
-        host = "127.0.0.1"
-    if host == "::1" or host.startswith("127."):
-        return LocalMongo(host, hp.port)
-    return None
-
-
 def programs(settings: Settings, layout: Layout, plotter: bool = True) -> list[Program]:
     """The supervisord programs for ``settings``, in start order (``plotter``: with the
     web site, ``mr-plotter``; the demo runs without it when asked to)."""
@@ -158,12 +129,13 @@ def programs(settings: Settings, layout: Layout, plotter: bool = True) -> list[P
     env = {"QSS_CONFIG": qss_ini, "HOME": layout.path(SERVICE_HOME), "LANG": "C.UTF-8",
            "PYTHONUNBUFFERED": "1"}
     out = []
-    mongo = local_mongo(settings)
+    mongo = local_mongodb(settings.queue.url)
     if mongo is not None:
+        ipv6 = " --ipv6" if ":" in mongo.host else ""   # mongod binds no IPv6 without it
         out.append(Program(
             "mongo", "MongoDB, the queue of received files ([queue] url)",
             f"{layout.mongod} --dbpath {settings.paths.srv} --bind_ip {mongo.host} "
-            f"--port {mongo.port}",
+            f"--port {mongo.port}{ipv6}",
             priority=100, stopwaitsecs=120,
             environment={"HOME": env["HOME"], "LANG": "C.UTF-8"}))
     out += [
@@ -277,7 +249,7 @@ def qss_files(settings: Settings, layout: Layout,
     progs = programs(settings, layout, plotter)
     run_dir, log_dir, etc_dir = (layout.path(p) for p in ("/var/run", "/var/log", "/etc"))
     qss_ini = layout.path(QSS_INI)
-    mongo = local_mongo(settings)
+    mongo = local_mongodb(settings.queue.url)
     notes = ""
     if settings.queue.scheme == "mongodb" and mongo is None:
         notes = (f";\n; [queue] url = {_sv(_without_password(settings.queue.url))} is a "

@@ -21,6 +21,7 @@ import stat
 from pathlib import Path
 
 from qss.queue import QueueError
+from qss.queue.sqlite_segments import data_dir
 
 from .appliance import appliance_settings
 from .environment import Environment
@@ -108,7 +109,7 @@ def newdb(env: Environment, tools: DataTools, assume_yes: bool = False) -> None:
                               f"nothing was changed")
     data_files, data_bytes = tree_size(paths.data)
     queue_files = _queue_files(paths)
-    q_bytes = sum(p.stat().st_size for p in queue_files)
+    q_bytes = sum(tree_size(p)[1] if p.is_dir() else p.stat().st_size for p in queue_files)
     queue_text = (f"the queue {paths.queue_file} ({human(q_bytes)})" if paths.queue_file
                   else f"every file in the queue {paths.queue_url}")
     check_stoppable(env, tools, paths)      # a refusal comes before the question
@@ -127,7 +128,7 @@ def newdb(env: Environment, tools: DataTools, assume_yes: bool = False) -> None:
             # its -wal and -shm.
             queue_files = _queue_files(paths)
             for p in queue_files:
-                p.unlink()
+                _remove(p)
             try:
                 with tools.open_queue(paths.queue_url):   # a new, empty queue, 0666-umask
                     pass
@@ -150,7 +151,8 @@ def _queue_files(paths: DataPaths) -> list[Path]:
         return []
     q = paths.queue_file
     names = [q, q.with_name(q.name + "-wal"), q.with_name(q.name + "-shm"),
-             q.with_name(q.name + "-journal"), paths.queue_dir / QUARANTINE]
+             q.with_name(q.name + "-journal"), Path(data_dir(str(q))),
+             paths.queue_dir / QUARANTINE]
     return [p for p in names if p.exists()]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from installer.clean import clean_synced as _clean_synced
 from qss.distilstate import location as distil_location
 from qss.queue import Queue, QueueError
+from qss.queue.sqlite_segments import data_dir
 from qss.status import Probes, report, watch
 from qss.upmuconfig import UpmuConfigError, UpmuList
 
@@ -108,10 +109,14 @@ def _ask(env: Environment, prompt: str) -> str:
 
 
 def _file_size(path: Path) -> int:
+    """The queue's size: its SQLite file, WAL and data segments."""
     total = 0
     for suffix in ("", "-wal"):
         with contextlib.suppress(OSError):
             total += os.stat(f"{path}{suffix}").st_size
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(data_dir(str(path))):
+            total += entry.stat().st_size
     return total
 
 
@@ -137,5 +142,5 @@ def clean_synced(env: Environment, tools: DataTools, assume_yes: bool = False) -
     if paths.queue_file is not None:
         if after < before:
             env.say(f"Gave {human(before - after)} back to the file system ({paths.queue_file}"
-                    f" is now {human(after)}).")
+                    f" and its data files are now {human(after)}).")
     return int(done) == 0

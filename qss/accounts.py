@@ -32,6 +32,7 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from . import records as _records
+from .settings import is_mongodb
 
 __all__ = ["Account", "AccountError", "AccountStore", "MongoAccounts", "NAME",
            "SqliteAccounts", "check_name", "check_password", "check_record", "check_tags",
@@ -434,17 +435,16 @@ class MongoAccounts(_Base):
         docs = [{"_id": r["name"], "tags": list(r["tags"]), "hash": r["hash"],
                  "generation": r["generation"], "created": r["created"],
                  "stamp": new_stamp()} for r in records]
-        self._coll.delete_many({})
-        if docs:
-            self._coll.insert_many(docs)
-        return len(docs)
+        return _records.replace_collection(self._coll, docs)
 
     def close(self) -> None:
         self._client.close()
 
 
 def plotter_db_path(queue_url: str, srv: str) -> str:
-    """``plotter.db`` beside the SQLite queue of ``queue_url`` (or in ``srv``)."""
+    """``plotter.db``, the SQLite file of the plotter's accounts and permalinks (and the
+    folder of its reload stamp): beside the SQLite queue of ``queue_url``, or in ``srv``
+    when the queue is not SQLite (the stores are in MongoDB then, and the file unused)."""
     folder = os.path.dirname(queue_url[len("sqlite:///"):]) if queue_url.startswith(
         "sqlite:///") else srv
     return os.path.join(folder, "plotter.db")
@@ -460,7 +460,7 @@ def open_accounts(queue_url: str, srv: str, hasher: PasswordHasher | None = None
     Raises:
         sqlite3.Error, pymongo.errors.PyMongoError: it cannot be opened.
     """
-    if queue_url.startswith(("mongodb://", "mongodb+srv://")):
+    if is_mongodb(queue_url):
         return MongoAccounts(queue_url, client=mongo_client, hasher=hasher,
                              timeout_ms=timeout_ms)
     return SqliteAccounts(plotter_db_path(queue_url, srv), hasher=hasher)

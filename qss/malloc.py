@@ -31,15 +31,16 @@ TRIM_THRESHOLD = 256 << 20
 TOP_PAD = 16 << 20
 
 
-def keep_large_buffers() -> bool:
+def keep_large_buffers(trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Apply the settings to this process (call early); False where malloc is not
-    glibc's or refuses them (nothing changes then)."""
+    glibc's or refuses them (nothing changes then). ``trim_threshold``: how much freed
+    memory to keep (qss-distil keeps less: see distil/cli.py)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = all(libc.mallopt(option, value) == 1 for option, value in (
-            (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+            (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, trim_threshold),
             (M_TOP_PAD, TOP_PAD)))
     except (OSError, AttributeError):
         return False

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import sqlite3
 import threading
@@ -20,13 +19,13 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from . import records as _records
-from .accounts import create_shared
+from .accounts import create_shared, plotter_db_path
+from .settings import is_mongodb
 
 __all__ = ["DATABASE", "COLLECTION", "MongoPermalinks", "Permalinks", "SqlitePermalinks",
-           "check_record", "dump", "load", "new_id", "open_permalinks", "sqlite_path"]
+           "check_record", "dump", "load", "new_id", "open_permalinks"]
 
 DATABASE, COLLECTION = "mr_plotter", "permalinks"
-SQLITE_NAME = "plotter.db"
 
 
 def new_id() -> str:
@@ -130,23 +129,10 @@ class MongoPermalinks:
     def replace_all(self, records: Iterable[dict]) -> int:
         docs = [{"_id": r["id"], "created": dt.datetime.fromisoformat(r["created"]),
                  "doc": r["doc"]} for r in records]
-        self._coll.delete_many({})
-        if docs:
-            self._coll.insert_many(docs)
-        return len(docs)
+        return _records.replace_collection(self._coll, docs)
 
     def close(self) -> None:
         self._client.close()
-
-
-def sqlite_path(queue_url: str, srv: str) -> str | None:
-    """The SQLite store's file for an appliance whose queue is ``queue_url``: ``plotter.db``
-    beside the SQLite queue (or in ``srv``); None when the queue is MongoDB."""
-    if queue_url.startswith(("mongodb://", "mongodb+srv://")):
-        return None
-    folder = os.path.dirname(queue_url[len("sqlite:///"):]) if queue_url.startswith(
-        "sqlite:///") else srv
-    return os.path.join(folder, SQLITE_NAME)
 
 
 def open_permalinks(queue_url: str, srv: str, mongo_client=None,
@@ -155,10 +141,9 @@ def open_permalinks(queue_url: str, srv: str, mongo_client=None,
     MongoDB queue (``mongo_client``: one already made, e.g. mongomock in tests;
     ``timeout_ms``: how long to look for the server), else ``plotter.db`` beside the
     SQLite queue (or in ``srv``)."""
-    path = sqlite_path(queue_url, srv)
-    if path is None:
+    if is_mongodb(queue_url):
         return MongoPermalinks(queue_url, client=mongo_client, timeout_ms=timeout_ms)
-    return SqlitePermalinks(path)
+    return SqlitePermalinks(plotter_db_path(queue_url, srv))
 
 
 def check_record(r: object) -> dict:

@@ -1,6 +1,8 @@
 """Stores of records, as the plotter's permalinks and accounts: their records as JSON
 lines, how ``qss-get --backup`` carries them when they are in MongoDB
-(``plotter/<collection>.jsonl``), and an SQLite table's replace-all.
+(``plotter/<collection>.jsonl``), and the replace-all of an SQLite table
+(:func:`replace_table`) and of a MongoDB collection (:func:`replace_collection`), each
+atomic: a reader sees the old records or the new, never none or some.
 
 A store here is anything with ``records()`` (every record, a dict, in a stable order) and
 ``replace_all(records)`` (hold exactly those; their number): :mod:`qss.permalinks` and
@@ -8,13 +10,15 @@ A store here is anything with ``records()`` (every record, a dict, in a stable o
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-__all__ = ["RecordStore", "dump", "load", "replace_table"]
+__all__ = ["RecordStore", "dump", "load", "replace_collection", "replace_table"]
 
 
 class RecordStore(Protocol):
@@ -68,3 +72,42 @@ def replace_table(db: sqlite3.Connection, lock: threading.Lock, table: str,
             raise
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return len(rows)
+
+
+#: What :func:`replace_collection` names its new collection: ``<name>.replacing.<hex>``.
+REPLACING = ".replacing."
+
+
+def replace_collection(coll, docs: Sequence[dict]) -> int:
+    """Make the MongoDB collection ``coll`` (pymongo's or mongomock's) hold exactly
+    ``docs``, at once; their number.
+
+    The documents go into a new collection of the same database, given ``coll``'s
+    indexes, which is then renamed over ``coll`` (``renameCollection`` with
+    ``dropTarget``, one step on the server): a reader sees the old documents or the new,
+    never none or some, and a failure before the rename leaves ``coll`` as it was. (A
+    delete then an insert showed readers an empty collection between the two, and left it
+    empty when the insert failed.) A process killed before the rename can leave the new
+    collection behind, ``<name>.replacing.<hex>``; nothing reads it.
+
+    Raises:
+        pymongo.errors.PyMongoError: the server refused or could not be reached; ``coll``
+            is unchanged unless the rename itself was done.
+    """
+    db = coll.database
+    # A name of its own: two replaces at once must not write into each other's.
+    new = db[f"{coll.name}{REPLACING}{secrets.token_hex(4)}"]
+    try:
+        db.create_collection(new.name)       # so that no documents still make one
+        for name, spec in coll.index_information().items():
+            if name != "_id_":
+                options = {k: v for k, v in spec.items() if k not in ("key", "v", "ns")}
+                new.create_index(spec["key"], name=name, **options)
+        if docs:
+            new.insert_many(docs)
+        new.rename(coll.name, dropTarget=True)
+    except BaseException:
+        with contextlib.suppress(Exception):    # the error that matters is the first
+            new.drop()
+        raise
+    return len(docs)

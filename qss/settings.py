@@ -75,8 +75,8 @@ class QueueSettings:
 
     @property
     def scheme(self) -> str:
-        """``sqlite`` or ``mongodb``."""
-        return self.url.split(":", 1)[0]
+        """``sqlite`` or ``mongodb`` (``mongodb+srv://`` too)."""
+        return "mongodb" if is_mongodb(self.url) else self.url.split(":", 1)[0]
 
     @property
     def sqlite_path(self) -> str | None:
@@ -210,6 +210,59 @@ def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
     return HostPort(host, int(port_text))
 
 
+#: A MongoDB URL: its hosts, or a DNS name whose SRV records list them.
+MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+
+def is_mongodb(url: str) -> bool:
+    """Whether ``url`` names a MongoDB (``mongodb://`` or ``mongodb+srv://``)."""
+    return url.startswith(MONGODB_SCHEMES)
+
+
+def mongodb_hosts(url: str) -> tuple[HostPort, ...]:
+    """The servers the MongoDB URL ``url`` names: each ``HOST[:PORT]`` of
+    ``mongodb://[USER:PASSWORD@]HOST[:PORT][,HOST[:PORT]...][/...]``, port 27017 where
+    none is given; none for ``mongodb+srv://[USER:PASSWORD@]NAME[/...]``, whose servers
+    DNS lists (its one host name is checked).
+
+    Raises:
+        ValueError: not a MongoDB URL, or a bad host (the reason).
+    """
+    scheme = next((s for s in MONGODB_SCHEMES if url.startswith(s)), None)
+    if scheme is None:
+        raise ValueError("expected mongodb://HOST[:PORT] or mongodb+srv://NAME")
+    hosts = url[len(scheme):].split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    if scheme == "mongodb+srv://":
+        # As pymongo: one name (no address) and no port; DNS gives the servers and ports.
+        if not _HOSTNAME.match(hosts) or re.fullmatch(r"[\d.]+", hosts) or len(hosts) > 253:
+            raise ValueError(f"mongodb+srv:// takes one host name without a port, not "
+                             f"{hosts!r}")
+        return ()
+    return tuple(parse_hostport(h, default_port=27017) for h in hosts.split(","))
+
+
+def local_mongodb(url: str) -> HostPort | None:
+    """Where ``mongod`` listens when ``url`` names a MongoDB on this machine: its one
+    server, when that is ``localhost`` (given as 127.0.0.1, an address to bind) or a
+    loopback address (127.0.0.0/8, ``::1``), with its port. None for any other URL: an
+    SQLite queue, a server elsewhere, a replica set of several hosts, ``mongodb+srv://``
+    (DNS lists its servers) or a URL that is not good."""
+    try:
+        hosts = mongodb_hosts(url)
+    except ValueError:
+        return None
+    if len(hosts) != 1:
+        return None
+    host = hosts[0].host.lower().rstrip(".")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:          # a host name other than localhost: not ours to run
+        return None
+    return HostPort(host, hosts[0].port) if loopback else None
+
+
 def _endpoints(text: str) -> tuple[HostPort, ...]:
     items = [item.strip() for item in text.split(",")]
     if not text.strip() or not all(items):
@@ -263,12 +316,9 @@ def _queue_url(text: str) -> str:
             raise ValueError("the database path must be absolute, "
                              "e.g. sqlite:////ssd/srv/queue.db")
         return text
-    if text.startswith("mongodb://"):
-        hosts = text[len("mongodb://"):].split("/", 1)[0].split("?", 1)[0]
-        hosts = hosts.rpartition("@")[2]
+    if is_mongodb(text):
         try:
-            for host in hosts.split(","):
-                parse_hostport(host, default_port=27017)
+            mongodb_hosts(text)
         except ValueError as exc:
             raise ValueError(f"bad MongoDB host: {exc}") from None
         return text

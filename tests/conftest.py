@@ -2,8 +2,11 @@
 workers."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from plotter import testing as plotter_testing
 from tsdb import testing
 
 #: The test files that take longest (``./dev test --durations=0``), longest first. On
@@ -38,3 +41,28 @@ def server(tmp_path_factory):
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def plotter(server, streams, tmp_path_factory):
+    """A real qss-plotter over the module's ``server``, started once the module's
+    ``streams`` fixture has written its streams; stopped after the module (modules that
+    need another plotter define their own ``plotter``)."""
+    tmp = tmp_path_factory.mktemp("plotter")
+    p = plotter_testing.start(server.grpc, tmp, log_path=tmp / "plotter.log")
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def listener():
+    """A listening TCP socket on 127.0.0.1 (a free port) that a child process may inherit,
+    as a receiver is handed one (``--listen-fd``); closed after the test."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    yield sock
+    sock.close()

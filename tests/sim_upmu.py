@@ -1,5 +1,6 @@
 """Test-only helpers around the simulated uPMUs of :mod:`simulator.devices`: serial numbers,
-a uPMU list, an in-process receiver, and a check for a connection closed unanswered.
+a uPMU list, a queue and a uPMU list for a receiver (:func:`site`), an in-process receiver,
+and a check for a connection closed unanswered.
 The devices themselves (``device_files``, ``push``, :class:`simulator.devices.Device`) are
 the library's, as ``qss-sim`` uses them.
 """
@@ -7,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from simulator import devices as simulator
-from qss.queue import Queue
+from qss.queue import Queue, open_queue
 from qss.upmuconfig import UpmuList
 from receiver.intake import DiskGuard, Intake, RefusalLog, UpmuDirectory
 from receiver.server import ReceiverServer
@@ -28,6 +30,19 @@ def write_upmus(path: str, serials: list[str]) -> None:
         for serial in serials:
             n = len(upmus)
             upmus.add(f"10.0.{n // 250}.{n % 250 + 1}", serial, f"u{n}", extended=True)
+
+
+@contextlib.contextmanager
+def site(folder, count: int) -> Iterator[tuple[Queue, str]]:
+    """(an SQLite queue in ``folder``, the path of a uPMU list there naming
+    ``serial_of(0)`` to ``serial_of(count - 1)``); the queue is closed on exit."""
+    upmuconfig = os.path.join(folder, "upmuconfig.ini")
+    write_upmus(upmuconfig, [serial_of(i) for i in range(count)])
+    queue = open_queue(f"sqlite:///{folder}/queue.db")
+    try:
+        yield queue, upmuconfig
+    finally:
+        queue.close()
 
 
 @contextlib.asynccontextmanager

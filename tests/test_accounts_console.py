@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from plotter_accounts.commands import Console, execute, redact
 from plotter_accounts.completion import complete
 from qss.accounts import SqliteAccounts
 
-from waiting import wait_until
+from pty_support import PtyProgram, pexpect
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,41 +160,16 @@ def test_the_command_line_with_c_and_standard_input(tmp_path):
 
 # -- a real terminal -------------------------------------------------------------------
 
-pexpect = pytest.importorskip("pexpect")
-_ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
+class Terminal(PtyProgram):
+    """The console (``argv``) in a pty, importing this checkout's code."""
 
-
-class Terminal:
     def __init__(self, tmp_path: Path, argv: list[str]):
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), "TERM": "xterm",
-               "PROMPT_TOOLKIT_NO_CPR": "1", "QSS_CONFIG": os.devnull}
-        self.log = io.BytesIO()
-        self.child = pexpect.spawn(argv[0], argv[1:], env=env, dimensions=(24, 100),
-                                   timeout=10, cwd=str(tmp_path))
-        self.child.logfile_read = self.log
-
-    def screen(self) -> str:
-        return _ESCAPES.sub(b"", self.log.getvalue()).decode("utf-8", "replace")
-
-    def expect(self, text: str) -> None:
-        try:
-            self.child.expect_exact(text)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            raise AssertionError(f"waited for {text!r} ({type(exc).__name__}); screen "
-                                 f"log:\n{self.screen()}") from None
+        super().__init__(argv, {"PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                                "QSS_CONFIG": os.devnull}, tmp_path, timeout=10)
 
     def ready(self, prompt: str = "accounts>") -> None:
         self.expect(prompt)
-        wait_until(lambda: not termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON,
-                   timeout=10, interval=0.01, what="a prompt reading keys",
-                   detail=lambda: self.screen())
-
-    def line(self, text: str) -> None:
-        self.child.send(text + "\r")
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
+        self.wait_raw()
 
 
 @pytest.fixture

@@ -398,7 +398,9 @@ def test_the_operator_and_the_services_write_the_sqlite_queue_in_turn():
         assert receiver("put a.dat") == "ok"      # the receiver creates the tables
         assert upmu_adm("put b.dat") == "ok"      # importdat while the services run
         assert receiver("close") == upmu_adm("close") == "ok"
-        assert sorted(p.name for p in srv.iterdir()) == ["plotter.db", "queue.db"]
+        assert sorted(p.name for p in srv.iterdir()) == ["plotter.db", "queue.db",
+                                                         "queue.db.data"]
+        assert _owner_mode(srv / "queue.db.data") == (qss, qss, oct(0o2770))
         assert _owner_mode(srv / "plotter.db") == (qss, qss, oct(0o660))   # tmpfiles' too
         # the services stopped: the operator opens the queue first, creating -wal, -shm
         assert upmu_adm("put c.dat") == "ok"

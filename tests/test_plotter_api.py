@@ -56,16 +56,6 @@ def streams(db):
     return made
 
 
-@pytest.fixture(scope="module")
-def plotter(server, streams, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("plotter")
-    p = plotter_testing.start(server.grpc, tmp, log_path=tmp / "plotter.log")
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
 def get(plotter, path, **params):
     return requests.get(plotter.url + path, params=params, timeout=30)
 

@@ -60,16 +60,6 @@ def streams(server):
 
 
 @pytest.fixture(scope="module")
-def plotter(server, streams, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("plotter")
-    p = plotter_testing.start(server.grpc, tmp, log_path=tmp / "plotter.log")
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-@pytest.fixture(scope="module")
 def downloads(tmp_path_factory):
     return tmp_path_factory.mktemp("downloads")
 

@@ -499,15 +499,39 @@ def test_on_the_live_system_the_operator_is_told_to_log_in_again(tmp_path):
     assert status == 0 and ran == ["systemd-sysusers"] and lines(out)[-1] == relogin
 
 
-def test_a_remote_mongodb_gets_no_mongo_program(tmp_path):
+def supervisor_conf_for(tmp_path, url: str) -> str:
+    """qss-get --config qss's supervisor programs for a qss.ini with ``[queue] url``."""
     ini = tmp_path / "etc/qss/qss.ini"
     ini.parent.mkdir(parents=True)
-    ini.write_text("[queue]\nurl = mongodb://qss:s3cret@db.example.org:27017/?tls=true\n")
-    qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
-    conf = (tmp_path / "etc/supervisor/conf.d/qss.conf").read_text()
+    ini.write_text(f"[queue]\nurl = {url}\n")
+    status, out = qss_get(make_env(tmp_path), "--config", "qss", "--root", str(tmp_path))
+    assert status == 0, out
+    return (tmp_path / "etc/supervisor/conf.d/qss.conf").read_text()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("mongodb://qss:s3cret@db.example.org:27017/?tls=true",
+     "mongodb://***@db.example.org:27017/?tls=true"),
+    # DNS lists its servers: never this machine's to run (the settings refused it)
+    ("mongodb+srv://qss:s3cret@cluster0.example.org/", "mongodb+srv://***@cluster0.example.org/"),
+], ids=["a host elsewhere", "mongodb+srv"])
+def test_a_remote_mongodb_gets_no_mongo_program(tmp_path, url, shown):
+    conf = supervisor_conf_for(tmp_path, url)
     assert "[program:mongo]" not in conf and "s3cret" not in conf
-    assert ("; [queue] url = mongodb://***@db.example.org:27017/?tls=true is a MongoDB on "
+    assert (f"; [queue] url = {shown} is a MongoDB on "
             "another machine:\n; no mongo program here.\n") in conf
+
+
+@pytest.mark.parametrize("url, command", [
+    ("mongodb://LOCALHOST:27018", "--bind_ip 127.0.0.1 --port 27018\n"),
+    ("mongodb://[::1]:27018/upmu_database", "--bind_ip ::1 --port 27018 --ipv6\n"),
+], ids=["a host name in capitals", "IPv6"])
+def test_a_mongodb_on_this_machine_gets_a_mongo_program_bound_to_its_address(tmp_path, url,
+                                                                              command):
+    """mongod listens on IPv6 only with --ipv6; a host name is the same in any case."""
+    conf = supervisor_conf_for(tmp_path, url)
+    assert f"command=/usr/bin/mongod --dbpath /ssd/srv {command}" in conf
+    assert "on another machine" not in conf
 
 
 @pytest.mark.parametrize("text, error", [

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import io
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -375,12 +376,14 @@ def test_backup_newdb_restore_brings_back_every_point_and_the_config_byte_for_by
     assert services.calls == []
     backup_dir = dest / "qss-backup-20240506T070809"
     assert out.splitlines()[-1].startswith(
-        f"backed up 5 files (")
+        f"backed up 6 files (")
     assert f"into {backup_dir}, verified against MANIFEST.sha256 (" in out
     manifest = (backup_dir / "MANIFEST.sha256").read_text()
-    assert sorted(line.split("  ")[1] for line in manifest.splitlines()) == [
+    backed_up = sorted(line.split("  ")[1] for line in manifest.splitlines())
+    assert backed_up[:5] == [
         "config/backupconfig.ini", "config/qss.ini", "config/upmuconfig.ini",
         "data/btrdb.sqlite3", "srv/queue.db"]
+    assert re.fullmatch(r"srv/queue\.db\.data/s-\w+-\w+\.seg", backed_up[5])  # the contents
     # A new database: nothing left.
     status, _ = qss_get(make_env(root, services=FakeServices()), "--newdb", "--yes")
     assert status == 0
@@ -404,6 +407,7 @@ def test_backup_newdb_restore_brings_back_every_point_and_the_config_byte_for_by
         assert path.read_bytes() == data, path
     assert oct((root / "ssd/data").stat().st_mode & 0o7777) == "0o2770"
     assert oct((root / "ssd/srv/queue.db").stat().st_mode & 0o7777) == "0o660"
+    assert oct((root / "ssd/srv/queue.db.data").stat().st_mode & 0o7777) == "0o2770"
 
 
 @pytest.fixture
@@ -537,3 +541,19 @@ def test_two_actions_are_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: qss-get ACTION [OPTIONS]\n")
     assert "not allowed with argument" in err
+
+
+def test_a_backup_refuses_a_queue_copy_whose_segments_were_cut_meanwhile(tmp_path):
+    """Files deleted while a backup runs (their segment deleted or cut after the queue's
+    snapshot) make it fail with a one-line error, never a copy missing bytes."""
+    from installer.backup import _check_segments
+    from installer.files import DeployError
+    with open_queue(f"sqlite:///{tmp_path}/queue.db") as q:
+        q.put("P1", "/a", b"a" * 1000)
+        q.put("P1", "/b", b"b" * 1000)
+    [segment] = (tmp_path / "queue.db.data").iterdir()
+    _check_segments(tmp_path / "queue.db", tmp_path / "queue.db.data")   # whole: fine
+    os.truncate(segment, 1500)
+    with pytest.raises(DeployError, match=r"^the queue changed while it was copied \(files "
+                                          r"deleted: s-.*\.seg is missing or short\)"):
+        _check_segments(tmp_path / "queue.db", tmp_path / "queue.db.data")

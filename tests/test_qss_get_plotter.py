@@ -64,9 +64,15 @@ def test_sqlite_permalinks_are_backed_up_and_restored_exactly(tmp_path, outside)
     folder = tmp_path / BACKUP
     queue = ["queue/plotter.db", "queue/queue.db"] if outside else [
         "srv/plotter.db", "srv/queue.db"]
-    assert manifest(folder) == sorted([
+    listed = manifest(folder)
+    segments = [p for p in listed if ".data/" in p]     # the queued files' contents
+    assert segments and all(p.startswith(f"{queue[1]}.data/s-") for p in segments)
+    assert sorted(set(listed) - set(segments)) == sorted([
         "config/backupconfig.ini", "config/qss.ini", "config/upmuconfig.ini",
         "data/btrdb.sqlite3", *queue])
+    queue_db = root / ("q/queue.db" if outside else "ssd/srv/queue.db")
+    queued = queue_files(queue_db)
+    assert queued
     assert folder.stat().st_mode & 0o777 == 0o700     # plotter.db's hashes: root's only
     # made and lost after the backup: the restore brings back exactly the backup's
     store = SqlitePermalinks(str(db))
@@ -88,7 +94,12 @@ def test_sqlite_permalinks_are_backed_up_and_restored_exactly(tmp_path, outside)
     assert [a.name for a in users.list()] == ["peter"]
     assert users.check("peter", "psladmin").tags == ("psl", "lbnl", "pge")
     users.close()
-    assert (root / ("q/queue.db" if outside else "ssd/srv/queue.db")).stat().st_size > 0
+    assert queue_files(queue_db) == queued
+
+
+def queue_files(db) -> dict[str, bytes]:
+    with open_queue(f"sqlite:///{db}") as q:
+        return {f.name: bytes(q.read(f)) for s in q.serials() for f in q.files(s)}
 
 
 def test_no_plotter_store_no_entry(tmp_path):

@@ -243,8 +243,9 @@ def test_clean_synced_deletes_only_synced_files_after_delete(root):
         "Deleting...",
         "Deleted 1 file (1 KB)."]
     assert gave.startswith("Gave ") and gave.endswith(" back to the file system "
-                                                      f"({queue_path(root)} is now "
-                                                      f"{_human(queue_path(root).stat().st_size)}).")
+                                                      f"({queue_path(root)} and its data "
+                                                      f"files are now "
+                                                      f"{_human(queue_size(root))}).")
     assert remaining(root) == {"P3112234": 1, "P3009999": 1}
     status, out = qss_get(env_for(root), "--clean-synced")
     assert status == 0 and out.splitlines()[-1] == (
@@ -263,18 +264,26 @@ def test_clean_synced_yes_deletes_and_gives_the_space_back(tmp_path):
     root = make_root(tmp_path)
     for minute in range(40):
         put(root, "P3001276", minute, size=100_000, synced=minute < 30)
-    before = queue_path(root).stat().st_size
+    before = queue_size(root)
     status, out = qss_get(env_for(root), "--clean-synced", "--yes")
-    after = queue_path(root).stat().st_size
+    after = queue_size(root)
     assert status == 0
     assert "Type delete to delete them: delete (--yes)" in out
     assert "Deleted 30 files (3 MB)." in out
-    assert before - after > 2_900_000           # the file itself shrank (WAL aside)
+    assert before - after > 2_900_000           # the queue itself shrank (WAL aside)
     last = out.splitlines()[-1]
     assert last.startswith("Gave ") and last.endswith(
-        f"back to the file system ({queue_path(root)} is now {_human(after)}).")
+        f"back to the file system ({queue_path(root)} and its data files are now "
+        f"{_human(after)}).")
     assert float(last.split()[1]) >= 2.9 and last.split()[2] == "MB"
     assert remaining(root) == {"P3001276": 10}
+
+
+def queue_size(root: Path) -> int:
+    """The queue file's size and its data segments' (the WAL aside)."""
+    data = queue_path(root).with_name("queue.db.data")
+    return queue_path(root).stat().st_size + sum(
+        p.stat().st_size for p in (data.iterdir() if data.is_dir() else ()))
 
 
 def _human(n: int) -> str:

@@ -133,7 +133,15 @@ def test_a_75_mb_file_is_not_held_twice(tmp_path):
     assert after_read - before < 12 * mb, (before, after_read)
 
 
-def test_delete_gives_space_back_to_the_file_system(tmp_path):
+def queue_bytes(db) -> int:
+    """The queue's size on disk: its SQLite file, WAL and data files."""
+    data = [p.stat().st_size for p in db.with_name(db.name + ".data").iterdir()] \
+        if db.with_name(db.name + ".data").is_dir() else []
+    return os.path.getsize(db) + os.path.getsize(str(db) + "-wal") + sum(data)
+
+
+def test_delete_gives_space_back_to_the_file_system(tmp_path, monkeypatch):
+    monkeypatch.setattr("qss.queue.sqlite_segments.SEGMENT_BYTES", 2_000_000)
     db = tmp_path / "queue.db"
     with SqliteQueue(str(db)) as queue:
         for i in range(40):
@@ -141,9 +149,9 @@ def test_delete_gives_space_back_to_the_file_system(tmp_path):
         for file in list(queue.unsynced("P1"))[:30]:
             queue.mark_synced(file)
         queue.reclaim()
-        full = os.path.getsize(db) + os.path.getsize(str(db) + "-wal")
+        full = queue_bytes(db)
         assert queue.delete_synced() == Tally(30, 30 * 500_000)
-        left = os.path.getsize(db) + os.path.getsize(str(db) + "-wal")
+        left = queue_bytes(db)
         assert full - left > 25 * 500_000
         for file in queue.files("P1"):
             assert bytes(queue.read(file)) == contents(file.name, 500_000)
@@ -187,15 +195,15 @@ def test_group_commit_stores_waiting_puts_together_and_fails_them_together(tmp_p
     def counting(batch):
         commits.append(len(batch))
         if any(r.name == "/poison" for r in batch):
-            queue._put_one = broken          # this transaction fails as a whole
+            queue._plan = broken             # this transaction fails as a whole
             try:
                 original(batch)
             finally:
-                del queue._put_one
+                del queue._plan
         else:
             original(batch)
 
-    def broken(db, request):
+    def broken(db, batch):
         raise sqlite3.OperationalError("disk I/O error")
 
     queue._commit = counting
@@ -244,7 +252,7 @@ class _AfterSelect:
 
     def execute(self, sql, *args):
         cur = self._db.execute(sql, *args)
-        if self._hook and sql.startswith("SELECT id, size FROM received_files"):
+        if self._hook and sql.startswith("SELECT id, size, segment FROM received_files"):
             rows = cur.fetchall()
             hook, self._hook = self._hook, None
             hook()
@@ -292,11 +300,15 @@ def test_the_queue_recovers_after_a_write_fails_for_lack_of_space(tmp_path):
     q.put("P1", "/a", b"x")
     db = q._db
     pages = db.execute("PRAGMA page_count").fetchone()[0]
-    db.execute(f"PRAGMA max_page_count = {pages + 1}")
-    with pytest.raises(QueueError):
-        q.put("P1", "/big", os.urandom(4 * PAGE_SIZE))
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    # The rows do not fit (long names): the commit fails after the contents were written.
+    batch = [("P1", f"/big/{i}/" + "n" * 4000, os.urandom(50_000)) for i in range(4)]
+    assert all(isinstance(r, QueueError) for r in q.put_many(batch))
     assert not db.in_transaction
+    [segment] = os.listdir(f"{tmp_path}/queue.db.data")
+    assert os.path.getsize(f"{tmp_path}/queue.db.data/{segment}") == 1   # cut back
     db.execute("PRAGMA max_page_count = 1073741823")
-    assert q.put("P1", "/big", b"fits now") is PutResult.NEW
-    assert q.get("P1", "/big") is not None
+    assert q.put_many(batch) == [PutResult.NEW] * 4
+    for serial, name, data in batch:
+        assert bytes(q.read(q.get(serial, name))) == data
     q.close()

@@ -1,15 +1,21 @@
 """The SQLite backend's uploads (Queue.open_upload; the interface is tested with the
-others in test_queue_interface.py): pieces on disk, invisible until the commit, gone
-after an abort or a crash, ids that never collide with a put's."""
+others in test_queue_interface.py): a data file of
+its own until the commit, invisible until then, gone after an abort or a crash."""
 from __future__ import annotations
 
 import os
-import sqlite3
 
 from qss.queue import PutResult, open_queue
 from test_queue_interface import name_of
 
 SERIAL = "P3001276"
+
+def data_files(tmp_path, suffix: str) -> dict[str, int]:
+    """The queue's data files of one kind (``.seg``, ``.part``) and their sizes."""
+    folder = tmp_path / "queue.db.data"
+    return {p.name: p.stat().st_size for p in folder.glob(f"*{suffix}")} \
+        if folder.is_dir() else {}
+
 
 def test_sqlite_pieces_go_to_disk_and_a_crash_leaves_them_to_the_next_receiver(tmp_path):
     url = f"sqlite:///{tmp_path}/queue.db"
@@ -17,15 +23,15 @@ def test_sqlite_pieces_go_to_disk_and_a_crash_leaves_them_to_the_next_receiver(t
     up = queue.open_upload(SERIAL, name_of(SERIAL, 5), 70_000_000)
     up.write(b"x" * (1 << 20))
     up.write(b"y" * (1 << 20))
-    # On disk already (another connection sees them), though not in the queue; and only
-    # what was sent: no room is taken for the 70 MB announced.
-    db = sqlite3.connect(f"{tmp_path}/queue.db")
-    assert db.execute("SELECT count(*), sum(length(data)) FROM upload_pieces").fetchone() == (
-        2, 2 << 20)
-    assert db.execute("SELECT count(*) FROM file_data").fetchone() == (0,)
+    # On disk already, though not in the queue; and only what was sent: no room is taken
+    # for the 70 MB announced, and none of it goes through SQLite.
+    assert list(data_files(tmp_path, ".part").values()) == [2 << 20]
+    assert data_files(tmp_path, ".seg") == {}
     assert os.path.getsize(f"{tmp_path}/queue.db") + os.path.getsize(
-        f"{tmp_path}/queue.db-wal") < 8 << 20
-    queue.close()   # as a crash would: neither committed nor aborted
+        f"{tmp_path}/queue.db-wal") < 1 << 20
+    # Crash: neither committed nor aborted, and the process's lock on it is gone.
+    up.part.close(delete=False)
+    queue.close()
     with open_queue(url) as queue:
         assert queue.serials() == []
         stale = queue.unfinished_uploads()
@@ -33,28 +39,30 @@ def test_sqlite_pieces_go_to_disk_and_a_crash_leaves_them_to_the_next_receiver(t
         queue.put(SERIAL, name_of(SERIAL, 6), b"a file")
         newer = queue.open_upload(SERIAL, name_of(SERIAL, 7), 3)   # opened after the listing
         newer.write(b"abc")
+        assert queue.unfinished_uploads() == stale     # the open one is held: not listed
         assert queue.discard_uploads(stale) == 1      # what the last run left, only
         assert newer.commit() is PutResult.NEW
         assert queue.discard_uploads() == 0
         assert [f.name for f in queue.files(SERIAL)] == [name_of(SERIAL, 6), name_of(SERIAL, 7)]
-    assert db.execute("SELECT (SELECT count(*) FROM file_data), (SELECT count(*) FROM "
-                      "upload_pieces), (SELECT count(*) FROM uploads)").fetchone() == (2, 0, 0)
-    db.close()
+        assert bytes(queue.read(queue.get(SERIAL, name_of(SERIAL, 7)))) == b"abc"
+    assert data_files(tmp_path, ".part") == {}
+    assert len(data_files(tmp_path, ".seg")) == 2   # the put's, and the upload's own
 
 
-def test_sqlite_a_crash_during_assembly_is_cleaned_up_too(tmp_path):
+def test_sqlite_a_crash_between_the_data_and_the_commit_is_cleaned_up_too(tmp_path):
     url = f"sqlite:///{tmp_path}/queue.db"
     queue = open_queue(url)
     up = queue.open_upload(SERIAL, name_of(SERIAL, 8), 6)
     up.write(b"abc")
     up.write(b"def")
-    up._assemble()   # then the process dies before the durable commit
+    queue._segments.seal(up.part)   # a segment now; then the process dies before the commit
+    up.part.close(delete=False)
     queue.close()
-    with open_queue(url) as queue:
+    assert len(data_files(tmp_path, ".seg")) == 1
+    with open_queue(url) as queue:      # no row points into it: deleted at the open
         assert queue.serials() == []
-        assert queue.discard_uploads() == 1
-        assert queue._query("SELECT (SELECT count(*) FROM file_data), "
-                            "(SELECT count(*) FROM upload_pieces)", ()) == [(0, 0)]
+        assert queue.discard_uploads() == 0
+    assert data_files(tmp_path, ".seg") == {} and data_files(tmp_path, ".part") == {}
 
 
 def upload(queue, name: str, data: bytes) -> PutResult:
@@ -72,7 +80,8 @@ def test_sqlite_replacement_by_upload_leaves_no_orphan_contents(tmp_path):
         assert bytes(queue.read(queue.get(SERIAL, name))) == b"newer"
         assert upload(queue, name, b"newer") is PutResult.DUPLICATE
         counts = queue._query("SELECT (SELECT count(*) FROM file_data), "
-                              "(SELECT count(*) FROM received_files), "
-                              "(SELECT count(*) FROM uploads), "
-                              "(SELECT count(*) FROM upload_pieces)", ())
-    assert counts == [(1, 1, 0, 0)]
+                              "(SELECT count(*) FROM received_files)", ())
+    assert counts == [(0, 1)]
+    # The put's segment held only the replaced version: deleted; the duplicate's part too.
+    assert list(data_files(tmp_path, ".seg").values()) == [5]
+    assert data_files(tmp_path, ".part") == {}

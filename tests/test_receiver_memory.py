@@ -8,33 +8,32 @@ queue in pieces, and neither may reach the queue as a file.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sqlite3
 import threading
 import time
 
 import psutil
-import pytest
 
 from qss.protocol import FAILURE_REPLY, HEADER, encode_message, encode_reply
 from qss.queue import open_queue
+from qss.queue.sqlite_segments import data_dir
 from simulator.devices import device_files
 from sim_upmu import serial_of, write_upmus
-from test_receiver_process import Receiver
+from receiver_support import Receiver
+
+
+def part_bytes(db) -> tuple[int, int]:
+    """(unfinished uploads' data files, their bytes) beside the queue file ``db``."""
+    folder = data_dir(str(db))
+    parts = [n for n in os.listdir(folder) if n.endswith(".part")] \
+        if os.path.isdir(folder) else []
+    return len(parts), sum(os.path.getsize(os.path.join(folder, n)) for n in parts)
 
 MB = 1 << 20
 HOSTILE_SIZE = 70_000_000
 HOSTILE_PATH = "/root/upmu_data/2015/Month_12/Day_18/Hour_08/hostile.dat"
-
-
-@pytest.fixture
-def listener():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    yield sock
-    sock.close()
 
 
 class PeakRss:
@@ -172,12 +171,7 @@ def test_hostile_senders_stay_within_the_cap_and_a_device_is_served_meanwhile(tm
         sockets = []
         db = tmp_path / "queue.db"
 
-        def uploads_left() -> int:
-            with contextlib.closing(sqlite3.connect(db)) as check:
-                return check.execute("SELECT (SELECT count(*) FROM uploads) + "
-                                     "(SELECT count(*) FROM upload_pieces)").fetchone()[0]
-
-        assert wait_for(lambda: uploads_left() == 0)
+        assert wait_for(lambda: part_bytes(db) == (0, 0))
         peak = rss.stop()
     finally:
         for sock in sockets:
@@ -195,8 +189,9 @@ def test_hostile_senders_stay_within_the_cap_and_a_device_is_served_meanwhile(tm
         assert queue.serials() == [normal]     # nothing from the hostile connections
         assert len(list(queue.files(normal))) == 5
     with contextlib.closing(sqlite3.connect(db)) as check:
-        assert check.execute("SELECT (SELECT count(*) FROM file_data), "
-                             "(SELECT count(*) FROM received_files)").fetchone() == (5, 5)
+        assert check.execute("SELECT count(DISTINCT segment), count(*) FROM "
+                             "received_files").fetchone() == (1, 5)
+    assert len(os.listdir(data_dir(str(db)))) == 1   # the cut uploads' data files are gone
     print(f"receiver RSS at rest {rest / MB:.0f} MiB, peak {peak / MB:.0f} MiB; the device's "
           f"slowest reply {max(slowest, later_slowest) * 1e3:.0f} ms")
 
@@ -206,8 +201,7 @@ def test_a_restart_deletes_what_a_killed_receiver_left_half_received(tmp_path, l
     db = tmp_path / "queue.db"
 
     def pieces() -> int:
-        with contextlib.closing(sqlite3.connect(db)) as check:
-            return check.execute("SELECT count(*) FROM upload_pieces").fetchone()[0]
+        return part_bytes(db)[1] // MB
 
     receiver = start_receiver(tmp_path, listener)
     try:
@@ -226,6 +220,6 @@ def test_a_restart_deletes_what_a_killed_receiver_left_half_received(tmp_path, l
         replies, _ = push_blocking(listener.getsockname(), serial_of(0), [(path, data)])
     finally:
         receiver.stop()
-    assert replies == [encode_reply(1)] and pieces() == 0
+    assert replies == [encode_reply(1)] and part_bytes(db) == (0, 0)
     with open_queue(f"sqlite:///{db}") as queue:
         assert [f.name for f in queue.files(serial_of(0))] == [path]

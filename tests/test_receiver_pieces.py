@@ -10,21 +10,19 @@ import time
 import pytest
 
 from qss.protocol import FAILURE_REPLY, encode_message, encode_reply
-from qss.queue import open_queue
 from receiver.limits import BulkRate, UploadLimits
 from receiver.server import PIECE
 from simulator.devices import push
-from sim_upmu import running, serial_of, write_upmus
+import sim_upmu
+from sim_upmu import running, serial_of
 from waiting import wait_until_async
 
 
 @pytest.fixture
 def site(tmp_path):
-    upmuconfig = str(tmp_path / "upmuconfig.ini")
-    write_upmus(upmuconfig, [serial_of(i) for i in range(8)])
-    queue = open_queue(f"sqlite:///{tmp_path}/queue.db")
-    yield queue, upmuconfig
-    queue.close()
+    """(queue, upmuconfig path) with uPMUs P3000000..P3000007 configured."""
+    with sim_upmu.site(tmp_path, 8) as queue_and_list:
+        yield queue_and_list
 
 
 def big_file(i: int, size: int) -> tuple[str, bytes]:
@@ -42,11 +40,11 @@ async def push_raw(port: int, message: bytes) -> bytes:
 
 
 def leftovers(queue) -> tuple[int, int, int]:
-    """(file_data rows without a file, unfinished uploads, their pieces)."""
-    [row] = queue._query("SELECT (SELECT count(*) FROM file_data WHERE id NOT IN "
-                         "(SELECT id FROM received_files)), (SELECT count(*) FROM uploads), "
-                         "(SELECT count(*) FROM upload_pieces)", ())
-    return row
+    """(data segments no file points into, unfinished uploads' data files, their bytes)."""
+    segments = queue._segments
+    unreferenced = sum(queue._referenced_end(n) is None for n in segments.names(".seg"))
+    parts = [os.path.join(segments.dir, n) for n in segments.names(".part")]
+    return unreferenced, len(parts), sum(os.path.getsize(p) for p in parts)
 
 
 def test_a_file_of_several_pieces_is_stored_whole_and_acknowledged(site):

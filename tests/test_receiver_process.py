@@ -15,15 +15,12 @@ import sys
 import threading
 import time
 
-import pytest
-
 from qss.generator import UpmuSimulator
 from qss.queue import open_queue
 from simulator.devices import Device, Plan, device_files, run_blocking
+from receiver_support import ROOT, Receiver
 from sim_upmu import START, serial_of, write_upmus
 from waiting import wait_until
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def devices_for(serials: list[str], count: int) -> list[Device]:
@@ -36,55 +33,6 @@ def devices_for(serials: list[str], count: int) -> list[Device]:
 
 def failures(device: Device) -> int:
     return device.stats.refused + device.stats.unanswered + device.stats.connect_failures
-
-
-class Receiver:
-    """A ``python -m receiver.server`` child on an inherited listening socket."""
-
-    def __init__(self, tmp_path, sock: socket.socket, *extra: str) -> None:
-        config = tmp_path / "qss.ini"
-        config.write_text("")
-        env = {k: v for k, v in os.environ.items() if k not in ("MONGO_ADDR", "QSS_CONFIG")}
-        env["PYTHONPATH"] = ROOT
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.server", "--config", str(config),
-             "--queue", f"sqlite:///{tmp_path}/queue.db",
-             "--upmuconfig", str(tmp_path / "upmuconfig.ini"),
-             "--listen-fd", str(sock.fileno()), *extra],
-            pass_fds=(sock.fileno(),), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env, cwd=ROOT)
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "Listening on" in line:
-                self.ready.set()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        self.proc.stdout.close()
-        return code
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture
-def listener():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    yield sock
-    sock.close()
 
 
 def test_sigkill_mid_transfers_then_restart_keeps_exactly_one_copy(tmp_path, listener):

@@ -10,20 +10,18 @@ import time
 import pytest
 
 from qss.protocol import FAILURE_REPLY, HEADER, MAX_DATA_LEN, encode_message
-from qss.queue import open_queue
 from simulator.devices import device_files, push
-from sim_upmu import closed_without_reply, running, serial_of, write_upmus
+import sim_upmu
+from sim_upmu import closed_without_reply, running, serial_of
 
 PATH = b"/root/upmu_data/a.dat"
 
 
 @pytest.fixture
 def site(tmp_path):
-    upmuconfig = str(tmp_path / "upmuconfig.ini")
-    write_upmus(upmuconfig, [serial_of(0)])
-    queue = open_queue(f"sqlite:///{tmp_path}/queue.db")
-    yield queue, upmuconfig
-    queue.close()
+    """(queue, upmuconfig path) with uPMU P3000000 configured."""
+    with sim_upmu.site(tmp_path, 1) as queue_and_list:
+        yield queue_and_list
 
 
 def warnings(caplog) -> list[str]:

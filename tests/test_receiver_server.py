@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from qss.queue import open_queue
 from qss.protocol import FAILURE_REPLY, HEADER, MAX_DATA_LEN, encode_message, encode_reply
 from simulator.devices import device_files, push
+import sim_upmu
 from sim_upmu import closed_without_reply, running, serial_of, write_upmus
 from waiting import wait_until_async
 
@@ -25,11 +25,8 @@ from waiting import wait_until_async
 @pytest.fixture
 def site(tmp_path):
     """(queue, upmuconfig path) with uPMUs P3000000..P3000049 configured."""
-    upmuconfig = str(tmp_path / "upmuconfig.ini")
-    write_upmus(upmuconfig, [serial_of(i) for i in range(50)])
-    queue = open_queue(f"sqlite:///{tmp_path}/queue.db")
-    yield queue, upmuconfig
-    queue.close()
+    with sim_upmu.site(tmp_path, 50) as queue_and_list:
+        yield queue_and_list
 
 
 def test_fifty_devices_at_once_every_file_once_with_identical_bytes(site):

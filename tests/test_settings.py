@@ -8,8 +8,8 @@ import pytest
 
 from qss import settings as qsettings
 from qss.settings import (HostPort, Settings, SettingsError, add_settings_arguments,
-                          load_settings, parse_hostport, render_default_ini,
-                          settings_from_args)
+                          is_mongodb, load_settings, local_mongodb, mongodb_hosts,
+                          parse_hostport, render_default_ini, settings_from_args)
 
 ALL_FLAGS = ("upmuconfig", "backupconfig", "data", "srv", "queue", "btrdb", "listen",
              "max_disk_percent", "max_buffer_mb", "grpc", "http")
@@ -275,6 +275,53 @@ def test_mongodb_urls_with_credentials_and_replica_sets(ini):
     url = "mongodb://user:pw@db1:27017,db2/upmu_database?replicaSet=rs0"
     s = load_settings(ini(f"[queue]\nurl = {url}\n"), environ={})
     assert s.queue.url == url and s.queue.scheme == "mongodb" and s.queue.sqlite_path is None
+
+
+def test_a_mongodb_srv_url_is_a_mongodb_queue_as_the_stores_take_it(ini):
+    """The queue, the plotter's stores and DISTIL's state open ``mongodb+srv://``: the
+    settings accept it too (they refused it)."""
+    url = "mongodb+srv://qss:pw@cluster0.example.org/upmu_database?tls=true"
+    s = load_settings(ini(f"[queue]\nurl = {url}\n"), environ={})
+    assert s.queue.url == url and s.queue.scheme == "mongodb" and s.queue.sqlite_path is None
+    assert is_mongodb(url) and mongodb_hosts(url) == () and local_mongodb(url) is None
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("mongodb+srv://cluster0.example.org:27017/", "'cluster0.example.org:27017'"),
+    ("mongodb+srv://a.example.org,b.example.org/", "'a.example.org,b.example.org'"),
+    ("mongodb+srv://10.0.0.5/", "'10.0.0.5'"),
+    ("mongodb+srv://[::1]/", "'[::1]'"),
+    ("mongodb+srv:///upmu_database", "''"),
+])
+def test_a_mongodb_srv_url_takes_one_host_name_without_a_port(ini, url, reason):
+    path = ini(f"[queue]\nurl = {url}\n")
+    with pytest.raises(SettingsError) as exc:
+        load_settings(path, environ={})
+    assert str(exc.value) == (f"{path}: [queue] url = {url!r}: bad MongoDB host: "
+                              f"mongodb+srv:// takes one host name without a port, not "
+                              f"{reason}")
+
+
+@pytest.mark.parametrize("url, local", [
+    ("mongodb://localhost", HostPort("127.0.0.1", 27017)),
+    ("mongodb://localhost:27018/upmu_database", HostPort("127.0.0.1", 27018)),
+    ("mongodb://LocalHost.:27018", HostPort("127.0.0.1", 27018)),
+    ("mongodb://qss:s3cret@127.0.0.1:27019/?w=1", HostPort("127.0.0.1", 27019)),
+    ("mongodb://127.0.0.2", HostPort("127.0.0.2", 27017)),
+    ("mongodb://[::1]:27018", HostPort("::1", 27018)),
+    ("mongodb://[::1]", HostPort("::1", 27017)),
+    ("mongodb://db.example.org:27017", None),
+    ("mongodb://10.0.0.5", None),
+    ("mongodb://[fe80::1]:27017", None),
+    ("mongodb://localhost:27017,localhost:27018/?replicaSet=rs0", None),   # a replica set
+    ("mongodb+srv://localhost.example.org/", None),                         # DNS names them
+    ("mongodb+srv://localhost/", None),
+    ("mongodb://localhost:99999", None),                                    # not good
+    ("sqlite:////ssd/srv/queue.db", None),
+])
+def test_a_mongodb_on_this_machine_is_one_loopback_server(url, local):
+    """What qss-get --config runs a mongo program for, and where that binds."""
+    assert local_mongodb(url) == local
 
 
 def test_default_ini_loads_back_to_the_defaults(ini):

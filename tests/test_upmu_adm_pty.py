@@ -7,11 +7,7 @@ appear before pressing Enter (prompt_toolkit completes asynchronously).
 from __future__ import annotations
 
 import datetime as dt
-import io
-import os
-import re
 import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -19,65 +15,32 @@ import pytest
 from qss.generator import write_tree
 from qss.upmuconfig import UpmuList
 
+from pty_support import PtyProgram, pexpect
 from test_upmu_adm_commands import ORIGINAL
-from waiting import wait_until
-
-pexpect = pytest.importorskip("pexpect")
-
-_ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
-class Shell:
-    """upmu-adm in a pty; every wait names what it waited for and shows the screen log."""
+class Shell(PtyProgram):
+    """upmu-adm in a pty."""
 
     def __init__(self, tmp_path: Path, cfg: Path, btrdb: str, *args: str):
         settings = tmp_path / "qss.ini"
         settings.write_text("")
-        env = {**os.environ, "HOME": str(tmp_path), "QSS_CONFIG": str(settings),
-               "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
-        self.log = io.BytesIO()
-        self.child = pexpect.spawn(
-            sys.executable, ["-m", "upmu_adm", "--upmuconfig", str(cfg), "--backupconfig",
-                             str(cfg.with_name("backupconfig.ini")), "--queue",
-                             f"sqlite:///{tmp_path}/queue.db", "--btrdb", btrdb, *args],
-            env=env, dimensions=(24, 100), timeout=5, cwd=str(tmp_path))
-        self.child.logfile_read = self.log
+        super().__init__(
+            [sys.executable, "-m", "upmu_adm", "--upmuconfig", str(cfg), "--backupconfig",
+             str(cfg.with_name("backupconfig.ini")), "--queue",
+             f"sqlite:///{tmp_path}/queue.db", "--btrdb", btrdb, *args],
+            {"HOME": str(tmp_path), "QSS_CONFIG": str(settings)}, tmp_path, timeout=5)
         self.prompt()
-
-    def screen(self) -> str:
-        return _ESCAPES.sub(b"", self.log.getvalue()).decode("utf-8", "replace")
-
-    def expect(self, text: str) -> None:
-        try:
-            self.child.expect_exact(text)
-        except (pexpect.TIMEOUT, pexpect.EOF) as exc:
-            raise AssertionError(f"waited for {text!r} ({type(exc).__name__}); screen "
-                                 f"log:\n{self.screen()}") from None
 
     def prompt(self) -> None:
         # The prompt's trailing space is drawn as a cursor move, so match without it.
         self.expect("upmu-adm>")
         self.wait_raw()
 
-    def wait_raw(self, timeout: float = 10.0) -> None:
-        """Wait until the shell reads keys one by one (a prompt is active). Between two
-        prompts the terminal is in line mode, where a Ctrl+D typed on an empty line is
-        an end-of-file marker and never reaches the next prompt."""
-        wait_until(lambda: not termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON,
-                   timeout=timeout, interval=0.01, what="a prompt reading keys one by one",
-                   detail=lambda: f"screen log:\n{self.screen()}")
-
-    def line(self, text: str) -> None:
-        self.child.send(text + "\r")
-
     def exit_status(self) -> int:
         self.expect(pexpect.EOF)
         self.child.close()
         return self.child.exitstatus
-
-    def close(self) -> None:
-        if self.child.isalive():
-            self.child.terminate(force=True)
 
 
 @pytest.fixture

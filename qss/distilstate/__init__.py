@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from qss.settings import Settings
+from qss.settings import Settings, is_mongodb
 
 from .base import Backlog, InstanceState, Range, StateError, StateStore, Status, describe
 from .sqlite import FILENAME, SqliteState
@@ -21,7 +21,7 @@ def location(settings: Settings) -> str:
     ``distil.db`` beside the SQLite queue (or in ``[paths] srv``)."""
     if settings.distil.state:
         return settings.distil.state
-    if settings.queue.url.startswith(("mongodb://", "mongodb+srv://")):
+    if is_mongodb(settings.queue.url):
         return settings.queue.url
     queue_db = settings.queue.sqlite_path
     folder = os.path.dirname(queue_db) if queue_db else settings.paths.srv
@@ -34,7 +34,7 @@ def open_state(where: str) -> StateStore:
     Raises:
         StateError: it cannot be opened (one line).
     """
-    if where.startswith(("mongodb://", "mongodb+srv://")):
+    if is_mongodb(where):
         from .mongo import MongoState
         return MongoState(where)
     return SqliteState(where)
@@ -47,7 +47,7 @@ def read_statuses(where: str) -> list[Status] | None:
     Raises:
         StateError: it exists but cannot be read.
     """
-    if where.startswith(("mongodb://", "mongodb+srv://")):
+    if is_mongodb(where):
         from .mongo import MongoState
         store = MongoState(where)
         try:

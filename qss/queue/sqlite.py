@@ -1,50 +1,54 @@
-"""The embedded queue: one SQLite file (``[queue] url = sqlite:////ssd/srv/queue.db``).
+"""The embedded queue: one SQLite file for the metadata and a directory of data segments
+beside it for the contents (``[queue] url = sqlite:////ssd/srv/queue.db``; the segments
+in ``/ssd/srv/queue.db.data/``).
 
-The same model as MongoDB's ``upmu_database`` (architecture §5), in four tables::
+The same model as MongoDB's ``upmu_database`` (architecture §5), in these tables::
 
     received_files  id, serial_number, name, size, time_received (µs since 1970, UTC),
-                    ytag, published, generation;  UNIQUE (serial_number, name)
-                    and INDEX (serial_number, ytag, name)
-    file_data       id (= received_files.id), data BLOB
+                    ytag, published, generation, segment, seg_offset;
+                    UNIQUE (serial_number, name), INDEX (serial_number, ytag, name),
+                    INDEX (segment)
     latest_times    serial_number PRIMARY KEY, time_received (µs)
     meta            key PRIMARY KEY, value: schema version, ytagbase
-    uploads         id, file (its file_data row once assembled): uploads not committed
-    upload_pieces   upload, seq, data: their pieces as they arrived
+    file_data       id (= received_files.id), data BLOB: contents of schema 1 only
+    uploads, upload_pieces: schema 1's unfinished uploads (deleted by the receiver)
 
 Why it looks like this:
 
+- Each file's contents are written once: appended to a segment file
+  (:mod:`qss.queue.sqlite_segments`) and fdatasynced, then the rows pointing into it
+  (``segment``, ``seg_offset``, ``size``) committed. Contents in SQLite went through
+  the WAL and again into the database file at the checkpoint: 1.1 to 1.3 MB of writes
+  per 0.55 MB file, and each commit's fsync shared the disk with the checkpoint.
 - Crash safety: WAL journal with ``synchronous=FULL``, so a committed transaction is on
-  disk when ``COMMIT`` returns; a file and its device's latest time are written in one
-  transaction, so after a crash a file is either whole or absent.
-- Memory: contents go in and out through incremental blob I/O (``Connection.blobopen``)
-  in 1 MiB pieces: the row is created with ``zeroblob(n)`` and filled from the caller's
-  buffer, and reads fill one ``bytearray``. Binding a 75 MB ``bytes`` parameter instead
-  makes SQLite copy it (measured: 231 MB peak for a 75 MB file, against 87 MB here).
-- Contents live in their own table so scans of the metadata (listing, statistics) never
-  touch blob pages: inline, each row would carry ~8 KB of its blob on the leaf page.
-- 64 KiB pages: a 552 KB file spans 9 overflow pages instead of 135; measured on this
-  suite's files, writes went from 216 to 336 files/s and blob reads from 1,800 to
-  6,400 files/s against 4 KiB pages. Set when the file is created (it cannot change later).
-- ``auto_vacuum=INCREMENTAL`` (also at creation) so deleting synced files can give the
-  space back to the file system (``PRAGMA incremental_vacuum``) without a full VACUUM.
+  disk when ``COMMIT`` returns; the contents are durable before it (data fsync first), so
+  a committed row never points at bytes a crash lost. A file and its device's latest
+  time are one transaction, so after a crash a file is either whole or absent. What a
+  crash leaves in segments (contents without rows) is cut or deleted at the next open.
+- Queues of schema 1 (contents in ``file_data``) are used as they are: their rows have no
+  segment and are read, compared and deleted there; new and replaced contents go to
+  segments. Opening one adds the two columns (no rewrite) and makes it schema 2.
+- Memory: contents are written from the caller's buffers and read into one new buffer
+  (``os.preadv``), never joined or copied whole.
+- 4 KiB pages (the contents are elsewhere: a commit writes a few small pages); schema 1
+  files keep their 64 KiB pages. ``auto_vacuum=INCREMENTAL`` (set at creation) so
+  deleting gives the metadata's space back without a full VACUUM.
 - Several processes: every write is a short ``BEGIN IMMEDIATE`` transaction, waits for
   the lock up to ``busy_timeout``, and iterators read in pages of short transactions
-  (a reader holding a snapshot for long would stop checkpoints and grow the WAL).
+  (a reader holding a snapshot for long would stop checkpoints and grow the WAL). Each
+  writing process appends to segments of its own (an ``flock`` says whose).
 - ``generation`` counts replacements, so marking a file synced after it was replaced by
   different bytes marks nothing.
 - Uploads (:meth:`SqliteQueue.open_upload`, the receiver's way for files that arrive in
   several pieces; uPMUs' own files fit in one piece and are put whole): each piece is
-  stored as it arrives, as a row of ``upload_pieces``, in a short transaction without an
-  fsync, so a sender costs the disk only what it really sent (a ``zeroblob`` of the
-  announced size would let a 44-byte header write 75 MB). At the commit the pieces are
-  copied into a ``file_data`` row, a piece per short transaction, and one durable
-  transaction adds the ``received_files`` row pointing at it (the fsync of the WAL makes
-  the earlier writes durable too). A ``file_data`` row without a ``received_files`` row
-  is invisible, so an aborted or crashed upload is never seen; the receiver deletes what
-  ``uploads`` lists at its start. ``file_data`` ids are allocated first, so they never
-  collide with a ``received_files`` id.
+  appended as it arrives to a data file of the upload's own, without an fsync, so a
+  sender costs the disk only what it really sent. The commit fdatasyncs it (outside the
+  queue's lock), renames it into a segment of its own and commits its row. Until then no
+  reader sees it; an abort deletes it; the receiver deletes at its start those a crash
+  left (:meth:`SqliteQueue.unfinished_uploads`).
 
-Names are stored as text values, never as file-system paths.
+Names are stored as text values, never as file-system paths; segment names are the
+queue's own.
 """
 from __future__ import annotations
 
@@ -60,16 +64,17 @@ from collections.abc import Iterator
 from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
                    QueuedFile, SerialStats, Tally, Upload, check_identity, in_period, log,
                    log_replaced, utcnow)
+from .sqlite_segments import PART_SUFFIX, SEG_SUFFIX, Segments
 from .sqlite_upload import SqliteUpload, as_bytes_view, to_us
 from .sqlite_wal import Checkpointer
 
 __all__ = ["SqliteQueue"]
 
-SCHEMA_VERSION = 1
-PAGE_SIZE = 65536
+SCHEMA_VERSION = 2        # 2: contents in segments (received_files.segment, seg_offset)
+PAGE_SIZE = 4096          # metadata only: a commit writes a few small pages
 _CHUNK = 1 << 20          # blob I/O piece: bounds the extra memory per file
 _DELETE_BATCH = 256       # files per delete transaction: keeps write locks short
-_VACUUM_STEP = 256        # pages (16 MiB) moved per incremental-vacuum transaction
+_VACUUM_STEP = 256        # pages moved per incremental-vacuum transaction
 _WAL_LIMIT = 64 << 20     # WAL size kept after a checkpoint
 _CACHE_KIB = 4096         # page cache per connection (metadata pages; blobs stream past it)
 _FORGET_PIECES = 8        # pieces of an abandoned upload deleted per transaction
@@ -87,6 +92,8 @@ _SCHEMA = [
          ytag INTEGER NOT NULL DEFAULT 0,
          published INTEGER NOT NULL DEFAULT 0,
          generation INTEGER NOT NULL DEFAULT 1,
+         segment TEXT,
+         seg_offset INTEGER,
          UNIQUE (serial_number, name))"""),
     ("table file_data", """
      CREATE TABLE IF NOT EXISTS file_data (id INTEGER PRIMARY KEY, data BLOB NOT NULL)"""),
@@ -104,6 +111,7 @@ _SCHEMA = [
 ]
 _INDEXES = [
     ("received_files_sync", "received_files (serial_number, ytag, name)"),
+    ("received_files_segment", "received_files (segment)"),
 ]
 
 _COLUMNS = "id, serial_number, name, size, time_received, ytag, generation"
@@ -120,6 +128,15 @@ def _as_views(data: Contents) -> list[memoryview]:
     return [as_bytes_view(data)]
 
 
+def _views_equal(a: list[memoryview], b: list[memoryview]) -> bool:
+    """True when the pieces ``a`` and ``b`` hold the same bytes (however they are cut)."""
+    if sum(v.nbytes for v in a) != sum(v.nbytes for v in b):
+        return False
+    if len(a) == len(b) == 1:
+        return a[0] == b[0]
+    return b"".join(a) == b"".join(b)   # rare: a resend within one batch, in pieces
+
+
 @dataclasses.dataclass(eq=False)
 class _Put:
     """One put waiting for (or done by) a group commit."""
@@ -133,6 +150,7 @@ class _Put:
     result: PutResult | None = None
     old_size: int = 0
     error: QueueError | None = None
+    old_segment: str | None = None   # a replaced version's segment (to free)
 
 
 class SqliteQueue(Queue):
@@ -157,6 +175,7 @@ class SqliteQueue(Queue):
         self._checkpointer: Checkpointer | None = None   # started by the first write
         self._pending: collections.deque[_Put] = collections.deque()
         self._pending_lock = threading.Lock()
+        self._segments = Segments(self.path)
         try:
             # SQLite creates a new database 0644 minus the umask, so services with umask 007
             # would make it 0640 and lock the operator (group qss) out; creating it first
@@ -177,6 +196,10 @@ class SqliteQueue(Queue):
         except QueueError:
             self._db.close()
             raise
+        try:
+            self._sweep()
+        except (OSError, sqlite3.Error) as exc:   # a later open or reclaim tries again
+            log.warning("queue %s: cannot clean its data files: %s", self.url, exc)
 
     # -- setup ----------------------------------------------------------------------
 
@@ -189,6 +212,8 @@ class SqliteQueue(Queue):
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        # 64 KiB in files of schema 1: the checkpointer sizes the WAL in pages.
+        self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         if mode.lower() != "wal":
             raise QueueError(f"queue {self.url}: cannot switch to WAL journal (got {mode!r})")
         db.execute("PRAGMA synchronous = FULL")
@@ -199,14 +224,19 @@ class SqliteQueue(Queue):
         with self._write(checkpoints=False):   # a reader needs no checkpointer thread
             for _, sql in _SCHEMA:
                 db.execute(sql)
-            self._create_indexes()
             row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)",
-                           (SCHEMA_VERSION,))
-            elif int(row[0]) > SCHEMA_VERSION:
+            if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise QueueError(f"queue {self.url}: schema version {row[0]} is newer than "
                                  f"this suite's ({SCHEMA_VERSION}); update the suite")
+            columns = {r[1] for r in db.execute("PRAGMA table_info(received_files)")}
+            if "segment" not in columns:
+                # Schema 1 (contents in file_data): its rows stay as they are and are read
+                # from there; new contents go to segments. Adding columns rewrites nothing.
+                db.execute("ALTER TABLE received_files ADD COLUMN segment TEXT")
+                db.execute("ALTER TABLE received_files ADD COLUMN seg_offset INTEGER")
+            self._create_indexes()
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                       (SCHEMA_VERSION,))
 
     def _create_indexes(self) -> list[str]:
         existing = {r[0] for r in self._db.execute(
@@ -230,7 +260,7 @@ class SqliteQueue(Queue):
                 self._db.execute("PRAGMA synchronous = NORMAL")
             if self._checkpointer is None:
                 if checkpoints:
-                    self._checkpointer = Checkpointer(self.path, PAGE_SIZE)
+                    self._checkpointer = Checkpointer(self.path, self._page_size)
             elif self._checkpointer.restart_wanted.is_set():
                 self._checkpointer.restart_wanted.clear()
                 with contextlib.suppress(sqlite3.Error):   # busy: the next write tries again
@@ -251,7 +281,10 @@ class SqliteQueue(Queue):
                 if not durable:
                     self._db.execute("PRAGMA synchronous = FULL")
 
-    def _error(self, doing: str, exc: sqlite3.Error) -> QueueError:
+    def _error(self, doing: str, exc: Exception) -> QueueError:
+        if isinstance(exc, OSError) and exc.strerror:
+            where = f" ({os.path.basename(exc.filename)})" if exc.filename else ""
+            return QueueError(f"queue {self.url}: {doing}: {exc.strerror}{where}")
         return QueueError(f"queue {self.url}: {doing}: {exc}")
 
     # -- writing --------------------------------------------------------------------
@@ -314,16 +347,31 @@ class SqliteQueue(Queue):
         return batch
 
     def _commit(self, batch: list[_Put]) -> None:
-        results: list[tuple[PutResult, int]] = []
+        """Store ``batch`` in one transaction: the new contents appended to this process's
+        segment and fdatasynced, then the rows pointing into it committed (WAL fsync)."""
+        appended = False
         try:
             with self._write() as db:
-                for request in batch:
-                    results.append(self._put_one(db, request))
-            for request, (result, old_size) in zip(batch, results):
-                request.old_size = old_size
+                plans = self._plan(db, batch)
+                storing = [r for r, (result, _) in zip(batch, plans)
+                           if result is not PutResult.DUPLICATE]
+                segment, offsets = (self._segments.append([r.views for r in storing])
+                                    if storing else ("", []))
+                appended = bool(storing)
+                where = dict(zip(map(id, storing), offsets))
+                for request, (result, row) in zip(batch, plans):
+                    if result is not PutResult.DUPLICATE:
+                        self._store_row(db, request, result, row, segment,
+                                        where[id(request)])
+                    if request.update_latest:
+                        self._update_latest(db, request.serial, request.when)
+            for request, (result, _) in zip(batch, plans):
                 request.result = result   # only now: the commit is on disk
-        except sqlite3.Error as exc:
-            # The transaction rolled back: none of the batch is stored.
+        except (sqlite3.Error, OSError) as exc:
+            # The transaction rolled back: none of the batch is stored, and what it
+            # appended to the segment is a tail no row points to.
+            if appended:
+                self._segments.undo()
             for request in batch:
                 request.error = self._error(
                     f"cannot store file {request.name!r} of uPMU {request.serial}", exc)
@@ -332,34 +380,59 @@ class SqliteQueue(Queue):
                 if request.result is None and request.error is None:
                     request.error = QueueError(f"queue {self.url}: storing file "
                                                f"{request.name!r} was interrupted")
+        self._free({r.old_segment for r in batch if r.result is PutResult.REPLACED})
 
-    def _put_one(self, db: sqlite3.Connection, r: _Put) -> tuple[PutResult, int]:
-        size = r.size
-        row = db.execute("SELECT id, size FROM received_files "
-                         "WHERE serial_number = ? AND name = ?", (r.serial, r.name)).fetchone()
-        old_size = 0
-        if row is None:
-            # file_data first: its ids must never meet an open upload's (see above).
-            fid = db.execute("INSERT INTO file_data (data) VALUES (zeroblob(?))",
-                             (size,)).lastrowid
-            db.execute("INSERT INTO received_files (id, serial_number, name, size, "
-                       "time_received) VALUES (?, ?, ?, ?, ?)",
-                       (fid, r.serial, r.name, size, r.when))
-            self._write_blob(fid, r.views)
-            result = PutResult.NEW
-        elif row[1] == size and self._blob_equals(row[0], r.views):
-            result = PutResult.DUPLICATE
-        else:
-            fid, old_size = row
-            db.execute("UPDATE received_files SET size = ?, time_received = ?, ytag = 0,"
-                       " published = 0, generation = generation + 1 WHERE id = ?",
-                       (size, r.when, fid))
-            db.execute("UPDATE file_data SET data = zeroblob(?) WHERE id = ?", (size, fid))
-            self._write_blob(fid, r.views)
-            result = PutResult.REPLACED
-        if r.update_latest:
-            self._update_latest(db, r.serial, r.when)
-        return result, old_size
+    def _plan(self, db: sqlite3.Connection,
+              batch: list[_Put]) -> list[tuple[PutResult, tuple | None]]:
+        """What each put of ``batch`` does, in order (a name twice in one batch: the second
+        compares with the first), with the row it finds: ``(id, size, segment, offset)``."""
+        plans: list[tuple[PutResult, tuple | None]] = []
+        earlier: dict[tuple[str, str], _Put] = {}
+        for r in batch:
+            key = (r.serial, r.name)
+            before = earlier.get(key)
+            row = db.execute("SELECT id, size, segment, seg_offset FROM received_files "
+                             "WHERE serial_number = ? AND name = ?", key).fetchone()
+            if before is not None:
+                same = before.size == r.size and _views_equal(before.views, r.views)
+                r.old_size = before.size
+                result = PutResult.DUPLICATE if same else PutResult.REPLACED
+            elif row is None:
+                result = PutResult.NEW
+            elif row[1] == r.size and self._stored_equals(row, r.views):
+                result = PutResult.DUPLICATE
+            else:
+                r.old_size = row[1]
+                result = PutResult.REPLACED
+            if result is not PutResult.DUPLICATE:
+                earlier[key] = r
+            plans.append((result, row))
+        return plans
+
+    def _store_row(self, db: sqlite3.Connection, r: _Put, result: PutResult,
+                   row: tuple | None, segment: str, offset: int) -> None:
+        if result is PutResult.NEW:
+            db.execute("INSERT INTO received_files (serial_number, name, size, time_received,"
+                       " segment, seg_offset) VALUES (?, ?, ?, ?, ?, ?)",
+                       (r.serial, r.name, r.size, r.when, segment, offset))
+            return
+        # Replaced: the row points at the new contents; a listing of the old version marks
+        # nothing (generation).
+        db.execute("UPDATE received_files SET size = ?, time_received = ?, ytag = 0,"
+                   " published = 0, generation = generation + 1, segment = ?, seg_offset = ?"
+                   " WHERE serial_number = ? AND name = ?",
+                   (r.size, r.when, segment, offset, r.serial, r.name))
+        if row is not None:
+            if row[2] is None:     # the old layout's contents
+                db.execute("DELETE FROM file_data WHERE id = ?", (row[0],))
+            else:
+                r.old_segment = row[2]
+
+    def _stored_equals(self, row: tuple, views: list[memoryview]) -> bool:
+        """True when the stored file ``row`` (id, size, segment, offset) holds ``views``."""
+        if row[2] is None:
+            return self._blob_equals(row[0], views)
+        return self._segments.equals(row[2], row[3], views)
 
     @staticmethod
     def _update_latest(db: sqlite3.Connection, serial: str, when: int) -> None:
@@ -374,29 +447,72 @@ class SqliteQueue(Queue):
         if size < 0:
             raise ValueError(f"size must not be negative, not {size}")
         try:
-            with self._write(durable=False) as db:
-                upload = db.execute("INSERT INTO uploads (file) VALUES (NULL)").lastrowid
-        except sqlite3.Error as exc:
+            part = self._segments.open_part()
+        except OSError as exc:
             raise self._error(f"cannot start storing file {name!r} of uPMU {serial}",
                               exc) from None
-        return SqliteUpload(self, serial, name, size, upload, time_received)
+        return SqliteUpload(self, serial, name, size, part, time_received)
 
-    def unfinished_uploads(self) -> list[int]:
-        return [r[0] for r in self._query("SELECT id FROM uploads", ())]
+    def _commit_upload(self, upload: SqliteUpload) -> tuple[PutResult, int]:
+        """Store a complete upload: its data file synced (outside the lock: puts go on
+        meanwhile), renamed into a segment of its own and pointed to by its row, in one
+        durable transaction. Returns the result and the replaced version's size."""
+        os.fdatasync(upload.part.fd)
+        when = to_us(upload.when or utcnow())
+        r = _Put(upload.serial, upload.name, [], upload.size, when, True)
+        with self._write() as db:
+            row = db.execute("SELECT id, size, segment, seg_offset FROM received_files "
+                             "WHERE serial_number = ? AND name = ?",
+                             (r.serial, r.name)).fetchone()
+            if row is None:
+                result = PutResult.NEW
+            elif row[1] == r.size and self._part_equals(upload, row):
+                result = PutResult.DUPLICATE
+            else:
+                r.old_size = row[1]
+                result = PutResult.REPLACED
+            if result is not PutResult.DUPLICATE:
+                segment = self._segments.seal(upload.part)
+                self._store_row(db, r, result, row, segment, 0)
+            self._update_latest(db, r.serial, when)
+        if result is PutResult.REPLACED:
+            self._free({r.old_segment})
+        return result, r.old_size
 
-    def discard_uploads(self, uploads: list[int] | None = None) -> int:
+    def _part_equals(self, upload: SqliteUpload, row: tuple) -> bool:
+        if row[2] is not None:
+            return self._segments.part_equals(upload.part, row[2], row[3])
+
+        def inline(at: int, n: int) -> bytes:
+            with self._db.blobopen("file_data", "data", row[0], readonly=True) as blob:
+                blob.seek(at)
+                return blob.read(n)
+        return self._segments.part_equals(upload.part, None, 0, inline)
+
+    def unfinished_uploads(self) -> list[int | str]:
+        old = [r[0] for r in self._query("SELECT id FROM uploads", ())]
+        return old + [name for name in self._segments.names(PART_SUFFIX)
+                      if not self._segments.held(name)]
+
+    def discard_uploads(self, uploads: list[int | str] | None = None) -> int:
         if uploads is None:
             uploads = self.unfinished_uploads()
         try:
             for upload in uploads:
-                self._forget_upload(upload)
+                if isinstance(upload, str):
+                    self._segments.trim(upload, lambda name: None)
+                else:
+                    self._forget_upload(upload)
         except sqlite3.Error as exc:
+            raise self._error("cannot delete unfinished uploads", exc) from None
+        except OSError as exc:
             raise self._error("cannot delete unfinished uploads", exc) from None
         return len(uploads)
 
     def _forget_upload(self, upload: int) -> None:
-        """Delete an upload's pieces and rows, a few pieces per transaction: freeing a
-        blob reads its pages, and puts must not wait behind 75 MB of it."""
+        """Delete an upload of the old layout (rows of ``uploads`` and ``upload_pieces``),
+        a few pieces per transaction: freeing a blob reads its pages, and puts must not
+        wait behind 75 MB of it."""
         while True:
             with self._write(durable=False) as db:
                 gone = db.execute(
@@ -408,26 +524,34 @@ class SqliteQueue(Queue):
             row = db.execute("SELECT file FROM uploads WHERE id = ?", (upload,)).fetchone()
             if row is not None and row[0] is not None:
                 db.execute("DELETE FROM file_data WHERE id = ? AND id NOT IN "
-                           "(SELECT id FROM received_files)", (row[0],))
+                           "(SELECT id FROM received_files WHERE segment IS NULL)", (row[0],))
             db.execute("DELETE FROM uploads WHERE id = ?", (upload,))
 
-    def _blobs_equal(self, a: int, b: int, size: int) -> bool:
-        if not size:
-            return True
-        with self._db.blobopen("file_data", "data", a, readonly=True) as blob_a, \
-                self._db.blobopen("file_data", "data", b, readonly=True) as blob_b:
-            for _ in range(0, size, _CHUNK):
-                if blob_a.read(_CHUNK) != blob_b.read(_CHUNK):
-                    return False
-        return True
+    # -- data files -----------------------------------------------------------------
 
-    def _write_blob(self, fid: int, views: list[memoryview]) -> None:
-        if not any(v.nbytes for v in views):
-            return
-        with self._db.blobopen("file_data", "data", fid) as blob:
-            for view in views:   # the blob's position moves on with each write
-                for offset in range(0, view.nbytes, _CHUNK):
-                    blob.write(view[offset:offset + _CHUNK])
+    def _referenced_end(self, segment: str) -> int | None:
+        """Where the last file a committed row points into ``segment`` ends (None: no row
+        points into it)."""
+        return self._query("SELECT max(seg_offset + size) FROM received_files "
+                           "WHERE segment = ?", (segment,))[0][0]
+
+    def _free(self, segments: set[str | None]) -> int:
+        """Delete (or cut) these segments where no row needs them and no process holds
+        them; return the bytes given back. Never raises: a sweep retries later."""
+        freed = 0
+        for segment in segments:
+            if segment:
+                try:
+                    freed += self._segments.trim(segment, self._referenced_end)
+                except (OSError, QueueError) as exc:
+                    log.warning("queue %s: cannot free data file %s: %s", self.url,
+                                segment, exc)
+        return freed
+
+    def _sweep(self) -> int:
+        """Free every segment no process holds: what a crash between a batch's data
+        fsync and its commit left, and what deletes left to a writer that has let go."""
+        return self._free(set(self._segments.names(SEG_SUFFIX)))
 
     def _blob_equals(self, fid: int, views: list[memoryview]) -> bool:
         if not any(v.nbytes for v in views):
@@ -472,6 +596,28 @@ class SqliteQueue(Queue):
         return self._file(rows[0], base) if rows else None
 
     def read(self, file: QueuedFile) -> bytearray:
+        for _ in range(3):
+            rows = self._query("SELECT segment, seg_offset, size FROM received_files "
+                               "WHERE id = ?", (file.ref[0],))
+            if not rows:
+                break
+            segment, offset, size = rows[0]
+            if segment is None:
+                return self._read_inline(file)
+            try:
+                return self._segments.read(segment, offset, size)
+            except (FileNotFoundError, EOFError):
+                continue   # deleted or replaced since the row was read: look again
+            except OSError as exc:
+                raise self._error(f"cannot read file {file.name!r}", exc) from None
+        else:
+            raise QueueError(f"queue {self.url}: cannot read file {file.name!r} of uPMU "
+                             f"{file.serial}: its data file {segment} is missing or short")
+        raise FileGone(f"queue {self.url}: file {file.name!r} of uPMU "
+                       f"{file.serial} is no longer queued")
+
+    def _read_inline(self, file: QueuedFile) -> bytearray:
+        """A file stored the old way (schema 1): a row of ``file_data``."""
         fid = file.ref[0]
         for attempt in range(3):
             with self._lock:
@@ -578,34 +724,44 @@ class SqliteQueue(Queue):
             return "ytag >= ?", (self.ytagbase,)
         return "serial_number = ? AND ytag >= ?", (serial, self.ytagbase)
 
-    def _delete_ids(self, rows: list[tuple[int, int]]) -> Tally:
-        """Delete (id, size) rows in one transaction."""
-        ids = [(r[0],) for r in rows]
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
+        """Delete (id, size, segment) rows, and the old layout's contents of those
+        without a segment."""
+        db.executemany("DELETE FROM file_data WHERE id = ?",
+                       [(r[0],) for r in rows if r[2] is None])
+        db.executemany("DELETE FROM received_files WHERE id = ?", [(r[0],) for r in rows])
+
+    def _delete_ids(self, ids: list[int]) -> tuple[Tally, set[str]]:
+        """Delete files by id in one transaction; return what went and their segments."""
         with self._write() as db:
-            db.executemany("DELETE FROM file_data WHERE id = ?", ids)
-            db.executemany("DELETE FROM received_files WHERE id = ?", ids)
-        return Tally(len(rows), sum(r[1] for r in rows))
+            rows = [row for fid in ids for row in db.execute(
+                "SELECT id, size, segment FROM received_files WHERE id = ?", (fid,))]
+            self._delete_rows(db, rows)
+        return Tally(len(rows), sum(r[1] for r in rows)), {r[2] for r in rows}
 
     def _delete_where(self, where: str, params: tuple) -> Tally:
         total = Tally()
+        segments: set[str] = set()
         try:
             while True:
                 # Select and delete in one transaction: a file replaced in between (a
                 # resend with new bytes, ytag back to 0, already acknowledged) must not
                 # be deleted on the strength of its old row.
                 with self._write() as db:
-                    rows = db.execute(f"SELECT id, size FROM received_files WHERE {where} "
-                                      f"LIMIT {_DELETE_BATCH}", params).fetchall()
-                    ids = [(r[0],) for r in rows]
-                    db.executemany("DELETE FROM file_data WHERE id = ?", ids)
-                    db.executemany("DELETE FROM received_files WHERE id = ?", ids)
+                    rows = db.execute(f"SELECT id, size, segment FROM received_files "
+                                      f"WHERE {where} LIMIT {_DELETE_BATCH}",
+                                      params).fetchall()
+                    self._delete_rows(db, rows)
                 if not rows:
                     break
                 total += Tally(len(rows), sum(r[1] for r in rows))
+                segments.update(r[2] for r in rows)
         except sqlite3.Error as exc:
             raise self._error("cannot delete files", exc) from None
         finally:
             if total.files:
+                self._free(segments)
                 self.reclaim()
         return total
 
@@ -625,30 +781,30 @@ class SqliteQueue(Queue):
                                   exc) from None
             return total
         total = Tally()
-        batch: list[tuple[int, int]] = []
+        segments: set[str] = set()
+        ids = [file.ref[0] for file in list(self.files(serial, start=start, end=end))]
         try:
-            for file in list(self.files(serial, start=start, end=end)):
-                batch.append((file.ref[0], file.size))
-                if len(batch) == _DELETE_BATCH:
-                    total += self._delete_ids(batch)
-                    batch = []
-            if batch:
-                total += self._delete_ids(batch)
+            for at in range(0, len(ids), _DELETE_BATCH):
+                gone, where = self._delete_ids(ids[at:at + _DELETE_BATCH])
+                total += gone
+                segments |= where
         except sqlite3.Error as exc:
             raise self._error("cannot delete files", exc) from None
         finally:
             if total.files:
+                self._free(segments)
                 self.reclaim()
         return total
 
     def reclaim(self) -> int:
-        """Give free pages back to the file system; return the bytes given back.
+        """Give free space back to the file system; return the bytes given back.
 
-        Moves pages a few at a time (short transactions), then truncates the WAL if no
-        reader holds it. Does nothing for files created without ``auto_vacuum``.
+        Deletes the segments no row points into (and no process holds); moves free
+        pages of the SQLite file a few at a time (short transactions), then truncates the
+        WAL if no reader holds it (not for files created without ``auto_vacuum``).
         """
         def size() -> int:
-            total = 0
+            total = self._segments.size()
             for suffix in ("", "-wal"):
                 with contextlib.suppress(OSError):
                     total += os.path.getsize(self.path + suffix)
@@ -656,8 +812,9 @@ class SqliteQueue(Queue):
 
         before = size()
         try:
+            self._sweep()
             if self._query("PRAGMA auto_vacuum", ())[0][0] != 2:
-                return 0
+                return max(0, before - size())
             free = self._query("PRAGMA freelist_count", ())[0][0]
             while free:
                 with self._write() as db:
@@ -689,4 +846,7 @@ class SqliteQueue(Queue):
             if self._checkpointer is not None:
                 self._checkpointer.stop()
                 self._checkpointer = None
+            segment = self._segments.release()
+            if segment is not None and self._db is not None:
+                self._free({segment})   # if every file in it was deleted meanwhile
             self._db.close()
