@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -117,9 +118,11 @@ def test_backup_on_QSS_CONFIG_keeps_that_settings_file(tmp_path):
     assert status == 0, env.stderr.getvalue()
     backup = tmp_path / "usb/qss-backup-20240506T070809"
     assert (backup / "config/qss.ini").read_bytes() == ini.read_bytes()
-    assert sorted(line.split("  ")[1] for line in
-                  (backup / "MANIFEST.sha256").read_text().splitlines()) == [
-        "config/qss.ini", "config/upmuconfig.ini", "srv/queue.db"]
+    listed = sorted(line.split("  ")[1] for line in
+                    (backup / "MANIFEST.sha256").read_text().splitlines())
+    # The queue's one file lives in a data segment beside queue.db, which goes with it.
+    assert listed[:3] == ["config/qss.ini", "config/upmuconfig.ini", "srv/queue.db"]
+    assert len(listed) == 4 and re.fullmatch(r"srv/queue\.db\.data/[^/]+\.seg", listed[3])
 
 
 def test_a_missing_settings_file_is_one_line(tmp_path, capsys):
@@ -219,7 +222,7 @@ def test_newdb_deletes_the_queue_its_stopped_services_closed(tmp_path):
     status, out = qss_get(env, "--newdb")
     assert status == 0, env.stderr.getvalue()
     assert services.calls == ["reachable", "stop", "start"]
-    assert (f"deleted   queue.db in {tmp_path}/demo/ssd/srv (" in out)
+    assert (f"deleted   queue.db, queue.db.data in {tmp_path}/demo/ssd/srv (" in out)
     with open_queue(f"sqlite:///{tmp_path}/demo/ssd/srv/queue.db") as q:
         assert q.serials() == []
 
