@@ -64,7 +64,9 @@ def main() -> None:
             first, text = run_import(state, work / "src")
             queued = text.splitlines()[1].split()
             again, _ = run_import(state, work / "src")
-        db = sum(os.path.getsize(p) for p in work.glob("queue.db*"))
+        # The queue file, its WAL and its data segments (queue.db.data/).
+        db = sum(p.stat().st_size for p in work.glob("queue.db*") if p.is_file())
+        db += sum(p.stat().st_size for p in work.glob("queue.db.data/*"))
         print(f"CPUs: {os.cpu_count()}; files and queue in {work.parent}")
         print(f"importdat, new files:     {len(paths) / first:7.1f} files/s  "
               f"{nbytes / first / 1e6:6.1f} MB/s  ({first:.1f} s; {' '.join(queued)})")

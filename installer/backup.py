@@ -97,13 +97,14 @@ def _tree(base: Path, prefix: str) -> list[tuple[Path, str]]:
 
 
 def _sources(paths: DataPaths) -> list[tuple[Path, str]]:
-    """(source, path in the backup), in the order they are copied: queue, then store."""
-    items = _tree(paths.srv, "srv")
+    """(source, path in the backup), in the order they are copied: queue, then store.
+    The queue's data files are not among them: they come and go while the services run,
+    and :func:`_copy_all` lists them after the queue's snapshot."""
+    segments = Path(data_dir(str(paths.queue_file))) if paths.queue_file else None
+    items = [(p, rel) for p, rel in _tree(paths.srv, "srv") if p.parent != segments]
     if paths.queue_file and paths.srv not in paths.queue_file.parents \
             and paths.queue_file.is_file():
         items.append((paths.queue_file, f"queue/{paths.queue_file.name}"))
-        segments = Path(data_dir(str(paths.queue_file)))   # the files' contents
-        items += _tree(segments, f"queue/{segments.name}")
         beside = paths.queue_file.with_name(PLOTTER_DB)    # the plotter's, with the queue
         if beside.is_file() and beside != paths.queue_file:
             items.append((beside, f"queue/{PLOTTER_DB}"))
@@ -121,10 +122,15 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _size_with_wal(path: Path) -> int:
+    """The file's size, with its WAL's and (a SQLite queue) its data files'."""
     total = path.stat().st_size
     for suffix in ("-wal",):
         with contextlib.suppress(OSError):
             total += os.stat(f"{path}{suffix}").st_size
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(data_dir(str(path))):
+            with contextlib.suppress(OSError):   # gone meanwhile
+                total += entry.stat().st_size
     return total
 
 
@@ -285,7 +291,7 @@ def _copy_all(env: Environment, items: list[tuple[Path, str]], into: Path) -> di
     segment_dirs = {Path(data_dir(str(src))) for src, _ in items}
     segment_dirs = {d for d in segment_dirs if d.is_dir()}
 
-    def copy(src: Path, rel: str) -> None:
+    def copy(src: Path, rel: str, missing_ok: bool = False) -> None:
         dst = into / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -293,6 +299,11 @@ def _copy_all(env: Environment, items: list[tuple[Path, str]], into: Path) -> di
                 _copy_sqlite(src, dst, bar)
             else:
                 _copy_plain(src, dst, bar)
+        except FileNotFoundError as exc:
+            if missing_ok and exc.filename == str(src):
+                return   # _check_segments refuses the copy if a row needed it
+            raise DeployError(f"cannot copy {src}: {exc.strerror}; the partial backup was "
+                              f"removed") from None
         except (OSError, sqlite3.Error) as exc:
             raise DeployError(f"cannot copy {src}: {getattr(exc, 'strerror', None) or exc}"
                               f"; the partial backup was removed") from None
@@ -300,16 +311,14 @@ def _copy_all(env: Environment, items: list[tuple[Path, str]], into: Path) -> di
 
     with _bar(env, sum(_size_with_wal(p) for p, _ in items), "backing up") as bar:
         for src, rel in items:
-            if src.parent in segment_dirs:
-                continue          # with their queue, below
             copy(src, rel)
             segments = Path(data_dir(str(src)))
             if segments in segment_dirs:
                 # The queue's data segments, listed only now that its snapshot is taken:
                 # a segment is made before any row points into it and only appended to.
                 names = sorted(n for n in os.listdir(segments) if n.endswith(SEG_SUFFIX))
-                for name in names:
-                    copy(segments / name, f"{rel}.data/{name}")
+                for name in names:   # one deleted meanwhile was no row's (or is refused)
+                    copy(segments / name, f"{rel}.data/{name}", missing_ok=True)
                 _check_segments(into / rel, into / f"{rel}.data")
     return sums
 

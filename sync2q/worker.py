@@ -46,7 +46,7 @@ from collections.abc import Callable
 from concurrent import futures
 
 from qss import dat
-from qss.queue import FileGone, Queue, QueueError, QueuedFile
+from qss.queue import FileGone, FileUnreadable, Queue, QueueError, QueuedFile
 from qss.upmuconfig import Upmu
 
 from .batch import Batch, FileWork, max_batch_samples, prepare
@@ -417,6 +417,11 @@ class Worker:
         try:
             data = self.queue.read(file)
         except FileGone:
+            return None
+        except FileUnreadable as exc:
+            # This file's contents are damaged, not the queue: set it aside (a resend
+            # replaces it and gets a fresh try) and go on with the others.
+            self._quarantine(file, upmu, f"cannot be read: {exc.reason}")
             return None
         try:
             result = prepare(file, data, upmu, specs, self.options.window)

@@ -223,6 +223,53 @@ def test_a_full_disk_is_a_clear_error_that_stores_nothing(tmp_path, monkeypatch)
     assert not any(n.endswith(".part") for n in os.listdir(data_dir(str(db))))
 
 
+def test_a_disk_that_stays_full_leaves_no_empty_segments_behind(tmp_path, monkeypatch):
+    """Every failed put starts a new segment (after a failed write a segment is never
+    appended to again): one made for a put that failed holds no row and goes at once,
+    not thousands of empty files while a device keeps resending to a full disk."""
+    db = tmp_path / "queue.db"
+    queue = SqliteQueue(str(db))
+    queue.put(SERIAL, "/a", b"a" * 1000)
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("qss.queue.sqlite_segments.os.pwrite", full)
+    for _ in range(5):
+        with pytest.raises(QueueError, match="No space left on device"):
+            queue.put(SERIAL, "/b", b"b" * 5000)
+    assert list(segments(db).values()) == [1000]
+    monkeypatch.undo()
+    assert queue.put(SERIAL, "/b", b"b" * 5000) is PutResult.NEW
+    assert bytes(queue.read(queue.get(SERIAL, "/a"))) == b"a" * 1000
+    queue.close()
+
+
+def test_data_files_take_the_queue_files_mode_whatever_the_writers_umask(tmp_path):
+    """The operator (umask 022 or 077 in a login shell) and the services (umask 007)
+    share the queue: as SQLite gives -wal and -shm the database's mode, the data files
+    get the queue file's (0660 on an appliance), so the services read, cut and delete
+    what upmu-adm wrote."""
+    db = tmp_path / "queue.db"
+    db.touch()
+    db.chmod(0o660)            # as systemd-tmpfiles makes it
+    old = os.umask(0o077)
+    try:
+        with SqliteQueue(str(db)) as queue:
+            queue.put(SERIAL, "/a", b"a" * 1000)
+            up = queue.open_upload(SERIAL, "/b", 10)
+            up.write(b"b" * 10)
+            modes = {n: os.stat(os.path.join(data_dir(str(db)), n)).st_mode & 0o777
+                     for n in os.listdir(data_dir(str(db)))}
+            assert sorted(n[-4:] for n in modes) == [".seg", "part"]
+            up.commit()
+    finally:
+        os.umask(old)
+    assert set(modes.values()) == {0o660}, modes
+    assert {os.stat(os.path.join(data_dir(str(db)), n)).st_mode & 0o777
+            for n in segments(db)} == {0o660}
+
+
 OLD_SCHEMA = [
     "PRAGMA page_size = 65536",
     "PRAGMA auto_vacuum = INCREMENTAL",

@@ -494,6 +494,39 @@ def test_a_file_whose_data_btrdb_refuses_is_found_in_its_batch_and_quarantined(
         np.testing.assert_array_equal(v, want[name][1], err_msg=name)
 
 
+def test_a_file_whose_contents_are_missing_is_quarantined_and_the_others_sync(
+        server, site, caplog):
+    """A row whose data segment is gone (a damaged disk, a bad restore) cannot be read:
+    that file is quarantined, still unsynced, and the uPMU's other files are synced; the
+    worker does not take it for a queue outage and stall every uPMU behind it."""
+    import sqlite3
+    files = device_files("P3800003", 3, extended=False)
+    site.add_upmu("P3800003", "damaged", extended=False)
+    site.put("P3800003", files)
+    with sqlite3.connect(site.dir / "queue.db") as db:
+        db.execute("UPDATE received_files SET segment = 's-gone-0.seg' WHERE name = ?",
+                   (files[1][0],))
+    conn = Btrdb([server.grpc])
+    worker = Worker(site.queue, ConfigWatcher(site.upmuconfig), conn,
+                    Quarantine.beside(str(site.dir)), Options(once=True, poll=0.05))
+    result = []
+    thread = threading.Thread(target=lambda: result.append(worker.run()), daemon=True)
+    with caplog.at_level(logging.INFO, logger="sync2q"):
+        thread.start()
+        thread.join(30)
+        if thread.is_alive():
+            worker.stop()
+            thread.join(30)
+    entries = worker.quarantine.entries()
+    worker.quarantine.close()
+    conn.close()
+    assert result == [0]
+    assert [(e.name, e.reason) for e in entries] == [
+        (files[1][0], "cannot be read: its data file s-gone-0.seg is missing or short")]
+    assert site.unsynced("P3800003") == [files[1][0]] and worker.stats.files == 2
+    assert not [r for r in caplog.records if "waiting for it" in r.getMessage()]
+
+
 # -- the command line --------------------------------------------------------------------
 
 def test_every_option_has_help():

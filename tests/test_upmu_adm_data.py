@@ -196,6 +196,24 @@ def test_a_differing_copy_replaces_but_a_truncated_copy_does_not(state, queue, t
     assert files[device_path(SERIAL, START + dt.timedelta(seconds=20))] == other
 
 
+def test_importing_a_file_whose_queued_copy_is_unreadable_repairs_it(state, queue,
+                                                                    tmp_path):
+    """A queued file whose contents are missing (its data segment gone) is replaced by
+    the imported copy, not refused: importdat is how an operator repairs it."""
+    import sqlite3
+    src = tree(tmp_path / "src")
+    d = flat(src, tmp_path / "in")
+    one(state, f"importdat {d}")
+    name = device_path(SERIAL, START)
+    with sqlite3.connect(tmp_path / "queue.db") as db:
+        db.execute("UPDATE received_files SET segment = 's-gone-0.seg' WHERE name = ?",
+                   (name,))
+    reply = one(state, f"importdat {d}")
+    assert reply.ok, reply.text
+    assert summary(reply.text)["replaced"].startswith("1 file: ")
+    assert queued(queue)[name] == src[0].read_bytes()
+
+
 def test_damaged_files_are_queued_with_a_warning_and_unusable_ones_refused(state, queue,
                                                                          tmp_path):
     src = tree(tmp_path / "src")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from qss import dat
 from qss.naming import device_path, looks_like_psl_serial, parse_dat_filename
-from qss.queue import FileGone, PutResult, Queue, QueueError, Tally
+from qss.queue import FileGone, FileUnreadable, PutResult, Queue, QueueError, Tally
 from qss.upmuconfig import Upmu, UpmuList
 
 __all__ = ["Found", "ImportReport", "Item", "assign", "find_dat_files", "import_items",
@@ -243,7 +243,7 @@ def _queued_copy(queue: Queue, serial: str, name: str, data: bytes) -> str | Non
         return None
     try:
         queued = queue.read(existing)
-    except FileGone:
+    except (FileGone, FileUnreadable):   # unreadable: the copy imported replaces it
         return None
     if len(queued) == len(data):
         return "same" if queued == data else None

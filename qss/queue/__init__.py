@@ -9,11 +9,13 @@ after a new database). See :mod:`qss.queue.base` for the model and ``ytagbase``.
 """
 from __future__ import annotations
 
-from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
-                   QueuedFile, SerialStats, Tally, Upload, check_identity, in_period)
+from .base import (DEFAULT_YTAGBASE, Contents, FileGone, FileUnreadable, PutResult, Queue,
+                   QueueError, QueuedFile, SerialStats, Tally, Upload, check_identity,
+                   in_period)
 
 __all__ = [
-    "Contents", "DEFAULT_YTAGBASE", "FileGone", "PutResult", "Queue", "QueueError",
+    "Contents", "DEFAULT_YTAGBASE", "FileGone", "FileUnreadable", "PutResult", "Queue",
+    "QueueError",
     "QueuedFile", "SerialStats", "Tally", "Upload", "check_identity", "in_period", "open_queue",
 ]
 

@@ -67,6 +67,16 @@ class FileGone(QueueError, LookupError):
     """The file was deleted from the queue after it was listed."""
 
 
+class FileUnreadable(QueueError):
+    """The file is queued but its contents cannot be read (the SQLite queue: its data
+    file is missing or short). Other files are unaffected: the file is damaged, not the
+    queue. ``reason`` says why, without the queue's and the file's names."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class PutResult(enum.Enum):
     """What :meth:`Queue.put` did."""
 

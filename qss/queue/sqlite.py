@@ -61,9 +61,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 
-from .base import (DEFAULT_YTAGBASE, Contents, FileGone, PutResult, Queue, QueueError,
-                   QueuedFile, SerialStats, Tally, Upload, check_identity, in_period, log,
-                   log_replaced, utcnow)
+from .base import (DEFAULT_YTAGBASE, Contents, FileGone, FileUnreadable, PutResult, Queue,
+                   QueueError, QueuedFile, SerialStats, Tally, Upload, check_identity,
+                   in_period, log, log_replaced, utcnow)
 from .sqlite_segments import PART_SUFFIX, SEG_SUFFIX, Segments
 from .sqlite_upload import SqliteUpload, as_bytes_view, to_us
 from .sqlite_wal import Checkpointer
@@ -611,8 +611,11 @@ class SqliteQueue(Queue):
             except OSError as exc:
                 raise self._error(f"cannot read file {file.name!r}", exc) from None
         else:
-            raise QueueError(f"queue {self.url}: cannot read file {file.name!r} of uPMU "
-                             f"{file.serial}: its data file {segment} is missing or short")
+            # The row stays and points at bytes that are not there: this file is damaged
+            # (say so; a reader skips it), not the queue (no outage).
+            reason = f"its data file {segment} is missing or short"
+            raise FileUnreadable(f"queue {self.url}: cannot read file {file.name!r} of "
+                                 f"uPMU {file.serial}: {reason}", reason)
         raise FileGone(f"queue {self.url}: file {file.name!r} of uPMU "
                        f"{file.serial} is no longer queued")
 

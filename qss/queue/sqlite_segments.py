@@ -90,6 +90,7 @@ class Segments:
 
     def __init__(self, queue_path: str) -> None:
         self.dir = data_dir(queue_path)
+        self._queue_path = queue_path
         self._parent = os.path.dirname(queue_path)
         self._fd = -1            # the segment this process appends to
         self._name = ""
@@ -117,15 +118,28 @@ class Segments:
         finally:
             os.close(fd)
 
+    def _file_mode(self) -> int | None:
+        """The queue file's permission bits (None: unknown)."""
+        try:
+            return os.stat(self._queue_path).st_mode & 0o666
+        except OSError:
+            return None
+
     def _create(self, prefix: str, suffix: str) -> tuple[str, int]:
         """A new file of ours, locked, whose name is known to be ours (a sweep in another
-        process may have deleted it between its creation and our lock)."""
+        process may have deleted it between its creation and our lock), with the queue
+        file's mode: as SQLite does for -wal and -shm, so that the writer's umask (an
+        operator's 022 or 077) does not lock the services out of what it wrote."""
         self._ensure_dir()
+        mode = self._file_mode()
         while True:
             name = _new_name(prefix, suffix)
             path = os.path.join(self.dir, name)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             if _try_lock(fd):
+                if mode is not None:
+                    with contextlib.suppress(OSError):   # a file system without modes
+                        os.fchmod(fd, mode)
                 with contextlib.suppress(FileNotFoundError):
                     if os.stat(path).st_ino == os.fstat(fd).st_ino:
                         return name, fd
@@ -145,7 +159,8 @@ class Segments:
         """
         if self._fd >= 0 and self._end >= SEGMENT_BYTES:
             self.release()
-        if self._fd < 0:
+        fresh = self._fd < 0   # made by this call: no row can point into it yet
+        if fresh:
             name, fd = self._create("s", SEG_SUFFIX)
             try:
                 self._fsync_dir(self.dir)   # the name must survive a crash before any row
@@ -170,6 +185,8 @@ class Segments:
             # it again. Cutting what this batch wrote gives the space back at once.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._end)
+                if fresh:   # else a full disk leaves an empty segment per failed put
+                    os.unlink(os.path.join(self.dir, self._name))
             self.release()
             raise
         self._start, self._end = self._end, end
