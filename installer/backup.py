@@ -57,6 +57,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from qss.fsync import fsync_dir
 from qss.queue.sqlite_segments import SEG_SUFFIX, data_dir
 from qss.settings import load_settings
 
@@ -154,11 +155,7 @@ def _fsync_file(path: Path) -> None:
 
 def _fsync_dirs(top: Path) -> None:
     for dirpath, _, _ in os.walk(top):
-        fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(dirpath)
 
 
 def _copy_plain(src: Path, dst: Path, bar: tqdm) -> None:

@@ -25,6 +25,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qss.fsync import fsync_dir
+
 from .environment import Environment
 from .files import DeployError
 from .services import plural
@@ -60,14 +62,6 @@ def find_source(path: Path) -> Path:
         raise DeployError(f"{path}: no such directory")
     raise DeployError(f"no folder {SOURCE} in {path}; run it where {SOURCE} is, or name "
                       f"the folder: qss-get --data-import /media/external")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_verified(src: Path, dst: Path) -> None:
@@ -150,7 +144,7 @@ def gather(source: Path) -> ImportResult:
                 f"cannot move {src} to {target}: {exc.strerror or exc} (moved "
                 f"{plural(result.moved, 'file')} before it; run again once fixed: files "
                 f"already moved are not moved twice)") from None
-    _fsync_dir(target)
+    fsync_dir(target)
     return result
 
 

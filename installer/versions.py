@@ -23,6 +23,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from qss.fsync import fsync_dir
+
 from .environment import Environment
 from .files import DeployError
 
@@ -91,15 +93,7 @@ def set_link(env: Environment, name: str, version: str | None) -> None:
         pass
     os.symlink(f"versions/{version}", tmp)
     os.replace(tmp, link)
-    _fsync_dir(link.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(link.parent)
 
 
 Runner = Callable[[Sequence[str]], tuple[int, str]]

@@ -26,6 +26,8 @@ import secrets
 import time
 from collections.abc import Callable
 
+from ..fsync import fsync_dir
+
 __all__ = ["Part", "Segments", "data_dir"]
 
 SEGMENT_BYTES = 64 << 20   # a writer starts a new segment past this size
@@ -108,15 +110,7 @@ class Segments:
             os.mkdir(self.dir, 0o700)
             mode = os.stat(self._parent).st_mode & 0o7777
             os.chmod(self.dir, mode | 0o700)
-            self._fsync_dir(self._parent)
-
-    @staticmethod
-    def _fsync_dir(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fsync_dir(self._parent)
 
     def _file_mode(self) -> int | None:
         """The queue file's permission bits (None: unknown)."""
@@ -163,7 +157,7 @@ class Segments:
         if fresh:
             name, fd = self._create("s", SEG_SUFFIX)
             try:
-                self._fsync_dir(self.dir)   # the name must survive a crash before any row
+                fsync_dir(self.dir)   # the name must survive a crash before any row
             except OSError:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.dir, name))
@@ -227,7 +221,7 @@ class Segments:
         path = os.path.join(self.dir, name)
         os.rename(part.path, path)
         part.path = path
-        self._fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return name
 
     # -- reading ----------------------------------------------------------------------
