@@ -25,7 +25,8 @@ Durability
 ----------
 :meth:`Queue.put` returns only after the file and the device's latest time are on disk
 (SQLite: the contents fdatasynced in a data segment, then one transaction in WAL mode
-with ``synchronous=FULL``; MongoDB: journaled writes). An acknowledgement to the device may be sent then and only then.
+with ``synchronous=FULL``; MongoDB: journaled writes). An acknowledgement to the device
+may be sent then and only then.
 """
 from __future__ import annotations
 
