@@ -379,3 +379,46 @@ def test_pieces_add_up_to_the_whole_answer(loaded, pw):
     assert np.array_equal(np.concatenate([w.time for w, _ in parts]), whole.time)
     assert np.array_equal(np.concatenate([w.count for w, _ in parts]), whole.count)
     assert np.array_equal(np.concatenate([w.min for w, _ in parts]), whole.min)
+
+
+def _stored(store, u):
+    """Everything an insert leaves in the database: chunk rows (decoded), statistics
+    blocks of every level (decoded), change log."""
+    from tsdb import chunks, levels
+    conn = store.db.conn()
+    sid = conn.execute("SELECT id FROM streams WHERE uuid=?", (u.bytes,)).fetchone()[0]
+    rows = [(s, f, last, n, [c.tolist() for c in (p.t, p.v, p.ver)])
+            for s, f, last, n, d in conn.execute(
+                "SELECT start, first, last, count, data FROM chunks WHERE stream=?"
+                " ORDER BY start", (sid,)) for p in [chunks.decode(d)]]
+    stats = [(lv, b, [c.tolist() for c in levels.decode_block(b, d).columns()])
+             for lv, b, d in conn.execute("SELECT level, block, data FROM stats WHERE"
+                                          " stream=? ORDER BY level, block", (sid,))]
+    log = conn.execute('SELECT version, start, "end", lossy FROM changes WHERE stream=?'
+                       " ORDER BY rowid", (sid,)).fetchall()
+    return rows, stats, log
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_appends_store_what_merging_and_recutting_stores(tmp_path, seed):
+    """Batches after a stream's last point skip the merge (Store._append); the chunks,
+    statistics, change log and versions must be exactly those of the merge path."""
+    rng = np.random.default_rng(seed)
+    batches, cur = [], 1_500_000_000 * 10**9
+    for _ in range(12):
+        n = int(rng.choice([1, 7, 150, 199, 200, 201, 450, 1300]))
+        step = int(rng.choice([8_333_333, 200_000_000, 3_000_000_000]))
+        first = cur - int(rng.integers(0, 2 * 10**9)) if rng.random() < 0.2 else \
+            cur + int(rng.choice([step, 10**9, 5 * 10**9]))
+        t = np.sort(first + np.arange(n, dtype=np.int64) * step + rng.integers(0, 2, n))
+        batches.append((t, rng.normal(size=n), MergePolicy(int(rng.integers(0, 4)))))
+        cur = max(cur, int(t[-1]))
+    results = []
+    for fast in (True, False):
+        with Store(tmp_path / str(fast), durable=False, chunk_points=CHUNK) as s:
+            if not fast:
+                s._append = lambda *args: None
+            u = new_stream(s)
+            versions = [s.insert(u, t, v, p) for t, v, p in batches]
+            results.append((versions, _stored(s, u)))
+    assert results[0] == results[1]

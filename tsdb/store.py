@@ -191,6 +191,14 @@ class Store:
                 appending = nt[0] > r.last and (nt[0] >> chunks.ALIGN) > (r.last >> chunks.ALIGN)
                 if not (appending and r.count >= self.chunk_points * 3 // 4):
                     old, base = self._load_chunk(conn, sid, r), r.start
+            if len(old) == 0 or nt[0] > old.t[-1]:
+                cut = self._append(old, base, nt, nv, new_version)
+                if cut is not None:  # the batch lies after every point of its chunk
+                    writes.extend(cut[0])
+                    fresh.extend(cut[1])
+                    dirty.append(cut[2])
+                    changes.extend(change_spans(nt, cut[2], levels.LEVEL0, False))
+                    continue
             mt, mv, mver, kept, replaced = merge.merge(old.t, old.v, old.ver, nt, nv,
                                                        new_version, policy)
             if len(kept) == 0:
@@ -230,13 +238,61 @@ class Store:
         with self._locks_lock:
             if tail[0] >= self._tails.get(sid, (tail[0],))[0]:
                 if len(tail[1]) < self.chunk_points * 3 // 4:  # appends will merge into it
-                    self._tails[sid] = tail
+                    # A copy: its arrays may be views of the whole request (or of a
+                    # reused buffer), which the cache must not keep alive.
+                    p = tail[1]
+                    self._tails[sid] = (tail[0], chunks.Points(p.t.copy(), p.v.copy(),
+                                                               p.ver.copy()))
                     self._tails.move_to_end(sid)
                     while len(self._tails) > _TAILS:
                         self._tails.popitem(last=False)
                 else:
                     self._tails.pop(sid, None)
         return new_version
+
+    def _append(self, old: chunks.Points, base: int, nt: np.ndarray, nv: np.ndarray,
+                version: int) -> tuple[list, list, np.ndarray] | None:
+        """Chunks and level-30 statistics of a batch (nt, nv) lying wholly after the
+        stored points ``old`` of the chunk at ``base`` (or with ``old`` empty: a chunk
+        of its own from ``base``): (chunk writes, statistics, dirty windows), the same as
+        merging and re-cutting would give, or None where that path must decide.
+
+        Only the points sharing a chunk with ``old`` are copied next to it; the chunks
+        after it are views of the batch (an append of 172,800 points used to copy the
+        batch's three columns into the merged arrays, then cut those).
+        """
+        target, shift = self.chunk_points, levels.LEVEL0
+        n_old = len(old)
+        wn = kernels.window_starts(nt, shift)   # where the batch's windows begin
+        j = 0                                   # wn[j:]: the windows after the head
+        if n_old:
+            if n_old + len(nt) <= target:
+                return None  # one small chunk: merging costs little
+            # chunks.split cuts the merged points at the last window start within the
+            # first ``target`` points; it must fall in the batch (the head keeps every
+            # stored point), and not at the window the batch shares with ``old``.
+            j = int(np.searchsorted(wn, target - n_old, "right")) - 1
+            shared = (int(nt[0]) >> shift) == (int(old.t[-1]) >> shift)
+            if j < (1 if shared else 0):
+                return None
+        k = int(wn[j]) if n_old else 0          # batch points going into the head
+        writes, fresh = [], []
+        wins = nt[wn] >> shift                  # every window the batch touches
+        if k:
+            ht = np.concatenate((old.t, nt[:k]))
+            hv = np.concatenate((old.v, nv[:k]))
+            hver = np.concatenate((old.ver, np.full(k, version, np.int64)))
+            hs = kernels.window_starts(ht, shift)
+            writes.append((base, chunks.Points(ht, hv, hver)))
+            fresh.append(st.Stats(*kernels.window_stats(ht, hv, hs, shift, wins[:j])))
+        rt, rv = nt[k:], nv[k:]
+        rs = wn[j:] - k if k else wn
+        rest = chunks.Points(rt, rv, np.full(len(rt), version, np.int64))
+        start = base if not n_old else chunks.floor_align(int(rt[0]))
+        for s, a, b in chunks.split(rt, start, target, rs):
+            writes.append((s, rest.slice(a, b)))
+        fresh.append(st.Stats(*kernels.window_stats(rt, rv, rs, shift, wins[j:])))
+        return writes, fresh, wins
 
     def _load_chunk(self, conn, sid: int, row: chunks.ChunkRow) -> chunks.Points:
         with self._locks_lock:
