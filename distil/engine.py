@@ -255,7 +255,7 @@ class Engine:
             found = found or len(t) > 0
             series[role] = Series(*d.rebaser.rebase(t, v, r0, r1))
             del t, v
-        outputs = Outputs(d.outputs)
+        outputs = Outputs(d.outputs, d.output_precision)
         if not found:
             # No input near the chunk: no output until trail before the next point.
             nexts = [n for uu in bound.inputs.values()

@@ -17,9 +17,10 @@ from qss import dat
 from qss.btrdbclient import Btrdb
 from qss.generator import INTERVAL_MS
 
-from distil_support import (S, T0, by_sample, create_streams, expected_frequency,
-                            expected_frequency_1s, expected_power, expected_state_changes,
-                            put, read, records, tick_time, upmu_list)
+from distil_support import (S, T0, assert_float32_of, by_sample, create_streams,
+                            expected_frequency, expected_frequency_1s, expected_power,
+                            expected_state_changes, float32_exact, put, read, records,
+                            tick_time, upmu_list)
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 T2000 = 946_684_800
@@ -69,23 +70,29 @@ def check_builtins(db, u, insts):
     phasors = {n: read(db, u.streams[n].uuid) for n in builtins.Power.inputs}
     out = {i.distillate.name: outputs(db, i) for i in insts}
 
+    # Stored rounded to float32 (output_precision): the same operations in the same
+    # order give the float32 nearest to the numpy value exactly; sums in another order
+    # (frequency-1s) or hypot against sqrt (power's S, DPF) within their old tolerance.
     t, f = expected_frequency(*l1ang)
     got = out["frequency"]["FREQ_L1"]
     np.testing.assert_array_equal(got[0], t)
-    np.testing.assert_allclose(got[1], f, rtol=0, atol=1e-12)
+    assert_float32_of(got[1], f, msg="FREQ_L1")
 
     t, f = expected_frequency_1s(*l1ang)
     got = out["frequency-1s"]["FREQ_L1_1S"]
     np.testing.assert_array_equal(got[0], t)
-    np.testing.assert_allclose(got[1], f, rtol=0, atol=1e-11)
+    assert_float32_of(got[1], f, 1e-11, "FREQ_L1_1S")
 
+    # A copy of the status words, as they are (float64: an int32 may not fit a float32).
     t, v = expected_state_changes(*lstate)
     np.testing.assert_array_equal(out["state-changes"]["LSTATE_CHANGES"][0], t)
     np.testing.assert_array_equal(out["state-changes"]["LSTATE_CHANGES"][1], v)
 
     for role, (t, v) in expected_power(phasors).items():
         np.testing.assert_array_equal(out["power"][role][0], t, role)
-        np.testing.assert_allclose(out["power"][role][1], v, rtol=1e-12, err_msg=role)
+        assert_float32_of(out["power"][role][1], v, 1e-12 * np.abs(v), role)
+    for role, (t, v) in out["power"].items():       # the per-phase ones too
+        assert float32_exact(v), role
     return out
 
 
@@ -137,6 +144,8 @@ def test_builtins_match_numpy_through_holes_repeats_old_records_and_late_files(
     wt = tick_time(wt // S, np.rint((wt % S) / (S / 120)).astype(np.int64))  # on the ticks
     common, a, b = np.intersect1d(pt, wt, return_indices=True)
     assert len(common) > 40000
+    rel = np.abs(pv[a] - wv[b]) / np.abs(wv[b])
+    print(f"P - FUND_W: max {rel.max():.2e}, rms {np.sqrt(np.mean(rel ** 2)):.2e} relative")
     np.testing.assert_allclose(pv[a], wv[b], rtol=1e-5)
 
 
@@ -288,7 +297,7 @@ def test_angle_difference_between_two_upmus_matches_numpy(btrdb, tmp_path):
     assert len(t) == 39 * 120 and not any(x // S == T0 + 12 for x in t)
     got = read(db, inst.output_uuid("ANGLE_DIFF"))
     np.testing.assert_array_equal(got[0], t)
-    np.testing.assert_allclose(got[1], d, rtol=0, atol=1e-9)
+    assert_float32_of(got[1], d, msg="ANGLE_DIFF")      # the same operations: exact
     assert np.all((got[1] >= -180) & (got[1] < 180))
     assert_same_as_scratch(btrdb, tmp_path, insts, "angles")
 
