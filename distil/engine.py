@@ -21,13 +21,14 @@ query per input instead of chunk by chunk, so that costs a few calls per span of
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import logging
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 
 from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describe_error
@@ -253,15 +254,11 @@ class Engine:
         lead, trail = self._margins(inst)
         x, y = chunk
         r0, r1 = max(x - lead, MINIMUM_TIME), min(y + trail, MAXIMUM_TIME - 1)
-        # Each input rebased as soon as it is read, in order; read ``readers`` at a time.
+        # Each input rebased as soon as it is read, in order; ``readers`` reads under
+        # way at a time (the server answers them on its other core), so at most that
+        # many inputs are held as read.
         series, found = {}, False
-        items = list(bound.inputs.items())
-        if self.options.readers > 1 and len(items) > 1:
-            reads = self._reader_pool().map(
-                lambda item: btrdbio.read(db, item[1], r0, r1), items)
-        else:
-            reads = (btrdbio.read(db, uu, r0, r1) for _, uu in items)
-        for (role, _), (t, v) in zip(items, reads):
+        for role, (t, v) in zip(bound.inputs, self._reads(db, bound.inputs.values(), r0, r1)):
             found = found or len(t) > 0
             series[role] = Series(*d.rebaser.rebase(t, v, r0, r1))
             del t, v
@@ -339,11 +336,25 @@ class Engine:
                 max_workers=1 + max(1, self.options.writers), thread_name_prefix="distil")
         return self._pool
 
-    def _reader_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+    def _reads(self, db, uuids: Iterable[uuidlib.UUID], start: int, end: int
+               ) -> Iterator[tuple]:
+        """``btrdbio.read`` of each stream over [start, end), in order, with up to
+        ``Options.readers`` of them under way (the first failure raises when reached;
+        reads after it still finish, unused)."""
+        uuids = list(uuids)
+        if self.options.readers <= 1 or len(uuids) <= 1:
+            yield from (btrdbio.read(db, uu, start, end) for uu in uuids)
+            return
         if self._readers is None:
             self._readers = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self.options.readers, thread_name_prefix="distil-read")
-        return self._readers
+        pending: collections.deque = collections.deque()
+        for uu in uuids:
+            pending.append(self._readers.submit(btrdbio.read, db, uu, start, end))
+            if len(pending) >= self.options.readers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     def work(self, bound: Bound, st: InstanceState, deadline: float) -> tuple[int, int]:
         """Work through what is owed, chunk by chunk, until done, stopped or past
