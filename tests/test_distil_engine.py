@@ -352,3 +352,35 @@ def test_an_output_chunk_goes_in_one_rpc_without_changing_the_client(btrdb, monk
     np.testing.assert_array_equal(got[0], t)
     np.testing.assert_array_equal(got[1], v)
     assert client_stream.INSERT_BATCH_SIZE == 50_000
+
+
+def test_a_chunk_flushes_the_outputs_it_wrote_before_it_is_struck_and_no_others(
+        btrdb, tmp_path, monkeypatch):
+    """Durability: an output written in a chunk is flushed before the chunk is struck
+    from what is owed; the chunks before the first input point and after the last
+    write nothing, and flush nothing."""
+    from distil import btrdbio
+    ul = upmu_list("P3000095", first=95)
+    u = ul.upmus[0]
+    create_streams(btrdb, u)
+    put(btrdb.get(), u, records(u.serial, T0, 30, extended=False))
+    eng = engine(btrdb, tmp_path)                        # chunks of 120 s
+    inst = catalog.builtin_instances(ul.upmus, ["frequency"])[0]
+    calls = []
+    replace, flush, save = btrdbio.replace, btrdbio.flush, eng.state.save
+
+    def replacing(db, uu, a, b, t, v, delete=True):
+        calls.append(("write", len(t) > 0 or delete))
+        return replace(db, uu, a, b, t, v, delete=delete)
+    monkeypatch.setattr(btrdbio, "replace", replacing)
+    monkeypatch.setattr(btrdbio, "flush", lambda db, uu: calls.append(("flush",)) or
+                        flush(db, uu))
+    monkeypatch.setattr(eng.state, "save", lambda *a, **k: calls.append(("save",)) or
+                        save(*a, **k))
+    eng.set_instances([inst])
+    eng.catch_up(timeout=60)
+    assert calls == [("save",),                           # a new instance owes everything
+                     ("write", False), ("save",),         # up to the first input point
+                     ("write", True), ("flush",), ("save",),    # the 30 s of data
+                     ("write", False), ("save",)]         # after the last: to the end
+    assert len(read(btrdb.get(), inst.output_uuid("FREQ_L1"))[0]) == 29 * 120
