@@ -254,9 +254,9 @@ class Engine:
         lead, trail = self._margins(inst)
         x, y = chunk
         r0, r1 = max(x - lead, MINIMUM_TIME), min(y + trail, MAXIMUM_TIME - 1)
-        # Each input rebased as soon as it is read, in order; ``readers`` reads under
-        # way at a time (the server answers them on its other core), so at most that
-        # many inputs are held as read.
+        # Each input rebased as soon as it is read, in order, with ``readers`` reads under
+        # way at a time (the server answers one on its other core while it inserts): at
+        # most one input more than that is held as read.
         series, found = {}, False
         for role, (t, v) in zip(bound.inputs, self._reads(db, bound.inputs.values(), r0, r1)):
             found = found or len(t) > 0
