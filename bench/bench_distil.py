@@ -248,11 +248,10 @@ def main() -> None:
     from qss.streammeta import StreamRegistry, specs_of
 
     import logging
-    from distil.cli import DISTIL_TRIM_THRESHOLD
-    from qss import malloc
+    from distil.cli import keep_memory
     logging.getLogger("distil").setLevel(logging.WARNING)
     # The engine runs in this process with the allocator settings qss-distil uses.
-    malloc.keep_large_buffers(trim_threshold=DISTIL_TRIM_THRESHOLD)
+    keep_memory()
     print(f"# load before: {os.getloadavg()[0]:.2f} (uptime), {os.cpu_count()} cores",
           flush=True)
     t, values = generate(args.hours, args.cache)

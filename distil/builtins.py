@@ -12,6 +12,17 @@
   sample before it, and at the first sample after a gap of more than a second.
 - ``angle-difference``: one phase angle of a uPMU minus the same phase of another,
   wrapped to ±180° (DISTIL's third example).
+
+``frequency``, ``frequency-1s``, ``power`` and ``angle-difference`` compute from uPMU
+phasor channels, which are float32: their outputs are stored rounded to float32
+(``output_precision``), below the inputs' own precision, and the server keeps a
+float32-exact value in half the bytes and CPU of a float64 one. ``noop`` and
+``state-changes`` copy input values as they are (float64): a status word is an int32,
+and rounding it to float32 would change bits above 2^24; a copy of a float32-exact
+stream is float32-exact anyway. Their ``version`` stayed 1 when the rounding came in:
+outputs stored before differ by less than half a float32 step, and recomputing every
+appliance's whole history oldest first would hold the live derived streams back for
+hours (``qss-distil reset`` recomputes an instance for whoever wants it uniform).
 """
 from __future__ import annotations
 
@@ -51,6 +62,7 @@ class Frequency(Distillate):
     name = "frequency"
     inputs = ("L1ANG",)
     outputs = {"FREQ_L1": "Hz"}
+    output_precision = "float32"
     lead_ns = SECOND
     rebaser = pad_snap(HZ)
 
@@ -63,6 +75,7 @@ class Frequency1s(Distillate):
     name = "frequency-1s"
     inputs = ("L1ANG",)
     outputs = {"FREQ_L1_1S": "Hz"}
+    output_precision = "float32"
     lead_ns = SECOND
     trail_ns = SECOND
     rebaser = pad_snap(HZ)
@@ -94,6 +107,7 @@ class Power(Distillate):
     outputs = {**{f"{k}{p}": u for p in PHASES
                   for k, u in (("P", "W"), ("Q", "var"), ("S", "VA"), ("DPF", "none"))},
                "P": "W", "Q": "var", "S": "VA", "DPF": "none"}
+    output_precision = "float32"
     rebaser = pad_snap(HZ)
 
     def process(self, inputs, outputs):
@@ -139,10 +153,15 @@ class AngleDifference(Distillate):
     name = "angle-difference"
     inputs = ("A", "B")
     outputs = {"ANGLE_DIFF": "deg"}
+    output_precision = "float32"
     rebaser = pad_snap(HZ)
 
     def process(self, inputs, outputs):
-        outputs.add("ANGLE_DIFF", inputs["A"].t, wrap(inputs["A"].v - inputs["B"].v))
+        d = wrap(inputs["A"].v - inputs["B"].v)
+        # Stored as float32, a difference within half a float32 step of 180 would
+        # round up to 180, out of [-180, 180): store it as -180, the same angle.
+        d[d.astype(np.float32) == 180.0] = -180.0
+        outputs.add("ANGLE_DIFF", inputs["A"].t, d)
 
 
 #: Built-ins by name.

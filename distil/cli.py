@@ -62,6 +62,17 @@ exit status:
 
 #: Freed memory qss-distil keeps for reuse (glibc's trim threshold; qss/malloc.py).
 DISTIL_TRIM_THRESHOLD = 32 << 20
+#: malloc arenas: the engine's threads (computing ahead, writers, readers) would each
+#: get one, keeping its own freed memory: a power catch-up's client memory rose by
+#: ~190 MB with the default, ~112 MB with 2 (docs/distil-design.md).
+DISTIL_ARENAS = 2
+
+
+def keep_memory() -> bool:
+    """qss-distil's allocator settings (qss/malloc.py), for the service and the
+    benchmark: megabyte Arrow payloads reused, not returned and faulted in again."""
+    return malloc.keep_large_buffers(trim_threshold=DISTIL_TRIM_THRESHOLD,
+                                     arenas=DISTIL_ARENAS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +153,7 @@ def main(argv: Sequence[str]) -> int:
     # Arrow payloads of megabytes per call, read and written (qss/malloc.py): a power
     # catch-up's client CPU fell by about a fifth. 32 MB of freed memory kept, not 256:
     # the peak while catching up rose by ~30 MB instead of ~70 (docs/distil-design.md).
-    malloc.keep_large_buffers(trim_threshold=DISTIL_TRIM_THRESHOLD)
+    keep_memory()
     path = state_path(settings)
     try:
         state = open_state(path)

@@ -4,6 +4,8 @@ A **distillate** subclasses :class:`Distillate`: it names its input and output r
 says how much data around a changed range it needs (``lead_ns`` before, ``trail_ns``
 after), how its inputs are laid out (``rebaser``), and computes in :meth:`process`
 over numpy arrays. Raising ``version`` makes the engine recompute everything.
+``output_precision`` says how its outputs are stored: ``"float64"`` (the default) as
+computed, ``"float32"`` rounded to the nearest float32 (see :class:`Distillate`).
 
 Its contract, which lets the engine recompute any range in any chunks and get what a
 computation from scratch would give:
@@ -44,13 +46,43 @@ class Series:
         return len(self.t)
 
 
+#: What ``Distillate.output_precision`` may say.
+PRECISIONS = ("float64", "float32")
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"output_precision {precision!r} is not one of "
+                         f"{', '.join(map(repr, PRECISIONS))}")
+    return precision
+
+
+def round_to_float32(v: np.ndarray) -> np.ndarray:
+    """Finite float64 values rounded to the nearest float32 (as float64). A value beyond
+    float32's range (|v| > 3.4e38) is kept as it is rather than made infinite: an
+    infinite output would be dropped like a NaN."""
+    with np.errstate(over="ignore"):
+        r = v.astype(np.float32)
+    out = r.astype(np.float64)
+    inf = np.isinf(r)
+    return np.where(inf, v, out) if inf.any() else out
+
+
 class Outputs:
     """Where :meth:`Distillate.process` puts its results: ``outputs.add(role, t, v)``,
-    as many times as it likes, in any order."""
+    as many times as it likes, in any order. ``precision`` (the distillate's
+    ``output_precision``) is applied to the values :meth:`points` gives: the one place
+    where every output leaves for BTrDB."""
 
-    def __init__(self, roles) -> None:
+    def __init__(self, roles, precision: str = "float64") -> None:
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {r: [] for r in roles}
         self._seen: tuple[np.ndarray, bool] | None = None
+        self._float32 = check_precision(precision) == "float32"
 
     def add(self, role: str, t, v) -> None:
         """Add points (times in ns, values) to the output ``role``.
@@ -70,7 +102,11 @@ class Outputs:
 
     def points(self, role: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """The finite points of ``role`` in [start, end), sorted, one per time (the
-        last added wins)."""
+        last added wins), their values rounded to float32 if that is the precision."""
+        t, v = self._points(role, start, end)
+        return (t, round_to_float32(v)) if self._float32 else (t, v)
+
+    def _points(self, role: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         parts = self._parts[role]
         if not parts:
             return np.empty(0, np.int64), np.empty(0)
@@ -118,6 +154,14 @@ class Distillate:
     lead_ns: ClassVar[int] = 0
     trail_ns: ClassVar[int] = 0
     rebaser: ClassVar[Rebaser] = passthrough()
+    #: How the outputs are stored: ``"float64"``, as computed (the default: the engine
+    #: cannot know what a distillate computes from, nor whether 7 significant digits
+    #: are enough for it, e.g. an energy counter), or ``"float32"``, each value rounded
+    #: to the nearest float32 (relative error at most 6e-8; NaN still means no point).
+    #: The built-ins that compute from uPMU channels, which are float32 already, say
+    #: float32: the server stores a float32-exact value in half the bytes and CPU.
+    #: Changing it does not recompute stored outputs: raise ``version`` for that.
+    output_precision: ClassVar[str] = "float64"
 
     def process(self, inputs: dict[str, Series], outputs: Outputs) -> None:
         """Compute outputs from ``inputs`` (role -> :class:`Series`) into ``outputs``."""
@@ -153,6 +197,10 @@ class Instance:
         if missing or extra:
             raise ValueError(f"instance {self.name}: inputs {sorted(self.inputs)} do not "
                              f"match {self.distillate.name}'s {list(self.distillate.inputs)}")
+        try:
+            check_precision(self.distillate.output_precision)
+        except ValueError as exc:
+            raise ValueError(f"instance {self.name}: {self.distillate.name}'s {exc}") from None
 
     def output_uuid(self, role: str) -> uuidlib.UUID:
         return uuidlib.uuid5(NAMESPACE, f"{self.name}/{role}")

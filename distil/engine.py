@@ -21,13 +21,14 @@ query per input instead of chunk by chunk, so that costs a few calls per span of
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import logging
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 
 from qss.btrdbclient import Backoff, Btrdb, ErrorKind, Outage, classify, describe_error
@@ -56,6 +57,7 @@ class Options:
     measure_s: float = 5.0                # measure an owing instance's backlog this often
     ahead: bool = True                    # compute the next chunk while writing one
     writers: int = 2                      # outputs written at once (1: one after another)
+    readers: int = 2                      # inputs read at once (1: one after another)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +81,8 @@ class Bound:
     #: Per output, a time no point is at or past (queried once; the engine is the
     #: outputs' only writer): a chunk past it needs no delete first.
     ends: dict[uuidlib.UUID, int] = dataclasses.field(default_factory=dict, compare=False)
+    #: Output role -> stream UUID (``Instance.output_uuid`` hashes each time).
+    outputs: dict[str, uuidlib.UUID] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def signature(self) -> str:
@@ -125,6 +129,7 @@ class Engine:
         self._stop = threading.Event()
         self._measured: dict[str, tuple[float, tuple]] = {}   # name -> (when, what)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._readers: concurrent.futures.ThreadPoolExecutor | None = None
         self._last_commit = 0.0             # how long the last chunk's writes took
 
     # -- the set of instances -----------------------------------------------------
@@ -175,7 +180,8 @@ class Engine:
             inputs[role] = uu
         for line in btrdbio.ensure_outputs(db, inst, inputs):
             log.info("instance %s: %s", inst.name, line)
-        bound = Bound(inst, inputs, self.btrdb.generation)
+        bound = Bound(inst, inputs, self.btrdb.generation, outputs={
+            role: inst.output_uuid(role) for role in inst.distillate.outputs})
         self._bound[inst.name] = bound
         return bound
 
@@ -248,14 +254,15 @@ class Engine:
         lead, trail = self._margins(inst)
         x, y = chunk
         r0, r1 = max(x - lead, MINIMUM_TIME), min(y + trail, MAXIMUM_TIME - 1)
-        # Each input rebased as soon as it is read: only one is held as read at a time.
+        # Each input rebased as soon as it is read, in order, with ``readers`` reads under
+        # way at a time (the server answers one on its other core while it inserts): at
+        # most one input more than that is held as read.
         series, found = {}, False
-        for role, uu in bound.inputs.items():
-            t, v = btrdbio.read(db, uu, r0, r1)
+        for role, (t, v) in zip(bound.inputs, self._reads(db, bound.inputs.values(), r0, r1)):
             found = found or len(t) > 0
             series[role] = Series(*d.rebaser.rebase(t, v, r0, r1))
             del t, v
-        outputs = Outputs(d.outputs)
+        outputs = Outputs(d.outputs, d.output_precision)
         if not found:
             # No input near the chunk: no output until trail before the next point.
             nexts = [n for uu in bound.inputs.values()
@@ -279,8 +286,12 @@ class Engine:
         x, y = done.range
         ends = bound.ends
 
-        def write(role: str) -> int:
-            uu = inst.output_uuid(role)
+        uuids = bound.outputs
+
+        def write(role: str) -> tuple[int, bool]:
+            """Replace one output over the chunk: (points written, whether anything
+            was deleted or inserted)."""
+            uu = uuids[role]
             t, v = done.outputs.points(role, x, y)
             end = ends.get(uu)
             if end is None:
@@ -288,20 +299,24 @@ class Engine:
             # Raised before writing: whatever happens next, no point is at or past it.
             ends[uu] = max(end, y)
             btrdbio.replace(db, uu, x, y, t, v, delete=end > x)
-            return len(t)
+            return len(t), end > x or len(t) > 0
         roles = list(inst.distillate.outputs)
         if self.options.writers > 1 and len(roles) > 1:
             # Outputs are separate streams: the server stores them on several cores.
             futures = [self._executor().submit(write, role) for role in roles]
             concurrent.futures.wait(futures)
-            written = sum(f.result() for f in futures)      # raises the first failure
+            results = [f.result() for f in futures]         # raises the first failure
         else:
-            written = sum(map(write, roles))
+            results = list(map(write, roles))
         # Flushed once all are written: a flush waits for the disk up to its stream's last
         # commit, so the first one usually covers the others too (power's 16 outputs paid
-        # 16 fsyncs in a row). The state is saved only after every flush.
-        for role in roles:
-            btrdbio.flush(db, inst.output_uuid(role))
+        # 16 fsyncs in a row). An output this chunk did not touch (nothing deleted, nothing
+        # inserted: a chunk without inputs) has nothing of it to flush. The state is saved
+        # only after every flush.
+        for role, (_, touched) in zip(roles, results):
+            if touched:
+                btrdbio.flush(db, uuids[role])
+        written = sum(n for n, _ in results)
         st.pending = ranges.subtract(st.pending, (x, y))
         self.state.save(inst.name, st)
         return written
@@ -320,6 +335,26 @@ class Engine:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1 + max(1, self.options.writers), thread_name_prefix="distil")
         return self._pool
+
+    def _reads(self, db, uuids: Iterable[uuidlib.UUID], start: int, end: int
+               ) -> Iterator[tuple]:
+        """``btrdbio.read`` of each stream over [start, end), in order, with up to
+        ``Options.readers`` of them under way (the first failure raises when reached;
+        reads after it still finish, unused)."""
+        uuids = list(uuids)
+        if self.options.readers <= 1 or len(uuids) <= 1:
+            yield from (btrdbio.read(db, uu, start, end) for uu in uuids)
+            return
+        if self._readers is None:
+            self._readers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.options.readers, thread_name_prefix="distil-read")
+        pending: collections.deque = collections.deque()
+        for uu in uuids:
+            pending.append(self._readers.submit(btrdbio.read, db, uu, start, end))
+            if len(pending) >= self.options.readers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     def work(self, bound: Bound, st: InstanceState, deadline: float) -> tuple[int, int]:
         """Work through what is owed, chunk by chunk, until done, stopped or past

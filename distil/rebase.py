@@ -94,9 +94,10 @@ class PadSnap(Rebaser):
 
     def _places(self, t: np.ndarray, g: np.ndarray) -> tuple:
         """Where the points at times ``t`` go on grid ``g``: (mask of the points on the
-        grid, which of those to keep or None for all, their positions in the grid). The
-        last answer is kept: a uPMU's streams share their times, so the inputs of a
-        chunk usually ask the same question."""
+        grid or None for all, which of those to keep or None for all, their positions in
+        the grid: a slice when they fill a run of ticks, the usual case). The last answer
+        is kept: a uPMU's streams share their times, so the inputs of a chunk usually ask
+        the same question."""
         cached = self._places_last
         if cached is not None and cached[1] is g and (
                 cached[0] is t or np.array_equal(cached[0], t)):
@@ -113,17 +114,24 @@ class PadSnap(Rebaser):
             first = np.r_[True, tick[order][1:] != tick[order][:-1]]
             keep = order[first]
             tick = tick[keep]
-        places = (inside, keep, tick - g[0])
+        at = tick - g[0]
+        if keep is None and len(at) and at[-1] - at[0] == len(at) - 1:
+            at = slice(int(at[0]), int(at[-1]) + 1)   # one point on every tick of a run
+        places = (None if inside.all() else inside, keep, at)
         self._places_last = (t, g, places)
         return places
 
     def rebase(self, t, v, start, end):
         g, times = self._grid_times(start, end)
+        if not (len(g) and len(t)):
+            return times, np.full(len(g), np.nan)
+        inside, keep, at = self._places(t, g)
+        vv = v if inside is None else v[inside]
+        vv = vv if keep is None else vv[keep]
+        if isinstance(at, slice) and at == slice(0, len(g)):
+            return times, np.array(vv, np.float64)     # no hole: a copy (writable)
         out = np.full(len(g), np.nan)
-        if len(g) and len(t):
-            inside, keep, at = self._places(t, g)
-            vv = v[inside]
-            out[at] = vv if keep is None else vv[keep]
+        out[at] = vv
         return times, out
 
 

@@ -24,24 +24,27 @@ import platform
 
 log = logging.getLogger(__name__)
 
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
 
 MMAP_THRESHOLD = 32 << 20    # glibc's maximum (HEAP_MAX_SIZE / 2 on 64-bit)
 TRIM_THRESHOLD = 256 << 20
 TOP_PAD = 16 << 20
 
 
-def keep_large_buffers(trim_threshold: int = TRIM_THRESHOLD) -> bool:
-    """Apply the settings to this process (call early); False where malloc is not
-    glibc's or refuses them (nothing changes then). ``trim_threshold``: how much freed
-    memory to keep (qss-distil keeps less: see distil/cli.py)."""
+def keep_large_buffers(trim_threshold: int = TRIM_THRESHOLD, *,
+                       arenas: int | None = None) -> bool:
+    """Apply the settings to this process (call early, before threads allocate);
+    False where malloc is not glibc's or refuses them (nothing changes then).
+    ``trim_threshold``: how much freed memory to keep (qss-distil keeps less: see
+    distil/cli.py); ``arenas``: at most this many malloc arenas (glibc gives threads up
+    to 8 a core, each keeping its own freed memory)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = all(libc.mallopt(option, value) == 1 for option, value in (
             (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, trim_threshold),
-            (M_TOP_PAD, TOP_PAD)))
+            (M_TOP_PAD, TOP_PAD)) + (((M_ARENA_MAX, arenas),) if arenas else ()))
     except (OSError, AttributeError):
         return False
     if not ok:

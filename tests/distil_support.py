@@ -54,6 +54,29 @@ def read(db, uuid, start=-(16 << 56), end=(48 << 56) - 1) -> tuple[np.ndarray, n
 
 # -- independent computations ---------------------------------------------------------
 
+def float32_exact(v: np.ndarray) -> bool:
+    """Whether every value is a float32 (the built-ins' output precision)."""
+    v = np.asarray(v, np.float64)
+    return bool(np.array_equal(v.astype(np.float32).astype(np.float64), v))
+
+
+def assert_float32_of(got: np.ndarray, want: np.ndarray, tol=0.0, msg: str = "") -> None:
+    """``got`` is what a float32 output of ``want`` must be: float32-exact values, each
+    the float32 nearest to ``want``, where the independent computation is exact
+    (``tol`` 0), or the float32 nearest to some value within ``tol`` (an array, or one
+    figure) of ``want``, where it sums or takes roots in another order: then ``got``
+    is within ``tol`` plus half a float32 step of ``want`` (and still float32)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, msg
+    assert float32_exact(got), f"{msg}: values not rounded to float32"
+    nearest = want.astype(np.float32).astype(np.float64)
+    if np.all(np.asarray(tol) == 0):
+        np.testing.assert_array_equal(got, nearest, msg)
+        return
+    half_step = np.abs(np.spacing(np.abs(got).astype(np.float32))).astype(np.float64) / 2
+    off = np.abs(got - want) - (half_step + tol)
+    assert np.all(off <= 0), f"{msg}: {int((off > 0).sum())} values off, worst by {off.max():g}"
+
 def tick_time(second: np.ndarray, i: np.ndarray) -> np.ndarray:
     return second * S + np.rint(i * (S / 120)).astype(np.int64)
 
