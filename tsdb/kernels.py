@@ -79,10 +79,8 @@ def pack_delta64(a, order, out):
     8 bytes each (little-endian), then the low ``w`` byte planes of the other ``len(a) - k``
     codes, where ``w`` is the fewest bytes that hold every one of them (0 for a constant
     column, 1 for the delta of deltas of regular sampling). Writes the 8*k + w*(n-k)
-    bytes at the start of ``out`` and returns ``w``; ``out`` must have room for 8*n bytes,
-    of which those past the 8*k + w*(n-k) may be overwritten. Wraps like numpy.
-
-    Two passes: the width (vectorised by the compiler), then the planes."""
+    bytes at the start of ``out`` (which must have room for them) and returns ``w``.
+    Wraps like numpy."""
     n = np.uint64(a.shape[0])
     k = min(np.uint64(order), n)
     prev = np.int64(0)
@@ -97,35 +95,30 @@ def pack_delta64(a, order, out):
         z = np.uint64((d << 1) ^ (d >> 63))
         for b in range(8):
             out[_U8 * i + np.uint64(b)] = np.uint8((z >> np.uint64(8 * b)) & _FF)
+    # The codes into a scratch array and their OR (which bytes they use) in one pass, then
+    # each kept plane from the scratch: every loop vectorises (a point-by-point pass
+    # storing into 8 planes at once took 5-7 ns a point for float64 values, this ~2.5).
+    m = n - k
+    z = np.empty(m, np.uint64)
     acc = _U0
     if order == 2:
         for i in range(k, n):
             d = np.int64(np.int64(a[i] - a[i - _U1]) - np.int64(a[i - _U1] - a[i - _U2]))
-            acc |= np.uint64((d << 1) ^ (d >> 63))
+            c = np.uint64((d << 1) ^ (d >> 63))
+            z[i - k] = c
+            acc |= c
     else:
         for i in range(k, n):
             d = np.int64(a[i] - a[i - _U1])
-            acc |= np.uint64((d << 1) ^ (d >> 63))
+            c = np.uint64((d << 1) ^ (d >> 63))
+            z[i - k] = c
+            acc |= c
     w = _byte_width(acc)
-    if w == 0:
-        return 0
-    # Planes above w are written too (one store pattern, unrolled: a loop over w is 3-5x
-    # slower); they lie past this column's bytes, where the caller puts the next column.
-    m = n - k
-    j = _U8 * k
-    for i in range(k, n):
-        d = np.int64(a[i] - prev)
-        prev = a[i]
-        if order == 2:
-            dd = np.int64(d - prevd)
-            prevd = d
-            d = dd
-        z = np.uint64((d << 1) ^ (d >> 63))
-        out[j] = np.uint8(z & _FF)
-        if w > 1:
-            for b in range(1, 8):
-                out[j + np.uint64(b) * m] = np.uint8((z >> np.uint64(8 * b)) & _FF)
-        j += _U1
+    for b in range(w):
+        p = _U8 * k + np.uint64(b) * m
+        s = np.uint64(8 * b)
+        for i in range(_U0, m):
+            out[p + i] = np.uint8((z[i] >> s) & _FF)
     return w
 
 
@@ -136,26 +129,23 @@ def pack_delta32(a, out):
     n = np.uint64(a.shape[0])
     k = min(_U1, n)
     if k:
-        z = np.uint32(np.int32(a[0] << 1) ^ np.int32(a[0] >> 31))
+        c = np.uint32(np.int32(a[0] << 1) ^ np.int32(a[0] >> 31))
         for b in range(4):
-            out[b] = np.uint8((z >> np.uint32(8 * b)) & np.uint32(0xFF))
+            out[b] = np.uint8((c >> np.uint32(8 * b)) & np.uint32(0xFF))
+    m = n - k
+    z = np.empty(m, np.uint32)
     acc = np.uint32(0)
     for i in range(k, n):
         d = np.int32(a[i] - a[i - _U1])
-        acc |= np.uint32(np.int32(d << 1) ^ np.int32(d >> 31))
+        c = np.uint32(np.int32(d << 1) ^ np.int32(d >> 31))
+        z[i - k] = c
+        acc |= c
     w = _byte_width(np.uint64(acc))
-    if w == 0:
-        return 0
-    m = n - k
-    j = np.uint64(4) * k
-    prev = a[0]
-    for i in range(k, n):
-        d = np.int32(a[i] - prev)
-        prev = a[i]
-        z = np.uint32(np.int32(d << 1) ^ np.int32(d >> 31))
-        for b in range(4):  # all four, as in pack_delta64
-            out[j + np.uint64(b) * m] = np.uint8((z >> np.uint32(8 * b)) & np.uint32(0xFF))
-        j += _U1
+    for b in range(w):
+        p = np.uint64(4) * k + np.uint64(b) * m
+        s = np.uint32(8 * b)
+        for i in range(_U0, m):
+            out[p + i] = np.uint8((z[i] >> s) & np.uint32(0xFF))
     return w
 
 
@@ -232,15 +222,22 @@ def unpack_delta32(raw, w, out):
 def float32_bits(v, out):
     """When every float64 of ``v`` is exactly a float32, write the float32s into ``out``
     and return 1; return 0 when one is not, 2 when there is a NaN (the caller decides
-    those bit by bit)."""
-    for i in range(v.shape[0]):
-        x = v[i]
-        if x != x:
+    those bit by bit). Blocks of 1024 without a branch inside (vectorised: half the time
+    of stopping at the first inexact value), stopping after the first inexact block."""
+    n = v.shape[0]
+    for lo in range(0, n, 1024):
+        inexact = False
+        nan = False
+        for i in range(lo, min(lo + 1024, n)):
+            x = v[i]
+            f = np.float32(x)
+            out[i] = f
+            inexact |= np.float64(f) != x  # equal values are equal bits (zeros keep sign)
+            nan |= x != x
+        if nan:
             return 2
-        f = np.float32(x)
-        if np.float64(f) != x:  # equal values are equal bits here (zeros keep the sign)
+        if inexact:
             return 0
-        out[i] = f
     return 1
 
 
