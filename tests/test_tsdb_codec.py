@@ -209,6 +209,19 @@ def test_widths_at_plane_boundaries(bits):
         _round_trip([values], [codec.F64])
 
 
+@pytest.mark.parametrize("n", [4095, 5000, 16384, 40000])
+def test_chunk_sized_columns_round_trip(n):
+    # From 4,096 values on the frame is compressed with other zstd settings.
+    rng = np.random.default_rng(n)
+    t = 1_500_000_000 * 10**9 + np.rint(np.arange(n) * 1e9 / 120).astype(np.int64)
+    t[n // 2:] += 10**9  # a gap
+    walk = np.cumsum(rng.standard_normal(n)) + 120
+    ver = np.full(n, 4, np.int64)
+    ver[-3:] = 5
+    for v in (walk, walk.astype(np.float32).astype(np.float64)):
+        _round_trip([t, v, ver], [codec.TIME, codec.F64, codec.INT])
+
+
 def test_read_only_columns_encode():
     t = np.arange(100, dtype=np.int64)
     v = np.linspace(0, 1, 100)

@@ -45,15 +45,23 @@ _MAGIC = b"C1"
 _MAGIC2 = b"C2"
 _HEAD = struct.Struct("<2sIB")
 _ZSTD_LEVEL = 3  # measured: level 1..9 differ by <1% in size on uPMU data, 3 is as fast as 1
-#: zstd settings for C2 bodies (measured on 16,384-point chunks, docs/tsdb-design.md,
-#: "Thirteenth session"); not part of the format. A 16 KB window makes zstd's blocks (at most one window long)
-#: about one byte plane each, so every plane gets its own Huffman table (noise planes
-#: stay apart from compressible ones: smaller than one frame at level 3); matches of at
-#: least 7 bytes (dfast, one probe) leave the short ones of the compressible high planes
-#: to Huffman, which is faster and as small.
-_PLANES_PARAMS = zstandard.ZstdCompressionParameters(
-    window_log=14, chain_log=12, hash_log=12, search_log=1, min_match=7, target_length=0,
-    strategy=zstandard.STRATEGY_DFAST)
+#: zstd settings for C2 frames of chunks (measured on 16,384-point chunks,
+#: docs/tsdb-design.md, "Thirteenth session"; not part of the format). A window of about
+#: one byte plane makes zstd's blocks (at most one window long) about one plane each, so
+#: each plane gets its own Huffman table (noise planes stay apart from compressible
+#: ones: smaller than one frame at level 3); matches of at least 7 bytes (dfast, one
+#: probe) leave the short ones of the compressible high planes to Huffman, which is
+#: faster and as small. Below 4,096 values a column (statistics blocks, short chunks),
+#: level 3, which fits its tables to the input, is as small and faster.
+_PLANES_MIN = 4096
+
+
+def _planes_params(window_log: int) -> zstandard.ZstdCompressionParameters:
+    return zstandard.ZstdCompressionParameters(
+        window_log=window_log, chain_log=12, hash_log=12, search_log=1, min_match=7,
+        target_length=0, strategy=zstandard.STRATEGY_DFAST)
+
+
 _local = threading.local()
 
 
@@ -65,10 +73,18 @@ def _compressor() -> zstandard.ZstdCompressor:
     return c
 
 
-def _planes_compressor() -> zstandard.ZstdCompressor:
-    c = getattr(_local, "c2", None)
+def _frame_compressor(n: int) -> zstandard.ZstdCompressor:
+    """The compressor for a C2 frame of columns of n values."""
+    if n < _PLANES_MIN:
+        return _compressor()
+    window_log = min(n.bit_length() - 1, 14)  # 12, 13 or 14: a plane or a little less
+    cs = getattr(_local, "planes", None)
+    if cs is None:
+        cs = _local.planes = {}
+    c = cs.get(window_log)
     if c is None:
-        c = _local.c2 = zstandard.ZstdCompressor(compression_params=_PLANES_PARAMS)
+        c = cs[window_log] = zstandard.ZstdCompressor(
+            compression_params=_planes_params(window_log))
     return c
 
 
@@ -128,7 +144,7 @@ def encode(columns: Sequence[np.ndarray], kinds: Sequence[int]) -> bytes:
             w = kernels.pack_delta64(a, 2 if k == TIME else 1, buf[pos:])
         widths.append(w)
         pos += _column_bytes(k, n, w)
-    body = _planes_compressor().compress(buf[:pos])
+    body = _frame_compressor(n).compress(buf[:pos])
     kinds_used = bytes(k for _, k in plan)
     return b"".join((_HEAD.pack(_MAGIC2, n, len(plan)), kinds_used, widths, body))
 
