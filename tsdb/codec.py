@@ -116,13 +116,17 @@ def encode(columns: Sequence[np.ndarray], kinds: Sequence[int]) -> bytes:
     """Encode equal-length columns; ``kinds`` gives TIME or INT for int64 columns and
     F64 for float64 columns (the encoder picks F32 itself when it is exact)."""
     n = len(columns[0]) if columns else 0
-    plan, total = [], 0
+    # Room for every plane of every column, not zeroed: the kernels write every byte
+    # they keep, and each column starts where the one before it ended.
+    buf = np.empty(8 * n * len(columns), np.uint8)
+    used, widths, pos = bytearray(), bytearray(), 0
     for col, kind in zip(columns, kinds, strict=True):
         if len(col) != n:
             raise ValueError("columns differ in length")
         if kind in (TIME, INT):
-            a = np.ascontiguousarray(col, dtype=np.int64)
             k = kind
+            w = kernels.pack_delta64(np.ascontiguousarray(col, dtype=np.int64),
+                                     2 if k == TIME else 1, buf[pos:])
         else:
             f = np.ascontiguousarray(col, dtype=np.float64)
             a = np.empty(n, np.float32)
@@ -130,23 +134,15 @@ def encode(columns: Sequence[np.ndarray], kinds: Sequence[int]) -> bytes:
             if exact == 2:  # NaN: its payload decides, bit by bit
                 exact = is_float32_exact(f)
                 a = f.astype(np.float32) if exact else a
-            a, k = (a.view(np.int32), F32) if exact else (f.view(np.int64), F64)
-        plan.append((a, k))
-        total += a.nbytes
-    # No zeroing: the kernels write every byte they keep. A column may also write past
-    # its kept bytes (room for all its planes is left), where the next one then starts.
-    buf = np.empty(total, np.uint8)
-    widths, pos = bytearray(), 0
-    for a, k in plan:
-        if k == F32:
-            w = kernels.pack_delta32(a, buf[pos:])
-        else:
-            w = kernels.pack_delta64(a, 2 if k == TIME else 1, buf[pos:])
+            if exact:
+                k, w = F32, kernels.pack_delta32(a.view(np.int32), buf[pos:])
+            else:
+                k, w = F64, kernels.pack_delta64(f.view(np.int64), 1, buf[pos:])
+        used.append(k)
         widths.append(w)
         pos += _column_bytes(k, n, w)
     body = _frame_compressor(n).compress(buf[:pos])
-    kinds_used = bytes(k for _, k in plan)
-    return b"".join((_HEAD.pack(_MAGIC2, n, len(plan)), kinds_used, widths, body))
+    return b"".join((_HEAD.pack(_MAGIC2, n, len(used)), used, widths, body))
 
 
 def _column_bytes(kind: int, n: int, width: int) -> int:
