@@ -22,16 +22,21 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--repeat", type=int, default=7)
+def _args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=20.0,
+                    help="minutes of one uPMU's data to encode (default 20)")
+    ap.add_argument("--repeat", type=int, default=7,
+                    help="passes over every chunk; the best is reported (default 7)")
     ap.add_argument("--tree", default=os.path.dirname(HERE),
                     help="checkout whose tsdb is measured (default: this one)")
-    return ap.parse_args()
+    return ap.parse_args(argv)
 
 
-ARGS = _args()
+# Parsed before the imports below, which --tree redirects; imported (tests check that every
+# benchmark imports), the defaults.
+ARGS = _args() if __name__ == "__main__" else _args([])
 sys.path.insert(0, os.path.abspath(ARGS.tree))
 sys.path.insert(1, HERE)
 
