@@ -26,19 +26,13 @@ def unshuffle_delta64(raw, order, out):
     zigzagged deltas from the 8 byte planes of ``raw`` and write their running sums
     (``order`` 2: sums of sums) into int64 ``out``. Wraps like numpy's cumsum."""
     n = out.shape[0]
-    acc = np.int64(0)
-    accd = np.int64(0)
+    z = out.view(np.uint64)
     for i in range(n):
-        z = np.uint64(raw[i])
+        c = np.uint64(raw[i])
         for b in range(1, 8):
-            z |= np.uint64(raw[b * n + i]) << np.uint64(8 * b)
-        d = np.int64(z >> np.uint64(1)) ^ -np.int64(z & np.uint64(1))
-        if order == 2:
-            accd += d
-            acc += accd
-        else:
-            acc += d
-        out[i] = acc
+            c |= np.uint64(raw[b * n + i]) << np.uint64(8 * b)
+        z[i] = c
+    _running_sums(z, order, out)
 
 
 @njit(**_OPTS)
@@ -175,11 +169,19 @@ def unpack_delta64(raw, order, w, out):
         s = np.uint64(8 * b)
         for i in range(_U0, m):
             z[k + i] |= np.uint64(raw[p + i]) << s
+    _running_sums(z, order, out)
+
+
+@njit(**_OPTS)
+def _running_sums(z, order, out):
+    """Un-zigzag the codes ``z`` (uint64) and write their running sums (``order`` 2: sums
+    of sums) into int64 ``out``, which may be ``z`` itself viewed as int64. Wraps like
+    numpy's cumsum."""
     acc = np.int64(0)
     accd = np.int64(0)
-    for i in range(_U0, n):
+    for i in range(z.shape[0]):
         c = z[i]
-        d = np.int64(c >> _U1) ^ -np.int64(c & _U1)
+        d = np.int64(c >> np.uint64(1)) ^ -np.int64(c & np.uint64(1))
         if order == 2:
             accd += d
             acc += accd
