@@ -263,13 +263,16 @@ def _arrow_payload(t, v) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-@pytest.mark.parametrize("sync, policy, rounding", [(False, 3, False), (True, 1, True),
-                                                    (False, 0, False)])
+# 172,800 points: a payload over 2 MiB, whose 4-byte length leaves it unaligned in the
+# request (the copied path); 1000 points: read in place.
+@pytest.mark.parametrize("sync, policy, rounding, n", [
+    (False, 3, False, 1000), (True, 1, True, 1000), (False, 0, False, 1000),
+    (False, 2, False, 172_800)])
 def test_arrow_insert_requests_are_read_as_the_generated_class_reads_them(sync, policy,
-                                                                          rounding):
+                                                                          rounding, n):
     from tsdb import arrowio, wire
-    t = np.arange(1000, dtype=np.int64) * 8_333_333 + 1_450_000_000 * 10**9
-    v = np.random.default_rng(1).normal(size=1000)
+    t = np.arange(n, dtype=np.int64) * 8_333_333 + 1_450_000_000 * 10**9
+    v = np.random.default_rng(1).normal(size=n)
     u = uuid.uuid4().bytes
     msg = pb.ArrowInsertParams(uuid=u, sync=sync, merge_policy=policy,
                                arrowBytes=_arrow_payload(t, v))

@@ -4,9 +4,12 @@ Decoding it with the generated class copies its megabytes of Arrow payload twice
 the message, then into a ``bytes`` on ``request.arrowBytes``): 0.2-0.9 ms for sync2q's
 2.8 MB calls, 3 % of the server's CPU in an import (perf). Here the payload is a view
 into the request where that keeps the Arrow columns 8-byte aligned (the compiled kernels
-want aligned arrays), as it does for the official client's requests (uuid, merge policy,
-then the payload at offset 24 of a 16-byte aligned ``bytes``); elsewhere it is copied
-once, into a buffer of its own. Sans-IO.
+want aligned arrays), as it does for the official client's requests under 2 MiB (uuid,
+merge policy, then the payload at offset 24 of a 16-byte aligned ``bytes``); elsewhere
+(from 2 MiB on, its length takes 4 bytes and it starts at offset 25: sync2q's and
+distil's 172,800-point calls) it is copied once, into a numpy buffer of its own: numpy
+copies without holding the GIL (``bytes()`` held it: a fifth of the samples that found
+the GIL held during a stream of such inserts, py-spy). Sans-IO.
 
 Wire format (protobuf encoding): a sequence of (tag varint = field << 3 | wire type,
 value); wire type 0 varint, 1 fixed 8 bytes, 2 varint length + bytes, 5 fixed 4 bytes.
@@ -73,7 +76,7 @@ def parse_arrow_insert(raw: bytes) -> ArrowInsertRequest:
                 req.uuid = bytes(data[pos:end])
             elif field == _ARROW:
                 req.arrowBytes = data[pos:end] if _aligned(raw, pos) else \
-                    bytes(data[pos:end])  # aligned either way (see above)
+                    memoryview(np.frombuffer(data[pos:end], np.uint8).copy())  # aligned
             pos = end
         elif kind == 1:
             pos += 8
