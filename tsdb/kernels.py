@@ -150,26 +150,31 @@ def unpack_delta64(raw, order, w, out):
     time (vectorised), then un-zigzagged and summed in one pass."""
     n = np.uint64(out.shape[0])
     k = min(np.uint64(order), n)
-    m = n - k
     z = out.view(np.uint64)
     for i in range(_U0, k):
         c = _U0
         for b in range(8):
             c |= np.uint64(raw[_U8 * i + np.uint64(b)]) << np.uint64(8 * b)
         z[i] = c
-    base = _U8 * k
+    _gather_planes(raw, _U8 * k, w, z[k:])
+    _running_sums(z, order, out)
+
+
+@njit(**_OPTS)
+def _gather_planes(raw, base, w, z):
+    """Fill the unsigned codes ``z`` (uint64 or uint32) from their ``w`` low byte planes
+    stored at ``raw[base:]``, a plane at a time (each loop vectorises); zeros for w 0."""
+    m = np.uint64(z.shape[0])
     if w == 0:
-        for i in range(k, n):
-            z[i] = _U0
-    else:
-        for i in range(_U0, m):
-            z[k + i] = np.uint64(raw[base + i])
+        z[:] = 0
+        return
+    for i in range(_U0, m):
+        z[i] = raw[base + i]
     for b in range(1, w):
         p = base + np.uint64(b) * m
         s = np.uint64(8 * b)
         for i in range(_U0, m):
-            z[k + i] |= np.uint64(raw[p + i]) << s
-    _running_sums(z, order, out)
+            z[i] |= np.uint64(raw[p + i]) << s
 
 
 @njit(**_OPTS)
@@ -195,23 +200,11 @@ def unpack_delta32(raw, w, out):
     """Inverse of :func:`pack_delta32` into int32 ``out``."""
     n = np.uint64(out.shape[0])
     k = min(_U1, n)
-    m = n - k
     z = out.view(np.uint32)
     if k:
         z[0] = (np.uint32(raw[0]) | (np.uint32(raw[1]) << np.uint32(8))
                 | (np.uint32(raw[2]) << np.uint32(16)) | (np.uint32(raw[3]) << np.uint32(24)))
-    base = np.uint64(4) * k
-    if w == 0:
-        for i in range(k, n):
-            z[i] = np.uint32(0)
-    else:
-        for i in range(_U0, m):
-            z[k + i] = np.uint32(raw[base + i])
-    for b in range(1, w):
-        p = base + np.uint64(b) * m
-        s = np.uint32(8 * b)
-        for i in range(_U0, m):
-            z[k + i] |= np.uint32(raw[p + i]) << s
+    _gather_planes(raw, np.uint64(4) * k, w, z[k:])
     acc = np.int32(0)
     for i in range(_U0, n):
         c = z[i]
