@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -43,6 +42,7 @@ sys.path.insert(1, HERE)
 import numpy as np  # noqa: E402
 
 from _data import upmu_streams  # noqa: E402
+from bench_dat import best_of  # noqa: E402
 from qss.streams import EXTENDED_STREAMS  # noqa: E402
 from tsdb import chunks, kernels, levels  # noqa: E402
 
@@ -73,13 +73,9 @@ def each(fn, items) -> None:
 
 
 def best(fn, repeat: int) -> float:
+    """The fastest of ``repeat`` timings after one warm-up call (compiling, caches)."""
     fn()
-    out = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out = min(out, time.perf_counter() - t0)
-    return out
+    return best_of(fn, repeat)
 
 
 def main() -> None:
