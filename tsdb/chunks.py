@@ -59,6 +59,17 @@ def encode(p: Points) -> bytes:
     return codec.encode([p.t, p.v, p.ver], _KINDS)
 
 
+def encode_pieces(p: Points, pieces: list[tuple[int, int]]) -> list[bytes]:
+    """``[encode(p.slice(a, b)) for a, b in pieces]`` for consecutive pieces (each ``a``
+    the ``b`` before it), the same bytes, encoded together (:func:`codec.encode_chunks`)."""
+    if len(pieces) == 1:
+        return [encode(p.slice(*pieces[0]))]
+    bounds = [pieces[0][0]] + [b for _, b in pieces]
+    blobs = codec.encode_chunks(p.t, p.v, p.ver, bounds)
+    return [blob if blob is not None else encode(p.slice(a, b))
+            for blob, (a, b) in zip(blobs, pieces, strict=True)]
+
+
 def decode(blob: bytes) -> Points:
     t, v, ver = codec.decode(blob)
     return Points(t, v, ver)

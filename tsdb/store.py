@@ -176,7 +176,9 @@ class Store:
         # first chunk): t is sorted, so search the few chunk starts in t rather than
         # every point among the starts.
         edges = np.r_[0, np.searchsorted(t, starts, "left"), len(t)].tolist()
-        writes: list[tuple[int, chunks.Points]] = []
+        # The chunks to write, as runs of consecutive chunks cut from one set of points:
+        # (points, [(chunk start, lo, hi), ...]), encoded a run at a time.
+        runs: list[tuple[chunks.Points, list[tuple[int, int, int]]]] = []
         dirty, fresh, changes = [], [], []
         for c in range(-1, len(rows)):
             lo, hi = edges[c + 1], edges[c + 2]
@@ -194,7 +196,7 @@ class Store:
             if len(old) == 0 or nt[0] > old.t[-1]:
                 cut = self._append(old, base, nt, nv, new_version)
                 if cut is not None:  # the batch lies after every point of its chunk
-                    writes.extend(cut[0])
+                    runs.extend(cut[0])
                     fresh.extend(cut[1])
                     dirty.append(cut[2])
                     changes.extend(change_spans(nt, cut[2], levels.LEVEL0, False))
@@ -207,19 +209,21 @@ class Store:
             # Level-30 windows are the chunks' alignment windows (ALIGN == LEVEL0): one
             # pass finds where they begin, for cutting chunks and for their statistics.
             wstarts = kernels.window_starts(mt, levels.LEVEL0)
-            for start, a, b in chunks.split(mt, base, self.chunk_points, wstarts):
-                writes.append((start, merged.slice(a, b)))
+            runs.append((merged, chunks.split(mt, base, self.chunk_points, wstarts)))
             wins = kernels.unique_windows(kept, levels.LEVEL0)  # the dirty windows
             fresh.append(st.Stats(*kernels.window_stats(mt, mv, wstarts, levels.LEVEL0,
                                                         wins)))
             dirty.append(wins)
             changes.extend(change_spans(kept, wins, levels.LEVEL0, replaced > 0))
-        if not writes:
+        if not runs:
             return version
         plan = levels.plan_update(conn, sid, np.concatenate(dirty), st.concat(fresh),
                                   cache=self._blocks)
-        chunk_rows = [(sid, start, int(p.t[0]), int(p.t[-1]), len(p), chunks.encode(p))
-                      for start, p in writes]
+        chunk_rows = []
+        for p, pieces in runs:
+            blobs = chunks.encode_pieces(p, [(a, b) for _, a, b in pieces])
+            chunk_rows.extend((sid, start, int(p.t[a]), int(p.t[b - 1]), b - a, blob)
+                              for (start, a, b), blob in zip(pieces, blobs, strict=True))
         try:
             with self.db.transaction(durable=sync) as c:
                 c.executemany("INSERT OR REPLACE INTO chunks(stream, start, first, last,"
@@ -234,7 +238,9 @@ class Store:
             raise
         self._commit_of[sid] = self.db.last_commit()
         self._blocks.commit(sid, plan)
-        tail = max(writes, key=lambda w: w[0])
+        p, (start, a, b) = max(((p, piece) for p, pieces in runs for piece in pieces),
+                               key=lambda w: w[1][0])
+        tail = (start, p.slice(a, b))
         with self._locks_lock:
             if tail[0] >= self._tails.get(sid, (tail[0],))[0]:
                 if len(tail[1]) < self.chunk_points * 3 // 4:  # appends will merge into it
@@ -254,8 +260,9 @@ class Store:
                 version: int) -> tuple[list, list, np.ndarray] | None:
         """Chunks and level-30 statistics of a batch (nt, nv) lying wholly after the
         stored points ``old`` of the chunk at ``base`` (or with ``old`` empty: a chunk
-        of its own from ``base``): (chunk writes, statistics, dirty windows), the same as
-        merging and re-cutting would give, or None where that path must decide.
+        of its own from ``base``): (chunk runs as ``_insert_sorted`` keeps them,
+        statistics, dirty windows), the same as merging and re-cutting would give, or
+        None where that path must decide.
 
         Only the points sharing a chunk with ``old`` are copied next to it; the chunks
         after it are views of the batch (an append of 172,800 points used to copy the
@@ -276,23 +283,22 @@ class Store:
             if j < (1 if shared else 0):
                 return None
         k = int(wn[j]) if n_old else 0          # batch points going into the head
-        writes, fresh = [], []
+        runs, fresh = [], []
         wins = nt[wn] >> shift                  # every window the batch touches
         if k:
             ht = np.concatenate((old.t, nt[:k]))
             hv = np.concatenate((old.v, nv[:k]))
             hver = np.concatenate((old.ver, np.full(k, version, np.int64)))
             hs = kernels.window_starts(ht, shift)
-            writes.append((base, chunks.Points(ht, hv, hver)))
+            runs.append((chunks.Points(ht, hv, hver), [(base, 0, len(ht))]))
             fresh.append(st.Stats(*kernels.window_stats(ht, hv, hs, shift, wins[:j])))
         rt, rv = nt[k:], nv[k:]
         rs = wn[j:] - k if k else wn
         rest = chunks.Points(rt, rv, np.full(len(rt), version, np.int64))
         start = base if not n_old else chunks.floor_align(int(rt[0]))
-        for s, a, b in chunks.split(rt, start, target, rs):
-            writes.append((s, rest.slice(a, b)))
+        runs.append((rest, chunks.split(rt, start, target, rs)))
         fresh.append(st.Stats(*kernels.window_stats(rt, rv, rs, shift, wins[j:])))
-        return writes, fresh, wins
+        return runs, fresh, wins
 
     def _load_chunk(self, conn, sid: int, row: chunks.ChunkRow) -> chunks.Points:
         with self._locks_lock:
