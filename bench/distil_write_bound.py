@@ -1,22 +1,34 @@
-"""What distil's writes alone cost: the bound they put on a catch-up's rate.
+"""What a distil catch-up's parts cost alone: the bounds they put on its rate.
 
     .venv/bin/python bench/distil_write_bound.py [--hours 2] [--writers 1 2 4] [--rounds 2]
+        [--distillates power frequency]
 
-``power`` computed from ``--hours`` of one extended uPMU's phasors (the same data and
-cache as ``bench/bench_distil.py``) gives 16 outputs, rounded to float32 as the built-in
-stores them. A fresh embedded server (``qss-btrdb``, own process) then receives only
-those outputs, written through the official client as the engine writes them: chunks
-of 24 minutes, one 172,800-point ``ArrowInsert`` per output and chunk, ``--writers``
-outputs at a time, every output flushed at the end of its chunk. Nothing is read and
-nothing computed meanwhile. Then the 12 inputs are read back through the client in the
-same chunks, as the benchmark's read does.
+For each distillate of the speed goal (issue 21: a catch-up at >= 0.5 of the rate of
+merely reading its inputs), on ``--hours`` of one extended uPMU's phasors (the same data
+and cache as ``bench/bench_distil.py``), each part of a catch-up is measured alone, in
+the engine's chunks of 24 minutes (one 172,800-point RPC per stream and chunk):
 
-Per writer count: the wall time, the server's and this client's CPU (ns per output
-point), and how many of the 2 cores the server used. The last line compares the best
-write time with the read: a catch-up does both, so with the server as it is, its rate
-cannot exceed read / (read + write) of the read even with the engine's own work free,
-and no more than the cores the server reaches allow (docs/distil-design.md, "Session 5
-altogether").
+- **write**: the distillate's outputs, computed beforehand and rounded to float32 as the
+  built-in stores them, written into fresh streams of a fresh embedded server
+  (``qss-btrdb``, own process) through the official client as the engine writes them:
+  ``--writers`` outputs at a time (``power``'s 16; ``frequency`` has one), every output
+  flushed at the end of its chunk. Nothing read, nothing computed meanwhile;
+- **read**: its inputs read back through the client, as the benchmark's read does;
+- **compute**: the engine's own work in this process: each chunk's inputs rebased
+  (``pad_snap``) over the chunk and its margins, ``process`` run, its outputs' points
+  taken as they are written.
+
+Printed: wall time and the CPU of the server and of this client for each part, and how
+many of the cores the server used while writing. The summary line per distillate gives
+three ceilings on catch-up / read, whatever the engine does:
+
+- without overlap: read / (read + write);
+- if reading were free: read / write (a chunk's writes to one output stream go one
+  after another, each followed by its flush: ``frequency``'s whole chain);
+- with every core busy all the time: read wall x cores / (read CPU + write CPU + compute
+  CPU), the CPU of the parts at the writer count the engine uses spread over the cores.
+
+docs/distil-design.md ("Session 5 altogether", "Where the speed goal stops") reads them.
 """
 from __future__ import annotations
 
@@ -41,28 +53,50 @@ S = 1_000_000_000
 CHUNK = 172_800             # 24 minutes at 120 Hz: distil's chunk, one RPC per output
 
 
-def power_outputs(t: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The built-in ``power``'s outputs over the whole span, as it stores them."""
+def _distillate(name: str):
     from distil.builtins import BUILTINS
+    return BUILTINS[name]()
+
+
+def chunks_of(t: np.ndarray) -> list[tuple[int, int]]:
+    """The engine's chunks over the ticks ``t``: [x, y) time ranges of CHUNK ticks."""
+    return [(int(t[a]), int(t[min(a + CHUNK, len(t)) - 1]) + 1)
+            for a in range(0, len(t), CHUNK)]
+
+
+def outputs_of(name: str, t: np.ndarray, values: dict[str, np.ndarray]
+               ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The built-in ``name``'s outputs over the whole span, as it stores them:
+    role -> (times, values)."""
     from distil.distillate import Outputs, Series
-    power = BUILTINS["power"]()
-    out = Outputs(power.outputs, power.output_precision)
-    power.process({n: Series(t, v.astype(np.float64)) for n, v in values.items()}, out)
-    return {role: out.points(role, int(t[0]), int(t[-1]) + 1)[1] for role in power.outputs}
+    d = _distillate(name)
+    out = Outputs(d.outputs, d.output_precision)
+    d.process({n: Series(t, values[n].astype(np.float64)) for n in d.inputs}, out)
+    return {role: out.points(role, int(t[0]), int(t[-1]) + 1) for role in d.outputs}
 
 
-def write_all(db, t: np.ndarray, outputs: dict[str, np.ndarray], writers: int,
+def power_outputs(t: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The built-in ``power``'s output values over the whole span (one per tick)."""
+    return {role: v for role, (_, v) in outputs_of("power", t, values).items()}
+
+
+def write_all(db, spans: list[tuple[int, int]],
+              outputs: dict[str, tuple[np.ndarray, np.ndarray]], writers: int,
               tag: str) -> float:
     """Seconds to write every output into fresh streams, chunk by chunk."""
     from qss.btrdbclient import arrow_insert
     streams = {role: db.create(uuid.uuid4(), f"bound/{tag}",
                                tags={"name": role, "unit": "x"}) for role in outputs}
+
+    def write(role: str, x: int, y: int) -> None:
+        t, v = outputs[role]
+        a, b = np.searchsorted(t, [x, y])
+        arrow_insert(streams[role], t[a:b], v[a:b], "replace", CHUNK)
+
     pool = futures.ThreadPoolExecutor(writers)
     started = time.perf_counter()
-    for a in range(0, len(t), CHUNK):
-        b = a + CHUNK
-        list(pool.map(lambda role: arrow_insert(streams[role], t[a:b], outputs[role][a:b],
-                                                "replace", CHUNK), outputs))
+    for x, y in spans:
+        list(pool.map(lambda role: write(role, x, y), outputs))
         for s in streams.values():
             s.flush()
     seconds = time.perf_counter() - started
@@ -70,14 +104,97 @@ def write_all(db, t: np.ndarray, outputs: dict[str, np.ndarray], writers: int,
     return seconds
 
 
-def read_all(db, uuids: list, t: np.ndarray) -> float:
+def compute_all(name: str, t: np.ndarray, values: dict[str, np.ndarray]) -> int:
+    """The distillate over the span chunk by chunk as the engine computes it (inputs
+    rebased over the chunk and its margins, then process, then each output's points);
+    returns the points it gives, so nothing is optimised away."""
+    from distil.distillate import Outputs, Series
+    d = _distillate(name)
+    m = d.rebaser.margin_ns
+    inputs = {n: values[n].astype(np.float64) for n in d.inputs}
+    made = 0
+    for x, y in chunks_of(t):
+        r0, r1 = x - d.lead_ns - m, y + d.trail_ns + m
+        lo, hi = np.searchsorted(t, [r0, r1])
+        series = {n: Series(*d.rebaser.rebase(t[lo:hi], v[lo:hi], r0, r1))
+                  for n, v in inputs.items()}
+        out = Outputs(d.outputs, d.output_precision)
+        d.process(series, out)
+        made += sum(len(out.points(role, x, y)[0]) for role in d.outputs)
+    return made
+
+
+def read_all(db, uuids: list, spans: list[tuple[int, int]]) -> float:
     """Seconds to read the inputs back in the engine's chunks."""
     started = time.perf_counter()
-    for a in range(0, len(t), CHUNK):
-        lo, hi = int(t[a]), int(t[min(a + CHUNK, len(t)) - 1]) + 1
+    for lo, hi in spans:
         for u in uuids:
             db.stream_from_uuid(u).arrow_values(lo, hi)
     return time.perf_counter() - started
+
+
+def measure(name: str, db, cpu, t: np.ndarray, values: dict[str, np.ndarray],
+            writer_counts: list[int], rounds: int) -> None:
+    """Print one distillate's parts and ceilings."""
+    from distil.engine import Options
+    from qss.btrdbclient import arrow_insert
+    d = _distillate(name)
+    spans = chunks_of(t)
+    outputs = outputs_of(name, t, values)
+    points = sum(len(tv[0]) for tv in outputs.values())
+    print(f"## {name}: {len(d.inputs)} input(s) of {len(t):,} points, {len(outputs)} "
+          f"output(s) = {points:,} points", flush=True)
+    counts = writer_counts if len(outputs) > 1 else [1]
+    best, write_cpu = None, {}
+    for writers in counts:
+        walls, servers, clients = [], [], []
+        for r in range(rounds):
+            s0, c0 = cpu()
+            walls.append(write_all(db, spans, outputs, writers, f"{name}-w{writers}r{r}"))
+            s1, c1 = cpu()
+            servers.append(s1 - s0)
+            clients.append(c1 - c0)
+        wall, srv = statistics.median(walls), statistics.median(servers)
+        best = wall if best is None else min(best, wall)
+        write_cpu[writers] = srv + statistics.median(clients)
+        print(f"write, {writers} at a time: {wall:.3f} s; server "
+              f"{srv / points * 1e9:.0f} ns/point ({srv / wall:.2f} cores), client "
+              f"{statistics.median(clients) / points * 1e9:.0f} ns/point", flush=True)
+    inputs = []
+    for n in d.inputs:
+        s = db.create(uuid.uuid4(), f"bound/{name}-inputs", tags={"name": n, "unit": "x"})
+        arrow_insert(s, t, values[n].astype(np.float64), "replace", 432_000)
+        s.flush()
+        inputs.append(s.uuid)
+    reads = []
+    for _ in range(rounds):
+        s0, c0 = cpu()
+        wall = read_all(db, inputs, spans)
+        s1, c1 = cpu()
+        reads.append((wall, s1 - s0, c1 - c0))
+    read, read_srv, read_cli = (statistics.median(r[i] for r in reads) for i in range(3))
+    print(f"read the {len(inputs)} input(s): {read:.3f} s (server {read_srv:.2f}, client "
+          f"{read_cli:.2f} CPU s)")
+    computes = []
+    for _ in range(rounds):
+        c0 = cpu()[1]
+        compute_all(name, t, values)
+        computes.append(cpu()[1] - c0)
+    compute = statistics.median(computes)
+    print(f"compute (rebase, process, outputs' points) alone: {compute:.2f} CPU s")
+    writers = Options().writers if Options().writers in write_cpu else \
+        min(write_cpu, key=write_cpu.get)
+    total = read_srv + read_cli + write_cpu[writers] + compute
+    cores = os.cpu_count() or 1
+    print(f"CPU of the parts: read {read_srv + read_cli:.2f} + write ({writers} at a time) "
+          f"{write_cpu[writers]:.2f} + compute {compute:.2f} = {total:.2f} s: at least "
+          f"{total / cores:.2f} s on {cores} cores")
+    print(f"SUMMARY {name}: writing the outputs alone takes {best:.3f} s against "
+          f"{read:.3f} s to read the inputs: a catch-up reaches at most "
+          f"{read / (read + best):.2f} of the read without overlap, "
+          f"{min(1.0, read / best):.2f} if reading were free, "
+          f"{min(1.0, read * cores / total):.2f} with every core busy all the time",
+          flush=True)
 
 
 def main() -> None:
@@ -88,23 +205,22 @@ def main() -> None:
                    help="outputs written at a time, one measurement each (default 1 2 4)")
     p.add_argument("--rounds", type=int, default=2,
                    help="rounds per measurement; the median is shown (default 2)")
+    p.add_argument("--distillates", nargs="+", choices=("power", "frequency"),
+                   default=["power", "frequency"], help="which (default both)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
                    / "qss-bench-distil.npz", help="generated data (bench_distil.py's)")
     args = p.parse_args()
 
     import psutil
-    from bench_distil import generate, PHASORS
+    from bench_distil import generate
     from distil.cli import keep_memory
-    from qss.btrdbclient import Btrdb, arrow_insert
+    from qss.btrdbclient import Btrdb
     from tsdb import testing
 
     keep_memory()                                   # qss-distil's allocator settings
     t, values = generate(args.hours, args.cache)
-    outputs = power_outputs(t, values)
-    points = sum(len(v) for v in outputs.values())
-    print(f"# {args.hours:g} h: {len(t):,} ticks; power's {len(outputs)} outputs = "
-          f"{points:,} points; load {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores",
-          flush=True)
+    print(f"# {args.hours:g} h: {len(t):,} ticks; load {os.getloadavg()[0]:.2f}, "
+          f"{os.cpu_count()} cores", flush=True)
     work = Path(tempfile.mkdtemp(prefix="qss-write-bound-"))
     server = testing.start(work / "data")
     btrdb = Btrdb([server.grpc])
@@ -115,37 +231,8 @@ def main() -> None:
         def cpu() -> tuple[float, float]:
             return sum(sp.cpu_times()[:2]), sum(cp.cpu_times()[:2])
 
-        best = None
-        for writers in args.writers:
-            walls, servers, clients = [], [], []
-            for r in range(args.rounds):
-                s0, c0 = cpu()
-                walls.append(write_all(db, t, outputs, writers, f"w{writers}r{r}"))
-                s1, c1 = cpu()
-                servers.append(s1 - s0)
-                clients.append(c1 - c0)
-            wall, srv = statistics.median(walls), statistics.median(servers)
-            best = wall if best is None else min(best, wall)
-            print(f"write, {writers} at a time: {wall:.2f} s; server "
-                  f"{srv / points * 1e9:.0f} ns/point ({srv / wall:.2f} cores), client "
-                  f"{statistics.median(clients) / points * 1e9:.0f} ns/point", flush=True)
-        inputs = []
-        for name in PHASORS:
-            s = db.create(uuid.uuid4(), "bound/inputs", tags={"name": name, "unit": "x"})
-            arrow_insert(s, t, values[name].astype(np.float64), "replace", 432_000)
-            s.flush()
-            inputs.append(s.uuid)
-        reads = []
-        for _ in range(args.rounds):
-            s0, _c0 = cpu()
-            reads.append((read_all(db, inputs, t), cpu()[0] - s0))
-        read, read_srv = statistics.median(w for w, _ in reads), \
-            statistics.median(c for _, c in reads)
-        print(f"read the {len(PHASORS)} inputs: {read:.2f} s (server {read_srv:.2f} CPU s)")
-        print(f"SUMMARY: writing power's outputs alone takes {best:.2f} s against "
-              f"{read:.2f} s to read its inputs: a catch-up reaches at most "
-              f"{read / (read + best):.2f} of the read without overlap, "
-              f"{min(1.0, read / best):.2f} if reading were free")
+        for name in args.distillates:
+            measure(name, db, cpu, t, values, args.writers, args.rounds)
     finally:
         btrdb.close()
         server.stop()
