@@ -26,7 +26,10 @@ three ceilings on catch-up / read, whatever the engine does:
 - if reading were free: read / write (a chunk's writes to one output stream go one
   after another, each followed by its flush: ``frequency``'s whole chain);
 - with every core busy all the time: read wall x cores / (read CPU + write CPU + compute
-  CPU), the CPU of the parts at the writer count the engine uses spread over the cores.
+  CPU), the CPU of the parts at the writer count the engine uses spread over the cores;
+- with the server as parallel as it ever got while writing several outputs at once
+  (``power``): read wall x those cores / (the server's CPU for the read and the write),
+  the engine's own work free.
 
 docs/distil-design.md ("Session 5 altogether", "Where the speed goal stops") reads them.
 """
@@ -145,7 +148,7 @@ def measure(name: str, db, cpu, t: np.ndarray, values: dict[str, np.ndarray],
     print(f"## {name}: {len(d.inputs)} input(s) of {len(t):,} points, {len(outputs)} "
           f"output(s) = {points:,} points", flush=True)
     counts = writer_counts if len(outputs) > 1 else [1]
-    best, write_cpu = None, {}
+    best, write_cpu, write_srv, server_cores = None, {}, {}, 0.0
     for writers in counts:
         walls, servers, clients = [], [], []
         for r in range(rounds):
@@ -157,6 +160,8 @@ def measure(name: str, db, cpu, t: np.ndarray, values: dict[str, np.ndarray],
         wall, srv = statistics.median(walls), statistics.median(servers)
         best = wall if best is None else min(best, wall)
         write_cpu[writers] = srv + statistics.median(clients)
+        write_srv[writers] = srv
+        server_cores = max(server_cores, srv / wall)
         print(f"write, {writers} at a time: {wall:.3f} s; server "
               f"{srv / points * 1e9:.0f} ns/point ({srv / wall:.2f} cores), client "
               f"{statistics.median(clients) / points * 1e9:.0f} ns/point", flush=True)
@@ -189,12 +194,16 @@ def measure(name: str, db, cpu, t: np.ndarray, values: dict[str, np.ndarray],
     print(f"CPU of the parts: read {read_srv + read_cli:.2f} + write ({writers} at a time) "
           f"{write_cpu[writers]:.2f} + compute {compute:.2f} = {total:.2f} s: at least "
           f"{total / cores:.2f} s on {cores} cores")
+    # The server's cores are known only where several writes ran at once.
+    on_server = "" if len(counts) < 2 else (
+        f", {min(1.0, read * server_cores / (read_srv + write_srv[writers])):.2f} with "
+        f"the server on {server_cores:.2f} cores")
     print(f"SUMMARY {name}: writing the outputs alone takes {best:.3f} s against "
           f"{read:.3f} s to read the inputs: a catch-up reaches at most "
           f"{read / (read + best):.2f} of the read without overlap, "
           f"{min(1.0, read / best):.2f} if reading were free, "
-          f"{min(1.0, read * cores / total):.2f} with every core busy all the time",
-          flush=True)
+          f"{min(1.0, read * cores / total):.2f} with every core busy all the time"
+          f"{on_server}", flush=True)
 
 
 def main() -> None:
