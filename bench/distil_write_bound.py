@@ -78,11 +78,6 @@ def outputs_of(name: str, t: np.ndarray, values: dict[str, np.ndarray]
     return {role: out.points(role, int(t[0]), int(t[-1]) + 1) for role in d.outputs}
 
 
-def power_outputs(t: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The built-in ``power``'s output values over the whole span (one per tick)."""
-    return {role: v for role, (_, v) in outputs_of("power", t, values).items()}
-
-
 def write_all(db, spans: list[tuple[int, int]],
               outputs: dict[str, tuple[np.ndarray, np.ndarray]], writers: int,
               tag: str) -> float:
