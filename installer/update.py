@@ -258,7 +258,16 @@ def _undo_update(env: Environment, tools: DataTools, old: str, new: str,
             restart_services(env, tools)
         except DeployError as exc:
             env.warn(f"{old} restored, but {exc}")
-    shutil.rmtree(versions.version_dir(env, new), ignore_errors=True)
+    _remove_version(env, new)
+
+
+def _remove_version(env: Environment, version: str) -> None:
+    """Remove a version's folder that nothing runs from any more; warn if some of it
+    stays (the next update of that version replaces it anyway)."""
+    folder = versions.version_dir(env, version)
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.exists():
+        env.warn(f"could not remove all of {folder}: remove it with sudo rm -r {folder}")
 
 
 def rollback(env: Environment, tools: DataTools, assume_yes: bool) -> bool:
@@ -280,8 +289,11 @@ def rollback(env: Environment, tools: DataTools, assume_yes: bool) -> bool:
                 env, versions.console_scripts(versions.version_dir(env, prev)), _stamp(env)):
             env.say(line)
         env.say(f"switched /{versions.HOME}/current to {prev}")
-        shutil.rmtree(versions.version_dir(env, cur), ignore_errors=True)
+        # Removed only once the services run from the previous version: removing it first
+        # pulled files from under the running ones (and whatever they wrote meanwhile, a
+        # compiled kernel's cache say, kept the folder).
         restart_services(env, tools)
+        _remove_version(env, cur)
     env.say(f"Rolled back the MicroPMU Quickstart Server from {cur} to {prev}. "
             f"To update again: sudo qss-get -u PATH")
     return True
