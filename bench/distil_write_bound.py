@@ -1,7 +1,7 @@
 """What a distil catch-up's parts cost alone: the bounds they put on its rate.
 
     .venv/bin/python bench/distil_write_bound.py [--hours 2] [--writers 1 2 4] [--rounds 2]
-        [--distillates power frequency]
+        [--distillates power frequency] [--servers 1]
 
 For each distillate of the speed goal (issue 21: a catch-up at >= 0.5 of the rate of
 merely reading its inputs), on ``--hours`` of one extended uPMU's phasors (the same data
@@ -19,7 +19,9 @@ the engine's chunks of 24 minutes (one 172,800-point RPC per stream and chunk):
   taken as they are written.
 
 Printed: wall time and the CPU of the server and of this client for each part, and how
-many of the cores the server used while writing. The summary line per distillate gives
+many of the cores the server used while writing. ``--servers 2`` spreads the outputs
+over two embedded servers, each its own process (the inputs stay on the first), as a
+server on several processes would: what one process's GIL costs the writes. The summary line per distillate gives
 three ceilings on catch-up / read, whatever the engine does:
 
 - without overlap: read / (read + write);
@@ -78,13 +80,15 @@ def outputs_of(name: str, t: np.ndarray, values: dict[str, np.ndarray]
     return {role: out.points(role, int(t[0]), int(t[-1]) + 1) for role in d.outputs}
 
 
-def write_all(db, spans: list[tuple[int, int]],
+def write_all(dbs: list, spans: list[tuple[int, int]],
               outputs: dict[str, tuple[np.ndarray, np.ndarray]], writers: int,
               tag: str) -> float:
-    """Seconds to write every output into fresh streams, chunk by chunk."""
+    """Seconds to write every output into fresh streams, chunk by chunk; the outputs
+    are spread over the servers of ``dbs`` in turn."""
     from qss.btrdbclient import arrow_insert
-    streams = {role: db.create(uuid.uuid4(), f"bound/{tag}",
-                               tags={"name": role, "unit": "x"}) for role in outputs}
+    streams = {role: dbs[i % len(dbs)].create(uuid.uuid4(), f"bound/{tag}",
+                                              tags={"name": role, "unit": "x"})
+               for i, role in enumerate(outputs)}
 
     def write(role: str, x: int, y: int) -> None:
         t, v = outputs[role]
@@ -131,9 +135,11 @@ def read_all(db, uuids: list, spans: list[tuple[int, int]]) -> float:
     return time.perf_counter() - started
 
 
-def measure(name: str, db, cpu, t: np.ndarray, values: dict[str, np.ndarray],
+def measure(name: str, dbs: list, cpu, t: np.ndarray, values: dict[str, np.ndarray],
             writer_counts: list[int], rounds: int) -> None:
-    """Print one distillate's parts and ceilings."""
+    """Print one distillate's parts and ceilings (``cpu()``: the servers' CPU seconds
+    and this process's; the inputs are read from the first server)."""
+    db = dbs[0]
     from distil.engine import Options
     from qss.btrdbclient import arrow_insert
     d = _distillate(name)
@@ -148,7 +154,7 @@ def measure(name: str, db, cpu, t: np.ndarray, values: dict[str, np.ndarray],
         walls, servers, clients = [], [], []
         for r in range(rounds):
             s0, c0 = cpu()
-            walls.append(write_all(db, spans, outputs, writers, f"{name}-w{writers}r{r}"))
+            walls.append(write_all(dbs, spans, outputs, writers, f"{name}-w{writers}r{r}"))
             s1, c1 = cpu()
             servers.append(s1 - s0)
             clients.append(c1 - c0)
@@ -211,6 +217,9 @@ def main() -> None:
                    help="rounds per measurement; the median is shown (default 2)")
     p.add_argument("--distillates", nargs="+", choices=("power", "frequency"),
                    default=["power", "frequency"], help="which (default both)")
+    p.add_argument("--servers", type=int, default=1,
+                   help="embedded servers (processes) the outputs are spread over, as "
+                        "a server on several processes would (default 1)")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir())
                    / "qss-bench-distil.npz", help="generated data (bench_distil.py's)")
     args = p.parse_args()
@@ -226,20 +235,24 @@ def main() -> None:
     print(f"# {args.hours:g} h: {len(t):,} ticks; load {os.getloadavg()[0]:.2f}, "
           f"{os.cpu_count()} cores", flush=True)
     work = Path(tempfile.mkdtemp(prefix="qss-write-bound-"))
-    server = testing.start(work / "data")
-    btrdb = Btrdb([server.grpc])
+    servers, clients = [], []
     try:
-        db = btrdb.get()
-        sp, cp = psutil.Process(server.proc.pid), psutil.Process()
+        for i in range(max(1, args.servers)):
+            servers.append(testing.start(work / f"data{i}"))
+            clients.append(Btrdb([servers[-1].grpc]))
+        dbs = [c.get() for c in clients]
+        sps, cp = [psutil.Process(s.proc.pid) for s in servers], psutil.Process()
 
         def cpu() -> tuple[float, float]:
-            return sum(sp.cpu_times()[:2]), sum(cp.cpu_times()[:2])
+            return (sum(sum(sp.cpu_times()[:2]) for sp in sps), sum(cp.cpu_times()[:2]))
 
         for name in args.distillates:
-            measure(name, db, cpu, t, values, args.writers, args.rounds)
+            measure(name, dbs, cpu, t, values, args.writers, args.rounds)
     finally:
-        btrdb.close()
-        server.stop()
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
