@@ -100,28 +100,33 @@ def _reference_body2(columns, kinds):
     return bytes(used), bytes(widths), b"".join(parts)
 
 
-@settings(max_examples=60, deadline=None)
-@given(int64s, float64s, hnp.arrays(np.float32, hs.integers(0, 300),
-                                    elements=hs.floats(width=32, allow_nan=True)))
-def test_encoding_is_the_reference_c2_layout(ints, floats, f32):
+def _four_columns(ints, floats, f32):
     n = min(len(ints), len(floats), len(f32))
-    cols = [ints[:n], ints[:n], floats[:n], f32[:n].astype(np.float64)]
-    kinds = [codec.TIME, codec.INT, codec.F64, codec.F64]
-    blob = codec.encode(cols, kinds)
+    return [ints[:n], ints[:n], floats[:n], f32[:n].astype(np.float64)]
+
+
+#: A time, an int, a float64 and a float32-exact column of one length (any bits).
+four_columns = hs.builds(_four_columns, int64s, float64s,
+                         hnp.arrays(np.float32, hs.integers(0, 300),
+                                    elements=hs.floats(width=32, allow_nan=True)))
+FOUR_KINDS = [codec.TIME, codec.INT, codec.F64, codec.F64]
+
+
+@settings(max_examples=60, deadline=None)
+@given(four_columns)
+def test_encoding_is_the_reference_c2_layout(cols):
+    blob = codec.encode(cols, FOUR_KINDS)
     head = codec._HEAD.size
-    assert blob[:head] == codec._HEAD.pack(b"C2", n, 4)
-    used, widths, body = _reference_body2(cols, kinds)
+    assert blob[:head] == codec._HEAD.pack(b"C2", len(cols[0]), 4)
+    used, widths, body = _reference_body2(cols, FOUR_KINDS)
     assert blob[head:head + 4] == used and blob[head + 4:head + 8] == widths
     assert codec.decompress(blob[head + 8:]) == body
 
 
 @settings(max_examples=60, deadline=None)
-@given(int64s, float64s, hnp.arrays(np.float32, hs.integers(0, 300),
-                                    elements=hs.floats(width=32, allow_nan=True)))
-def test_c1_blobs_still_decode(ints, floats, f32):
-    n = min(len(ints), len(floats), len(f32))
-    cols = [ints[:n], ints[:n], floats[:n], f32[:n].astype(np.float64)]
-    back = codec.decode(_reference_encode(cols, [codec.TIME, codec.INT, codec.F64, codec.F64]))
+@given(four_columns)
+def test_c1_blobs_still_decode(cols):
+    back = codec.decode(_reference_encode(cols, FOUR_KINDS))
     for a, b in zip(cols, back):
         assert np.array_equal(a.view(np.int64), b.view(np.int64))
 
