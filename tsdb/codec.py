@@ -159,18 +159,15 @@ def encode_chunks(t: np.ndarray, v: np.ndarray, ver: np.ndarray,
     info = np.zeros((nchunks, 8), np.uint64)
     kernels.pack_chunks(t, v, ver, b, buf, info)
     out: list[bytes | None] = [None] * nchunks
-    groups: dict[int, list[int]] = {}
-    compressors = {}
+    groups: dict[zstandard.ZstdCompressor, list[int]] = {}  # chunks by their settings
     for c in range(nchunks):
         if info[c, 1] == F64 or info[c, 1] == F32:
-            comp = _frame_compressor(int(b[c + 1] - b[c]))
-            compressors[id(comp)] = comp
-            groups.setdefault(id(comp), []).append(c)
-    for key, members in groups.items():
+            groups.setdefault(_frame_compressor(int(b[c + 1] - b[c])), []).append(c)
+    for compressor, members in groups.items():
         seg = np.empty((len(members), 2), np.uint64)
         seg[:, 0] = info[members, 6]
         seg[:, 1] = info[members, 7] - info[members, 6]
-        frames = compressors[key].multi_compress_to_buffer(
+        frames = compressor.multi_compress_to_buffer(
             zstandard.BufferWithSegments(buf, seg.tobytes()), threads=0)
         for i, c in enumerate(members):
             n = int(b[c + 1] - b[c])
